@@ -1,0 +1,427 @@
+//! Types that several kinds share: status conventions, run records, storage formats, references.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition type: the object can be used as specified (kstatus, Flux and Argo CD read it).
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type: the operator is acting on the object (a run in progress, a change applied).
+pub const CONDITION_RECONCILING: &str = "Reconciling";
+/// Condition type: the object cannot work as specified; the message says what to fix.
+pub const CONDITION_STALLED: &str = "Stalled";
+
+/// A Glue database or table name: lowercase letters, digits and underscores, as Athena, Trino and
+/// Spark accept them without quoting.
+pub const CATALOG_NAME_PATTERN: &str = "^[a-z_][a-z0-9_]{0,254}$";
+
+/// A name that is also a SQL identifier (sources, sinks, columns of the script's relations).
+pub const SQL_IDENTIFIER_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";
+
+/// A column name as Glue stores it: anything printable but a backtick or a comma, which would break
+/// the `struct<...>` type strings and generated DDL.
+pub const COLUMN_NAME_PATTERN: &str = "^[^`,:<>\\s][^`,:<>]{0,254}$";
+
+/// A Glue/Hive column type string. The schema checks the outer form; nested `array<…>`, `map<…>`
+/// and `struct<…>` bodies are parsed fully by the operator and the runner (CEL cannot recurse),
+/// which report a bad nested type as a condition naming the column.
+pub const GLUE_TYPE_PATTERN: &str = "^(boolean|tinyint|smallint|int|integer|bigint|float|double|string|binary|date|timestamp|decimal(\\([1-9][0-9]?(,[0-9][0-9]?)?\\))?|char\\([1-9][0-9]{0,2}\\)|varchar\\([1-9][0-9]{0,4}\\)|(array|map|struct)<.+>)$";
+
+/// An object-store URL: `s3://bucket/prefix`, `s3a://…` (read as `s3://`), or `file:///absolute/path`.
+pub const STORAGE_URL_PATTERN: &str = "^(s3a?://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$";
+
+/// A Kubernetes object name (DNS subdomain), used for references to other kglue objects.
+pub const OBJECT_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$";
+
+pub(crate) fn default_true() -> bool {
+    true
+}
+
+/// The default of every `runHistoryLimit`.
+pub(crate) fn default_history_limit() -> i32 {
+    10
+}
+
+/// `status.observedGeneration` and `status.conditions`, the part of status every kind shares.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedStatus {
+    /// The `metadata.generation` the operator last reconciled. While it is lower than
+    /// `metadata.generation`, the conditions describe an older spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The object's current state, one entry per type: `Ready` (usable as specified), `Reconciling`
+    /// (the operator is acting on it) and `Stalled` (it cannot work as specified; the message says
+    /// what to fix). Reasons are CamelCase words.
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl ObservedStatus {
+    /// The condition of the given type, if the operator has set it.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether the `Ready` condition is `True`.
+    pub fn is_ready(&self) -> bool {
+        self.condition(CONDITION_READY).is_some_and(|c| c.status == "True")
+    }
+}
+
+/// The state of a job run, a crawl or a workflow node, following Glue's run states in Kubernetes
+/// casing. `Waiting`: accepted but held back (max concurrent runs reached). `Starting`: the
+/// Kubernetes Job is created, its pod not yet running. `Running`, then one of the final states:
+/// `Succeeded`, `Failed` (the run reported an error), `Timeout` (it ran past `timeoutMinutes`),
+/// `Stopped` (stopped on request; `Stopping` until its pod is gone), `Error` (kglue itself could
+/// not run it, e.g. the Kubernetes Job could not be created).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RunState {
+    /// Accepted, held back by max concurrent runs.
+    Waiting,
+    /// The Kubernetes Job exists; its pod is not running yet.
+    Starting,
+    /// The runner is working.
+    Running,
+    /// A stop was requested; the pod is being removed.
+    Stopping,
+    /// Stopped on request.
+    Stopped,
+    /// Finished, outputs committed.
+    Succeeded,
+    /// The run reported an error.
+    Failed,
+    /// Ran past its timeout.
+    Timeout,
+    /// kglue could not run it.
+    Error,
+}
+
+impl RunState {
+    /// Whether the run has ended and its state will not change again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunState::Stopped | RunState::Succeeded | RunState::Failed | RunState::Timeout | RunState::Error
+        )
+    }
+}
+
+/// What asked for a run. `Manual` (the CLI or an annotation written by hand), `Trigger`, `Workflow`
+/// or `Schedule` (the object's own schedule).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartedByKind {
+    /// The CLI or a hand-written start annotation.
+    Manual,
+    /// A Trigger.
+    Trigger,
+    /// A Workflow run.
+    Workflow,
+    /// The object's own schedule.
+    Schedule,
+}
+
+/// Who or what started a run.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedBy {
+    /// The kind of starter.
+    pub kind: StartedByKind,
+    /// The starter's name: the Trigger or Workflow name (with the workflow run id after a `/`), or
+    /// the user recorded in the start request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One run of a Job or a Crawler, as kept in the run history (`status.runs`, newest first).
+/// `M` is the kind's metrics: figures the runner reported for the attempt.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord<M> {
+    /// The run id, unique within the object; the Kubernetes Job of each attempt is named after it.
+    pub id: String,
+    /// The attempt number, 0 for the first; each retry after a failure adds one.
+    #[serde(default)]
+    pub attempt: i32,
+    /// The start request this run answers (the suffix of its `run.kglue.dev/…` annotation), so that
+    /// one request never starts two runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// What started the run.
+    pub started_by: StartedBy,
+    /// The run's arguments as given by the start request (before the job's defaults and
+    /// non-overridable arguments are merged in).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arguments: BTreeMap<String, String>,
+    /// The run's state.
+    pub state: RunState,
+    /// When the run was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the run reached a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// Wall time from start to completion, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// The name of the Kubernetes `batch/v1` Job of the current attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_job: Option<String>,
+    /// What happened, in words: the error of a failed run, the reason of a stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Figures the runner reported for the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<M>,
+}
+
+/// The size of the pod a run gets. The defaults (overridable in the operator's configuration) are
+/// Small: 1 CPU / 2 GiB, Medium: 2 CPU / 8 GiB, Large: 4 CPU / 16 GiB (Glue's G.1X), XLarge: 8 CPU /
+/// 32 GiB (G.2X). The runner derives its memory limit, spill space and parallelism from it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WorkerSize {
+    /// 1 CPU, 2 GiB by default.
+    #[default]
+    Small,
+    /// 2 CPU, 8 GiB by default.
+    Medium,
+    /// 4 CPU, 16 GiB by default.
+    Large,
+    /// 8 CPU, 32 GiB by default.
+    XLarge,
+}
+
+/// A file format. `Json` is JSON lines, or JSON documents whose records sit at `json.jsonPath`;
+/// `Grok` is text lines parsed by `grok.pattern`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataFormat {
+    /// Apache Parquet.
+    Parquet,
+    /// Delimited text.
+    Csv,
+    /// JSON lines or JSON documents.
+    Json,
+    /// Apache Avro container files.
+    Avro,
+    /// Apache ORC.
+    Orc,
+    /// Text lines parsed by a grok pattern.
+    Grok,
+}
+
+/// Compression. For text formats (Csv, Json, Grok) the whole file is compressed: None, Gzip, Bzip2,
+/// Xz or Zstd. For Parquet it is the column codec: None, Snappy, Gzip, Zstd or Lz4.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// bzip2.
+    Bzip2,
+    /// xz.
+    Xz,
+    /// Zstandard.
+    Zstd,
+    /// Snappy (Parquet only).
+    Snappy,
+    /// LZ4 (Parquet only).
+    Lz4,
+}
+
+/// Options of delimited text.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CsvOptions {
+    /// The field delimiter, one character (`,` `\t` `|` `;` …). Default `,`.
+    #[schemars(length(min = 1, max = 1))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// The quote character. Default `"`.
+    #[schemars(length(min = 1, max = 1))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// The escape character inside quoted fields; unset means a doubled quote escapes a quote.
+    #[schemars(length(min = 1, max = 1))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escape: Option<String>,
+    /// Whether the first line of every file is a header. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    /// The text that stands for NULL (e.g. `\N` or an empty string). Unset: only empty fields of
+    /// non-string columns are NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_value: Option<String>,
+}
+
+/// Options of JSON data.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonOptions {
+    /// Where the records are inside each document, as a JSONPath (`$[*]` for a top-level array,
+    /// `$.records[*]` for a field). Unset: every line is one record (JSON lines).
+    #[schemars(length(min = 1, max = 1024))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_path: Option<String>,
+}
+
+/// Options of text lines parsed by a grok pattern.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GrokOptions {
+    /// The grok pattern; every named capture becomes a column, e.g.
+    /// `%{IP:client} %{WORD:method} %{NUMBER:status:int}`.
+    #[schemars(length(min = 1, max = 4096))]
+    pub pattern: String,
+    /// Extra named patterns the pattern may use, name → regular expression.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_patterns: BTreeMap<String, String>,
+}
+
+/// How files are encoded: the format, its compression and format options. The options block must
+/// match the format.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.csv) || self.format == 'Csv'").message("csv options are only allowed when format is Csv").field_path(".csv"),
+    validation = Rule::new("!has(self.json) || self.format == 'Json'").message("json options are only allowed when format is Json").field_path(".json"),
+    validation = Rule::new("has(self.grok) == (self.format == 'Grok')").message("grok options are required when format is Grok, and only allowed then").field_path(".grok"),
+    validation = Rule::new("!has(self.compression) || !(self.format in ['Csv', 'Json', 'Grok']) || self.compression in ['None', 'Gzip', 'Bzip2', 'Xz', 'Zstd']").message("compression of Csv, Json and Grok files must be one of None, Gzip, Bzip2, Xz, Zstd").field_path(".compression"),
+    validation = Rule::new("!has(self.compression) || self.format != 'Parquet' || self.compression in ['None', 'Snappy', 'Gzip', 'Zstd', 'Lz4']").message("compression of Parquet must be one of None, Snappy, Gzip, Zstd, Lz4").field_path(".compression"),
+    validation = Rule::new("!has(self.compression) || !(self.format in ['Avro', 'Orc'])").message("compression cannot be set for Avro and Orc: their files carry their own codec").field_path(".compression"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FormatSpec {
+    /// The file format: Parquet, Csv, Json, Avro, Orc or Grok.
+    pub format: DataFormat,
+    /// The compression (see `Compression`); unset means none for text, Snappy for Parquet output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+    /// Delimited-text options (format Csv only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<CsvOptions>,
+    /// JSON options (format Json only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<JsonOptions>,
+    /// Grok options (required with format Grok).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grok: Option<GrokOptions>,
+}
+
+/// Where data lives and how it is encoded.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// The object-store URL of the data: `s3://bucket/prefix/` or `file:///path/`. For a table, the
+    /// root under which its files and partition folders live.
+    #[schemars(pattern(STORAGE_URL_PATTERN), length(max = 2048))]
+    pub location: String,
+    /// The file format, compression and format options.
+    #[serde(flatten)]
+    pub format: FormatSpec,
+    /// The Connection (in the same namespace) that says how to reach an `s3://` location: endpoint,
+    /// region, addressing style, credentials. Unset: the standard AWS environment variables of the
+    /// runner. Checked by the operator (`Stalled`, reason `ConnectionNotFound`).
+    #[schemars(pattern(OBJECT_NAME_PATTERN))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+}
+
+/// A column: a name, a Glue/Hive type string and an optional comment.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Column {
+    /// The column name.
+    #[schemars(pattern(COLUMN_NAME_PATTERN), length(min = 1, max = 255))]
+    pub name: String,
+    /// The Glue/Hive type: boolean, tinyint, smallint, int, bigint, float, double, decimal(p,s),
+    /// string, char(n), varchar(n), binary, date, timestamp, array<T>, map<K,V>,
+    /// struct<name:T,…>.
+    #[serde(rename = "type")]
+    #[schemars(pattern(GLUE_TYPE_PATTERN))]
+    pub type_: String,
+    /// A description of the column.
+    #[schemars(length(max = 1024))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A reference to a catalog table by its Glue names.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct TableRef {
+    /// The Glue database name (a Database's `spec.databaseName`).
+    #[schemars(pattern(CATALOG_NAME_PATTERN))]
+    pub database: String,
+    /// The Glue table name (a Table's `spec.tableName`).
+    #[schemars(pattern(CATALOG_NAME_PATTERN))]
+    pub table: String,
+}
+
+/// The operator's own schedule of an object: a cron expression and a time zone.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    /// A 5-field cron expression (`0 3 * * *`) or Glue's 6-field form (`cron(0 3 * * ? *)`).
+    /// Checked by the operator, which sets `Stalled` with reason `InvalidSchedule` when it does not
+    /// parse.
+    #[schemars(length(min = 1, max = 256))]
+    pub cron: String,
+    /// The IANA time zone the expression is read in. Default `UTC`.
+    #[schemars(length(min = 1, max = 64))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_states_are_the_ones_that_do_not_change() {
+        let all = [
+            RunState::Waiting,
+            RunState::Starting,
+            RunState::Running,
+            RunState::Stopping,
+            RunState::Stopped,
+            RunState::Succeeded,
+            RunState::Failed,
+            RunState::Timeout,
+            RunState::Error,
+        ];
+        let final_states: Vec<_> = all.into_iter().filter(|s| s.is_final()).collect();
+        assert_eq!(
+            final_states,
+            [
+                RunState::Stopped,
+                RunState::Succeeded,
+                RunState::Failed,
+                RunState::Timeout,
+                RunState::Error
+            ]
+        );
+    }
+
+    #[test]
+    fn ready_reads_the_ready_condition_only() {
+        let condition = |type_: &str, status: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "Test".into(),
+            message: String::new(),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        };
+        let mut status = ObservedStatus::default();
+        assert!(!status.is_ready());
+        status.conditions.push(condition(CONDITION_STALLED, "True"));
+        assert!(!status.is_ready());
+        status.conditions.push(condition(CONDITION_READY, "True"));
+        assert!(status.is_ready());
+    }
+}

@@ -1,0 +1,272 @@
+//! `Job`: an ETL job — SQL over named sources, written to named sinks — and its runs and bookmark.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{
+    ObservedStatus, RunRecord, SQL_IDENTIFIER_PATTERN, StorageSpec, TableRef, WorkerSize, default_history_limit,
+};
+
+/// An ETL job.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kglue.dev",
+    version = "v1alpha1",
+    kind = "Job",
+    namespaced,
+    status = "JobStatus",
+    shortname = "kgjob",
+    category = "kglue",
+    doc = "An ETL job (Glue job): named sources registered as tables, a SQL script, and named sinks its results are written to. Each run is a Kubernetes Job running the kglue runner; runs, metrics and the job bookmark are recorded in status. `kubectl get job` means batch/v1 Jobs: use `kubectl get kgjob` or `jobs.kglue.dev`.",
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Last Run", "type": "string", "jsonPath": ".status.runs[0].state"}"#,
+    printcolumn = r#"{"name": "Started", "type": "date", "jsonPath": ".status.runs[0].startedAt"}"#,
+    printcolumn = r#"{"name": "Duration", "type": "number", "jsonPath": ".status.runs[0].durationSeconds"}"#,
+    printcolumn = r#"{"name": "Bookmark", "type": "string", "jsonPath": ".spec.bookmark.option"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSpec {
+    /// What the job does.
+    #[schemars(length(max = 2048))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The inputs. Each is registered in the SQL session as a table named after the source.
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(min = 1, max = 64))]
+    pub sources: Vec<JobSource>,
+    /// The script: one or more SQL statements separated by `;`. Sources are tables named after
+    /// them; `CREATE VIEW` statements define the relations sinks read; `$name` placeholders are
+    /// bound to the run's arguments as parameters (never spliced into the text).
+    #[schemars(length(min = 1, max = 262144))]
+    pub sql: String,
+    /// The outputs, each written from one relation of the script.
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(min = 1, max = 32))]
+    pub sinks: Vec<JobSink>,
+    /// Arguments every run gets unless the start request overrides them.
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))").message("argument names must be SQL identifiers (letters, digits, underscores), because the script refers to them as $name"))]
+    #[schemars(extend("maxProperties" = 64))]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub default_arguments: BTreeMap<String, String>,
+    /// Arguments a start request cannot override (Glue's non-overridable arguments).
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))").message("argument names must be SQL identifiers (letters, digits, underscores), because the script refers to them as $name"))]
+    #[schemars(extend("maxProperties" = 64))]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub non_overridable_arguments: BTreeMap<String, String>,
+    /// The size of each run's pod.
+    #[serde(default)]
+    pub worker_size: WorkerSize,
+    /// Stop a run that takes longer than this many minutes (state Timeout). Default 2880 (48 h), as
+    /// in Glue.
+    #[schemars(range(min = 1, max = 10080))]
+    #[serde(default = "default_job_timeout")]
+    pub timeout_minutes: i32,
+    /// How many times a failed run is retried, with backoff, before it is recorded as Failed.
+    #[schemars(range(min = 0, max = 10))]
+    #[serde(default)]
+    pub max_retries: i32,
+    /// How many runs may be active at once; further start requests wait (state Waiting).
+    #[schemars(range(min = 1, max = 100))]
+    #[serde(default = "default_max_concurrent_runs")]
+    pub max_concurrent_runs: i32,
+    /// Whether runs remember what they processed.
+    #[serde(default)]
+    pub bookmark: BookmarkSpec,
+    /// How many runs `status.runs` keeps, newest first.
+    #[schemars(range(min = 1, max = 100))]
+    #[serde(default = "default_history_limit")]
+    pub run_history_limit: i32,
+}
+
+fn default_job_timeout() -> i32 {
+    2880
+}
+
+fn default_max_concurrent_runs() -> i32 {
+    1
+}
+
+/// An input of a job: a catalog table, or files at a location.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.table) != has(self.storage)").message("a source needs exactly one of table or storage"))]
+#[serde(rename_all = "camelCase")]
+pub struct JobSource {
+    /// The name the script uses for the source, and the key of its bookmark. Renaming a source
+    /// starts its bookmark afresh.
+    #[schemars(pattern(SQL_IDENTIFIER_PATTERN))]
+    pub name: String,
+    /// Read a catalog table: its location, format, columns and partitions come from the Table.
+    /// Checked by the operator (`Stalled`, reason `TableNotFound`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableRef>,
+    /// Read files at a location in a given format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+}
+
+/// How a sink treats data already at its location.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Add new files beside the existing ones.
+    #[default]
+    Append,
+    /// Replace everything at the location once the run succeeds.
+    Overwrite,
+    /// Replace only the partitions the run writes (needs `partitionBy`).
+    OverwritePartitions,
+}
+
+/// An output of a job.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.storage) || has(self.table)").message("a sink needs storage, a table, or both"),
+    validation = Rule::new("!has(self.storage) || self.storage.format in ['Parquet', 'Csv', 'Json']").message("a sink writes Parquet, Csv or Json").field_path(".storage.format"),
+    validation = Rule::new("self.writeMode != 'OverwritePartitions' || (has(self.partitionBy) && size(self.partitionBy) > 0)").message("writeMode OverwritePartitions needs partitionBy").field_path(".writeMode"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSink {
+    /// The sink's name; also the relation it reads unless `from` is set.
+    #[schemars(pattern(SQL_IDENTIFIER_PATTERN))]
+    pub name: String,
+    /// The relation of the script (a view or table name) whose rows the sink writes. Default: the
+    /// sink's name.
+    #[schemars(pattern(SQL_IDENTIFIER_PATTERN))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Where and how to write. Unset: the location and format of `table`, which must exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+    /// Columns whose values become Hive-style folders (`dt=2024-01-01/`), outermost first.
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 16), inner(pattern(SQL_IDENTIFIER_PATTERN)))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
+    /// The size, in MiB, at which an output file is closed and the next one started. Default 128.
+    #[schemars(range(min = 1, max = 10240))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_file_size_mb: Option<i32>,
+    /// Append (default), Overwrite, or OverwritePartitions.
+    #[serde(default)]
+    pub write_mode: WriteMode,
+    /// The catalog table to create or update with the output's schema and partitions. If it
+    /// exists with `schemaLocked`, output that does not fit fails the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableRef>,
+}
+
+/// Glue's job bookmark option.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BookmarkOption {
+    /// Read only what earlier runs did not process, and advance the bookmark when the run commits.
+    Enable,
+    /// Read everything every run (the default, as in Glue).
+    #[default]
+    Disable,
+    /// Read from the bookmark but do not advance it.
+    Pause,
+}
+
+/// Job bookmark settings.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BookmarkSpec {
+    /// Enable, Disable (default) or Pause.
+    #[serde(default)]
+    pub option: BookmarkOption,
+    /// Objects modified less than this many seconds before a run's listing are re-checked by the
+    /// next run, so that late-arriving and same-second objects are neither skipped nor read twice.
+    /// Default 60.
+    #[schemars(range(min = 0, max = 86400))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_band_seconds: Option<i32>,
+}
+
+/// Figures of one job run.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRunMetrics {
+    /// Per source (by name): rows, bytes and objects read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, SourceMetrics>,
+    /// Per sink (by name): rows, files and bytes written, partitions added.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sinks: BTreeMap<String, SinkMetrics>,
+    /// Seconds spent per phase: `plan`, `execute`, `write`, `catalog`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub phase_seconds: BTreeMap<String, f64>,
+}
+
+/// What a run read from one source.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceMetrics {
+    /// Rows read.
+    pub rows: i64,
+    /// Bytes read.
+    pub bytes: i64,
+    /// Objects read.
+    pub objects: i64,
+}
+
+/// What a run wrote to one sink.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkMetrics {
+    /// Rows written.
+    pub rows: i64,
+    /// Files written.
+    pub files: i64,
+    /// Bytes written.
+    pub bytes: i64,
+    /// Partitions that did not exist before.
+    pub partitions_added: i64,
+}
+
+/// The committed bookmark: what earlier runs processed, per source.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobBookmark {
+    /// The run whose committed output moved the bookmark here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// When it was committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<Time>,
+    /// Per source, keyed by the source's name in the spec.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, SourceBookmark>,
+}
+
+/// What has been processed of one source.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceBookmark {
+    /// Every object last modified before this instant minus the safety band has been processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<MicroTime>,
+    /// Keys of objects inside the safety band that were already processed, so the next run skips
+    /// them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_keys: Vec<String>,
+}
+
+/// What the operator observed of a Job, its runs and bookmark.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    /// Generation and conditions.
+    #[serde(flatten)]
+    pub observed: ObservedStatus,
+    /// Recent runs, newest first, at most `spec.runHistoryLimit`.
+    #[schemars(length(max = 100))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunRecord<JobRunMetrics>>,
+    /// The committed bookmark (only the operator writes it, once per successful run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bookmark: Option<JobBookmark>,
+}
