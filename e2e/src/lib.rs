@@ -1,0 +1,324 @@
+//! Test support for kglue's end-to-end tests: a real local Kubernetes control plane started by
+//! `e2e/kglue-cluster`, and helpers to load and apply manifests.
+//!
+//! Each test binary starts its own control plane (its own state directory and ports), so test
+//! binaries and a person's `kglue-cluster start` never collide, and stops it when the guard is
+//! dropped. `kglue-cluster start --owner-pid` also makes the cluster stop itself if the test process
+//! dies without dropping the guard (killed, or aborted by a timeout).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::{Api, Client, Config};
+use serde_json::Value;
+
+/// What can go wrong while setting up a test environment.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `kglue-cluster` failed; the output says why.
+    #[error("`kglue-cluster {command}` failed ({status}):\n{output}")]
+    Cluster {
+        /// The subcommand.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// What it printed.
+        output: String,
+    },
+    /// A process could not be started.
+    #[error("cannot run {what}: {source}")]
+    Spawn {
+        /// What was being run.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No free ports were found for the control plane.
+    #[error("no free block of loopback ports found for the control plane")]
+    NoFreePorts,
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A manifest is not valid YAML.
+    #[error("{path} is not valid YAML: {message}")]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A manifest lacks apiVersion or kind, or names a kind the server does not serve.
+    #[error("{0}")]
+    Manifest(String),
+    /// The Kubernetes client failed.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// The kubeconfig could not be loaded.
+    #[error(transparent)]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the e2e crate lives one level below the repository root")
+        .to_path_buf()
+}
+
+/// How many consecutive loopback ports one control plane uses (see `e2e/kglue-cluster`).
+const PORTS_PER_CLUSTER: u16 = 5;
+
+/// A running control plane: etcd, kube-apiserver and kube-controller-manager as local processes.
+/// Dropping it stops them and removes their state directory.
+pub struct ControlPlane {
+    state_dir: PathBuf,
+    port_base: u16,
+    kubeconfig: PathBuf,
+    /// How long `start` took.
+    pub start_time: Duration,
+}
+
+impl ControlPlane {
+    /// Builds the binaries if they are not cached, then starts a fresh control plane on free
+    /// loopback ports, owned by this process.
+    pub fn start() -> Result<Self, Error> {
+        let port_base = free_port_block(PORTS_PER_CLUSTER)?;
+        let state_dir = std::env::temp_dir().join(format!("kglue-e2e-{}-{port_base}", std::process::id()));
+        let started = Instant::now();
+        let mut control_plane = ControlPlane {
+            kubeconfig: state_dir.join("kubeconfig"),
+            state_dir,
+            port_base,
+            start_time: Duration::ZERO,
+        };
+        // Construct the guard before starting, so a half-started cluster is stopped on error.
+        control_plane.cluster(&["start", "--owner-pid", &std::process::id().to_string()])?;
+        control_plane.start_time = started.elapsed();
+        Ok(control_plane)
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The directory holding the cluster's state and logs.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// A client with the admin identity.
+    pub async fn client(&self) -> Result<Client, Error> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(Client::try_from(config)?)
+    }
+
+    /// `kubectl` (the version built with the control plane) bound to this cluster's kubeconfig.
+    pub fn kubectl(&self) -> Result<Kubectl, Error> {
+        let bin_dir = self.cluster(&["bin-dir"])?;
+        Ok(Kubectl {
+            binary: Path::new(bin_dir.trim()).join("kubectl"),
+            kubeconfig: self.kubeconfig.clone(),
+        })
+    }
+
+    fn cluster(&self, args: &[&str]) -> Result<String, Error> {
+        let script = repo_root().join("e2e/kglue-cluster");
+        let output = Command::new(&script)
+            .args(args)
+            .env("KGLUE_STATE", &self.state_dir)
+            .env("KGLUE_PORT_BASE", self.port_base.to_string())
+            .output()
+            .map_err(|source| Error::Spawn {
+                what: script.display().to_string(),
+                source,
+            })?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(Error::Cluster {
+                command: args.join(" "),
+                status: output.status.to_string(),
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            })
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Err(error) = self.cluster(&["stop"]) {
+            eprintln!("warning: stopping the control plane failed: {error}");
+        }
+    }
+}
+
+/// Runs `kubectl` against one cluster.
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    binary: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    /// Runs `kubectl ARGS…` and returns its output, whatever its exit status.
+    pub fn run(&self, args: &[&str]) -> Result<std::process::Output, Error> {
+        Command::new(&self.binary)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .map_err(|source| Error::Spawn {
+                what: self.binary.display().to_string(),
+                source,
+            })
+    }
+}
+
+/// Finds `count` consecutive free loopback ports, scanning a range no default service uses.
+fn free_port_block(count: u16) -> Result<u16, Error> {
+    let start = 27000 + (std::process::id() % 200) as u16 * 10;
+    (0..400u16)
+        .map(|i| 27000 + (start - 27000 + i * 10) % 4000)
+        .find(|base| (0..count).all(|offset| TcpListener::bind(("127.0.0.1", base + offset)).is_ok()))
+        .ok_or(Error::NoFreePorts)
+}
+
+/// One object of a manifest file.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The object.
+    pub object: Value,
+}
+
+impl Manifest {
+    /// `Kind/name` for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}/{} ({})",
+            self.object["kind"].as_str().unwrap_or("?"),
+            self.object["metadata"]["name"].as_str().unwrap_or("?"),
+            self.path.display()
+        )
+    }
+}
+
+/// Every object of every `*.yaml` file under `dir` (recursively, sorted by path), except
+/// kustomize's own files, which are not Kubernetes objects.
+pub fn load_manifests(dir: &Path) -> Result<Vec<Manifest>, Error> {
+    let mut files = Vec::new();
+    collect_yaml_files(dir, &mut files)?;
+    files.sort();
+    let mut manifests = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| Error::Yaml {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        manifests.extend(
+            documents
+                .into_iter()
+                .filter(|doc| !doc.is_null())
+                .map(|object| Manifest {
+                    path: path.clone(),
+                    object,
+                }),
+        );
+    }
+    Ok(manifests)
+}
+
+fn collect_yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries {
+        let path = entry
+            .map_err(|source| Error::Read {
+                path: dir.to_path_buf(),
+                source,
+            })?
+            .path();
+        if path.is_dir() {
+            collect_yaml_files(&path, files)?;
+        } else if path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml")
+            && path.file_name().is_some_and(|name| name != "kustomization.yaml")
+        {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Applies arbitrary objects with server-side apply, resolving their kinds through discovery.
+pub struct Applier {
+    client: Client,
+    discovery: Discovery,
+    field_manager: String,
+}
+
+impl Applier {
+    /// Discovers the server's resources (run again after installing CRDs).
+    pub async fn new(client: Client, field_manager: &str) -> Result<Self, Error> {
+        let discovery = Discovery::new(client.clone()).run().await?;
+        Ok(Applier {
+            client,
+            discovery,
+            field_manager: field_manager.into(),
+        })
+    }
+
+    /// Server-side applies `object` in `namespace` (for namespaced kinds), for real or as a dry run.
+    pub async fn apply(&self, object: &Value, namespace: &str, dry_run: bool) -> Result<DynamicObject, Error> {
+        let (resource, capabilities) = self.resolve(object)?;
+        let name = object["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| Error::Manifest("a manifest has no metadata.name".into()))?;
+        let api: Api<DynamicObject> = match capabilities.scope {
+            Scope::Namespaced => Api::namespaced_with(self.client.clone(), namespace, &resource),
+            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+        };
+        let mut params = PatchParams::apply(&self.field_manager).force();
+        params.dry_run = dry_run;
+        Ok(api.patch(name, &params, &Patch::Apply(object)).await?)
+    }
+
+    fn resolve(&self, object: &Value) -> Result<(ApiResource, ApiCapabilities), Error> {
+        let api_version = object["apiVersion"]
+            .as_str()
+            .ok_or_else(|| Error::Manifest("a manifest has no apiVersion".into()))?;
+        let kind = object["kind"]
+            .as_str()
+            .ok_or_else(|| Error::Manifest("a manifest has no kind".into()))?;
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        self.discovery
+            .groups()
+            .filter(|g| g.name() == group)
+            .flat_map(|g| g.versioned_resources(version))
+            .find(|(resource, _)| resource.kind == kind)
+            .ok_or_else(|| Error::Manifest(format!("the server does not serve {api_version} {kind}")))
+    }
+}
