@@ -31,6 +31,6 @@ step "control plane binaries (built once, then cached in $cache/bin)"
 e2e/kglue-cluster build
 
 step "cargo test (unit, CRD drift, integration against the local control plane)"
-cargo test --workspace --locked
+cargo test --workspace --locked --lib --bins --tests
 
 printf '\nrun-tests: all checks passed in %ss\n' "$((SECONDS - t0))"

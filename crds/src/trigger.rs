@@ -55,8 +55,8 @@ pub struct TriggerSpec {
     #[schemars(length(min = 1, max = 50))]
     pub actions: Vec<TriggerAction>,
     /// While true the trigger never fires (events and schedule ticks that pass are not made up
-    /// for beyond `startingDeadlineSeconds`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// for beyond `startingDeadlineSeconds`). Default false.
+    #[serde(default)]
     pub suspend: bool,
 }
 
