@@ -123,6 +123,40 @@ mod tests {
         );
     }
 
+    /// Collects the paths of properties without a description, below `path`.
+    fn undocumented(schema: &JSONSchemaProps, path: &str, missing: &mut Vec<String>) {
+        for (name, property) in schema.properties.iter().flatten() {
+            let child = format!("{path}.{name}");
+            if property.description.as_deref().is_none_or(|d| d.trim().is_empty()) {
+                missing.push(child.clone());
+            }
+            undocumented(property, &child, missing);
+        }
+        if let Some(JSONSchemaPropsOrArray::Schema(items)) = &schema.items {
+            undocumented(items, &format!("{path}[]"), missing);
+        }
+        if let Some(JSONSchemaPropsOrBool::Schema(values)) = &schema.additional_properties {
+            undocumented(values, &format!("{path}{{}}"), missing);
+        }
+    }
+
+    #[test]
+    fn every_spec_and_status_field_has_a_description_for_kubectl_explain() {
+        let mut missing = Vec::new();
+        for crd in crds() {
+            let root = crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref());
+            let root = root.expect("every CRD has a schema");
+            for part in ["spec", "status"] {
+                let schema = &root.properties.as_ref().expect("root properties")[part];
+                undocumented(schema, &format!("{}.{part}", crd.spec.names.kind), &mut missing);
+            }
+        }
+        assert!(missing.is_empty(), "fields without a doc comment: {missing:#?}");
+    }
+
     #[test]
     fn every_kind_is_in_the_kglue_category_with_a_short_name_and_status() {
         for crd in crds() {
