@@ -1,0 +1,409 @@
+//! The catalog as a directory of manifests: what `kglue crawl` and `kglue run` use on a laptop
+//! (`--catalog DIR`) in place of the API server.
+//!
+//! The directory holds Database, Table, Connection and Classifier manifests, in the same YAML that
+//! `kubectl apply` takes (several objects per file allowed, other kinds ignored, so a GitOps folder
+//! can be used as it is). Tables that kglue creates or updates are written one object per file,
+//! named after the object.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kglue_crds::{ClassifierSpec, ConnectionSpec, Database, Table};
+use kube::ResourceExt;
+use serde_json::Value;
+
+/// What can go wrong reading or writing a catalog directory.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// A file or the directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file is not valid YAML.
+    #[error("{path}: not valid YAML: {message}")]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// An object of a kglue kind does not match its schema.
+    #[error("{path}: {kind} {name:?}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The object's kind.
+        kind: String,
+        /// The object's name.
+        name: String,
+        /// What does not match.
+        message: String,
+    },
+    /// Two objects claim the same catalog name.
+    #[error("{first} and {second} both define {what}")]
+    Duplicate {
+        /// What is defined twice.
+        what: String,
+        /// Where it is defined first.
+        first: PathBuf,
+        /// Where it is defined again.
+        second: PathBuf,
+    },
+    /// kglue would have to rewrite a file that holds other objects too.
+    #[error("{path} holds several objects; move {what} to a file of its own so kglue can update it")]
+    SharedFile {
+        /// The file.
+        path: PathBuf,
+        /// The object to move.
+        what: String,
+    },
+}
+
+/// An object and the file it came from.
+#[derive(Debug, Clone)]
+struct Entry<T> {
+    object: T,
+    file: PathBuf,
+    /// Whether the object is the only one in its file (so the file can be rewritten).
+    alone: bool,
+}
+
+/// A catalog directory, loaded.
+#[derive(Debug, Clone)]
+pub struct DirCatalog {
+    dir: PathBuf,
+    databases: Vec<Entry<Database>>,
+    tables: Vec<Entry<Table>>,
+    connections: BTreeMap<String, ConnectionSpec>,
+    classifiers: BTreeMap<String, ClassifierSpec>,
+}
+
+impl DirCatalog {
+    /// Loads every `*.yaml`/`*.yml` file of `dir` and its subdirectories.
+    pub fn load(dir: &Path) -> Result<Self, CatalogError> {
+        let mut catalog = DirCatalog {
+            dir: dir.to_path_buf(),
+            databases: Vec::new(),
+            tables: Vec::new(),
+            connections: BTreeMap::new(),
+            classifiers: BTreeMap::new(),
+        };
+        let mut files = Vec::new();
+        collect_yaml(dir, &mut files)?;
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            let documents: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| CatalogError::Yaml {
+                path: file.clone(),
+                message: e.to_string(),
+            })?;
+            let documents: Vec<Value> = documents.into_iter().filter(|d| !d.is_null()).collect();
+            let alone = documents.len() == 1;
+            for document in documents {
+                catalog.add(document, &file, alone)?;
+            }
+        }
+        Ok(catalog)
+    }
+
+    fn add(&mut self, document: Value, file: &Path, alone: bool) -> Result<(), CatalogError> {
+        let is_kglue = document["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("kglue.dev/"));
+        let kind = document["kind"].as_str().unwrap_or_default().to_string();
+        if !is_kglue {
+            return Ok(());
+        }
+        let name = document["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let invalid = |message: String| CatalogError::Invalid {
+            path: file.to_path_buf(),
+            kind: kind.clone(),
+            name: name.clone(),
+            message,
+        };
+        match kind.as_str() {
+            "Database" => {
+                let database: Database = serde_json::from_value(document).map_err(|e| invalid(e.to_string()))?;
+                if let Some(existing) = self.database_entry(&database.spec.database_name) {
+                    return Err(CatalogError::Duplicate {
+                        what: format!("database {}", database.spec.database_name),
+                        first: existing.file.clone(),
+                        second: file.to_path_buf(),
+                    });
+                }
+                self.databases.push(Entry {
+                    object: database,
+                    file: file.to_path_buf(),
+                    alone,
+                });
+            }
+            "Table" => {
+                let table: Table = serde_json::from_value(document).map_err(|e| invalid(e.to_string()))?;
+                if let Some(existing) = self.table_entry(&table.spec.database_name, &table.spec.table_name) {
+                    return Err(CatalogError::Duplicate {
+                        what: format!("table {}.{}", table.spec.database_name, table.spec.table_name),
+                        first: existing.file.clone(),
+                        second: file.to_path_buf(),
+                    });
+                }
+                self.tables.push(Entry {
+                    object: table,
+                    file: file.to_path_buf(),
+                    alone,
+                });
+            }
+            "Connection" => {
+                let spec = serde_json::from_value(document["spec"].clone()).map_err(|e| invalid(e.to_string()))?;
+                self.connections.insert(name, spec);
+            }
+            "Classifier" => {
+                let spec = serde_json::from_value(document["spec"].clone()).map_err(|e| invalid(e.to_string()))?;
+                self.classifiers.insert(name, spec);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn database_entry(&self, database_name: &str) -> Option<&Entry<Database>> {
+        self.databases
+            .iter()
+            .find(|e| e.object.spec.database_name == database_name)
+    }
+
+    fn table_entry(&self, database: &str, table: &str) -> Option<&Entry<Table>> {
+        self.tables
+            .iter()
+            .find(|e| e.object.spec.database_name == database && e.object.spec.table_name == table)
+    }
+
+    /// The Database with this Glue name.
+    pub fn database(&self, database_name: &str) -> Option<&Database> {
+        self.database_entry(database_name).map(|e| &e.object)
+    }
+
+    /// The Table with these Glue names.
+    pub fn table(&self, database: &str, table: &str) -> Option<&Table> {
+        self.table_entry(database, table).map(|e| &e.object)
+    }
+
+    /// Every Table of a database.
+    pub fn tables_in<'a>(&'a self, database: &'a str) -> impl Iterator<Item = &'a Table> + 'a {
+        self.tables
+            .iter()
+            .map(|e| &e.object)
+            .filter(move |t| t.spec.database_name == database)
+    }
+
+    /// The Connections, by name.
+    pub fn connections(&self) -> &BTreeMap<String, ConnectionSpec> {
+        &self.connections
+    }
+
+    /// The Classifiers, by name.
+    pub fn classifiers(&self) -> &BTreeMap<String, ClassifierSpec> {
+        &self.classifiers
+    }
+
+    /// Creates or replaces a Table, writing it to its own file: the file it was loaded from, or
+    /// `<metadata.name>.yaml` for a new one. Written to a temporary file first and renamed, so a
+    /// crash never leaves a half-written manifest.
+    pub fn save_table(&mut self, table: Table) -> Result<PathBuf, CatalogError> {
+        let what = format!("table {}.{}", table.spec.database_name, table.spec.table_name);
+        let position = self.tables.iter().position(|e| {
+            e.object.spec.database_name == table.spec.database_name && e.object.spec.table_name == table.spec.table_name
+        });
+        let file = match position {
+            Some(i) if !self.tables[i].alone => {
+                return Err(CatalogError::SharedFile {
+                    path: self.tables[i].file.clone(),
+                    what,
+                });
+            }
+            Some(i) => self.tables[i].file.clone(),
+            None => self.dir.join(format!("{}.yaml", table.name_any())),
+        };
+        write_manifest(&file, &table)?;
+        let entry = Entry {
+            object: table,
+            file: file.clone(),
+            alone: true,
+        };
+        match position {
+            Some(i) => self.tables[i] = entry,
+            None => self.tables.push(entry),
+        }
+        Ok(file)
+    }
+
+    /// Removes a Table and its file (only if the file holds nothing else).
+    pub fn delete_table(&mut self, database: &str, table: &str) -> Result<Option<PathBuf>, CatalogError> {
+        let Some(position) = self
+            .tables
+            .iter()
+            .position(|e| e.object.spec.database_name == database && e.object.spec.table_name == table)
+        else {
+            return Ok(None);
+        };
+        let entry = &self.tables[position];
+        if !entry.alone {
+            return Err(CatalogError::SharedFile {
+                path: entry.file.clone(),
+                what: format!("table {database}.{table}"),
+            });
+        }
+        let file = entry.file.clone();
+        std::fs::remove_file(&file).map_err(|source| CatalogError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        self.tables.remove(position);
+        Ok(Some(file))
+    }
+}
+
+fn write_manifest<T: serde::Serialize>(file: &Path, object: &T) -> Result<(), CatalogError> {
+    let yaml = serde_saphyr::to_string(object).map_err(|e| CatalogError::Yaml {
+        path: file.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let temporary = file.with_extension("yaml.tmp");
+    std::fs::write(&temporary, yaml).map_err(|source| CatalogError::Io {
+        path: temporary.clone(),
+        source,
+    })?;
+    std::fs::rename(&temporary, file).map_err(|source| CatalogError::Io {
+        path: file.to_path_buf(),
+        source,
+    })
+}
+
+fn collect_yaml(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), CatalogError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries {
+        let path = entry
+            .map_err(|source| CatalogError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?
+            .path();
+        if path.is_dir() {
+            collect_yaml(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+            && path.file_name().is_some_and(|n| n != "kustomization.yaml")
+        {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sales-pipeline")
+    }
+
+    #[test]
+    fn loads_the_example_pipeline() {
+        let catalog = DirCatalog::load(&examples()).expect("examples load");
+        assert!(catalog.database("sales_raw").is_some());
+        assert!(catalog.database("sales_curated").is_some());
+        let table = catalog.table("sales_curated", "orders_daily").expect("declared table");
+        assert!(table.spec.schema_locked);
+        assert_eq!(catalog.tables_in("sales_curated").count(), 1);
+        assert!(catalog.connections().contains_key("lake"));
+        assert!(catalog.classifiers().contains_key("partner-pipe-csv"));
+    }
+
+    #[test]
+    fn saves_new_tables_to_their_own_file_and_reloads_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut catalog = DirCatalog::load(dir.path()).expect("empty dir loads");
+        let table: Table = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kglue.dev/v1alpha1", "kind": "Table",
+            "metadata": {"name": "raw.orders"},
+            "spec": {"databaseName": "raw", "tableName": "orders",
+                     "storage": {"location": "s3://bucket/orders/", "format": "Csv"},
+                     "columns": [{"name": "id", "type": "bigint"}]}
+        }))
+        .expect("valid table");
+        let file = catalog.save_table(table.clone()).expect("saved");
+        assert_eq!(file, dir.path().join("raw.orders.yaml"));
+
+        let reloaded = DirCatalog::load(dir.path()).expect("reloads");
+        assert_eq!(reloaded.table("raw", "orders").map(|t| &t.spec), Some(&table.spec));
+
+        let mut reloaded = reloaded;
+        assert_eq!(
+            reloaded.delete_table("raw", "orders").expect("deleted"),
+            Some(file.clone())
+        );
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn refuses_to_rewrite_a_file_with_other_objects() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("all.yaml"),
+            "apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {name: a}\nspec: {databaseName: raw, tableName: a, storage: {location: 's3://bucket/a/', format: Csv}}\n---\n\
+             apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {name: b}\nspec: {databaseName: raw, tableName: b, storage: {location: 's3://bucket/b/', format: Csv}}\n",
+        )
+        .expect("write");
+        let mut catalog = DirCatalog::load(dir.path()).expect("loads");
+        let table = catalog.table("raw", "a").expect("a").clone();
+        let error = catalog.save_table(table).expect_err("shared file").to_string();
+        assert!(
+            error.contains("all.yaml holds several objects; move table raw.a"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn names_the_file_and_object_that_does_not_fit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {name: broken}\nspec: {databaseName: raw}\n",
+        )
+        .expect("write");
+        let error = DirCatalog::load(dir.path()).expect_err("invalid").to_string();
+        assert!(error.contains("bad.yaml: Table \"broken\": missing field"), "{error}");
+
+        std::fs::write(dir.path().join("bad.yaml"), "kind: [unclosed\n").expect("write");
+        let error = DirCatalog::load(dir.path()).expect_err("not yaml").to_string();
+        assert!(error.contains("bad.yaml: not valid YAML"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_tables_are_named_with_both_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let table = "apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {name: X}\nspec: {databaseName: raw, tableName: t, storage: {location: 's3://bucket/t/', format: Csv}}\n";
+        std::fs::write(dir.path().join("one.yaml"), table.replace('X', "one")).expect("write");
+        std::fs::write(dir.path().join("two.yaml"), table.replace('X', "two")).expect("write");
+        let error = DirCatalog::load(dir.path()).expect_err("duplicate").to_string();
+        assert!(
+            error.contains("one.yaml and") && error.contains("two.yaml both define table raw.t"),
+            "{error}"
+        );
+    }
+}

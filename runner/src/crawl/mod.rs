@@ -1,0 +1,4 @@
+//! Crawling: listing targets, classifying files, inferring schemas and partitions, and keeping
+//! Tables true to the data (issue: crawlers).
+
+pub mod listing;
