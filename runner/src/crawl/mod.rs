@@ -2,3 +2,4 @@
 //! Tables true to the data (issue: crawlers).
 
 pub mod listing;
+pub mod sniff;
