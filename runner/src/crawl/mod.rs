@@ -1,5 +1,6 @@
 //! Crawling: listing targets, classifying files, inferring schemas and partitions, and keeping
 //! Tables true to the data (issue: crawlers).
 
+pub mod delimited;
 pub mod listing;
 pub mod sniff;
