@@ -2,5 +2,6 @@
 //! Tables true to the data (issue: crawlers).
 
 pub mod delimited;
+pub mod json;
 pub mod listing;
 pub mod sniff;
