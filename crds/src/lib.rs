@@ -5,12 +5,16 @@
 //! crdgen`, and a test fails when the committed copy drifts from them. What the API server checks
 //! (schema and CEL) and what the operator checks later (cron expressions, references to other
 //! objects, cycles) is listed in `docs/validation.md`.
+//!
+//! Column types are Glue/Hive type strings; [`glue_type`] parses, prints, widens and compares
+//! them for the operator, the crawler and the ETL runner alike.
 
 pub mod classifier;
 pub mod common;
 pub mod connection;
 pub mod crawler;
 pub mod database;
+pub mod glue_type;
 pub mod job;
 pub mod table;
 pub mod trigger;
