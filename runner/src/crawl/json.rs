@@ -1,7 +1,90 @@
 //! JSON data: JSON lines (one object per line) or JSON documents whose records sit at a path
 //! (`$[*]` for a top-level array, `$.records[*]` for an array in a field).
 
-use serde_json::Value;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// A JSON value whose objects keep their fields in document order. Column order matters to
+/// people reading a table, and `serde_json::Map` sorts keys (its `preserve_order` feature would
+/// change key order for every crate in the workspace, CRD generation included).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number.
+    Number(serde_json::Number),
+    /// A string.
+    String(String),
+    /// An array.
+    Array(Vec<Value>),
+    /// An object, fields in document order.
+    Object(Vec<(String, Value)>),
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+        impl<'de> Visitor<'de> for ValueVisitor {
+            type Value = Value;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_none<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+                Ok(Value::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+                Ok(Value::Number(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+                Ok(Value::Number(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+                // JSON has no NaN or infinity, so every parsed float is finite.
+                Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+                Ok(Value::String(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Value, E> {
+                Ok(Value::String(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Value::Array(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+                let mut fields = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    fields.push((key, value));
+                }
+                Ok(Value::Object(fields))
+            }
+        }
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+impl Value {
+    /// The value of a field of an object.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        match self {
+            Value::Object(fields) => fields.iter().find(|(key, _)| key == name).map(|(_, value)| value),
+            _ => None,
+        }
+    }
+}
 
 /// How a JSON file holds its records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,15 +296,18 @@ fn kind_of(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
+
+    /// Builds an ordered value from `serde_json::json!` text (key order as written).
+    fn json(text: &str) -> Value {
+        serde_json::from_str(text).expect("valid JSON")
+    }
 
     #[test]
     fn json_lines() {
         let records = read_records("{\"a\":1}\n{\"a\":2,\"b\":\"x\"}\n\n", None, true).expect("valid");
         assert_eq!(records.layout, JsonLayout::Lines);
-        assert_eq!(records.records, [json!({"a": 1}), json!({"a": 2, "b": "x"})]);
+        assert_eq!(records.records, [json(r#"{"a": 1}"#), json(r#"{"a": 2, "b": "x"}"#)]);
     }
 
     #[test]
@@ -252,7 +338,7 @@ mod tests {
     fn records_at_a_custom_path() {
         let sample = r#"{"meta": {"count": 2}, "data": {"records": [{"id": 1}, {"id": 2}]}}"#;
         let records = read_records(sample, Some("$.data.records[*]"), true).expect("valid");
-        assert_eq!(records.records, [json!({"id": 1}), json!({"id": 2})]);
+        assert_eq!(records.records, [json(r#"{"id": 1}"#), json(r#"{"id": 2}"#)]);
 
         let error = read_records(sample, Some("$.data.rows[*]"), true).expect_err("wrong path");
         assert_eq!(
@@ -285,8 +371,8 @@ mod tests {
         let lines = read_records("{\"a\":1}\n{\"a\":2}\n{\"a\"", None, false).expect("cut lines");
         assert_eq!(lines.records.len(), 2);
         let array = read_records("[{\"a\":1}, {\"a\":2}, {\"a\":", None, false).expect("cut array");
-        assert_eq!(array.records, [json!({"a": 1}), json!({"a": 2})]);
+        assert_eq!(array.records, [json(r#"{"a": 1}"#), json(r#"{"a": 2}"#)]);
         let nested = read_records("{\"records\": [{\"a\":1}, {\"a\"", Some("$.records[*]"), false).expect("cut");
-        assert_eq!(nested.records, [json!({"a": 1})]);
+        assert_eq!(nested.records, [json(r#"{"a": 1}"#)]);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod delimited;
+pub mod infer;
 pub mod json;
 pub mod listing;
 pub mod sniff;
