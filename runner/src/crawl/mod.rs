@@ -1,6 +1,7 @@
 //! Crawling: listing targets, classifying files, inferring schemas and partitions, and keeping
 //! Tables true to the data (issue: crawlers).
 
+pub mod classify;
 pub mod container;
 pub mod delimited;
 pub mod infer;
