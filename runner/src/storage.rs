@@ -50,8 +50,8 @@ pub enum StorageError {
     Open {
         /// The location.
         url: String,
-        /// The cause.
-        source: object_store::Error,
+        /// The cause (boxed: object-store errors are large).
+        source: Box<object_store::Error>,
     },
 }
 
@@ -216,7 +216,7 @@ impl StoreResolver {
                 let builder = self.s3_builder(bucket, s3)?;
                 Arc::new(builder.build().map_err(|source| StorageError::Open {
                     url: location.to_string(),
-                    source,
+                    source: Box::new(source),
                 })?)
             }
         };

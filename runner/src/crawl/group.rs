@@ -153,6 +153,9 @@ pub struct TableGroup {
     pub files: usize,
     /// Sampled files that do not fit the table's format.
     pub conflicts: Vec<Conflict>,
+    /// For each column and each type it was seen with, the first file that held it: what a
+    /// drift message names as the object that disagrees.
+    pub column_examples: Vec<(String, GlueType, String)>,
 }
 
 /// The grouping of one target.
@@ -303,31 +306,35 @@ fn build_table(
     root: Vec<String>,
     files: &[(usize, PartitionValues)],
 ) -> Result<TableGroup, String> {
-    let sampled: Vec<usize> = files
+    let sampled: Vec<(&FileEntry, &FileSchema)> = files
         .iter()
-        .map(|(i, _)| *i)
-        .filter(|&i| entries[i].schema.is_some())
+        .filter_map(|(i, _)| entries[*i].schema.as_ref().map(|schema| (&entries[*i], schema)))
         .collect();
-    let Some(&first) = sampled.first() else {
+    let Some((_, first)) = sampled.first() else {
         return Err("no file of its table could be classified".into());
     };
-    let mut schema = entries[first]
-        .schema
-        .clone()
-        .ok_or("unreachable: sampled files have schemas")?;
+    let mut schema = (*first).clone();
     let mut conflicts = Vec::new();
-    for &i in &sampled[1..] {
-        let Some(other) = &entries[i].schema else { continue };
-        if same_format(other, &schema) {
-            merge_columns(&mut schema.columns, &other.columns);
-        } else {
+    let mut column_examples: Vec<(String, GlueType, String)> = Vec::new();
+    for (entry, other) in &sampled {
+        if !same_format(other, &schema) {
             conflicts.push(Conflict {
-                file: entries[i].path(),
+                file: entry.path(),
                 message: format!(
                     "holds {} where the table is {}",
                     other.classification, schema.classification
                 ),
             });
+            continue;
+        }
+        merge_columns(&mut schema.columns, &other.columns);
+        for column in &other.columns {
+            if !column_examples
+                .iter()
+                .any(|(name, type_, _)| *name == column.name && *type_ == column.type_)
+            {
+                column_examples.push((column.name.clone(), column.type_.clone(), entry.path()));
+            }
         }
     }
     // Partition keys come from the first file; files whose folders name other keys conflict.
@@ -367,6 +374,7 @@ fn build_table(
         partitions,
         files: files.len(),
         conflicts,
+        column_examples,
     })
 }
 

@@ -27,8 +27,8 @@ pub enum ListingError {
     List {
         /// The target.
         location: String,
-        /// The store's error.
-        source: object_store::Error,
+        /// The store's error (boxed: object-store errors are large).
+        source: Box<object_store::Error>,
     },
 }
 
@@ -153,7 +153,7 @@ pub async fn list_target(
         .await
         .map_err(|source| ListingError::List {
             location: location.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     let mut listing = Listing::default();

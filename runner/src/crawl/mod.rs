@@ -8,4 +8,6 @@ pub mod group;
 pub mod infer;
 pub mod json;
 pub mod listing;
+pub mod local;
+pub mod plan;
 pub mod sniff;

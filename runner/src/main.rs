@@ -1,0 +1,76 @@
+//! `kglue`: run kglue's data plane from a terminal or inside a Kubernetes Job. The same
+//! manifests as in the cluster; a directory of Database/Table manifests stands in for the catalog.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kglue_runner::crawl::local::{crawl_dir, read_crawler, render};
+use kglue_runner::storage::SecretsDir;
+
+#[derive(Parser)]
+#[command(
+    name = "kglue",
+    version,
+    about = "kglue: AWS Glue's crawlers and jobs, as Kubernetes resources"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Crawl the targets of a Crawler manifest and create or update Tables in a catalog directory.
+    Crawl {
+        /// The file holding the Crawler manifest.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// The directory of Database, Table, Connection and Classifier manifests to use as the
+        /// catalog; Tables are written there, one per file.
+        #[arg(long)]
+        catalog: PathBuf,
+        /// Print the plan (tables, schemas, partitions) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Where the Secrets that Connections refer to are: one folder per Secret, one file per key.
+        #[arg(long, env = "KGLUE_SECRETS_DIR", default_value = "/var/run/secrets/kglue")]
+        secrets_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kglue: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("kglue: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Crawl {
+            file,
+            catalog,
+            dry_run,
+            secrets_dir,
+        } => {
+            let crawler = read_crawler(&file).map_err(|e| e.to_string())?;
+            let plan = crawl_dir(&crawler, &catalog, SecretsDir(secrets_dir), dry_run)
+                .await
+                .map_err(|e| e.to_string())?;
+            print!("{}", render(&plan, &crawler, dry_run));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `kglue crawl` end to end: the built binary, a generated landing zone on the local
+//! filesystem, and a catalog directory; the Tables it writes are checked field by field.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kglue_crds::Table;
+use kube::ResourceExt;
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(path, bytes).expect("write");
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).expect("compress");
+    encoder.finish().expect("finish")
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    landing: PathBuf,
+    catalog: PathBuf,
+    crawler: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let landing = dir.path().join("landing");
+    let catalog = dir.path().join("catalog");
+    write(
+        &landing.join("orders/dt=2024-01-01/part-0.csv"),
+        b"id,amount,ordered_at\n1,9.50,2024-01-01 10:00:00\n2,3,2024-01-01 11:30:00\n",
+    );
+    write(
+        &landing.join("orders/dt=2024-01-02/part-0.csv.gz"),
+        &gzip("id,amount,ordered_at\n3,1.25,2024-01-02 09:00:00\n"),
+    );
+    write(&landing.join("orders/dt=2024-01-02/_SUCCESS"), b"");
+    write(&landing.join("customers/part-0.json"), b"{\"customer_id\": 7, \"name\": \"Ada\", \"tags\": [\"vip\"]}\n{\"customer_id\": 8, \"name\": \"Bo\", \"address\": {\"city\": \"Oslo\"}}\n");
+    write(
+        &catalog.join("database.yaml"),
+        b"apiVersion: kglue.dev/v1alpha1\nkind: Database\nmetadata: {name: raw}\nspec: {databaseName: raw}\n",
+    );
+    let crawler = dir.path().join("crawler.yaml");
+    let manifest = format!(
+        "apiVersion: kglue.dev/v1alpha1\nkind: Crawler\nmetadata: {{name: landing}}\nspec:\n  databaseName: raw\n  targets:\n    - path: file://{}/orders/\n    - path: file://{}/customers/\n",
+        landing.display(),
+        landing.display()
+    );
+    std::fs::write(&crawler, manifest).expect("write crawler");
+    Fixture {
+        _dir: dir,
+        landing,
+        catalog,
+        crawler,
+    }
+}
+
+fn kglue(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kglue"))
+        .args(args)
+        .output()
+        .expect("kglue runs")
+}
+
+fn crawl(fixture: &Fixture, extra: &[&str]) -> String {
+    let mut args = vec!["crawl", "-f", fixture.crawler.to_str().expect("utf-8"), "--catalog"];
+    args.push(fixture.catalog.to_str().expect("utf-8"));
+    args.extend(extra);
+    let output = kglue(&args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "kglue crawl failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn table(fixture: &Fixture, file: &str) -> Table {
+    let text = std::fs::read_to_string(fixture.catalog.join(file)).expect("table file written");
+    serde_saphyr::from_str(&text).expect("a Table manifest")
+}
+
+fn columns(table: &Table) -> Vec<String> {
+    table
+        .spec
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.type_))
+        .collect()
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let fixture = fixture();
+    let stdout = crawl(&fixture, &["--dry-run"]);
+    assert!(stdout.contains("dry run, nothing written"), "{stdout}");
+    assert!(stdout.contains("create     raw.orders"), "{stdout}");
+    assert!(stdout.contains("create     raw.customers"), "{stdout}");
+    let files: Vec<_> = std::fs::read_dir(&fixture.catalog).expect("catalog").collect();
+    assert_eq!(files.len(), 1, "only the Database manifest");
+}
+
+#[test]
+fn crawl_creates_partitioned_tables_with_inferred_schemas() {
+    let fixture = fixture();
+    let stdout = crawl(&fixture, &[]);
+    assert!(
+        stdout.contains("skipped file://") && stdout.contains("_SUCCESS: job-output marker"),
+        "{stdout}"
+    );
+
+    let orders = table(&fixture, "raw.orders.yaml");
+    assert_eq!(
+        (orders.spec.database_name.as_str(), orders.spec.table_name.as_str()),
+        ("raw", "orders")
+    );
+    assert_eq!(
+        orders.spec.storage.location,
+        format!("file://{}/orders/", fixture.landing.display())
+    );
+    assert_eq!(orders.spec.storage.format.format, kglue_crds::common::DataFormat::Csv);
+    assert_eq!(columns(&orders), ["id int", "amount double", "ordered_at timestamp"]);
+    let keys: Vec<String> = orders
+        .spec
+        .partition_keys
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.type_))
+        .collect();
+    assert_eq!(keys, ["dt date"]);
+    let partitions = orders
+        .status
+        .as_ref()
+        .and_then(|s| s.partitions.as_ref())
+        .expect("partition summary");
+    assert_eq!(
+        (partitions.count, partitions.newest.clone()),
+        (2, vec!["dt=2024-01-02".into(), "dt=2024-01-01".into()])
+    );
+    assert_eq!(
+        orders.spec.parameters.get("classification").map(String::as_str),
+        Some("csv")
+    );
+    assert_eq!(
+        orders.labels().get("kglue.dev/crawler").map(String::as_str),
+        Some("landing")
+    );
+
+    let customers = table(&fixture, "raw.customers.yaml");
+    assert_eq!(
+        customers.spec.storage.format.format,
+        kglue_crds::common::DataFormat::Json
+    );
+    assert_eq!(
+        columns(&customers),
+        [
+            "customer_id int",
+            "name string",
+            "tags array<string>",
+            "address struct<city:string>"
+        ]
+    );
+    assert!(customers.spec.partition_keys.is_empty());
+}
+
+#[test]
+fn a_second_crawl_merges_new_columns_and_reports_incompatible_data() {
+    let fixture = fixture();
+    crawl(&fixture, &[]);
+    // A new partition adds a column: an additive change, merged.
+    write(
+        &fixture.landing.join("orders/dt=2024-01-03/part-0.csv"),
+        b"id,amount,ordered_at,coupon\n4,2.00,2024-01-03 08:00:00,SPRING\n",
+    );
+    let stdout = crawl(&fixture, &[]);
+    assert!(stdout.contains("update     raw.orders"), "{stdout}");
+    assert!(stdout.contains("new column coupon string"), "{stdout}");
+    let orders = table(&fixture, "raw.orders.yaml");
+    assert_eq!(
+        columns(&orders),
+        ["id int", "amount double", "ordered_at timestamp", "coupon string"]
+    );
+
+    // Ids that are no longer numbers cannot be read as the table's int: drift, table kept.
+    write(
+        &fixture.landing.join("orders/dt=2024-01-04/part-0.csv"),
+        b"id,amount,ordered_at,coupon\nA-5,2.00,2024-01-04 08:00:00,\n",
+    );
+    let stdout = crawl(&fixture, &[]);
+    assert!(stdout.contains("drift      raw.orders"), "{stdout}");
+    let orders = table(&fixture, "raw.orders.yaml");
+    assert_eq!(
+        columns(&orders),
+        ["id int", "amount double", "ordered_at timestamp", "coupon string"]
+    );
+    let drift = orders
+        .status
+        .as_ref()
+        .and_then(|s| s.observed.condition("SchemaDrift"))
+        .expect("SchemaDrift condition");
+    assert_eq!(drift.status, "True");
+    let expected = format!(
+        "{}/orders/dt=2024-01-04/part-0.csv holds column id as string where the table has int",
+        fixture.landing.display()
+    );
+    assert!(drift.message.contains(&expected), "{}", drift.message);
+}
+
+#[test]
+fn a_missing_crawler_file_fails_with_its_name() {
+    let output = kglue(&["crawl", "-f", "/nonexistent/crawler.yaml", "--catalog", "/tmp"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("kglue: /nonexistent/crawler.yaml:"), "{stderr}");
+}
