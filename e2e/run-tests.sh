@@ -27,8 +27,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "control plane binaries (built once, then cached in $cache/bin)"
+step "control plane and S3 server binaries (built once, then cached in $cache/bin)"
 e2e/kglue-cluster build
+e2e/kglue-s3 build
 
 step "cargo test (unit, CRD drift, integration against the local control plane)"
 cargo test --workspace --locked --lib --bins --tests

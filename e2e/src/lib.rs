@@ -1,5 +1,6 @@
 //! Test support for kglue's end-to-end tests: a real local Kubernetes control plane started by
-//! `e2e/kglue-cluster`, and helpers to load and apply manifests.
+//! `e2e/kglue-cluster`, a real S3-compatible server started by `e2e/kglue-s3` ([`S3Server`]), and
+//! helpers to load and apply manifests.
 //!
 //! Each test binary starts its own control plane (its own state directory and ports), so test
 //! binaries and a person's `kglue-cluster start` never collide, and stops it when the guard is
@@ -17,6 +18,9 @@ use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::{Api, Client, Config};
 use serde_json::Value;
 
+pub mod s3;
+pub use s3::S3Server;
+
 /// What can go wrong while setting up a test environment.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,6 +34,19 @@ pub enum Error {
         /// What it printed.
         output: String,
     },
+    /// `kglue-s3` failed; the output says why.
+    #[error("`kglue-s3 {command}` failed ({status}):\n{output}")]
+    S3 {
+        /// The subcommand.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// What it printed.
+        output: String,
+    },
+    /// An `object_store` client could not be built.
+    #[error(transparent)]
+    ObjectStore(#[from] object_store::Error),
     /// A process could not be started.
     #[error("cannot run {what}: {source}")]
     Spawn {
@@ -38,8 +55,8 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
-    /// No free ports were found for the control plane.
-    #[error("no free block of loopback ports found for the control plane")]
+    /// No free ports were found for the control plane or the S3 server.
+    #[error("no free loopback ports found for the control plane or the S3 server")]
     NoFreePorts,
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
