@@ -51,9 +51,10 @@ need_base_tools() {
 # Building
 # ---------------------------------------------------------------------------------------------
 
-# module_key DIR: a short hash of a wrapper module (go.mod, go.sum, *.go), part of the cache
-# directory's name, so regenerating a module rebuilds. (The hash covers the files' paths too.)
-module_key() { sha256sum "$1/go.mod" "$1/go.sum" "$1"/*.go 2>/dev/null | sha256sum | cut -c1-12; }
+# module_key DIR: a short hash of a wrapper module's contents (go.mod, go.sum, *.go), part of the
+# cache directory's name, so regenerating a module rebuilds. Contents only, never paths: every
+# clone of the repository (CI clones anew each run) must find the same cached binaries.
+module_key() { cat "$1/go.mod" "$1/go.sum" "$1"/*.go 2>/dev/null | sha256sum | cut -c1-12; }
 
 go_env() {
   export GOSUMDB=off GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
