@@ -24,19 +24,11 @@ pub use s3::S3Server;
 /// What can go wrong while setting up a test environment.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `kglue-cluster` failed; the output says why.
-    #[error("`kglue-cluster {command}` failed ({status}):\n{output}")]
-    Cluster {
-        /// The subcommand.
-        command: String,
-        /// Its exit status.
-        status: String,
-        /// What it printed.
-        output: String,
-    },
-    /// `kglue-s3` failed; the output says why.
-    #[error("`kglue-s3 {command}` failed ({status}):\n{output}")]
-    S3 {
+    /// `kglue-cluster` or `kglue-s3` failed; the output says why.
+    #[error("`{script} {command}` failed ({status}):\n{output}")]
+    Script {
+        /// The script's name.
+        script: String,
         /// The subcommand.
         command: String,
         /// Its exit status.
@@ -58,22 +50,9 @@ pub enum Error {
     /// No free ports were found for the control plane or the S3 server.
     #[error("no free loopback ports found for the control plane or the S3 server")]
     NoFreePorts,
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A manifest is not valid YAML.
-    #[error("{path} is not valid YAML: {message}")]
-    Yaml {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
+    /// Manifests could not be read.
+    #[error(transparent)]
+    Manifests(#[from] kglue_runner::catalog::CatalogError),
     /// A manifest lacks apiVersion or kind, or names a kind the server does not serve.
     #[error("{0}")]
     Manifest(String),
@@ -152,30 +131,42 @@ impl ControlPlane {
     }
 
     fn cluster(&self, args: &[&str]) -> Result<String, Error> {
-        let script = repo_root().join("e2e/kglue-cluster");
-        let output = Command::new(&script)
-            .args(args)
-            .env("KGLUE_STATE", &self.state_dir)
-            .env("KGLUE_PORT_BASE", self.port_base.to_string())
-            .output()
-            .map_err(|source| Error::Spawn {
-                what: script.display().to_string(),
-                source,
-            })?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(Error::Cluster {
-                command: args.join(" "),
-                status: output.status.to_string(),
-                output: format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                ),
-            })
-        }
+        run_script(
+            "kglue-cluster",
+            args,
+            &[
+                ("KGLUE_STATE", self.state_dir.display().to_string()),
+                ("KGLUE_PORT_BASE", self.port_base.to_string()),
+            ],
+        )
     }
+}
+
+/// Runs one of the `e2e/` scripts with extra environment; its stdout on success, or everything it
+/// printed in the error.
+pub(crate) fn run_script(name: &str, args: &[&str], env: &[(&str, String)]) -> Result<String, Error> {
+    let script = repo_root().join("e2e").join(name);
+    let output = Command::new(&script)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .map_err(|source| Error::Spawn {
+            what: script.display().to_string(),
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    Err(Error::Script {
+        script: name.to_string(),
+        command: args.join(" "),
+        status: output.status.to_string(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    })
 }
 
 impl Drop for ControlPlane {
@@ -241,53 +232,15 @@ impl Manifest {
 /// Every object of every `*.yaml` file under `dir` (recursively, sorted by path), except
 /// kustomize's own files, which are not Kubernetes objects.
 pub fn load_manifests(dir: &Path) -> Result<Vec<Manifest>, Error> {
-    let mut files = Vec::new();
-    collect_yaml_files(dir, &mut files)?;
-    files.sort();
-    let mut manifests = Vec::new();
-    for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| Error::Yaml {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        manifests.extend(
-            documents
-                .into_iter()
-                .filter(|doc| !doc.is_null())
-                .map(|object| Manifest {
-                    path: path.clone(),
-                    object,
-                }),
-        );
-    }
-    Ok(manifests)
-}
-
-fn collect_yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Error> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Read {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for entry in entries {
-        let path = entry
-            .map_err(|source| Error::Read {
-                path: dir.to_path_buf(),
-                source,
-            })?
-            .path();
-        if path.is_dir() {
-            collect_yaml_files(&path, files)?;
-        } else if path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml")
-            && path.file_name().is_some_and(|name| name != "kustomization.yaml")
-        {
-            files.push(path);
-        }
-    }
-    Ok(())
+    Ok(kglue_runner::catalog::read_manifests(dir)?
+        .into_iter()
+        .flat_map(|(path, documents)| {
+            documents.into_iter().map(move |object| Manifest {
+                path: path.clone(),
+                object,
+            })
+        })
+        .collect())
 }
 
 /// Applies arbitrary objects with server-side apply, resolving their kinds through discovery.

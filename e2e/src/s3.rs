@@ -8,13 +8,12 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 
-use crate::{Error, repo_root};
+use crate::{Error, run_script};
 
 /// The root access key id every test server is started with.
 pub const ACCESS_KEY: &str = "kglue";
@@ -63,7 +62,9 @@ impl S3Server {
                     return Ok(server);
                 }
                 // Another process bound the port between our check and the server's start.
-                Err(Error::S3 { ref output, .. }) if attempt < START_ATTEMPTS && output.contains("already in use") => {
+                Err(Error::Script { ref output, .. })
+                    if attempt < START_ATTEMPTS && output.contains("already in use") =>
+                {
                     attempt += 1;
                 }
                 Err(error) => return Err(error),
@@ -138,32 +139,17 @@ impl S3Server {
     }
 
     fn script(&self, args: &[&str]) -> Result<String, Error> {
-        let script = repo_root().join("e2e/kglue-s3");
-        let output = Command::new(&script)
-            .args(args)
-            .env("KGLUE_S3_STATE", &self.state_dir)
-            .env("KGLUE_S3_PORT", self.port.to_string())
-            .env("KGLUE_S3_ACCESS_KEY", ACCESS_KEY)
-            .env("KGLUE_S3_SECRET_KEY", SECRET_KEY)
-            .env("KGLUE_S3_REGION", REGION)
-            .output()
-            .map_err(|source| Error::Spawn {
-                what: script.display().to_string(),
-                source,
-            })?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(Error::S3 {
-                command: args.join(" "),
-                status: output.status.to_string(),
-                output: format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                ),
-            })
-        }
+        run_script(
+            "kglue-s3",
+            args,
+            &[
+                ("KGLUE_S3_STATE", self.state_dir.display().to_string()),
+                ("KGLUE_S3_PORT", self.port.to_string()),
+                ("KGLUE_S3_ACCESS_KEY", ACCESS_KEY.to_string()),
+                ("KGLUE_S3_SECRET_KEY", SECRET_KEY.to_string()),
+                ("KGLUE_S3_REGION", REGION.to_string()),
+            ],
+        )
     }
 }
 

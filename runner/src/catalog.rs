@@ -93,19 +93,7 @@ impl DirCatalog {
             connections: BTreeMap::new(),
             classifiers: BTreeMap::new(),
         };
-        let mut files = Vec::new();
-        collect_yaml(dir, &mut files)?;
-        files.sort();
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::Io {
-                path: file.clone(),
-                source,
-            })?;
-            let documents: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| CatalogError::Yaml {
-                path: file.clone(),
-                message: e.to_string(),
-            })?;
-            let documents: Vec<Value> = documents.into_iter().filter(|d| !d.is_null()).collect();
+        for (file, documents) in read_manifests(dir)? {
             let alone = documents.len() == 1;
             for document in documents {
                 catalog.add(document, &file, alone)?;
@@ -289,6 +277,28 @@ fn write_manifest<T: serde::Serialize>(file: &Path, object: &T) -> Result<(), Ca
         path: file.to_path_buf(),
         source,
     })
+}
+
+/// Every `*.yaml`/`*.yml` file under `dir` (recursively, sorted by path) with its documents, empty
+/// documents dropped. kustomize's own `kustomization.yaml` is left out: it is not an object.
+pub fn read_manifests(dir: &Path) -> Result<Vec<(PathBuf, Vec<Value>)>, CatalogError> {
+    let mut files = Vec::new();
+    collect_yaml(dir, &mut files)?;
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            let documents: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| CatalogError::Yaml {
+                path: file.clone(),
+                message: e.to_string(),
+            })?;
+            Ok((file, documents.into_iter().filter(|d| !d.is_null()).collect()))
+        })
+        .collect()
 }
 
 fn collect_yaml(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), CatalogError> {

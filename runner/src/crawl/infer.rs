@@ -16,6 +16,17 @@ pub struct InferredColumn {
     pub type_: GlueType,
 }
 
+impl InferredColumn {
+    /// The column as a Table lists it.
+    pub fn to_column(&self) -> kglue_crds::common::Column {
+        kglue_crds::common::Column {
+            name: self.name.clone(),
+            type_: self.type_.to_string(),
+            comment: None,
+        }
+    }
+}
+
 /// The Glue type of an Arrow type. Types Glue has no name for (times of day, durations,
 /// intervals) become strings, as Glue's crawler reports them; unsigned integers take the next
 /// wider signed type so no value is lost.

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kglue_crds::common::Column;
 use kglue_crds::crawler::{DeleteBehavior, RecrawlPolicy, UpdateBehavior};
 use kglue_crds::glue_type::{GlueType, TypeChange};
 use kglue_crds::table::PartitionSummary;
@@ -17,6 +16,7 @@ use object_store::ObjectStore;
 
 use super::classify::{Classified, classify};
 use super::group::{FileEntry, GroupOptions, PathTemplate, TableGroup, group};
+use super::infer::InferredColumn;
 use super::listing::{Exclusions, ListingError, list_target};
 use crate::storage::{Location, StorageError, StoreResolver};
 
@@ -415,25 +415,8 @@ fn desired_table(
     });
     let mut url = location.url_of(&root);
     url.push('/');
-    let columns = group
-        .schema
-        .columns
-        .iter()
-        .map(|c| Column {
-            name: c.name.clone(),
-            type_: c.type_.to_string(),
-            comment: None,
-        })
-        .collect();
-    let partition_keys = group
-        .partition_keys
-        .iter()
-        .map(|c| Column {
-            name: c.name.clone(),
-            type_: c.type_.to_string(),
-            comment: None,
-        })
-        .collect();
+    let columns = group.schema.columns.iter().map(InferredColumn::to_column).collect();
+    let partition_keys = group.partition_keys.iter().map(InferredColumn::to_column).collect();
     let mut parameters = BTreeMap::from([("classification".to_string(), group.schema.classification.clone())]);
     if let Some(classifier) = &group.schema.classifier {
         parameters.insert("classifier".into(), classifier.clone());
