@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use kglue_crds::ClassifierSpec;
 use kglue_crds::classifier::{CsvClassifier, HeaderPolicy};
-use kglue_crds::common::{Compression, CsvOptions, DataFormat, FormatSpec, JsonOptions};
+use kglue_crds::common::{Compression, CsvOptions, DataFormat, FormatSpec, GrokOptions, JsonOptions};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::container::{avro_schema, parquet_schema};
 use super::delimited::{self, CANDIDATE_DELIMITERS, Parsed};
+use super::grok::GrokPattern;
 use super::infer::{InferredColumn, columns_from_arrow, columns_from_delimited, columns_from_json};
 use super::json::{JsonLayout, looks_like_json, read_records};
 use super::sniff::{Sniffed, TEXT_SAMPLE_BYTES, sniff};
@@ -163,8 +164,29 @@ fn try_custom(
             columns: columns_from_json(&records.records),
         }));
     }
-    // Not silently skipped: the report says this classifier was not applied.
-    Err("grok classifiers are not applied by the crawler yet".into())
+    if let Some(grok) = &classifier.grok {
+        let pattern = GrokPattern::compile(&grok.pattern, &grok.custom_patterns)?;
+        if let Some((line, _)) = sample
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .find(|(_, l)| !pattern.matches(l))
+        {
+            return Err(format!("line {} does not match its grok pattern", line + 1));
+        }
+        let mut format = plain(DataFormat::Grok, compression_field(compression));
+        format.grok = Some(GrokOptions {
+            pattern: grok.pattern.clone(),
+            custom_patterns: grok.custom_patterns.clone(),
+        });
+        return Ok(Some(FileSchema {
+            classification: classification_or(&classifier.classification, "grok"),
+            classifier: None,
+            format,
+            columns: pattern.columns,
+        }));
+    }
+    Ok(None)
 }
 
 fn classification_or(custom: &str, default: &str) -> String {
@@ -354,6 +376,39 @@ mod tests {
             ("api-dump", Some("records"))
         );
         assert_eq!(described(&file), ["x:boolean"]);
+    }
+
+    #[test]
+    fn grok_classifiers_read_log_lines() {
+        let logs = classifier(
+            "classification: app-log\ngrok: {pattern: '%{TIMESTAMP_ISO8601:at} %{LOGLEVEL:level} %{GREEDYDATA:message}'}",
+        );
+        let custom = vec![("logs".to_string(), logs)];
+        let sample = "2024-01-01T10:00:00Z INFO started\n2024-01-01T10:00:01Z WARN slow disk\n";
+        let file = schema(classify_text(sample, true, Compression::None, &custom));
+        assert_eq!(
+            (file.classification.as_str(), file.format.format),
+            ("app-log", DataFormat::Grok)
+        );
+        assert_eq!(described(&file), ["at:string", "level:string", "message:string"]);
+        assert!(
+            file.format
+                .grok
+                .is_some_and(|g| g.pattern.starts_with("%{TIMESTAMP_ISO8601:at}"))
+        );
+
+        let Classified::Unclassified(reason) = classify_text(
+            "2024-01-01T10:00:00Z INFO ok\nGARBAGE\n",
+            true,
+            Compression::None,
+            &custom,
+        ) else {
+            panic!("a line that does not match");
+        };
+        assert!(
+            reason.starts_with("classifier logs: line 2 does not match its grok pattern"),
+            "{reason}"
+        );
     }
 
     #[test]

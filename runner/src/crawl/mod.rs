@@ -4,6 +4,7 @@
 pub mod classify;
 pub mod container;
 pub mod delimited;
+pub mod grok;
 pub mod group;
 pub mod infer;
 pub mod json;
