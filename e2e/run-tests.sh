@@ -31,6 +31,11 @@ step "control plane and S3 server binaries (built once, then cached in $cache/bi
 e2e/kglue-cluster build
 e2e/kglue-s3 build
 
+step "DuckDB for Python (runner/tests/ddl_cli.rs runs the DDL of kglue table ddl in it)"
+if ! python3 -c 'import duckdb' 2>/dev/null; then
+  python3 -m pip install --quiet duckdb
+fi
+
 step "cargo test (unit, CRD drift, integration against the local control plane)"
 cargo test --workspace --locked --lib --bins --tests
 

@@ -4,7 +4,9 @@
 //! - [`storage`]: object-store locations and the clients that reach them.
 //! - [`catalog`]: the catalog as a directory of manifests, for local runs.
 //! - [`crawl`]: discovering data and keeping Tables true to it.
+//! - [`ddl`]: CREATE statements that let DuckDB, Trino, Spark and Athena read a catalog table.
 
 pub mod catalog;
 pub mod crawl;
+pub mod ddl;
 pub mod storage;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kglue_runner::catalog::DirCatalog;
 use kglue_runner::crawl::local::{crawl_dir, read_crawler, render};
+use kglue_runner::ddl::{Dialect, catalog_table_ddl};
 use kglue_runner::storage::SecretsDir;
 
 #[derive(Parser)]
@@ -36,6 +38,27 @@ enum Command {
         /// Where the Secrets that Connections refer to are: one folder per Secret, one file per key.
         #[arg(long, env = "KGLUE_SECRETS_DIR", default_value = "/var/run/secrets/kglue")]
         secrets_dir: PathBuf,
+    },
+    /// Work with the tables of a catalog directory.
+    Table {
+        #[command(subcommand)]
+        command: TableCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TableCommand {
+    /// Print a CREATE statement that lets another engine read a catalog table: its location,
+    /// format, columns and partition keys. Notes on what the engine needs besides go to stderr.
+    Ddl {
+        /// The table as DATABASE.TABLE, with the Glue names (e.g. sales_raw.orders).
+        name: String,
+        /// The directory of Database, Table and Connection manifests to use as the catalog.
+        #[arg(long)]
+        catalog: PathBuf,
+        /// The SQL dialect to write.
+        #[arg(long, value_enum)]
+        dialect: Dialect,
     },
 }
 
@@ -70,6 +93,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             print!("{}", render(&plan, &crawler, dry_run));
+            Ok(())
+        }
+        Command::Table {
+            command: TableCommand::Ddl { name, catalog, dialect },
+        } => {
+            let catalog = DirCatalog::load(&catalog).map_err(|e| e.to_string())?;
+            let ddl = catalog_table_ddl(&catalog, &name, dialect).map_err(|e| e.to_string())?;
+            print!("{}", ddl.sql);
+            for note in &ddl.notes {
+                eprintln!("kglue: note: {note}");
+            }
             Ok(())
         }
     }
