@@ -64,6 +64,16 @@ fn main() -> ExitCode {
         ),
         trial(&env, "kubectl_get_kglue_lists_every_kind", kubectl_get_kglue),
         trial(&env, "kubectl_explain_documents_crawler_targets", kubectl_explain),
+        trial(
+            &env,
+            "crawler_writes_tables_with_its_own_field_manager",
+            crawler_writes_tables,
+        ),
+        trial(
+            &env,
+            "crawler_never_overwrites_a_table_declared_in_git",
+            crawler_respects_git_tables,
+        ),
     ];
     for manifest in &env.examples {
         let object = manifest.object.clone();
@@ -257,6 +267,177 @@ fn kubectl_explain(env: &Env) -> Result<(), Failed> {
             return Err(format!("`kubectl explain crawler.spec.targets` lacks {expected:?}:\n{stdout}").into());
         }
     }
+    Ok(())
+}
+
+/// A namespace with a `raw` Database, and a landing zone of local files for a crawler named
+/// `landing` whose targets are its `orders/` and `customers/` folders.
+fn crawl_setup(env: &Env, namespace: &str) -> Result<(tempfile::TempDir, kglue_crds::Crawler), Failed> {
+    let data = tempfile::tempdir()?;
+    for (path, text) in [
+        ("orders/dt=2024-01-01/a.csv", "id,amount\n1,2.5\n2,3\n"),
+        (
+            "customers/c.json",
+            "{\"customer_id\": 1, \"name\": \"Ada\", \"vip\": true}\n",
+        ),
+    ] {
+        let file = data.path().join(path);
+        std::fs::create_dir_all(file.parent().ok_or("no parent")?)?;
+        std::fs::write(file, text)?;
+    }
+    env.runtime.block_on(async {
+        let namespaces: Api<Namespace> = Api::all(env.client.clone());
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(namespace.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        namespaces.create(&PostParams::default(), &ns).await?;
+        let database = json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Database",
+            "metadata": {"name": "raw"}, "spec": {"databaseName": "raw"}});
+        env.applier.apply(&database, namespace, false).await?;
+        Ok::<_, kglue_e2e::Error>(())
+    })?;
+    let crawler: kglue_crds::Crawler = serde_json::from_value(json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Crawler", "metadata": {"name": "landing"},
+        "spec": {"databaseName": "raw", "targets": [
+            {"path": format!("file://{}/orders/", data.path().display())},
+            {"path": format!("file://{}/customers/", data.path().display())},
+        ]}
+    }))?;
+    Ok((data, crawler))
+}
+
+fn crawl(
+    env: &Env,
+    crawler: &kglue_crds::Crawler,
+    namespace: &str,
+) -> Result<kglue_runner::crawl::plan::CrawlPlan, Failed> {
+    let secrets = kglue_runner::storage::SecretsDir(std::env::temp_dir().join("kglue-no-secrets"));
+    Ok(env.runtime.block_on(kglue_runner::crawl::cluster::crawl_cluster(
+        crawler,
+        env.client.clone(),
+        namespace,
+        secrets,
+        false,
+    ))?)
+}
+
+fn crawler_writes_tables(env: &Env) -> Result<(), Failed> {
+    let namespace = "kglue-crawl";
+    let (_data, crawler) = crawl_setup(env, namespace)?;
+    let plan = crawl(env, &crawler, namespace)?;
+    let actions: Vec<String> = plan
+        .tables
+        .iter()
+        .map(|t| format!("{}:{:?}", t.table.spec.table_name, t.action))
+        .collect();
+    assert_eq!(actions, ["customers:Create", "orders:Create"]);
+
+    let tables: Api<kglue_crds::Table> = Api::namespaced(env.client.clone(), namespace);
+    let orders = env.runtime.block_on(tables.get("raw.orders"))?;
+    let columns: Vec<String> = orders
+        .spec
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.type_))
+        .collect();
+    assert_eq!(columns, ["id int", "amount double"]);
+    assert_eq!(
+        orders
+            .spec
+            .partition_keys
+            .iter()
+            .map(|k| k.type_.as_str())
+            .collect::<Vec<_>>(),
+        ["date"]
+    );
+    assert_eq!(
+        orders
+            .status
+            .as_ref()
+            .and_then(|s| s.partitions.as_ref())
+            .map(|p| p.count),
+        Some(1)
+    );
+    let managers: Vec<(String, Option<String>)> = orders
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|m| (m.manager.clone().unwrap_or_default(), m.subresource.clone()))
+        .collect();
+    assert!(
+        managers.contains(&("kglue-crawler-landing".into(), None)),
+        "{managers:?}"
+    );
+    assert!(
+        managers.contains(&("kglue-crawler-landing".into(), Some("status".into()))),
+        "{managers:?}"
+    );
+
+    // A second crawl of unchanged data changes nothing.
+    let plan = crawl(env, &crawler, namespace)?;
+    assert!(
+        plan.tables
+            .iter()
+            .all(|t| t.action == kglue_runner::crawl::plan::Action::Unchanged)
+    );
+    Ok(())
+}
+
+fn crawler_respects_git_tables(env: &Env) -> Result<(), Failed> {
+    use kglue_runner::crawl::plan::Action;
+    let namespace = "kglue-crawl-git";
+    let (_data, crawler) = crawl_setup(env, namespace)?;
+    let orders = json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Table", "metadata": {"name": "raw.orders"},
+        "spec": {"databaseName": "raw", "tableName": "orders", "description": "declared in Git",
+                 "storage": {"location": "s3://lake/orders/", "format": "Csv"},
+                 "columns": [{"name": "id", "type": "int"}, {"name": "amount", "type": "int"}],
+                 "partitionKeys": [{"name": "dt", "type": "date"}]}});
+    let customers = json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Table", "metadata": {"name": "raw.customers"},
+        "spec": {"databaseName": "raw", "tableName": "customers", "schemaLocked": true,
+                 "storage": {"location": "s3://lake/customers/", "format": "Json"},
+                 "columns": [{"name": "customer_id", "type": "int"}]}});
+    env.runtime.block_on(async {
+        env.applier.apply(&orders, namespace, false).await?;
+        env.applier.apply(&customers, namespace, false).await?;
+        Ok::<_, kglue_e2e::Error>(())
+    })?;
+    let plan = crawl(env, &crawler, namespace)?;
+    let action = |name: &str| {
+        plan.tables
+            .iter()
+            .find(|t| t.table.spec.table_name == name)
+            .map(|t| t.action.clone())
+    };
+    // amount int → double would take over a field the Git manager owns: refused, reported.
+    assert!(
+        matches!(action("orders"), Some(Action::Conflict(ref m)) if m.contains("another manager owns")),
+        "{:?}",
+        action("orders")
+    );
+    // A locked table is never updated; the new columns are only reported.
+    assert!(
+        matches!(action("customers"), Some(Action::Logged(ref c)) if c.contains(&"new column name string".to_string())),
+        "{:?}",
+        action("customers")
+    );
+
+    let tables: Api<kglue_crds::Table> = Api::namespaced(env.client.clone(), namespace);
+    let orders = env.runtime.block_on(tables.get("raw.orders"))?;
+    let columns: Vec<String> = orders
+        .spec
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.type_))
+        .collect();
+    assert_eq!(columns, ["id int", "amount int"], "the Git table keeps its columns");
+    assert_eq!(orders.spec.description.as_deref(), Some("declared in Git"));
+    let customers = env.runtime.block_on(tables.get("raw.customers"))?;
+    assert_eq!(customers.spec.columns.len(), 1, "the locked table keeps its columns");
     Ok(())
 }
 

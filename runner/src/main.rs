@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kglue_runner::catalog::DirCatalog;
+use kglue_runner::crawl::cluster::crawl_cluster;
 use kglue_runner::crawl::local::{crawl_dir, read_crawler, render};
 use kglue_runner::ddl::{Dialect, catalog_table_ddl};
 use kglue_runner::storage::SecretsDir;
@@ -23,15 +24,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Crawl the targets of a Crawler manifest and create or update Tables in a catalog directory.
+    /// Crawl the targets of a Crawler manifest and create or update Tables, in a catalog
+    /// directory or in a namespace of the cluster.
     Crawl {
         /// The file holding the Crawler manifest.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
         /// The directory of Database, Table, Connection and Classifier manifests to use as the
         /// catalog; Tables are written there, one per file.
+        #[arg(long, required_unless_present = "namespace", conflicts_with = "namespace")]
+        catalog: Option<PathBuf>,
+        /// Use the catalog of this namespace of the current cluster (kubeconfig, or the pod's
+        /// service account) instead of a directory; Tables are written with server-side apply
+        /// under the field manager kglue-crawler-<name>.
         #[arg(long)]
-        catalog: PathBuf,
+        namespace: Option<String>,
         /// Print the plan (tables, schemas, partitions) and write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -85,13 +92,26 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Crawl {
             file,
             catalog,
+            namespace,
             dry_run,
             secrets_dir,
         } => {
             let crawler = read_crawler(&file).map_err(|e| e.to_string())?;
-            let plan = crawl_dir(&crawler, &catalog, SecretsDir(secrets_dir), dry_run)
-                .await
-                .map_err(|e| e.to_string())?;
+            let secrets = SecretsDir(secrets_dir);
+            let plan = match (catalog, namespace) {
+                (Some(catalog), _) => crawl_dir(&crawler, &catalog, secrets, dry_run)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                (None, Some(namespace)) => {
+                    let client = kube::Client::try_default()
+                        .await
+                        .map_err(|e| format!("cannot reach the cluster: {e}"))?;
+                    crawl_cluster(&crawler, client, &namespace, secrets, dry_run)
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+                (None, None) => return Err("give --catalog DIR or --namespace NAMESPACE".into()),
+            };
             print!("{}", render(&plan, &crawler, dry_run));
             Ok(())
         }

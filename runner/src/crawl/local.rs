@@ -98,31 +98,42 @@ pub async fn crawl_dir(
         return Ok(plan);
     }
     let started = Instant::now();
-    let now = Time(Timestamp::now());
+    finish_tables(&mut plan, &name, &Time(Timestamp::now()));
+    for planned in &plan.tables {
+        let table = &planned.table;
+        match planned.action {
+            Action::Delete => {
+                catalog.delete_table(&table.spec.database_name, &table.spec.table_name)?;
+            }
+            _ => {
+                catalog.save_table(table.clone())?;
+            }
+        }
+    }
+    plan.report.add_time("write", started.elapsed());
+    Ok(plan)
+}
+
+/// Sets what a crawl records in each planned table's status, wherever the table is written: the
+/// `SchemaDrift` condition, and who last changed it.
+pub fn finish_tables(plan: &mut CrawlPlan, crawler: &str, now: &Time) {
     for planned in &mut plan.tables {
         let table = &mut planned.table;
         match &planned.action {
-            Action::Delete => {
-                catalog.delete_table(&table.spec.database_name, &table.spec.table_name)?;
-                continue;
-            }
+            Action::Delete => continue,
             Action::Drift(message) => {
-                set_condition(table, CONDITION_SCHEMA_DRIFT, "True", "IncompatibleData", message, &now)
+                set_condition(table, CONDITION_SCHEMA_DRIFT, "True", "IncompatibleData", message, now)
             }
-            _ => set_condition(table, CONDITION_SCHEMA_DRIFT, "False", "Compatible", "", &now),
+            _ => set_condition(table, CONDITION_SCHEMA_DRIFT, "False", "Compatible", "", now),
         }
-        let status = table.status.get_or_insert_with(Default::default);
         if matches!(planned.action, Action::Create | Action::Update(_)) {
-            status.last_updated = Some(TableUpdate {
-                by: format!("Crawler/{name}"),
+            table.status.get_or_insert_with(Default::default).last_updated = Some(TableUpdate {
+                by: format!("Crawler/{crawler}"),
                 run_id: None,
                 time: now.clone(),
             });
         }
-        catalog.save_table(table.clone())?;
     }
-    plan.report.add_time("write", started.elapsed());
-    Ok(plan)
 }
 
 /// Sets a condition, keeping its transition time when its status did not change.
@@ -170,6 +181,7 @@ pub fn render(plan: &CrawlPlan, crawler: &Crawler, dry_run: bool) -> String {
             Action::Drift(message) => ("drift", message.clone()),
             Action::Deprecate => ("deprecate", "its data disappeared".to_string()),
             Action::Delete => ("delete", "its data disappeared".to_string()),
+            Action::Conflict(message) => ("conflict", message.clone()),
         };
         let partitions = planned
             .table

@@ -2,6 +2,7 @@
 //! Tables true to the data (issue: crawlers).
 
 pub mod classify;
+pub mod cluster;
 pub mod container;
 pub mod delimited;
 pub mod grok;

@@ -86,6 +86,9 @@ pub enum Action {
     Deprecate,
     /// The data disappeared: delete the table.
     Delete,
+    /// The change was not written: another field manager (a manifest applied from Git) owns the
+    /// fields it would change. Only the cluster writer finds this.
+    Conflict(String),
 }
 
 /// One table in the plan.
