@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kglue_e2e::S3Server;
 use kglue_runner::crawl::local::{crawl_dir, read_crawler};
-use kglue_runner::storage::SecretsDir;
+use kglue_runner::storage::{Credentials, SecretsDir};
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -54,7 +54,17 @@ async fn child(dir: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match crawl_dir(&crawler, &dir.join("catalog"), SecretsDir(dir.join("secrets")), false).await {
+    match crawl_dir(
+        &crawler,
+        &dir.join("catalog"),
+        Credentials {
+            secrets: SecretsDir(dir.join("secrets")),
+            environment: Vec::new(),
+        },
+        false,
+    )
+    .await
+    {
         Ok(plan) => {
             let partitions: i64 = plan
                 .tables

@@ -315,7 +315,7 @@ fn crawl(
     crawler: &kglue_crds::Crawler,
     namespace: &str,
 ) -> Result<kglue_runner::crawl::plan::CrawlPlan, Failed> {
-    let secrets = kglue_runner::storage::SecretsDir(std::env::temp_dir().join("kglue-no-secrets"));
+    let secrets = kglue_runner::storage::Credentials::default();
     Ok(env.runtime.block_on(kglue_runner::crawl::cluster::crawl_cluster(
         crawler,
         env.client.clone(),

@@ -8,7 +8,7 @@ use kglue_crds::Table;
 use kglue_e2e::S3Server;
 use kglue_runner::crawl::local::{crawl_dir, read_crawler};
 use kglue_runner::crawl::plan::Action;
-use kglue_runner::storage::SecretsDir;
+use kglue_runner::storage::{Credentials, SecretsDir};
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -21,13 +21,20 @@ impl Setup {
     fn catalog(&self) -> std::path::PathBuf {
         self.dir.path().join("catalog")
     }
-    fn secrets(&self) -> SecretsDir {
-        SecretsDir(self.dir.path().join("secrets"))
+    fn secrets(&self) -> Credentials {
+        Credentials {
+            secrets: SecretsDir(self.dir.path().join("secrets")),
+            environment: Vec::new(),
+        }
     }
     fn crawler(&self, targets: &[&str]) -> kglue_crds::Crawler {
+        self.crawler_through(targets, Some("lake"))
+    }
+    fn crawler_through(&self, targets: &[&str], connection: Option<&str>) -> kglue_crds::Crawler {
+        let connection = connection.map(|c| format!(", connection: {c}")).unwrap_or_default();
         let targets: String = targets
             .iter()
-            .map(|t| format!("    - {{path: '{t}', connection: lake}}\n"))
+            .map(|t| format!("    - {{path: '{t}'{connection}}}\n"))
             .collect();
         let path = self.dir.path().join("crawler.yaml");
         std::fs::write(
@@ -266,4 +273,45 @@ async fn a_missing_secret_key_is_named() {
         error.contains("secret \"lake-credentials\" has no key \"AWS_SECRET_ACCESS_KEY\""),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn without_a_connection_the_standard_aws_environment_is_used() {
+    let setup = setup(kglue_e2e::s3::SECRET_KEY, None).await;
+    put(
+        &setup,
+        "orders/dt=2024-01-01/part-0.csv",
+        b"id,amount\n1,2.5\n".to_vec(),
+    )
+    .await;
+    let crawler = setup.crawler_through(&["s3://landing/orders/"], None);
+    // AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, the keys and the region, as the AWS tools read them.
+    let environment: Vec<(String, String)> = setup
+        ._server
+        .aws_env()
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect();
+    assert!(
+        environment.iter().any(|(key, _)| key == "AWS_ALLOW_HTTP"),
+        "{environment:?}"
+    );
+    let credentials = Credentials {
+        secrets: SecretsDir(setup.dir.path().join("no-secrets")),
+        environment,
+    };
+    let plan = crawl_dir(&crawler, &setup.catalog(), credentials, false)
+        .await
+        .expect("the crawl succeeds");
+    assert_eq!(plan.tables.len(), 1);
+    let orders = table(&setup, "raw.orders.yaml");
+    assert_eq!(orders.spec.storage.connection, None);
+    assert_eq!(orders.spec.columns.len(), 2);
+
+    // Without the environment the same target is unreachable: the variables really were used.
+    let crawler = setup.crawler_through(&["s3://landing/orders/"], None);
+    let error = crawl_dir(&crawler, &setup.catalog(), Credentials::default(), true)
+        .await
+        .expect_err("no credentials");
+    assert!(error.to_string().contains("target s3://landing/orders/"), "{error}");
 }

@@ -9,7 +9,7 @@ use kglue_runner::catalog::DirCatalog;
 use kglue_runner::crawl::cluster::crawl_cluster;
 use kglue_runner::crawl::local::{crawl_dir, read_crawler, render};
 use kglue_runner::ddl::{Dialect, catalog_table_ddl};
-use kglue_runner::storage::SecretsDir;
+use kglue_runner::storage::{Credentials, SecretsDir};
 
 #[derive(Parser)]
 #[command(
@@ -97,7 +97,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             secrets_dir,
         } => {
             let crawler = read_crawler(&file).map_err(|e| e.to_string())?;
-            let secrets = SecretsDir(secrets_dir);
+            let secrets = Credentials::from_process(SecretsDir(secrets_dir));
             let plan = match (catalog, namespace) {
                 (Some(catalog), _) => crawl_dir(&crawler, &catalog, secrets, dry_run)
                     .await

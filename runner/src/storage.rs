@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kglue_crds::connection::{ConnectionSpec, S3Connection};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
@@ -175,19 +175,41 @@ impl SecretsDir {
 /// A store reached through a connection (or the AWS environment when `None`).
 type StoreKey = (Store, Option<String>);
 
+/// Where credentials come from: the Secrets a Connection names, and the standard `AWS_*`
+/// environment variables for locations reached without a Connection (and as defaults under one).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// The mounted Secrets.
+    pub secrets: SecretsDir,
+    /// The environment, as `(name, value)` pairs; only `AWS_*` names are read.
+    pub environment: Vec<(String, String)>,
+}
+
+impl Credentials {
+    /// Secrets from `secrets`, environment from this process.
+    pub fn from_process(secrets: SecretsDir) -> Self {
+        Credentials {
+            secrets,
+            environment: std::env::vars().collect(),
+        }
+    }
+}
+
 /// Opens and caches stores for locations, one client per (store, connection).
 pub struct StoreResolver {
     connections: BTreeMap<String, ConnectionSpec>,
     secrets: SecretsDir,
+    environment: Vec<(String, String)>,
     cache: Mutex<BTreeMap<StoreKey, Arc<dyn ObjectStore>>>,
 }
 
 impl StoreResolver {
-    /// A resolver over the Connections of a catalog, with Secret values from `secrets`.
-    pub fn new(connections: BTreeMap<String, ConnectionSpec>, secrets: SecretsDir) -> Self {
+    /// A resolver over the Connections of a catalog, with credentials from `credentials`.
+    pub fn new(connections: BTreeMap<String, ConnectionSpec>, credentials: Credentials) -> Self {
         StoreResolver {
             connections,
-            secrets,
+            secrets: credentials.secrets,
+            environment: credentials.environment,
             cache: Mutex::default(),
         }
     }
@@ -236,10 +258,16 @@ impl StoreResolver {
             ..RetryConfig::default()
         };
         let client = ClientOptions::new().with_connect_timeout(Duration::from_secs(5));
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(retry)
-            .with_client_options(client);
+        // Client options first: with_client_options replaces them whole, and the environment may
+        // set some of them (AWS_ALLOW_HTTP). Then the environment, as AmazonS3Builder::from_env
+        // reads it, but from the given variables rather than the process's.
+        let mut builder = AmazonS3Builder::new().with_client_options(client).with_retry(retry);
+        for (key, value) in self.environment.iter().filter(|(key, _)| key.starts_with("AWS_")) {
+            if let Ok(config) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(config, value);
+            }
+        }
+        builder = builder.with_bucket_name(bucket);
         let Some((name, s3)) = connection else {
             return Ok(builder);
         };
@@ -342,7 +370,10 @@ mod tests {
         .expect("valid connection");
         let resolver = StoreResolver::new(
             BTreeMap::from([("lake".to_string(), connection)]),
-            SecretsDir(dir.path().to_path_buf()),
+            Credentials {
+                secrets: SecretsDir(dir.path().to_path_buf()),
+                environment: Vec::new(),
+            },
         );
         let location: Location = "s3://bucket/x".parse().expect("valid");
         let error = resolver
@@ -374,7 +405,10 @@ mod tests {
         .expect("valid connection");
         let resolver = StoreResolver::new(
             BTreeMap::from([("lake".to_string(), connection)]),
-            SecretsDir(dir.path().to_path_buf()),
+            Credentials {
+                secrets: SecretsDir(dir.path().to_path_buf()),
+                environment: Vec::new(),
+            },
         );
         let location: Location = "s3://bucket/x".parse().expect("valid");
         let first = resolver.store(&location, Some("lake")).expect("store builds");

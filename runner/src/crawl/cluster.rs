@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::local::{CONDITION_SCHEMA_DRIFT, finish_tables};
 use super::plan::{Action, CrawlError, CrawlPlan, plan_crawl};
-use crate::storage::{SecretsDir, StoreResolver};
+use crate::storage::{Credentials, StoreResolver};
 
 /// The field manager of a crawler's writes.
 pub fn field_manager(crawler: &str) -> String {
@@ -55,7 +55,7 @@ pub async fn crawl_cluster(
     crawler: &Crawler,
     client: Client,
     namespace: &str,
-    secrets: SecretsDir,
+    credentials: Credentials,
     dry_run: bool,
 ) -> Result<CrawlPlan, ClusterCrawlError> {
     let name = crawler.name_any();
@@ -92,7 +92,7 @@ pub async fn crawl_cluster(
         .into_iter()
         .filter(|t| t.spec.database_name == crawler.spec.database_name)
         .collect();
-    let resolver = StoreResolver::new(connections, secrets);
+    let resolver = StoreResolver::new(connections, credentials);
     let mut plan = plan_crawl(&name, &crawler.spec, &classifiers, &resolver, &existing)
         .await
         .map_err(crawl_error)?;

@@ -13,7 +13,7 @@ use kube::ResourceExt;
 
 use super::plan::{Action, CrawlError, CrawlPlan, plan_crawl};
 use crate::catalog::{CatalogError, DirCatalog};
-use crate::storage::{SecretsDir, StoreResolver};
+use crate::storage::{Credentials, StoreResolver};
 
 /// The condition a crawl sets on a Table whose data disagrees with it beyond widening.
 pub const CONDITION_SCHEMA_DRIFT: &str = "SchemaDrift";
@@ -63,7 +63,7 @@ pub fn read_crawler(path: &Path) -> Result<Crawler, LocalCrawlError> {
 pub async fn crawl_dir(
     crawler: &Crawler,
     catalog_dir: &Path,
-    secrets: SecretsDir,
+    credentials: Credentials,
     dry_run: bool,
 ) -> Result<CrawlPlan, LocalCrawlError> {
     let name = crawler.name_any();
@@ -89,7 +89,7 @@ pub async fn crawl_dir(
                 })
         })
         .collect::<Result<_, _>>()?;
-    let resolver = StoreResolver::new(catalog.connections().clone(), secrets);
+    let resolver = StoreResolver::new(catalog.connections().clone(), credentials);
     let existing: Vec<Table> = catalog.tables_in(&crawler.spec.database_name).cloned().collect();
     let mut plan = plan_crawl(&name, &crawler.spec, &classifiers, &resolver, &existing)
         .await
