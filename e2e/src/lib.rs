@@ -208,6 +208,20 @@ fn free_port_block(count: u16) -> Result<u16, Error> {
         .ok_or(Error::NoFreePorts)
 }
 
+/// Creates a namespace.
+pub async fn create_namespace(client: &Client, name: &str) -> Result<(), Error> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespace = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces.create(&kube::api::PostParams::default(), &namespace).await?;
+    Ok(())
+}
+
 /// One object of a manifest file.
 #[derive(Debug, Clone)]
 pub struct Manifest {

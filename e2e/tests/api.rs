@@ -9,11 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kglue_e2e::{Applier, ControlPlane, Kubectl, Manifest, load_manifests, repo_root};
 use kube::Client;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
@@ -109,18 +108,10 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
     let client = runtime.block_on(control_plane.client())?;
     runtime.block_on(install_crds(&client))?;
     runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
         for name in [EXAMPLES_NAMESPACE, UPDATES_NAMESPACE] {
-            let namespace = Namespace {
-                metadata: ObjectMeta {
-                    name: Some(name.into()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            namespaces.create(&PostParams::default(), &namespace).await?;
+            kglue_e2e::create_namespace(&client, name).await?;
         }
-        Ok::<_, kube::Error>(())
+        Ok::<_, kglue_e2e::Error>(())
     })?;
     // Discovery runs after the CRDs are installed, so it sees the kglue kinds.
     let applier = runtime.block_on(Applier::new(client.clone(), FIELD_MANAGER))?;
@@ -188,15 +179,7 @@ fn crds_are_established(env: &Env) -> Result<(), Failed> {
 fn kubectl_get_kglue(env: &Env) -> Result<(), Failed> {
     let namespace = "kglue-get";
     env.runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(env.client.clone());
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(namespace.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        namespaces.create(&PostParams::default(), &ns).await?;
+        kglue_e2e::create_namespace(&env.client, namespace).await?;
         for manifest in &env.examples {
             env.applier.apply(&manifest.object, namespace, false).await?;
         }
@@ -286,15 +269,7 @@ fn crawl_setup(env: &Env, namespace: &str) -> Result<(tempfile::TempDir, kglue_c
         std::fs::write(file, text)?;
     }
     env.runtime.block_on(async {
-        let namespaces: Api<Namespace> = Api::all(env.client.clone());
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(namespace.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        namespaces.create(&PostParams::default(), &ns).await?;
+        kglue_e2e::create_namespace(&env.client, namespace).await?;
         let database = json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Database",
             "metadata": {"name": "raw"}, "spec": {"databaseName": "raw"}});
         env.applier.apply(&database, namespace, false).await?;
