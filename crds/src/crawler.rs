@@ -27,7 +27,10 @@ use crate::common::{
     printcolumn = r#"{"name": "Tables", "type": "integer", "jsonPath": ".status.tables"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
-#[x_kube(validation = Rule::new("self.recrawlPolicy != 'CrawlNewFoldersOnly' || (self.schemaChangePolicy.updateBehavior == 'Log' && self.schemaChangePolicy.deleteBehavior == 'Log')").message("recrawlPolicy CrawlNewFoldersOnly needs schemaChangePolicy updateBehavior Log and deleteBehavior Log: a partial crawl cannot judge changes to folders it did not read").field_path(".recrawlPolicy"))]
+#[x_kube(
+    validation = Rule::new("self.recrawlPolicy != 'CrawlNewFoldersOnly' || (self.schemaChangePolicy.updateBehavior == 'Log' && self.schemaChangePolicy.deleteBehavior == 'Log')").message("recrawlPolicy CrawlNewFoldersOnly needs schemaChangePolicy updateBehavior Log and deleteBehavior Log: a partial crawl cannot judge changes to folders it did not read").field_path(".recrawlPolicy"),
+    validation = Rule::new("self.recrawlPolicy != 'CrawlNewFoldersOnly' || has(self.state)").message("recrawlPolicy CrawlNewFoldersOnly needs state.location: where the crawler records the folders it crawled").field_path(".state"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct CrawlerSpec {
     /// What the crawler is for.
@@ -66,6 +69,11 @@ pub struct CrawlerSpec {
     /// Crawl on a schedule. Without one, crawls start on request or from a Trigger or Workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// Where the crawler keeps what it recorded: the folders each crawl read and an index of every
+    /// table's partitions. Needed by recrawlPolicy CrawlNewFoldersOnly; without it, nothing is
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<CrawlerState>,
     /// The size of the crawl's pod.
     #[serde(default)]
     pub worker_size: WorkerSize,
@@ -101,6 +109,21 @@ pub struct CrawlerTarget {
     #[schemars(range(min = 1, max = 249))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_size: Option<i32>,
+}
+
+/// An object-store location the crawler writes its records to (it needs write access there;
+/// the targets themselves are only read).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CrawlerState {
+    /// The URL under which records are kept, e.g. `s3://lake-meta/kglue/`; each crawler writes
+    /// below `<location>/<crawler name>/`.
+    #[schemars(pattern(STORAGE_URL_PATTERN), length(max = 2048))]
+    pub location: String,
+    /// The Connection that says how to reach an `s3://` location.
+    #[schemars(pattern(OBJECT_NAME_PATTERN))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
 }
 
 /// What a crawl does with changes. As in Glue: `updateBehavior` UpdateInDatabase (default) or Log;

@@ -217,3 +217,72 @@ fn a_missing_crawler_file_fails_with_its_name() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("kglue: /nonexistent/crawler.yaml:"), "{stderr}");
 }
+
+#[test]
+fn new_folders_only_reads_just_the_new_partitions_and_keeps_the_index_complete() {
+    let fixture = fixture();
+    let state = fixture.landing.parent().expect("temp dir").join("state");
+    let crawler = |policy: &str| {
+        format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Crawler\nmetadata: {{name: landing}}\nspec:\n  databaseName: raw\n  \
+             recrawlPolicy: {policy}\n  schemaChangePolicy: {{updateBehavior: Log, deleteBehavior: Log}}\n  \
+             state: {{location: 'file://{}/'}}\n  targets:\n    - path: file://{}/orders/\n",
+            state.display(),
+            fixture.landing.display()
+        )
+    };
+    std::fs::write(&fixture.crawler, crawler("CrawlEverything")).expect("write crawler");
+    let stdout = crawl(&fixture, &[]);
+    assert!(stdout.contains("2 read"), "{stdout}");
+    let index = state.join("landing/partitions/raw.orders.json");
+    let orders = table(&fixture, "raw.orders.yaml");
+    let summary = orders
+        .status
+        .as_ref()
+        .and_then(|s| s.partitions.clone())
+        .expect("summary");
+    assert_eq!(summary.index, Some(format!("file://{}", index.display())));
+    assert_eq!(
+        std::fs::read_to_string(&index).expect("index"),
+        r#"[["2024-01-01"],["2024-01-02"]]"#
+    );
+
+    // One new partition lands; the next crawl reads only its file.
+    write(
+        &fixture.landing.join("orders/dt=2024-01-03/part-0.csv"),
+        b"id,amount,ordered_at\n9,1.00,2024-01-03 07:00:00\n",
+    );
+    std::fs::write(&fixture.crawler, crawler("CrawlNewFoldersOnly")).expect("write crawler");
+    let stdout = crawl(&fixture, &[]);
+    assert!(
+        stdout.contains("1 read, 1 skipped, 2 in folders crawled before"),
+        "{stdout}"
+    );
+    let orders = table(&fixture, "raw.orders.yaml");
+    let summary = orders
+        .status
+        .as_ref()
+        .and_then(|s| s.partitions.clone())
+        .expect("summary");
+    assert_eq!(summary.count, 3, "known and new partitions together");
+    assert_eq!(summary.newest.first().map(String::as_str), Some("dt=2024-01-03"));
+    assert_eq!(
+        std::fs::read_to_string(&index).expect("index"),
+        r#"[["2024-01-01"],["2024-01-02"],["2024-01-03"]]"#
+    );
+    // Nothing new: nothing read, nothing lost.
+    let stdout = crawl(&fixture, &[]);
+    assert!(
+        stdout.contains("0 read") && stdout.contains("3 in folders crawled before"),
+        "{stdout}"
+    );
+    let orders = table(&fixture, "raw.orders.yaml");
+    assert_eq!(
+        orders
+            .status
+            .as_ref()
+            .and_then(|s| s.partitions.as_ref())
+            .map(|p| p.count),
+        Some(3)
+    );
+}

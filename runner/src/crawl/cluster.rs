@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::local::{CONDITION_SCHEMA_DRIFT, finish_tables};
 use super::plan::{Action, CrawlError, CrawlPlan, plan_crawl};
+use super::state::{record_folders, write_indexes};
 use crate::storage::{Credentials, StoreResolver};
 
 /// The field manager of a crawler's writes.
@@ -101,6 +102,7 @@ pub async fn crawl_cluster(
     }
     let started = std::time::Instant::now();
     finish_tables(&mut plan, &name, &Time(Timestamp::now()));
+    write_indexes(&mut plan).await.map_err(|e| crawl_error(e.into()))?;
     let manager = field_manager(&name);
     for planned in &mut plan.tables {
         let object_name = planned.table.name_any();
@@ -167,6 +169,7 @@ pub async fn crawl_cluster(
                 "recording the crawl in Table {object_name}'s status"
             )))?;
     }
+    record_folders(&plan).await.map_err(|e| crawl_error(e.into()))?;
     plan.report.add_time("write", started.elapsed());
     Ok(plan)
 }

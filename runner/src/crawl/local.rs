@@ -12,6 +12,7 @@ use kglue_crds::{ClassifierSpec, Crawler, Table};
 use kube::ResourceExt;
 
 use super::plan::{Action, CrawlError, CrawlPlan, plan_crawl};
+use super::state::{record_folders, write_indexes};
 use crate::catalog::{CatalogError, DirCatalog};
 use crate::storage::{Credentials, StoreResolver};
 
@@ -99,6 +100,7 @@ pub async fn crawl_dir(
     }
     let started = Instant::now();
     finish_tables(&mut plan, &name, &Time(Timestamp::now()));
+    write_indexes(&mut plan).await.map_err(|e| crawl_error(e.into()))?;
     for planned in &plan.tables {
         let table = &planned.table;
         match planned.action {
@@ -110,6 +112,7 @@ pub async fn crawl_dir(
             }
         }
     }
+    record_folders(&plan).await.map_err(|e| crawl_error(e.into()))?;
     plan.report.add_time("write", started.elapsed());
     Ok(plan)
 }
@@ -216,10 +219,11 @@ pub fn render(plan: &CrawlPlan, crawler: &Crawler, dry_run: bool) -> String {
     let report = &plan.report;
     let _ = writeln!(
         out,
-        "objects: {} listed, {} read, {} skipped ({verb} write {} table file(s))",
+        "objects: {} listed, {} read, {} skipped, {} in folders crawled before ({verb} write {} table file(s))",
         report.objects_listed,
         report.objects_read,
         report.skipped.len(),
+        report.previously_crawled,
         if dry_run { 0 } else { plan.tables.len() }
     );
     for (key, reason) in &report.skipped {

@@ -13,3 +13,4 @@ pub mod listing;
 pub mod local;
 pub mod plan;
 pub mod sniff;
+pub mod state;

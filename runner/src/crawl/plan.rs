@@ -2,7 +2,7 @@
 //! into tables, and compare them with the catalog under the crawler's schema-change policy. The
 //! plan says what to write; nothing is written here, so `--dry-run` and a real crawl share it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use super::classify::{Classified, classify};
 use super::group::{FileEntry, GroupOptions, PathTemplate, TableGroup, group};
 use super::infer::InferredColumn;
 use super::listing::{Exclusions, ListingError, list_target};
+use super::state::{CrawlState, StateError};
 use crate::storage::{Location, StorageError, StoreResolver};
 
 /// The label a crawler puts on the Tables it maintains, so a later crawl finds the ones whose
@@ -58,6 +59,9 @@ pub enum CrawlError {
     /// The spec asks for something that cannot work.
     #[error("{0}")]
     Invalid(String),
+    /// The crawler's records could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
     /// More tables than `grouping.tableThreshold` allows; nothing was written.
     #[error("the crawl would create {found} tables, more than tableThreshold {threshold}; nothing was written")]
     TooManyTables {
@@ -100,6 +104,8 @@ pub struct PlannedTable {
     pub action: Action,
     /// Partitions not in the catalog before.
     pub partitions_added: usize,
+    /// Every partition of the table (values per key), for its index object.
+    pub partitions: BTreeSet<Vec<String>>,
 }
 
 /// Everything a crawl found, for people.
@@ -109,6 +115,8 @@ pub struct CrawlReport {
     pub objects_listed: usize,
     /// Objects whose first bytes were read to classify them.
     pub objects_read: usize,
+    /// Objects in folders earlier crawls read, left alone by `CrawlNewFoldersOnly`.
+    pub previously_crawled: usize,
     /// Objects left out, with the reason, by URL.
     pub skipped: Vec<(String, String)>,
     /// Time per phase, in the order the phases ran.
@@ -132,6 +140,10 @@ pub struct CrawlPlan {
     pub tables: Vec<PlannedTable>,
     /// The report.
     pub report: CrawlReport,
+    /// The crawler's record store, when `spec.state` is set.
+    pub state: Option<CrawlState>,
+    /// Per target, every folder crawled so far (recorded once the tables are written).
+    pub crawled_folders: Vec<(String, BTreeSet<String>)>,
 }
 
 /// Plans a crawl of `spec` (the Crawler named `crawler`) against the Tables of its database in
@@ -143,11 +155,19 @@ pub async fn plan_crawl(
     resolver: &StoreResolver,
     existing: &[Table],
 ) -> Result<CrawlPlan, CrawlError> {
-    if spec.recrawl_policy == RecrawlPolicy::CrawlNewFoldersOnly {
+    let state = spec
+        .state
+        .as_ref()
+        .map(|s| CrawlState::open(resolver, s, crawler))
+        .transpose()?;
+    let new_folders_only = spec.recrawl_policy == RecrawlPolicy::CrawlNewFoldersOnly;
+    if new_folders_only && state.is_none() {
         return Err(CrawlError::Invalid(
-            "recrawlPolicy CrawlNewFoldersOnly is not supported by this runner yet; use CrawlEverything".into(),
+            "recrawlPolicy CrawlNewFoldersOnly needs state.location: where the crawler records the folders it crawled"
+                .into(),
         ));
     }
+    let mut crawled_folders = Vec::new();
     let options = group_options(spec)?;
     let mut report = CrawlReport::default();
     let mut found: Vec<(String, Location, Option<String>, TableGroup)> = Vec::new();
@@ -174,6 +194,17 @@ pub async fn plan_crawl(
             })?;
         report.add_time("list", started.elapsed());
         report.objects_listed += listing.objects.len() + listing.skipped.len();
+        let mut listing = listing;
+        let folder_of = |o: &super::listing::Listed| o.folders.join("/");
+        let mut folders: BTreeSet<String> = listing.objects.iter().map(folder_of).collect();
+        if let (true, Some(state)) = (new_folders_only, &state) {
+            let known = state.crawled_folders(&target.path).await?;
+            let before = listing.objects.len();
+            listing.objects.retain(|o| !known.contains(&folder_of(o)));
+            report.previously_crawled += before - listing.objects.len();
+            folders.extend(known);
+        }
+        crawled_folders.push((target.path.clone(), folders));
         report.skipped.extend(
             listing
                 .skipped
@@ -209,13 +240,28 @@ pub async fn plan_crawl(
             .next_back()
             .map(|p| p.as_ref().to_string())
             .unwrap_or_default();
-        for table in grouping.tables {
+        for mut table in grouping.tables {
             let name = table_name(spec.table_prefix.as_deref(), table.root.last().unwrap_or(&target_name));
+            // A partial crawl sees only new partitions: the rest come from the table's index.
+            if let (true, Some(state)) = (new_folders_only, &state) {
+                let index = existing
+                    .iter()
+                    .find(|t| t.spec.table_name == name)
+                    .and_then(|t| t.status.as_ref()?.partitions.as_ref()?.index.clone());
+                if let Some(index) = index {
+                    table.partitions.extend(state.partitions(&index).await?);
+                }
+            }
             found.push((name, location.clone(), target.connection.clone(), table));
         }
     }
-    let plan = compare(crawler, spec, found, existing, &mut report)?;
-    Ok(CrawlPlan { tables: plan, report })
+    let tables = compare(crawler, spec, found, existing, &mut report)?;
+    Ok(CrawlPlan {
+        tables,
+        report,
+        state,
+        crawled_folders,
+    })
 }
 
 fn group_options(spec: &CrawlerSpec) -> Result<GroupOptions, CrawlError> {
@@ -356,12 +402,18 @@ fn compare(
             None => (desired, Action::Create),
             Some(previous) => decide(previous, desired, spec, &group, &location),
         };
+        let partitions = if group.partition_keys.is_empty() {
+            BTreeSet::new()
+        } else {
+            group.partitions.clone()
+        };
         planned.insert(
             name,
             PlannedTable {
                 table,
                 action,
                 partitions_added,
+                partitions,
             },
         );
     }
@@ -373,8 +425,9 @@ fn compare(
             threshold,
         });
     }
-    // Tables this crawler made whose data is gone.
-    for table in existing {
+    // Tables this crawler made whose data is gone (a partial crawl cannot tell).
+    let partial = spec.recrawl_policy == RecrawlPolicy::CrawlNewFoldersOnly;
+    for table in existing.iter().filter(|_| !partial) {
         let ours = table
             .metadata
             .labels
@@ -399,6 +452,7 @@ fn compare(
                 table,
                 action,
                 partitions_added: 0,
+                partitions: BTreeSet::new(),
             },
         );
     }
