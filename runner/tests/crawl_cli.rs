@@ -286,3 +286,93 @@ fn new_folders_only_reads_just_the_new_partitions_and_keeps_the_index_complete()
         Some(3)
     );
 }
+
+fn set_crawler(fixture: &Fixture, spec_extra: &str) {
+    let manifest = format!(
+        "apiVersion: kglue.dev/v1alpha1\nkind: Crawler\nmetadata: {{name: landing}}\nspec:\n  databaseName: raw\n{spec_extra}  targets:\n    - path: file://{}/orders/\n    - path: file://{}/customers/\n",
+        fixture.landing.display(),
+        fixture.landing.display()
+    );
+    std::fs::write(&fixture.crawler, manifest).expect("write crawler");
+}
+
+#[test]
+fn a_table_threshold_fails_the_crawl_and_writes_nothing() {
+    let fixture = fixture();
+    set_crawler(&fixture, "  grouping: {tableThreshold: 1}\n");
+    let output = kglue(&[
+        "crawl",
+        "-f",
+        fixture.crawler.to_str().expect("utf-8"),
+        "--catalog",
+        fixture.catalog.to_str().expect("utf-8"),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the crawl would create 2 tables, more than tableThreshold 1; nothing was written"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&fixture.catalog).expect("catalog").count(),
+        1,
+        "only the Database"
+    );
+}
+
+#[test]
+fn disappeared_data_deprecates_then_deletes_the_crawlers_tables() {
+    let fixture = fixture();
+    crawl(&fixture, &[]);
+    std::fs::remove_dir_all(fixture.landing.join("customers")).expect("remove");
+    std::fs::create_dir_all(fixture.landing.join("customers")).expect("an empty target");
+
+    // Default deleteBehavior: DeprecateInDatabase keeps the table, marked.
+    let stdout = crawl(&fixture, &[]);
+    assert!(stdout.contains("deprecate  raw.customers"), "{stdout}");
+    let customers = table(&fixture, "raw.customers.yaml");
+    assert!(customers.status.as_ref().is_some_and(|s| s.deprecated));
+
+    // Log only reports it.
+    set_crawler(&fixture, "  schemaChangePolicy: {deleteBehavior: Log}\n");
+    let stdout = crawl(&fixture, &[]);
+    assert!(
+        stdout.contains("log only   raw.customers") && stdout.contains("its data disappeared"),
+        "{stdout}"
+    );
+    assert!(fixture.catalog.join("raw.customers.yaml").exists());
+
+    // DeleteFromDatabase removes it; the orders table stays.
+    set_crawler(&fixture, "  schemaChangePolicy: {deleteBehavior: DeleteFromDatabase}\n");
+    let stdout = crawl(&fixture, &[]);
+    assert!(stdout.contains("delete     raw.customers"), "{stdout}");
+    assert!(!fixture.catalog.join("raw.customers.yaml").exists());
+    assert!(fixture.catalog.join("raw.orders.yaml").exists());
+}
+
+#[test]
+fn update_behavior_log_reports_changes_without_writing_them() {
+    let fixture = fixture();
+    crawl(&fixture, &[]);
+    write(
+        &fixture.landing.join("orders/dt=2024-01-03/part-0.csv"),
+        b"id,amount,ordered_at,coupon\n4,2.00,2024-01-03 08:00:00,SPRING\n",
+    );
+    set_crawler(&fixture, "  schemaChangePolicy: {updateBehavior: Log}\n");
+    let stdout = crawl(&fixture, &[]);
+    assert!(
+        stdout.contains("log only   raw.orders") && stdout.contains("new column coupon string"),
+        "{stdout}"
+    );
+    let orders = table(&fixture, "raw.orders.yaml");
+    assert_eq!(columns(&orders), ["id int", "amount double", "ordered_at timestamp"]);
+    // Partitions are facts, refreshed whatever the policy.
+    assert_eq!(
+        orders
+            .status
+            .as_ref()
+            .and_then(|s| s.partitions.as_ref())
+            .map(|p| p.count),
+        Some(3)
+    );
+}
