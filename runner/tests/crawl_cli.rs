@@ -376,3 +376,97 @@ fn update_behavior_log_reports_changes_without_writing_them() {
         Some(3)
     );
 }
+
+#[test]
+fn sample_size_limits_the_files_read_per_folder() {
+    let fixture = fixture();
+    // A second file in the first partition has a column the first file lacks.
+    write(
+        &fixture.landing.join("orders/dt=2024-01-01/part-1.csv"),
+        b"id,amount,ordered_at,late\n5,1.5,2024-01-01 23:00:00,true\n",
+    );
+    let manifest = format!(
+        "apiVersion: kglue.dev/v1alpha1\nkind: Crawler\nmetadata: {{name: landing}}\nspec:\n  databaseName: raw\n  targets:\n    - {{path: 'file://{}/orders/', sampleSize: 1}}\n",
+        fixture.landing.display()
+    );
+    std::fs::write(&fixture.crawler, manifest).expect("write crawler");
+    let stdout = crawl(&fixture, &[]);
+    assert!(stdout.contains("4 listed, 2 read"), "one file per folder: {stdout}");
+    assert_eq!(
+        columns(&table(&fixture, "raw.orders.yaml")),
+        ["id int", "amount double", "ordered_at timestamp"]
+    );
+}
+
+#[test]
+fn parquet_and_avro_folders_become_tables_with_nested_types() {
+    use std::sync::Arc;
+
+    use arrow_array::types::Int32Type;
+    use arrow_array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray, StructArray};
+    use arrow_schema::{DataType, Field, Fields};
+
+    let fixture = fixture();
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+    let cities: ArrayRef = Arc::new(StringArray::from(vec!["Oslo", "Rome"]));
+    let address: ArrayRef = Arc::new(StructArray::new(
+        Fields::from(vec![Field::new("city", DataType::Utf8, true)]),
+        vec![cities],
+        None,
+    ));
+    let scores: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+        Some(vec![Some(1)]),
+        Some(vec![]),
+    ]));
+    let batch = RecordBatch::try_from_iter([("id", ids), ("address", address), ("scores", scores)]).expect("batch");
+
+    let parquet_file = fixture.landing.join("events/year=2024/part-0.parquet");
+    std::fs::create_dir_all(parquet_file.parent().expect("parent")).expect("mkdir");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&parquet_file).expect("create"),
+        batch.schema(),
+        None,
+    )
+    .expect("parquet writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+
+    let simple = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(vec![7])) as ArrayRef),
+        ("name", Arc::new(StringArray::from(vec!["Ada"])) as ArrayRef),
+    ])
+    .expect("batch");
+    let mut avro =
+        arrow_avro::writer::AvroWriter::new(Vec::<u8>::new(), simple.schema().as_ref().clone()).expect("avro");
+    avro.write(&simple).expect("write");
+    avro.finish().expect("finish");
+    write(&fixture.landing.join("people/part-0.avro"), &avro.into_inner());
+
+    let manifest = format!(
+        "apiVersion: kglue.dev/v1alpha1\nkind: Crawler\nmetadata: {{name: landing}}\nspec:\n  databaseName: raw\n  targets:\n    - path: file://{}/events/\n    - path: file://{}/people/\n",
+        fixture.landing.display(),
+        fixture.landing.display()
+    );
+    std::fs::write(&fixture.crawler, manifest).expect("write crawler");
+    crawl(&fixture, &[]);
+
+    let events = table(&fixture, "raw.events.yaml");
+    assert_eq!(
+        events.spec.storage.format.format,
+        kglue_crds::common::DataFormat::Parquet
+    );
+    assert_eq!(
+        columns(&events),
+        ["id bigint", "address struct<city:string>", "scores array<int>"]
+    );
+    let keys: Vec<String> = events
+        .spec
+        .partition_keys
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.type_))
+        .collect();
+    assert_eq!(keys, ["year int"]);
+    let people = table(&fixture, "raw.people.yaml");
+    assert_eq!(people.spec.storage.format.format, kglue_crds::common::DataFormat::Avro);
+    assert_eq!(columns(&people), ["id bigint", "name string"]);
+}
