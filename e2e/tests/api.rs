@@ -255,7 +255,11 @@ fn kubectl_explain(env: &Env) -> Result<(), Failed> {
 
 /// A namespace with a `raw` Database, and a landing zone of local files for a crawler named
 /// `landing` whose targets are its `orders/` and `customers/` folders.
-fn crawl_setup(env: &Env, namespace: &str) -> Result<(tempfile::TempDir, kglue_crds::Crawler), Failed> {
+fn crawl_setup(
+    env: &Env,
+    namespace: &str,
+    with_database: bool,
+) -> Result<(tempfile::TempDir, kglue_crds::Crawler), Failed> {
     let data = tempfile::tempdir()?;
     for (path, text) in [
         ("orders/dt=2024-01-01/a.csv", "id,amount\n1,2.5\n2,3\n"),
@@ -270,9 +274,11 @@ fn crawl_setup(env: &Env, namespace: &str) -> Result<(tempfile::TempDir, kglue_c
     }
     env.runtime.block_on(async {
         kglue_e2e::create_namespace(&env.client, namespace).await?;
-        let database = json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Database",
-            "metadata": {"name": "raw"}, "spec": {"databaseName": "raw"}});
-        env.applier.apply(&database, namespace, false).await?;
+        if with_database {
+            let database = json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Database",
+                "metadata": {"name": "raw"}, "spec": {"databaseName": "raw"}});
+            env.applier.apply(&database, namespace, false).await?;
+        }
         Ok::<_, kglue_e2e::Error>(())
     })?;
     let crawler: kglue_crds::Crawler = serde_json::from_value(json!({
@@ -302,7 +308,7 @@ fn crawl(
 
 fn crawler_writes_tables(env: &Env) -> Result<(), Failed> {
     let namespace = "kglue-crawl";
-    let (_data, crawler) = crawl_setup(env, namespace)?;
+    let (_data, crawler) = crawl_setup(env, namespace, false)?;
     let plan = crawl(env, &crawler, namespace)?;
     let actions: Vec<String> = plan
         .tables
@@ -366,7 +372,7 @@ fn crawler_writes_tables(env: &Env) -> Result<(), Failed> {
 fn crawler_respects_git_tables(env: &Env) -> Result<(), Failed> {
     use kglue_runner::crawl::plan::Action;
     let namespace = "kglue-crawl-git";
-    let (_data, crawler) = crawl_setup(env, namespace)?;
+    let (_data, crawler) = crawl_setup(env, namespace, true)?;
     let orders = json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Table", "metadata": {"name": "raw.orders"},
         "spec": {"databaseName": "raw", "tableName": "orders", "description": "declared in Git",
                  "storage": {"location": "s3://lake/orders/", "format": "Csv"},

@@ -206,6 +206,18 @@ impl DirCatalog {
         &self.classifiers
     }
 
+    /// Adds a Database that does not exist yet, in a file of its own (`<metadata.name>.yaml`).
+    pub fn create_database(&mut self, database: Database) -> Result<PathBuf, CatalogError> {
+        let file = self.dir.join(format!("{}.yaml", database.name_any()));
+        write_manifest(&file, &database)?;
+        self.databases.push(Entry {
+            object: database,
+            file: file.clone(),
+            alone: true,
+        });
+        Ok(file)
+    }
+
     /// Creates or replaces a Table, writing it to its own file: the file it was loaded from, or
     /// `<metadata.name>.yaml` for a new one. Written to a temporary file first and renamed, so a
     /// crash never leaves a half-written manifest.

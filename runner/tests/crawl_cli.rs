@@ -470,3 +470,21 @@ fn parquet_and_avro_folders_become_tables_with_nested_types() {
     assert_eq!(people.spec.storage.format.format, kglue_crds::common::DataFormat::Avro);
     assert_eq!(columns(&people), ["id bigint", "name string"]);
 }
+
+#[test]
+fn a_missing_database_is_created_with_the_tables() {
+    let fixture = fixture();
+    std::fs::remove_file(fixture.catalog.join("database.yaml")).expect("remove");
+    let stdout = crawl(&fixture, &[]);
+    assert!(stdout.contains("created database raw"), "{stdout}");
+    let text = std::fs::read_to_string(fixture.catalog.join("raw.yaml")).expect("Database manifest");
+    let database: kglue_crds::Database = serde_saphyr::from_str(&text).expect("a Database");
+    assert_eq!(database.spec.database_name, "raw");
+    assert_eq!(
+        database.labels().get("kglue.dev/crawler").map(String::as_str),
+        Some("landing")
+    );
+    // The next crawl finds it and creates nothing.
+    let stdout = crawl(&fixture, &[]);
+    assert!(!stdout.contains("created database"), "{stdout}");
+}

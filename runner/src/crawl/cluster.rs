@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kglue_crds::{Classifier, ClassifierSpec, Connection, ConnectionSpec, Crawler, Table};
+use kglue_crds::{Classifier, ClassifierSpec, Connection, ConnectionSpec, Crawler, Database, Table};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::local::{CONDITION_SCHEMA_DRIFT, finish_tables};
-use super::plan::{Action, CrawlError, CrawlPlan, plan_crawl};
+use super::plan::{Action, CrawlError, CrawlPlan, new_database, plan_crawl};
 use super::state::{record_folders, write_indexes};
 use crate::storage::{Credentials, StoreResolver};
 
@@ -104,6 +104,26 @@ pub async fn crawl_cluster(
     finish_tables(&mut plan, &name, &Time(Timestamp::now()));
     write_indexes(&mut plan).await.map_err(|e| crawl_error(e.into()))?;
     let manager = field_manager(&name);
+    let databases: Api<Database> = Api::namespaced(tables.clone().into_client(), namespace);
+    let database = &crawler.spec.database_name;
+    let database_exists = databases
+        .list(&ListParams::default())
+        .await
+        .map_err(api_error("listing Databases"))?
+        .iter()
+        .any(|d| &d.spec.database_name == database);
+    if !plan.tables.is_empty() && !database_exists {
+        let object = new_database(&name, database);
+        databases
+            .patch(
+                &object.name_any(),
+                &PatchParams::apply(&manager),
+                &Patch::Apply(&object),
+            )
+            .await
+            .map_err(api_error(format!("creating Database {database}")))?;
+        plan.created_database = Some(database.clone());
+    }
     for planned in &mut plan.tables {
         let object_name = planned.table.name_any();
         match &planned.action {

@@ -11,7 +11,7 @@ use kglue_crds::table::TableUpdate;
 use kglue_crds::{ClassifierSpec, Crawler, Table};
 use kube::ResourceExt;
 
-use super::plan::{Action, CrawlError, CrawlPlan, plan_crawl};
+use super::plan::{Action, CrawlError, CrawlPlan, new_database, plan_crawl};
 use super::state::{record_folders, write_indexes};
 use crate::catalog::{CatalogError, DirCatalog};
 use crate::storage::{Credentials, StoreResolver};
@@ -101,6 +101,11 @@ pub async fn crawl_dir(
     let started = Instant::now();
     finish_tables(&mut plan, &name, &Time(Timestamp::now()));
     write_indexes(&mut plan).await.map_err(|e| crawl_error(e.into()))?;
+    let database = &crawler.spec.database_name;
+    if !plan.tables.is_empty() && catalog.database(database).is_none() {
+        catalog.create_database(new_database(&name, database))?;
+        plan.created_database = Some(database.clone());
+    }
     for planned in &plan.tables {
         let table = &planned.table;
         match planned.action {
@@ -215,6 +220,9 @@ pub fn render(plan: &CrawlPlan, crawler: &Crawler, dry_run: bool) -> String {
         if !detail.is_empty() {
             let _ = writeln!(out, "             {detail}");
         }
+    }
+    if let Some(database) = &plan.created_database {
+        let _ = writeln!(out, "  created database {database}");
     }
     let report = &plan.report;
     let _ = writeln!(

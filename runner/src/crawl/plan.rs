@@ -144,6 +144,8 @@ pub struct CrawlPlan {
     pub state: Option<CrawlState>,
     /// Per target, every folder crawled so far (recorded once the tables are written).
     pub crawled_folders: Vec<(String, BTreeSet<String>)>,
+    /// The Database the crawl created because it did not exist (set by the writers).
+    pub created_database: Option<String>,
 }
 
 /// Plans a crawl of `spec` (the Crawler named `crawler`) against the Tables of its database in
@@ -261,6 +263,7 @@ pub async fn plan_crawl(
         report,
         state,
         crawled_folders,
+        created_database: None,
     })
 }
 
@@ -353,6 +356,22 @@ pub fn table_name(prefix: Option<&str>, folder: &str) -> String {
         name.insert(0, '_');
     }
     format!("{}{name}", prefix.unwrap_or_default())
+}
+
+/// The Database a crawl creates when its database does not exist: named after the database,
+/// labelled with the crawler.
+pub fn new_database(crawler: &str, database: &str) -> kglue_crds::Database {
+    let mut object = kglue_crds::Database::new(
+        database.replace('_', "-").trim_matches('-'),
+        kglue_crds::DatabaseSpec {
+            database_name: database.to_string(),
+            description: Some(format!("Created by crawler {crawler}.")),
+            location_uri: None,
+            parameters: BTreeMap::new(),
+        },
+    );
+    object.metadata.labels = Some(BTreeMap::from([(CRAWLER_LABEL.to_string(), crawler.to_string())]));
+    object
 }
 
 /// The Kubernetes object name of a table: `<database>.<table>` with underscores as dashes.
