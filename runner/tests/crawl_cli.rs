@@ -488,3 +488,32 @@ fn a_missing_database_is_created_with_the_tables() {
     let stdout = crawl(&fixture, &[]);
     assert!(!stdout.contains("created database"), "{stdout}");
 }
+
+#[test]
+fn orc_and_ragged_csv_files_are_reported_with_their_key_and_reason() {
+    let fixture = fixture();
+    write(
+        &fixture.landing.join("orders/dt=2024-01-02/part-9.orc"),
+        b"ORC\x0a\x03\x00\x00\x00 not parsed",
+    );
+    write(
+        &fixture.landing.join("orders/dt=2024-01-02/part-8.csv"),
+        b"id,amount,ordered_at\n7,1.0\n",
+    );
+    let stdout = crawl(&fixture, &[]);
+    let orc = format!(
+        "skipped file://{}/orders/dt=2024-01-02/part-9.orc: unclassified: ORC:",
+        fixture.landing.display()
+    );
+    assert!(stdout.contains(&orc), "{stdout}");
+    let ragged = format!(
+        "skipped file://{}/orders/dt=2024-01-02/part-8.csv: unclassified: CSV: ragged rows with delimiter ',': line 2 has 2 fields where line 1 has 3",
+        fixture.landing.display()
+    );
+    assert!(stdout.contains(&ragged), "{stdout}");
+    // The good files still make the table.
+    assert_eq!(
+        columns(&table(&fixture, "raw.orders.yaml")),
+        ["id int", "amount double", "ordered_at timestamp"]
+    );
+}
