@@ -350,6 +350,13 @@ pub struct Column {
     pub comment: Option<String>,
 }
 
+impl std::fmt::Display for Column {
+    /// `name type`, as DDL and reports show a column.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name, self.type_)
+    }
+}
+
 /// A reference to a catalog table by its Glue names.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase")]

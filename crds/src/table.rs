@@ -66,6 +66,13 @@ pub struct TableSpec {
     pub parameters: BTreeMap<String, String>,
 }
 
+impl Table {
+    /// How many partitions the table's summary records, if it has one.
+    pub fn partition_count(&self) -> Option<i64> {
+        self.status.as_ref()?.partitions.as_ref().map(|p| p.count)
+    }
+}
+
 /// What the operator, crawlers and jobs observed of a Table.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -66,11 +66,7 @@ async fn child(dir: &Path) -> ExitCode {
     .await
     {
         Ok(plan) => {
-            let partitions: i64 = plan
-                .tables
-                .iter()
-                .filter_map(|t| t.table.status.as_ref()?.partitions.as_ref().map(|p| p.count))
-                .sum();
+            let partitions: i64 = plan.tables.iter().filter_map(|t| t.table.partition_count()).sum();
             let timings: Vec<String> = plan
                 .report
                 .timings

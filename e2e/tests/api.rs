@@ -319,12 +319,7 @@ fn crawler_writes_tables(env: &Env) -> Result<(), Failed> {
 
     let tables: Api<kglue_crds::Table> = Api::namespaced(env.client.clone(), namespace);
     let orders = env.runtime.block_on(tables.get("raw.orders"))?;
-    let columns: Vec<String> = orders
-        .spec
-        .columns
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.type_))
-        .collect();
+    let columns: Vec<String> = orders.spec.columns.iter().map(ToString::to_string).collect();
     assert_eq!(columns, ["id int", "amount double"]);
     assert_eq!(
         orders
@@ -335,14 +330,7 @@ fn crawler_writes_tables(env: &Env) -> Result<(), Failed> {
             .collect::<Vec<_>>(),
         ["date"]
     );
-    assert_eq!(
-        orders
-            .status
-            .as_ref()
-            .and_then(|s| s.partitions.as_ref())
-            .map(|p| p.count),
-        Some(1)
-    );
+    assert_eq!(orders.partition_count(), Some(1));
     let managers: Vec<(String, Option<String>)> = orders
         .metadata
         .managed_fields
@@ -409,12 +397,7 @@ fn crawler_respects_git_tables(env: &Env) -> Result<(), Failed> {
 
     let tables: Api<kglue_crds::Table> = Api::namespaced(env.client.clone(), namespace);
     let orders = env.runtime.block_on(tables.get("raw.orders"))?;
-    let columns: Vec<String> = orders
-        .spec
-        .columns
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.type_))
-        .collect();
+    let columns: Vec<String> = orders.spec.columns.iter().map(ToString::to_string).collect();
     assert_eq!(columns, ["id int", "amount int"], "the Git table keeps its columns");
     assert_eq!(orders.spec.description.as_deref(), Some("declared in Git"));
     let customers = env.runtime.block_on(tables.get("raw.customers"))?;

@@ -145,37 +145,15 @@ async fn crawls_partitioned_data_on_s3_and_reports_bad_files() {
     let orders = table(&setup, "raw.orders.yaml");
     assert_eq!(orders.spec.storage.location, "s3://landing/orders/");
     assert_eq!(orders.spec.storage.connection.as_deref(), Some("lake"));
-    let columns: Vec<String> = orders
-        .spec
-        .columns
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.type_))
-        .collect();
+    let columns: Vec<String> = orders.spec.columns.iter().map(ToString::to_string).collect();
     assert_eq!(columns, ["id int", "amount double"]);
     assert_eq!(orders.spec.partition_keys.len(), 1);
-    assert_eq!(
-        orders
-            .status
-            .as_ref()
-            .and_then(|s| s.partitions.as_ref())
-            .map(|p| p.count),
-        Some(2)
-    );
+    assert_eq!(orders.partition_count(), Some(2));
 
     let events = table(&setup, "raw.events.yaml");
-    let columns: Vec<String> = events
-        .spec
-        .columns
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.type_))
-        .collect();
+    let columns: Vec<String> = events.spec.columns.iter().map(ToString::to_string).collect();
     assert_eq!(columns, ["user string", "n double"]);
-    let keys: Vec<String> = events
-        .spec
-        .partition_keys
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.type_))
-        .collect();
+    let keys: Vec<String> = events.spec.partition_keys.iter().map(ToString::to_string).collect();
     assert_eq!(keys, ["day int"]);
 
     let skipped = |key: &str| {

@@ -86,12 +86,7 @@ fn table(fixture: &Fixture, file: &str) -> Table {
 }
 
 fn columns(table: &Table) -> Vec<String> {
-    table
-        .spec
-        .columns
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.type_))
-        .collect()
+    table.spec.columns.iter().map(ToString::to_string).collect()
 }
 
 #[test]
@@ -125,12 +120,7 @@ fn crawl_creates_partitioned_tables_with_inferred_schemas() {
     );
     assert_eq!(orders.spec.storage.format.format, kglue_crds::common::DataFormat::Csv);
     assert_eq!(columns(&orders), ["id int", "amount double", "ordered_at timestamp"]);
-    let keys: Vec<String> = orders
-        .spec
-        .partition_keys
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.type_))
-        .collect();
+    let keys: Vec<String> = orders.spec.partition_keys.iter().map(ToString::to_string).collect();
     assert_eq!(keys, ["dt date"]);
     let partitions = orders
         .status
@@ -277,14 +267,7 @@ fn new_folders_only_reads_just_the_new_partitions_and_keeps_the_index_complete()
         "{stdout}"
     );
     let orders = table(&fixture, "raw.orders.yaml");
-    assert_eq!(
-        orders
-            .status
-            .as_ref()
-            .and_then(|s| s.partitions.as_ref())
-            .map(|p| p.count),
-        Some(3)
-    );
+    assert_eq!(orders.partition_count(), Some(3));
 }
 
 fn set_crawler(fixture: &Fixture, spec_extra: &str) {
@@ -367,14 +350,7 @@ fn update_behavior_log_reports_changes_without_writing_them() {
     let orders = table(&fixture, "raw.orders.yaml");
     assert_eq!(columns(&orders), ["id int", "amount double", "ordered_at timestamp"]);
     // Partitions are facts, refreshed whatever the policy.
-    assert_eq!(
-        orders
-            .status
-            .as_ref()
-            .and_then(|s| s.partitions.as_ref())
-            .map(|p| p.count),
-        Some(3)
-    );
+    assert_eq!(orders.partition_count(), Some(3));
 }
 
 #[test]
@@ -459,12 +435,7 @@ fn parquet_and_avro_folders_become_tables_with_nested_types() {
         columns(&events),
         ["id bigint", "address struct<city:string>", "scores array<int>"]
     );
-    let keys: Vec<String> = events
-        .spec
-        .partition_keys
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.type_))
-        .collect();
+    let keys: Vec<String> = events.spec.partition_keys.iter().map(ToString::to_string).collect();
     assert_eq!(keys, ["year int"]);
     let people = table(&fixture, "raw.people.yaml");
     assert_eq!(people.spec.storage.format.format, kglue_crds::common::DataFormat::Avro);

@@ -191,13 +191,7 @@ pub fn render(plan: &CrawlPlan, crawler: &Crawler, dry_run: bool) -> String {
             Action::Delete => ("delete", "its data disappeared".to_string()),
             Action::Conflict(message) => ("conflict", message.clone()),
         };
-        let partitions = planned
-            .table
-            .status
-            .as_ref()
-            .and_then(|s| s.partitions.as_ref())
-            .map(|p| p.count)
-            .unwrap_or(0);
+        let partitions = planned.table.partition_count().unwrap_or(0);
         let _ = writeln!(
             out,
             "  {word:<10} {}.{}  {:?} {}  columns: {}  partition keys: {}  partitions: {partitions} (+{})",
@@ -207,12 +201,12 @@ pub fn render(plan: &CrawlPlan, crawler: &Crawler, dry_run: bool) -> String {
             spec.storage.location,
             spec.columns
                 .iter()
-                .map(|c| format!("{} {}", c.name, c.type_))
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
             spec.partition_keys
                 .iter()
-                .map(|c| format!("{} {}", c.name, c.type_))
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
             planned.partitions_added,

@@ -406,11 +406,7 @@ fn compare(
         }
         let desired = desired_table(crawler, database, &name, &location, connection, &group);
         let previous = existing.iter().find(|t| t.spec.table_name == name);
-        let partitions_before = previous
-            .and_then(|t| t.status.as_ref())
-            .and_then(|s| s.partitions.as_ref())
-            .map(|p| p.count)
-            .unwrap_or(0);
+        let partitions_before = previous.and_then(Table::partition_count).unwrap_or(0);
         let partition_count = if group.partition_keys.is_empty() {
             0
         } else {
