@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Record one run, and summarise the runs of one scale factor as a table with ratios to kglue.
+
+    report.py merge MEASURE_JSON VERIFY_JSON|- OUT_JSON   one run: measure.py's and verify.py's
+                                                          output in one file; prints a summary line
+    report.py table RESULTS_DIR SCALE_FACTOR ENGINE[,ENGINE...]
+
+RESULTS_DIR holds sf<SF>-<engine>-<run>.json (measure.py's output with verify.py's under
+"verify"). Each figure is the median over the runs of that engine (wall, CPU and peak RSS
+separately). Ratios are engine / kglue: a wall ratio of 5.0 for PySpark means kglue took a fifth
+of PySpark's time. Prints a Markdown table and the target checks; writes the same to
+RESULTS_DIR/sf<SF>.md.
+"""
+
+import glob
+import json
+import os
+import statistics
+import sys
+
+# kglue's targets, as ratios peer wall / kglue wall that must be reached.
+TARGETS = {
+    "pyspark": (5.0, "5x or more faster than PySpark"),
+    "duckdb": (1 / 1.2, "within 1.2x of DuckDB"),
+    "polars": (1.0, "not slower than Polars"),
+}
+
+
+def load(results, sf, engine):
+    runs = []
+    for path in sorted(glob.glob(os.path.join(results, f"sf{sf}-{engine}-*.json"))):
+        with open(path) as f:
+            runs.append(json.load(f))
+    return runs
+
+
+def merge(measure_file, verify_file, out_file):
+    with open(measure_file) as f:
+        run = json.load(f)
+    if verify_file == "-":
+        run["verify"] = {"rows": 0, "partitions": 0, "failures": [f"the run failed (exit {run['exit_code']})"]}
+    else:
+        with open(verify_file) as f:
+            run["verify"] = json.load(f)
+    with open(out_file, "w") as f:
+        json.dump(run, f)
+    v = run["verify"]
+    line = (
+        f"{run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s CPU, {run['peak_rss_mib']:.0f} MiB peak RSS, "
+        f"{v['rows']:,} rows in {v['partitions']} partitions"
+    )
+    print("; ".join([line] + v["failures"]))
+
+
+def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "merge":
+        merge(*sys.argv[2:])
+        return 0
+    if len(sys.argv) != 5 or sys.argv[1] != "table":
+        sys.exit(__doc__)
+    results, sf, engines = sys.argv[2], sys.argv[3], sys.argv[4].split(",")
+    rows = {}
+    for engine in engines:
+        runs = load(results, sf, engine)
+        ok = [r for r in runs if r["exit_code"] == 0 and not r.get("verify", {}).get("failures", ["missing"])]
+        if not runs:
+            continue
+        if len(ok) != len(runs):
+            rows[engine] = {"failed": len(runs) - len(ok), "runs": len(runs)}
+            continue
+        last = ok[-1]["verify"]
+        rows[engine] = {
+            "runs": len(ok),
+            "wall": statistics.median(r["wall_s"] for r in ok),
+            "wall_all": [r["wall_s"] for r in ok],
+            "cpu": statistics.median(r["cpu_s"] for r in ok),
+            "rss": statistics.median(r["peak_rss_mib"] for r in ok),
+            "rows": last["rows"],
+            "partitions": last["partitions"],
+            "files": last["files"],
+            "mib": last["output_bytes"] / 2**20,
+        }
+    base = rows.get("kglue") if "failed" not in rows.get("kglue", {"failed": 1}) else None
+    lines = [
+        f"TPC-H SF{sf} lineitem CSV -> Parquet by ship_month, 2 threads each; median of the runs (wall s of every run in brackets)",
+        "",
+        "| engine | wall s | CPU s | peak RSS MiB | rows | partitions | files | output MiB | wall / kglue | CPU / kglue | runs (wall s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for engine in engines:
+        row = rows.get(engine)
+        if row is None:
+            continue
+        if "failed" in row:
+            lines.append(f"| {engine} | FAILED ({row['failed']} of {row['runs']} runs) | | | | | | | | | |")
+            continue
+        wall_ratio = f"{row['wall'] / base['wall']:.2f}" if base else "-"
+        cpu_ratio = f"{row['cpu'] / base['cpu']:.2f}" if base else "-"
+        lines.append(
+            f"| {engine} | {row['wall']:.1f} | {row['cpu']:.1f} | {row['rss']:.0f} | {row['rows']:,} | "
+            f"{row['partitions']} | {row['files']} | {row['mib']:.0f} | {wall_ratio} | {cpu_ratio} | "
+            f"{', '.join(f'{w:.1f}' for w in row['wall_all'])} |"
+        )
+    if base:
+        lines.append("")
+        for engine, (target, words) in TARGETS.items():
+            row = rows.get(engine)
+            if row is None or "failed" in row:
+                continue
+            ratio = row["wall"] / base["wall"]
+            verdict = "met" if ratio >= target else "MISSED"
+            lines.append(f"- kglue {words}: {engine} / kglue wall = {ratio:.2f} (needs >= {target:.2f}): {verdict}")
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(results, f"sf{sf}.md"), "w") as f:
+        f.write(text + "\n")
+    failed = [e for e, r in rows.items() if "failed" in r]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
