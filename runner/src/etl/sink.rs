@@ -92,7 +92,9 @@ pub struct WriteLimits {
 impl Default for WriteLimits {
     fn default() -> Self {
         WriteLimits {
-            max_open_writers: 64,
+            // Room for a few hundred partitions per run split over a few streams (TPC-H's
+            // lineitem by month is 84 partitions per stream) before writers start closing early.
+            max_open_writers: 256,
             max_buffered_bytes: 256 * 1024 * 1024,
             upload_buffer_bytes: 5 * 1024 * 1024,
         }
