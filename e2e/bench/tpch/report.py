@@ -80,9 +80,10 @@ def main():
             "files": last["files"],
             "mib": last["output_bytes"] / 2**20,
         }
+    runs = max((r["runs"] for r in rows.values()), default=0)
     base = rows.get("kglue") if "failed" not in rows.get("kglue", {"failed": 1}) else None
     lines = [
-        f"TPC-H SF{sf} lineitem CSV -> Parquet by ship_month, 2 threads each; median of the runs (wall s of every run in brackets)",
+        f"TPC-H SF{sf} lineitem CSV -> Parquet by ship_month, 2 threads each; median of {runs} run(s) per engine, engines alternating",
         "",
         "| engine | wall s | CPU s | peak RSS MiB | rows | partitions | files | output MiB | wall / kglue | CPU / kglue | runs (wall s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",

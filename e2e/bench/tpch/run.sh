@@ -152,7 +152,7 @@ generate() {
   rm -rf "$tmp" "$dir"
   mkdir -p "$tmp/out" "$tmp/lineitem"
   log "SF$sf: generating lineitem CSV with tpchgen-cli $tpchgen_version"
-  "$tools/bin/tpchgen-cli" --scale-factor "$sf" --tables lineitem --format csv \
+  "$tools/bin/tpchgen-cli" csv --scale-factor "$sf" --tables lineitem \
     --output-dir "$tmp/out" >"$tmp/tpchgen.log" 2>&1 || {
     cat "$tmp/tpchgen.log" >&2
     die "tpchgen-cli failed"
