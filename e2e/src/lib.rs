@@ -18,6 +18,7 @@ use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::{Api, Client, Config};
 use serde_json::Value;
 
+pub mod node;
 pub mod s3;
 pub use s3::S3Server;
 
@@ -167,6 +168,148 @@ pub(crate) fn run_script(name: &str, args: &[&str], env: &[(&str, String)]) -> R
             String::from_utf8_lossy(&output.stderr)
         ),
     })
+}
+
+/// The image that `ControlPlane::start_node_agent` maps to "run `command`/`args` on the host":
+/// use it for pods that run `sh`, `kubectl` or any other host program.
+pub const HOST_IMAGE: &str = "kglue.dev/host";
+
+/// A running `kglue-node-agent` (the kubelet stand-in, see [`node`]) for one control plane.
+/// Dropping it stops the agent, which kills every container process it started.
+pub struct NodeAgent {
+    child: std::process::Child,
+    node_name: String,
+    state_dir: PathBuf,
+}
+
+impl NodeAgent {
+    /// The Node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// The agent's state directory; pods live under `pods/`.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The agent's own log.
+    pub fn log(&self) -> PathBuf {
+        self.state_dir.join("agent.log")
+    }
+
+    /// The directory of one pod (volumes, `logs/<container>.log`, `kubeconfig`).
+    pub fn pod_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
+        node::pod::pod_dir(&self.state_dir, namespace, name, uid)
+    }
+
+    /// Stops the agent: SIGTERM, then SIGKILL if it has not exited within 15 s.
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("warning: the node agent did not stop within 15s; killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl ControlPlane {
+    /// Starts `kglue-node-agent` (the binary at `binary`; in an integration test,
+    /// `env!("CARGO_BIN_EXE_kglue-node-agent")`) against this control plane, with `images` mapped
+    /// to executables and [`HOST_IMAGE`] running commands on the host, and waits until its Node is
+    /// Ready. The agent watches this process (`--owner-pid`), so it never outlives the test.
+    pub async fn start_node_agent(&self, binary: &Path, images: &[(&str, &Path)]) -> Result<NodeAgent, Error> {
+        let node_name = "kglue-node".to_string();
+        let state_dir = self.state_dir.join("node-agent");
+        std::fs::create_dir_all(&state_dir).map_err(|source| Error::Spawn {
+            what: format!("mkdir {}", state_dir.display()),
+            source,
+        })?;
+        let log_path = state_dir.join("agent.log");
+        let spawn_error = |source| Error::Spawn {
+            what: binary.display().to_string(),
+            source,
+        };
+        let log = std::fs::File::create(&log_path).map_err(spawn_error)?;
+        let log_err = log.try_clone().map_err(spawn_error)?;
+        let mut command = Command::new(binary);
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--node-name")
+            .arg(&node_name)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .arg("--host-image")
+            .arg(HOST_IMAGE)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        for (image, path) in images {
+            command.arg("--image").arg(format!("{image}={}", path.display()));
+        }
+        let child = command.spawn().map_err(spawn_error)?;
+        let mut agent = NodeAgent {
+            child,
+            node_name,
+            state_dir,
+        };
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client().await?);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(Error::Script {
+                    script: "kglue-node-agent".into(),
+                    command: "(start)".into(),
+                    status: status.to_string(),
+                    output: log,
+                });
+            }
+            let ready = nodes.get_opt(&agent.node_name).await?.is_some_and(|node| {
+                node.status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            if ready {
+                return Ok(agent);
+            }
+            if Instant::now() > deadline {
+                agent.stop();
+                return Err(Error::Script {
+                    script: "kglue-node-agent".into(),
+                    command: "(start)".into(),
+                    status: "its Node was not Ready within 30s".into(),
+                    output: std::fs::read_to_string(&log_path).unwrap_or_default(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for ControlPlane {

@@ -1,0 +1,982 @@
+//! One pod on this node, from first sight to deletion: prepare its directory, volumes, env and
+//! service-account kubeconfig, run its init containers in order and then its containers as local
+//! processes, write its status as a kubelet does, kill it when it is deleted or its deadline
+//! passes, and finally delete it with grace period 0.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+    HostIP, Pod, PodCondition, PodIP, PodSpec, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::process::{self, ExitStatus, ProcessSpec, Registry};
+use super::registration::Capacity;
+use super::resolve::{self, LOCAL_IP, PrepareError, Sources};
+use super::spec::{self, ImageMap, ImageTarget, PathRewriter};
+
+/// What every pod worker shares.
+pub struct Shared {
+    /// Client with the agent's identity.
+    pub client: Client,
+    /// This node's name.
+    pub node: String,
+    /// `--state-dir`: pod directories live under `pods/`.
+    pub state_dir: PathBuf,
+    /// Image → executable.
+    pub images: ImageMap,
+    /// The node's capacity (for resourceFieldRef defaults).
+    pub capacity: Capacity,
+    /// Live process groups.
+    pub registry: Registry,
+    /// The `cluster` entry (server, CA) written into each pod's kubeconfig.
+    pub cluster: serde_json::Value,
+    /// `PATH` given to every process.
+    pub path_env: String,
+}
+
+/// The directory of one pod: `<state-dir>/pods/<namespace>_<name>_<uid>`.
+pub fn pod_dir(state_dir: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    state_dir.join("pods").join(format!("{namespace}_{name}_{uid}"))
+}
+
+/// The default `terminationMessagePath`.
+const DEFAULT_TERMINATION_PATH: &str = "/dev/termination-log";
+/// How long a pod waits between attempts to prepare it (a missing Secret, say).
+const PREPARE_RETRY: Duration = Duration::from_secs(2);
+/// Restart back-off: doubles from the first value up to the second (the kubelet uses 10 s → 5 min).
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Grace period when a pod vanished from the API without a graceful deletion.
+const GONE_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Slot {
+    Init(usize),
+    Main(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    Never,
+    OnFailure,
+    Always,
+}
+
+impl Restart {
+    fn of(spec: &PodSpec) -> Restart {
+        match spec.restart_policy.as_deref() {
+            Some("Never") => Restart::Never,
+            Some("OnFailure") => Restart::OnFailure,
+            _ => Restart::Always,
+        }
+    }
+
+    fn again(self, exit: &ExitStatus) -> bool {
+        match self {
+            Restart::Never => false,
+            Restart::OnFailure => exit.code != 0,
+            Restart::Always => true,
+        }
+    }
+}
+
+/// A container ready to start.
+struct Prepared {
+    slot: Slot,
+    name: String,
+    process: ProcessSpec,
+    termination_file: PathBuf,
+    fallback_to_logs: bool,
+}
+
+enum Event {
+    Started {
+        slot: Slot,
+        pid: i32,
+        at: Timestamp,
+    },
+    Exited {
+        slot: Slot,
+        exit: ExitStatus,
+        reason: &'static str,
+        started: Timestamp,
+        finished: Timestamp,
+        message: Option<String>,
+    },
+    BackOff {
+        slot: Slot,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// The pod got a deletionTimestamp: kill with this grace period.
+    Deleted(Duration),
+    /// The pod is gone from the API.
+    Gone,
+    /// `activeDeadlineSeconds` passed.
+    Deadline(Duration),
+}
+
+impl Stop {
+    fn grace(self) -> Duration {
+        match self {
+            Stop::Deleted(grace) | Stop::Deadline(grace) => grace,
+            Stop::Gone => GONE_GRACE,
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The pod's status as this agent knows it.
+struct Model {
+    phase: &'static str,
+    reason: Option<String>,
+    message: Option<String>,
+    start_time: Time,
+    initialized: bool,
+    init: Vec<ContainerStatus>,
+    main: Vec<ContainerStatus>,
+    ever_started: HashMap<Slot, bool>,
+    transitions: BTreeMap<&'static str, (bool, Time)>,
+}
+
+impl Model {
+    fn new(pod: &Pod, spec: &PodSpec) -> Model {
+        let status = |c: &Container, reason: &str| ContainerStatus {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            image_id: String::new(),
+            ready: false,
+            restart_count: 0,
+            started: Some(false),
+            state: Some(waiting(reason, None)),
+            ..Default::default()
+        };
+        let init: Vec<ContainerStatus> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| status(c, "PodInitializing"))
+            .collect();
+        let main_reason = if init.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        Model {
+            phase: "Pending",
+            reason: None,
+            message: None,
+            start_time: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.clone())
+                .unwrap_or_else(now),
+            initialized: init.is_empty(),
+            init,
+            main: spec.containers.iter().map(|c| status(c, main_reason)).collect(),
+            ever_started: HashMap::new(),
+            transitions: BTreeMap::new(),
+        }
+    }
+
+    fn status_mut(&mut self, slot: Slot) -> Option<&mut ContainerStatus> {
+        match slot {
+            Slot::Init(i) => self.init.get_mut(i),
+            Slot::Main(i) => self.main.get_mut(i),
+        }
+    }
+
+    fn set_waiting(&mut self, slot: Slot, reason: &str, message: &str) {
+        if let Some(status) = self.status_mut(slot) {
+            status.state = Some(waiting(reason, Some(message.into())));
+        }
+    }
+
+    fn fail(&mut self, reason: Option<&str>, message: Option<String>) {
+        self.phase = "Failed";
+        self.reason = reason.map(str::to_string);
+        self.message = message;
+    }
+
+    fn apply(&mut self, event: Event) {
+        match event {
+            Event::Started { slot, pid, at } => {
+                let restarted = self.ever_started.insert(slot, true).is_some();
+                if let Some(status) = self.status_mut(slot) {
+                    if restarted {
+                        status.restart_count += 1;
+                        if status.state.as_ref().is_some_and(|s| s.terminated.is_some()) {
+                            status.last_state = status.state.take();
+                        }
+                    }
+                    status.state = Some(ContainerState {
+                        running: Some(ContainerStateRunning {
+                            started_at: Some(Time(at)),
+                        }),
+                        ..Default::default()
+                    });
+                    status.container_id = Some(format!("kglue://{pid}"));
+                    status.started = Some(true);
+                    status.ready = matches!(slot, Slot::Main(_));
+                }
+                if matches!(slot, Slot::Main(_)) {
+                    self.phase = "Running";
+                }
+            }
+            Event::Exited {
+                slot,
+                exit,
+                reason,
+                started,
+                finished,
+                message,
+            } => {
+                if let Some(status) = self.status_mut(slot) {
+                    status.state = Some(ContainerState {
+                        terminated: Some(ContainerStateTerminated {
+                            exit_code: exit.code,
+                            signal: exit.signal,
+                            reason: Some(reason.into()),
+                            message: message.filter(|m| !m.is_empty()),
+                            started_at: Some(Time(started)),
+                            finished_at: Some(Time(finished)),
+                            container_id: status.container_id.clone(),
+                        }),
+                        ..Default::default()
+                    });
+                    status.started = Some(false);
+                    status.ready = false;
+                }
+            }
+            Event::BackOff { slot, message } => {
+                if let Some(status) = self.status_mut(slot) {
+                    status.last_state = status.state.take();
+                    status.state = Some(waiting("CrashLoopBackOff", Some(message)));
+                }
+            }
+        }
+    }
+
+    fn terminated_ok(statuses: &[ContainerStatus]) -> bool {
+        statuses.iter().all(|s| {
+            s.state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0)
+        })
+    }
+
+    /// Succeeded when every container ended with 0, Failed otherwise.
+    fn settle(&mut self) {
+        if self.initialized && Model::terminated_ok(&self.main) {
+            self.phase = "Succeeded";
+        } else {
+            self.phase = "Failed";
+        }
+    }
+
+    fn condition(&mut self, type_: &'static str, ok: bool, reason: Option<&str>) -> PodCondition {
+        let time = match self.transitions.get(type_) {
+            Some((previous, time)) if *previous == ok => time.clone(),
+            _ => {
+                let time = now();
+                self.transitions.insert(type_, (ok, time.clone()));
+                time
+            }
+        };
+        PodCondition {
+            type_: type_.into(),
+            status: if ok { "True" } else { "False" }.into(),
+            reason: if ok { None } else { reason.map(str::to_string) },
+            last_transition_time: Some(time),
+            last_probe_time: None,
+            ..Default::default()
+        }
+    }
+
+    fn pod_status(&mut self) -> PodStatus {
+        let ready = self.phase == "Running" && self.main.iter().all(|s| s.ready);
+        let not_ready = if self.phase == "Succeeded" {
+            "PodCompleted"
+        } else {
+            "ContainersNotReady"
+        };
+        let conditions = vec![
+            self.condition("PodScheduled", true, None),
+            self.condition("Initialized", self.initialized, Some("ContainersNotInitialized")),
+            self.condition("ContainersReady", ready, Some(not_ready)),
+            self.condition("Ready", ready, Some(not_ready)),
+        ];
+        PodStatus {
+            phase: Some(self.phase.into()),
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            start_time: Some(self.start_time.clone()),
+            conditions: Some(conditions),
+            host_ip: Some(LOCAL_IP.into()),
+            host_ips: Some(vec![HostIP { ip: LOCAL_IP.into() }]),
+            pod_ip: Some(LOCAL_IP.into()),
+            pod_ips: Some(vec![PodIP { ip: LOCAL_IP.into() }]),
+            init_container_statuses: (!self.init.is_empty()).then(|| self.init.clone()),
+            container_statuses: Some(self.main.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Runs one pod until it is gone from the API. `pod` carries every update the watch sees; `None`
+/// means the pod was deleted.
+pub async fn run(shared: Arc<Shared>, mut pod: watch::Receiver<Option<Pod>>) {
+    let Some(first) = pod.borrow_and_update().clone() else {
+        return;
+    };
+    let worker = Worker::new(shared, &first);
+    tracing::debug!(pod = worker.key, "pod worker started");
+    worker.execute(first, &mut pod).await;
+    worker.wait_for_deletion(&mut pod).await;
+    tracing::debug!(pod = worker.key, "pod worker done");
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    api: Api<Pod>,
+    key: String,
+    name: String,
+    uid: String,
+    dir: PathBuf,
+}
+
+impl Worker {
+    fn new(shared: Arc<Shared>, pod: &Pod) -> Worker {
+        let namespace = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        Worker {
+            api: Api::namespaced(shared.client.clone(), &namespace),
+            key: format!("{namespace}/{name}"),
+            dir: pod_dir(&shared.state_dir, &namespace, &name, &uid),
+            shared,
+            name,
+            uid,
+        }
+    }
+
+    async fn execute(&self, pod: Pod, updates: &mut watch::Receiver<Option<Pod>>) {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+        if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) || pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let Some(spec) = pod.spec.clone() else { return };
+        let mut model = Model::new(&pod, &spec);
+        let ran_before = phase.as_deref() == Some("Running")
+            || pod
+                .status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+                .any(|s| s.state.as_ref().is_some_and(|s| s.waiting.is_none()));
+        if ran_before {
+            model.fail(
+                Some("NodeAgentRestarted"),
+                Some("the node agent restarted while this pod ran; its processes are gone".into()),
+            );
+            self.write(&mut model).await;
+            return;
+        }
+        let deadline = spec.active_deadline_seconds.map(|seconds| {
+            let started = model.start_time.0;
+            let elapsed = Timestamp::now().duration_since(started).unsigned_abs();
+            let total = Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+            Instant::now() + total.saturating_sub(elapsed)
+        });
+        let grace = Duration::from_secs(
+            spec.termination_grace_period_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(30),
+        );
+        self.write(&mut model).await;
+
+        let Some(targets) = self.resolve_images(&spec, &mut model) else {
+            self.write(&mut model).await;
+            return;
+        };
+        let (init, main) = loop {
+            match self.prepare(&pod, &spec, &targets).await {
+                Ok(prepared) => break prepared,
+                Err(error) => {
+                    let message = error.to_string();
+                    tracing::warn!(pod = self.key, %message, transient = error.is_transient(), "cannot prepare the pod");
+                    for slot in all_slots(&spec) {
+                        model.set_waiting(slot, "CreateContainerConfigError", &message);
+                    }
+                    if !error.is_transient() {
+                        model.fail(Some("CreateContainerConfigError"), Some(message));
+                        self.write(&mut model).await;
+                        return;
+                    }
+                    self.write(&mut model).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(PREPARE_RETRY) => {}
+                        stop = next_stop(updates, deadline, grace) => {
+                            self.stopped(&mut model, stop).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+
+        let init_restart = match Restart::of(&spec) {
+            Restart::Never => Restart::Never,
+            _ => Restart::OnFailure,
+        };
+        for container in init {
+            let slot = container.slot;
+            if let Some(stop) = self
+                .run_group(&mut model, vec![container], init_restart, updates, deadline, grace)
+                .await
+            {
+                self.stopped(&mut model, stop).await;
+                return;
+            }
+            let ok = match slot {
+                Slot::Init(i) => Model::terminated_ok(&model.init[i..=i]),
+                Slot::Main(_) => true,
+            };
+            if !ok {
+                model.fail(None, None);
+                self.write(&mut model).await;
+                return;
+            }
+        }
+        model.initialized = true;
+        for slot in all_slots(&spec).filter(|s| matches!(s, Slot::Main(_))) {
+            model.set_waiting(slot, "ContainerCreating", "starting");
+        }
+        if let Some(stop) = self
+            .run_group(&mut model, main, Restart::of(&spec), updates, deadline, grace)
+            .await
+        {
+            self.stopped(&mut model, stop).await;
+            return;
+        }
+        model.settle();
+        self.write(&mut model).await;
+        tracing::info!(pod = self.key, phase = model.phase, "pod finished");
+    }
+
+    /// Maps every container's image; an unmapped one fails the pod with `ImageNotMapped`.
+    fn resolve_images(&self, spec: &PodSpec, model: &mut Model) -> Option<HashMap<Slot, ImageTarget>> {
+        let mut targets = HashMap::new();
+        let mut missing = Vec::new();
+        for (slot, container) in containers(spec) {
+            let image = container.image.clone().unwrap_or_default();
+            match self.shared.images.resolve(&image) {
+                Some(target) => {
+                    if let Some(status) = model.status_mut(slot) {
+                        status.image_id = match target {
+                            ImageTarget::Executable(path) => format!("file://{}", path.display()),
+                            ImageTarget::Host => "host://".into(),
+                        };
+                    }
+                    targets.insert(slot, target.clone());
+                }
+                None => {
+                    let message = format!(
+                        "image \"{image}\" is not mapped to a local executable on node {}: start \
+                         kglue-node-agent with --image {image}=PATH or --host-image {image}",
+                        self.shared.node
+                    );
+                    model.set_waiting(slot, "ImageNotMapped", &message);
+                    missing.push(message);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Some(targets);
+        }
+        tracing::warn!(pod = self.key, message = missing.join("; "), "unmapped image");
+        model.fail(Some("ImageNotMapped"), Some(missing.join("; ")));
+        None
+    }
+
+    async fn prepare(
+        &self,
+        pod: &Pod,
+        spec: &PodSpec,
+        targets: &HashMap<Slot, ImageTarget>,
+    ) -> Result<(Vec<Prepared>, Vec<Prepared>), PrepareError> {
+        let client = &self.shared.client;
+        for sub in ["logs", "termination", "volumes"] {
+            let dir = self.dir.join(sub);
+            std::fs::create_dir_all(&dir).map_err(|source| PrepareError::Io { path: dir, source })?;
+        }
+        let namespace = pod.namespace().unwrap_or_default();
+        let mut sources = Sources::new(client.clone(), &namespace);
+        let mut volumes = HashMap::new();
+        for volume in spec.volumes.iter().flatten() {
+            let dir = self.dir.join("volumes").join(&volume.name);
+            resolve::materialise(&mut sources, client, pod, volume, &self.shared.capacity, &dir).await?;
+            volumes.insert(volume.name.clone(), dir);
+        }
+        let kubeconfig = if resolve::automount(client, pod).await? {
+            let token = resolve::service_account_token(client, pod, None, 3600).await?;
+            Some(self.write_kubeconfig(&token)?)
+        } else {
+            None
+        };
+        let mut init = Vec::new();
+        let mut main = Vec::new();
+        for (slot, container) in containers(spec) {
+            let target = targets
+                .get(&slot)
+                .ok_or_else(|| PrepareError::Unsupported(format!("container {}: no image target", container.name)))?;
+            let prepared = self
+                .prepare_container(
+                    &mut sources,
+                    pod,
+                    slot,
+                    container,
+                    target,
+                    &volumes,
+                    kubeconfig.as_deref(),
+                )
+                .await?;
+            match slot {
+                Slot::Init(_) => init.push(prepared),
+                Slot::Main(_) => main.push(prepared),
+            }
+        }
+        Ok((init, main))
+    }
+
+    fn write_kubeconfig(&self, token: &str) -> Result<PathBuf, PrepareError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join("kubeconfig");
+        let kubeconfig = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{ "name": "kglue", "cluster": self.shared.cluster }],
+            "users": [{ "name": "pod", "user": { "token": token } }],
+            "contexts": [{ "name": "pod", "context": {
+                "cluster": "kglue",
+                "user": "pod",
+                "namespace": self.key.split('/').next().unwrap_or_default(),
+            } }],
+            "current-context": "pod",
+        });
+        let io = |source| PrepareError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        file.write_all(kubeconfig.to_string().as_bytes()).map_err(io)?;
+        Ok(path)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare_container(
+        &self,
+        sources: &mut Sources,
+        pod: &Pod,
+        slot: Slot,
+        container: &Container,
+        target: &ImageTarget,
+        volumes: &HashMap<String, PathBuf>,
+        kubeconfig: Option<&Path>,
+    ) -> Result<Prepared, PrepareError> {
+        let mut rewriter = PathRewriter::default();
+        for mount in container.volume_mounts.iter().flatten() {
+            let dir = volumes.get(&mount.name).ok_or_else(|| {
+                PrepareError::Unsupported(format!(
+                    "container {}: volumeMount {} names no volume of the pod",
+                    container.name, mount.name
+                ))
+            })?;
+            if mount.sub_path_expr.as_deref().is_some_and(|s| !s.is_empty()) {
+                return Err(PrepareError::Unsupported(format!(
+                    "container {}: subPathExpr is not supported",
+                    container.name
+                )));
+            }
+            let host = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                Some(sub) if !sub.split('/').any(|part| part == "..") => dir.join(sub),
+                Some(sub) => {
+                    return Err(PrepareError::Unsupported(format!(
+                        "subPath {sub:?} must not contain `..`"
+                    )));
+                }
+                None => dir.clone(),
+            };
+            rewriter.add(&mount.mount_path, &host);
+        }
+        let termination_path = container
+            .termination_message_path
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or(DEFAULT_TERMINATION_PATH);
+        let termination_file = rewriter
+            .host_path(termination_path)
+            .unwrap_or_else(|| self.dir.join("termination").join(&container.name));
+        rewriter.add(termination_path, &termination_file);
+
+        let mut base = vec![
+            ("PATH".to_string(), self.shared.path_env.clone()),
+            ("HOME".to_string(), self.dir.display().to_string()),
+            ("HOSTNAME".to_string(), self.name.clone()),
+            ("KGLUE_POD_DIR".to_string(), self.dir.display().to_string()),
+            (
+                "KGLUE_TERMINATION_LOG".to_string(),
+                termination_file.display().to_string(),
+            ),
+        ];
+        if let Some(kubeconfig) = kubeconfig {
+            base.push(("KUBECONFIG".to_string(), kubeconfig.display().to_string()));
+        }
+        let env: Vec<(String, String)> = resolve::container_env(sources, pod, container, &self.shared.capacity, base)
+            .await?
+            .into_iter()
+            .map(|(name, value)| {
+                let value = rewriter.rewrite(&value);
+                (name, value)
+            })
+            .collect();
+        let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let expand_all = |values: Option<&Vec<String>>| -> Vec<String> {
+            values
+                .into_iter()
+                .flatten()
+                .map(|v| rewriter.rewrite(&spec::expand(v, |name| lookup.get(name).map(|s| s.to_string()))))
+                .collect()
+        };
+        let command = expand_all(container.command.as_ref());
+        let args = expand_all(container.args.as_ref());
+        let argv = spec::argv(target, &command, &args)
+            .map_err(|message| PrepareError::Unsupported(format!("container {}: {message}", container.name)))?;
+        let cwd = container
+            .working_dir
+            .as_deref()
+            .and_then(|dir| rewriter.host_path(dir))
+            .unwrap_or_else(|| self.dir.clone());
+        Ok(Prepared {
+            slot,
+            name: container.name.clone(),
+            process: ProcessSpec {
+                argv,
+                env,
+                cwd,
+                log: self.dir.join("logs").join(format!("{}.log", container.name)),
+            },
+            termination_file,
+            fallback_to_logs: container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
+        })
+    }
+
+    /// Runs containers side by side until they all end for good, or a stop comes (deletion,
+    /// deadline); then they are killed and the stop is returned.
+    async fn run_group(
+        &self,
+        model: &mut Model,
+        prepared: Vec<Prepared>,
+        restart: Restart,
+        updates: &mut watch::Receiver<Option<Pod>>,
+        deadline: Option<Instant>,
+        grace: Duration,
+    ) -> Option<Stop> {
+        let (events, mut received) = mpsc::unbounded_channel();
+        let (stop_sender, stop_receiver) = watch::channel(None::<Duration>);
+        let mut tasks = JoinSet::new();
+        for container in prepared {
+            tasks.spawn(run_container(
+                self.key.clone(),
+                container,
+                restart,
+                self.shared.registry.clone(),
+                events.clone(),
+                stop_receiver.clone(),
+            ));
+        }
+        drop(events);
+        let mut stop = None;
+        loop {
+            tokio::select! {
+                Some(event) = received.recv() => {
+                    model.apply(event);
+                    while let Ok(event) = received.try_recv() {
+                        model.apply(event);
+                    }
+                    self.write(model).await;
+                }
+                reason = next_stop(updates, deadline, grace), if stop.is_none() => {
+                    tracing::info!(pod = self.key, ?reason, "stopping the pod's containers");
+                    stop_sender.send_replace(Some(reason.grace()));
+                    stop = Some(reason);
+                }
+                joined = tasks.join_next() => match joined {
+                    None => break,
+                    Some(Err(error)) => tracing::error!(pod = self.key, %error, "a container task failed"),
+                    Some(Ok(())) => {}
+                },
+            }
+        }
+        while let Ok(event) = received.try_recv() {
+            model.apply(event);
+        }
+        stop
+    }
+
+    /// Final status after a stop: deleted pods end Succeeded or Failed by their exit codes, a
+    /// deadline fails the pod with `DeadlineExceeded`.
+    async fn stopped(&self, model: &mut Model, stop: Stop) {
+        match stop {
+            Stop::Gone => return,
+            Stop::Deleted(_) => model.settle(),
+            Stop::Deadline(_) => model.fail(
+                Some("DeadlineExceeded"),
+                Some("Pod was active on the node longer than the specified deadline".into()),
+            ),
+        }
+        self.write(model).await;
+        tracing::info!(pod = self.key, phase = model.phase, ?stop, "pod stopped");
+    }
+
+    /// Writes the status through `pods/status` (strategic merge: conditions merge by type).
+    async fn write(&self, model: &mut Model) {
+        let patch = Patch::Strategic(json!({ "status": model.pod_status() }));
+        for attempt in 1..=3u32 {
+            match self.api.patch_status(&self.name, &PatchParams::default(), &patch).await {
+                Ok(_) => return,
+                Err(kube::Error::Api(status)) if status.code == 404 => return,
+                Err(error) => {
+                    tracing::warn!(pod = self.key, attempt, %error, "writing pod status failed");
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                }
+            }
+        }
+    }
+
+    /// After the containers are done: once the pod has a deletionTimestamp, delete it with grace
+    /// period 0 (its processes are gone), as the kubelet does; return when it is gone.
+    async fn wait_for_deletion(&self, updates: &mut watch::Receiver<Option<Pod>>) {
+        let mut deleted = false;
+        loop {
+            let deleting = match &*updates.borrow_and_update() {
+                None => return,
+                Some(pod) => pod.metadata.deletion_timestamp.is_some(),
+            };
+            if deleting && !deleted {
+                deleted = true;
+                let params = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(Preconditions {
+                        uid: Some(self.uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                match self.api.delete(&self.name, &params).await {
+                    Ok(_) => tracing::info!(pod = self.key, "deleted the pod"),
+                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                    Err(error) => tracing::warn!(pod = self.key, %error, "deleting the pod failed"),
+                }
+            }
+            if updates.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn containers(spec: &PodSpec) -> impl Iterator<Item = (Slot, &Container)> {
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| (Slot::Init(i), c));
+    let main = spec.containers.iter().enumerate().map(|(i, c)| (Slot::Main(i), c));
+    init.chain(main)
+}
+
+fn all_slots(spec: &PodSpec) -> impl Iterator<Item = Slot> + '_ {
+    containers(spec).map(|(slot, _)| slot)
+}
+
+/// Resolves when the pod must stop: deleted (with its grace period), gone, or past its deadline.
+async fn next_stop(updates: &mut watch::Receiver<Option<Pod>>, deadline: Option<Instant>, grace: Duration) -> Stop {
+    loop {
+        let stop = match &*updates.borrow_and_update() {
+            None => Some(Stop::Gone),
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                let seconds = pod
+                    .metadata
+                    .deletion_grace_period_seconds
+                    .and_then(|s| u64::try_from(s).ok());
+                Some(Stop::Deleted(seconds.map_or(grace, Duration::from_secs)))
+            }
+            Some(_) => None,
+        };
+        if let Some(stop) = stop {
+            return stop;
+        }
+        let expired = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { return Stop::Gone },
+            _ = expired => return Stop::Deadline(grace),
+        }
+    }
+}
+
+async fn stop_requested(stop: &mut watch::Receiver<Option<Duration>>) -> Duration {
+    loop {
+        if let Some(grace) = *stop.borrow_and_update() {
+            return grace;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// One container: start, wait, report, and restart as the policy says, with back-off.
+async fn run_container(
+    pod: String,
+    container: Prepared,
+    restart: Restart,
+    registry: Registry,
+    events: mpsc::UnboundedSender<Event>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let slot = container.slot;
+    let mut backoff = BACKOFF_START;
+    loop {
+        if stop.borrow().is_some() {
+            return;
+        }
+        if let Err(error) = std::fs::write(&container.termination_file, b"") {
+            tracing::warn!(pod, container = container.name, %error, "cannot reset the termination-message file");
+        }
+        let started = Timestamp::now();
+        let (exit, reason, start_error) = match process::spawn(&container.process, &registry) {
+            Ok(mut running) => {
+                tracing::info!(pod, container = container.name, pid = running.pid(), argv = ?container.process.argv, "started container");
+                let _ = events.send(Event::Started {
+                    slot,
+                    pid: running.pid(),
+                    at: started,
+                });
+                let result = tokio::select! {
+                    result = running.wait() => result,
+                    grace = stop_requested(&mut stop) => running.terminate(grace).await,
+                };
+                match result {
+                    Ok(exit) => (exit, if exit.code == 0 { "Completed" } else { "Error" }, None),
+                    Err(error) => (
+                        ExitStatus { code: 1, signal: None },
+                        "Error",
+                        Some(format!("waiting for the process failed: {error}")),
+                    ),
+                }
+            }
+            Err(error) => {
+                let program = container.process.argv.first().cloned().unwrap_or_default();
+                (
+                    ExitStatus {
+                        code: 128,
+                        signal: None,
+                    },
+                    "StartError",
+                    Some(format!("cannot start {program}: {error}")),
+                )
+            }
+        };
+        let finished = Timestamp::now();
+        let message = start_error.or_else(|| termination_message(&container, &exit));
+        tracing::info!(
+            pod,
+            container = container.name,
+            exit_code = exit.code,
+            reason,
+            "container exited"
+        );
+        let _ = events.send(Event::Exited {
+            slot,
+            exit,
+            reason,
+            started,
+            finished,
+            message,
+        });
+        if stop.borrow().is_some() || !restart.again(&exit) {
+            return;
+        }
+        let _ = events.send(Event::BackOff {
+            slot,
+            message: format!(
+                "back-off {}s restarting failed container {}",
+                backoff.as_secs(),
+                container.name
+            ),
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop_requested(&mut stop) => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// The file at `terminationMessagePath` (its last 4096 bytes), or with `FallbackToLogsOnError` and
+/// a failure and an empty file, the log's tail.
+fn termination_message(container: &Prepared, exit: &ExitStatus) -> Option<String> {
+    let from_file = std::fs::read(&container.termination_file)
+        .ok()
+        .map(|bytes| spec::termination_message_from_file(&bytes))
+        .filter(|m| !m.is_empty());
+    if from_file.is_some() || !container.fallback_to_logs || exit.code == 0 {
+        return from_file;
+    }
+    std::fs::read(&container.process.log)
+        .ok()
+        .map(|bytes| spec::termination_message_from_log(&bytes))
+        .filter(|m| !m.is_empty())
+}
