@@ -595,6 +595,9 @@ fn service_account_rbac(env: &Env, namespace: &str) -> Result<(), Failed> {
         poll("the service accounts", || async { Ok(accounts.get_opt("reader").await?.is_some() && accounts.get_opt("nobody").await?.is_some()) }).await?;
         create_job(env, namespace, &job("nobody", nobody, json!({ "serviceAccountName": "nobody" }), json!({}))?).await?;
         create_job(env, namespace, &job("reader", reader, json!({ "serviceAccountName": "reader" }), json!({}))?).await?;
+        let unmounted = host_container("test -z \"$KUBECONFIG\" && echo no-credentials", json!({}));
+        let unmounted_spec = json!({ "automountServiceAccountToken": false });
+        create_job(env, namespace, &job("unmounted", unmounted, unmounted_spec, json!({}))?).await?;
         wait_job(env, namespace, "nobody", "Complete").await?;
         wait_job(env, namespace, "reader", "Complete").await?;
         let nobody_log = container_log(env, &one_job_pod(env, namespace, "nobody").await?, "main");
@@ -603,12 +606,18 @@ fn service_account_rbac(env: &Env, namespace: &str) -> Result<(), Failed> {
         expect_contains(&nobody_log, "kubectl exit=1", "the nobody pod's log")?;
         let reader_log = container_log(env, &one_job_pod(env, namespace, "reader").await?, "main");
         expect_contains(&reader_log, "configmap/kube-root-ca.crt", "the reader pod's log")?;
+        wait_job(env, namespace, "unmounted", "Complete").await?;
+        let unmounted = one_job_pod(env, namespace, "unmounted").await?;
+        expect_contains(&container_log(env, &unmounted, "main"), "no-credentials", "the unmounted pod's log")?;
+        if pod_dir(env, &unmounted).join("kubeconfig").exists() {
+            return Err("a pod with automountServiceAccountToken: false got a kubeconfig".into());
+        }
         Ok(())
     })
 }
 
 /// A bare pod that writes `done` into an emptyDir after `sleep` seconds, unless it is killed.
-fn sleeper(name: &str, sleep: u32, extra_spec: Value) -> Result<Pod, Failed> {
+fn sleeper(name: &str, sleep: &str, extra_spec: Value) -> Result<Pod, Failed> {
     let mut spec = json!({
         "restartPolicy": "Never",
         "containers": [host_container(
@@ -623,6 +632,19 @@ fn sleeper(name: &str, sleep: u32, extra_spec: Value) -> Result<Pod, Failed> {
     )?)
 }
 
+/// A sleep length no other process on the machine uses, so the `sleep` child can be found.
+const SLEEP_DELETED: &str = "5.0371";
+
+/// The pid of a live process with exactly this argv.
+fn find_process(argv: &[&str]) -> Option<u32> {
+    let wanted: String = argv.iter().map(|a| format!("{a}\0")).collect();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        (cmdline == wanted.as_bytes() && process_exists(pid)).then_some(pid)
+    })
+}
+
 fn is_running(pod: &Pod) -> bool {
     pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
@@ -630,7 +652,7 @@ fn is_running(pod: &Pod) -> bool {
 fn delete_kills(env: &Env, namespace: &str) -> Result<(), Failed> {
     env.runtime.block_on(async {
         let pods: Api<Pod> = Api::namespaced(env.client.clone(), namespace);
-        pods.create(&PostParams::default(), &sleeper("sleeper", 5, json!({}))?)
+        pods.create(&PostParams::default(), &sleeper("sleeper", SLEEP_DELETED, json!({}))?)
             .await?;
         let pod = wait_pod(env, namespace, "sleeper", "the pod to run", is_running).await?;
         let started = Instant::now();
@@ -650,6 +672,10 @@ fn delete_kills(env: &Env, namespace: &str) -> Result<(), Failed> {
         }
         if process_exists(pid) {
             return Err(format!("process {pid} still runs after its pod was deleted").into());
+        }
+        // The shell's child (`sleep`) went with it: the whole process group is killed.
+        if let Some(sleeping) = find_process(&["sleep", SLEEP_DELETED]) {
+            return Err(format!("the container's child process {sleeping} survived the deletion").into());
         }
         // Past the point where the process would have written its file.
         tokio::time::sleep(Duration::from_secs(6).saturating_sub(started.elapsed())).await;
@@ -707,7 +733,7 @@ fn pod_deadline(env: &Env, namespace: &str) -> Result<(), Failed> {
         let pods: Api<Pod> = Api::namespaced(env.client.clone(), namespace);
         pods.create(
             &PostParams::default(),
-            &sleeper("bounded", 30, json!({ "activeDeadlineSeconds": 2 }))?,
+            &sleeper("bounded", "30.0173", json!({ "activeDeadlineSeconds": 2 }))?,
         )
         .await?;
         let pod = wait_pod(env, namespace, "bounded", "the pod to run", is_running).await?;

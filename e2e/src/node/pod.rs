@@ -403,6 +403,20 @@ impl Worker {
                 .flat_map(|s| s.container_statuses.iter().flatten())
                 .any(|s| s.state.as_ref().is_some_and(|s| s.waiting.is_none()));
         if ran_before {
+            // Statuses may not go back from terminated; containers that were running are lost.
+            let status = pod.status.clone().unwrap_or_default();
+            model.main = status
+                .container_statuses
+                .unwrap_or_default()
+                .into_iter()
+                .map(lost)
+                .collect();
+            model.init = status
+                .init_container_statuses
+                .unwrap_or_default()
+                .into_iter()
+                .map(lost)
+                .collect();
             model.fail(
                 Some("NodeAgentRestarted"),
                 Some("the node agent restarted while this pod ran; its processes are gone".into()),
@@ -819,6 +833,34 @@ impl Worker {
             }
         }
     }
+}
+
+/// A container status from before an agent restart: a container that had not terminated is
+/// reported the way the kubelet reports a container it cannot find.
+fn lost(mut status: ContainerStatus) -> ContainerStatus {
+    if status.state.as_ref().is_some_and(|s| s.terminated.is_some()) {
+        return status;
+    }
+    let started = status
+        .state
+        .as_ref()
+        .and_then(|s| s.running.as_ref())
+        .and_then(|r| r.started_at.clone());
+    status.state = Some(ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: 137,
+            reason: Some("ContainerStatusUnknown".into()),
+            message: Some("The container could not be located when the pod was terminated".into()),
+            started_at: started,
+            finished_at: Some(now()),
+            container_id: status.container_id.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    status.ready = false;
+    status.started = Some(false);
+    status
 }
 
 fn containers(spec: &PodSpec) -> impl Iterator<Item = (Slot, &Container)> {
