@@ -58,6 +58,8 @@ const PREPARE_RETRY: Duration = Duration::from_secs(2);
 /// Restart back-off: doubles from the first value up to the second (the kubelet uses 10 s → 5 min).
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Lifetime of the token in a pod's kubeconfig; renewed at two thirds of it.
+const TOKEN_SECONDS: i64 = 3600;
 /// Grace period when a pod vanished from the API without a graceful deletion.
 const GONE_GRACE: Duration = Duration::from_secs(2);
 
@@ -467,6 +469,11 @@ impl Worker {
             }
         };
 
+        let _refresher = self
+            .dir
+            .join("kubeconfig")
+            .exists()
+            .then(|| AbortOnDrop(self.refresh_token(&pod)));
         let init_restart = match Restart::of(&spec) {
             Restart::Never => Restart::Never,
             _ => Restart::OnFailure,
@@ -561,8 +568,9 @@ impl Worker {
             volumes.insert(volume.name.clone(), dir);
         }
         let kubeconfig = if resolve::automount(client, pod).await? {
-            let token = resolve::service_account_token(client, pod, None, 3600).await?;
-            Some(self.write_kubeconfig(&token)?)
+            let token = resolve::service_account_token(client, pod, None, TOKEN_SECONDS).await?;
+            self.write_token(&token)?;
+            Some(self.write_kubeconfig()?)
         } else {
             None
         };
@@ -591,15 +599,42 @@ impl Worker {
         Ok((init, main))
     }
 
-    fn write_kubeconfig(&self, token: &str) -> Result<PathBuf, PrepareError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+    /// Writes the service-account token that the pod's kubeconfig reads (`tokenFile`, which
+    /// kubectl and kube-rs re-read, so a refreshed token is picked up), replacing it atomically.
+    fn write_token(&self, token: &str) -> Result<(), PrepareError> {
+        let path = self.dir.join("token");
+        let temporary = self.dir.join("token.tmp");
+        write_private(&temporary, token.as_bytes())?;
+        std::fs::rename(&temporary, &path).map_err(|source| PrepareError::Io { path, source })
+    }
+
+    /// Renews the pod's token at two thirds of its lifetime, for as long as the pod runs.
+    fn refresh_token(&self, pod: &Pod) -> tokio::task::JoinHandle<()> {
+        let client = self.shared.client.clone();
+        let pod = pod.clone();
+        let writer = Worker::new(self.shared.clone(), &pod);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(
+                    u64::try_from(TOKEN_SECONDS).unwrap_or(3600) * 2 / 3,
+                ))
+                .await;
+                let renewed = resolve::service_account_token(&client, &pod, None, TOKEN_SECONDS).await;
+                match renewed.and_then(|token| writer.write_token(&token)) {
+                    Ok(()) => tracing::debug!(pod = writer.key, "renewed the service-account token"),
+                    Err(error) => tracing::warn!(pod = writer.key, %error, "renewing the service-account token failed"),
+                }
+            }
+        })
+    }
+
+    fn write_kubeconfig(&self) -> Result<PathBuf, PrepareError> {
         let path = self.dir.join("kubeconfig");
         let kubeconfig = json!({
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{ "name": "kglue", "cluster": self.shared.cluster }],
-            "users": [{ "name": "pod", "user": { "token": token } }],
+            "users": [{ "name": "pod", "user": { "tokenFile": self.dir.join("token") } }],
             "contexts": [{ "name": "pod", "context": {
                 "cluster": "kglue",
                 "user": "pod",
@@ -607,18 +642,7 @@ impl Worker {
             } }],
             "current-context": "pod",
         });
-        let io = |source| PrepareError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
-        file.write_all(kubeconfig.to_string().as_bytes()).map_err(io)?;
+        write_private(&path, kubeconfig.to_string().as_bytes())?;
         Ok(path)
     }
 
@@ -835,6 +859,33 @@ impl Worker {
     }
 }
 
+/// Writes a file only its owner may read.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), PrepareError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| PrepareError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(contents).map_err(io)
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A container status from before an agent restart: a container that had not terminated is
 /// reported the way the kubelet reports a container it cannot find.
 fn lost(mut status: ContainerStatus) -> ContainerStatus {
@@ -1010,15 +1061,25 @@ async fn run_container(
 /// The file at `terminationMessagePath` (its last 4096 bytes), or with `FallbackToLogsOnError` and
 /// a failure and an empty file, the log's tail.
 fn termination_message(container: &Prepared, exit: &ExitStatus) -> Option<String> {
-    let from_file = std::fs::read(&container.termination_file)
-        .ok()
+    let from_file = read_tail(&container.termination_file, spec::MAX_TERMINATION_MESSAGE)
         .map(|bytes| spec::termination_message_from_file(&bytes))
         .filter(|m| !m.is_empty());
     if from_file.is_some() || !container.fallback_to_logs || exit.code == 0 {
         return from_file;
     }
-    std::fs::read(&container.process.log)
-        .ok()
+    read_tail(&container.process.log, spec::MAX_TERMINATION_LOG_BYTES)
         .map(|bytes| spec::termination_message_from_log(&bytes))
         .filter(|m| !m.is_empty())
+}
+
+/// The last `max` bytes of a file (a log may be large; only its tail is read).
+fn read_tail(path: &Path, max: usize) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let length = file.metadata().ok()?.len();
+    let max = u64::try_from(max).ok()?;
+    file.seek(SeekFrom::Start(length.saturating_sub(max))).ok()?;
+    let mut tail = Vec::new();
+    file.take(max).read_to_end(&mut tail).ok()?;
+    Some(tail)
 }
