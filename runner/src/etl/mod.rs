@@ -1,6 +1,11 @@
-//! ETL jobs (issue: ETL jobs in the runner): the run's arguments in Glue's precedence, the SQL
-//! script with them bound as parameters, and writing sinks.
+//! ETL jobs: a job's sources (selected by its bookmark), its SQL script with the run's arguments
+//! bound as parameters, and its sinks, written idempotently and committed with the catalog.
 
 pub mod arguments;
+pub mod bookmark;
+pub mod run;
 pub mod script;
 pub mod sink;
+pub mod source;
+pub mod table_update;
+pub mod types;

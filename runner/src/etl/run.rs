@@ -1,0 +1,804 @@
+//! One run of a job: sources selected by the bookmark, the script, sinks staged then committed,
+//! the catalog updated, and a [`RunResult`] that says what happened.
+//!
+//! Order matters for idempotence (brief §3): every sink is staged before any is committed, the
+//! catalog is updated after the data, and the proposed bookmark is returned, never committed
+//! here — the caller (the operator, or `kglue run` locally) commits it once the result says
+//! Succeeded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::{ExecutionPlan, displayable};
+use datafusion::prelude::{SessionConfig, SessionContext, cast, col};
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kglue_crds::common::{StorageSpec, TableRef, WorkerSize};
+use kglue_crds::job::{
+    BookmarkOption, JobBookmark, JobRunMetrics, JobSink, JobSpec, SinkMetrics, SourceMetrics, WriteMode,
+};
+use kglue_crds::{Job, Table};
+use serde::{Deserialize, Serialize};
+
+use super::bookmark::{DEFAULT_SAFETY_BAND_SECONDS, job_bookmark, source_bookmark};
+use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
+use super::source::{self, Selection, SourceInput};
+use super::table_update::{OutputShape, conform, updated_table};
+use super::types::{fields_of, to_arrow};
+use super::{arguments, script};
+use crate::catalog::DirCatalog;
+use crate::storage::{Location, StoreResolver};
+
+/// Default size of an output file, as the Job CRD documents.
+const DEFAULT_TARGET_FILE_MB: u64 = 128;
+
+/// The share of a worker's memory the engine's pool gets; the rest is the process itself, upload
+/// buffers and the allocator's slack, so the pod is not OOM-killed before the pool spills.
+const POOL_SHARE: f64 = 0.7;
+
+/// What a run may use, derived from the Job's worker size and the machine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    /// The engine's memory pool; operators that exceed it spill or fail with a clear error.
+    pub memory_limit_bytes: usize,
+    /// Where spills go.
+    pub spill_dir: PathBuf,
+    /// Parallel streams per plan.
+    pub target_partitions: usize,
+    /// Bound on open output files per sink (brief §7).
+    pub max_open_writers: usize,
+    /// Bound on Parquet row groups buffered per sink.
+    pub max_buffered_bytes: usize,
+}
+
+impl Resources {
+    /// The resources of a worker size: 1 CPU / 2 GiB (Small), 2 / 8 (Medium), 4 / 16 (Large),
+    /// 8 / 32 (XLarge), never more CPUs than the process may use (a pod's CPU limit included).
+    pub fn for_worker(size: WorkerSize, spill_dir: PathBuf) -> Self {
+        let (cpus, gib) = match size {
+            WorkerSize::Small => (1, 2),
+            WorkerSize::Medium => (2, 8),
+            WorkerSize::Large => (4, 16),
+            WorkerSize::XLarge => (8, 32),
+        };
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let memory_limit_bytes = (gib as f64 * 1024.0 * 1024.0 * 1024.0 * POOL_SHARE) as usize;
+        Resources {
+            memory_limit_bytes,
+            spill_dir,
+            target_partitions: cpus.min(available).max(1),
+            // Each open file holds up to a few upload parts of 5 MiB.
+            max_open_writers: (memory_limit_bytes / (16 << 20)).clamp(32, 1024),
+            max_buffered_bytes: memory_limit_bytes / 4,
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The Job's name (for the catalog's "last updated by" and messages).
+    pub job_name: String,
+    /// The Job's spec.
+    pub spec: JobSpec,
+    /// The run's id: output file names carry it, and a retry with the same id replaces what an
+    /// earlier attempt wrote.
+    pub run_id: String,
+    /// The attempt, 0 for the first.
+    pub attempt: i32,
+    /// The run's own arguments (the job's defaults and non-overridable ones are merged in).
+    pub arguments: BTreeMap<String, String>,
+    /// The committed bookmark to read from.
+    pub bookmark: Option<JobBookmark>,
+    /// What the run may use.
+    pub resources: Resources,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunOutcome {
+    /// Outputs and catalog committed; the proposed bookmark may be committed.
+    Succeeded,
+    /// Nothing was committed (or, for an error during commit, a retry with the same run id will
+    /// finish the job); the bookmark must not move.
+    Failed,
+}
+
+/// A table the run created or updated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableChange {
+    /// `database.table`.
+    pub table: String,
+    /// `Created` or `Updated`.
+    pub action: String,
+    /// Partitions that did not exist before.
+    pub partitions_added: usize,
+}
+
+/// The result of a run, in the shape the operator reads and `kglue run` prints (docs/etl.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResult {
+    /// The Job.
+    pub job: String,
+    /// The run id.
+    pub run_id: String,
+    /// The attempt.
+    pub attempt: i32,
+    /// Succeeded or Failed.
+    pub outcome: RunOutcome,
+    /// The error of a failed run, naming the source, sink, statement, object or column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The arguments the script saw (Glue's precedence applied).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arguments: BTreeMap<String, String>,
+    /// Rows, bytes and objects read per source; rows, files, bytes and partitions added per sink;
+    /// seconds per phase (`plan`, `execute`, `write`, `catalog`).
+    pub metrics: JobRunMetrics,
+    /// The bookmark option the run used.
+    pub bookmark_option: BookmarkOption,
+    /// The bookmark the run read from (kept so a later rewind can return to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<JobBookmark>,
+    /// The bookmark to commit after this run's outputs (only with bookmark option Enable and a
+    /// successful run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_bookmark: Option<JobBookmark>,
+    /// Tables created or updated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableChange>,
+    /// Wall time of the run.
+    pub duration_seconds: f64,
+}
+
+/// Why a run failed (the message goes into [`RunResult::error`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The run's arguments were refused.
+    #[error(transparent)]
+    Arguments(#[from] arguments::ArgumentError),
+    /// A source names a table the catalog does not have.
+    #[error("source {source_name}: table {table} is not in the catalog")]
+    TableNotFound {
+        /// The source.
+        source_name: String,
+        /// `database.table`.
+        table: String,
+    },
+    /// A source could not be listed, typed or registered.
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    /// A store could not be opened.
+    #[error("{what}: {message}")]
+    Storage {
+        /// The source or sink.
+        what: String,
+        /// The storage error.
+        message: String,
+    },
+    /// The script failed to parse or plan.
+    #[error(transparent)]
+    Script(#[from] script::ScriptError),
+    /// A sink's relation or table is wrong.
+    #[error("sink {sink}: {message}")]
+    Sink {
+        /// The sink.
+        sink: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output does not fit the sink's table.
+    #[error(transparent)]
+    Table(#[from] super::table_update::TableMismatch),
+    /// Writing or committing failed.
+    #[error(transparent)]
+    Write(#[from] sink::SinkError),
+    /// A source object does not parse (found by re-reading the sources one object at a time after
+    /// the engine failed).
+    #[error("source {source_name}: object {url} cannot be read: {message}")]
+    BadObject {
+        /// The source.
+        source_name: String,
+        /// The object.
+        url: String,
+        /// The engine's message (line numbers count from the start of the object).
+        message: String,
+    },
+    /// The catalog could not be updated.
+    #[error("catalog: {0}")]
+    Catalog(String),
+    /// The engine could not be set up.
+    #[error("engine: {0}")]
+    Engine(String),
+}
+
+/// A sink ready to run: its target, plan and catalog table.
+struct PreparedSink {
+    spec: JobSink,
+    target: SinkTarget,
+    plan: Arc<dyn ExecutionPlan>,
+    shape: OutputShape,
+    table: Option<(TableRef, Option<Table>, StorageSpec)>,
+}
+
+/// A source registered in the session.
+struct PreparedSource {
+    input: SourceInput,
+    selection: Selection,
+}
+
+/// Per-phase stopwatch.
+#[derive(Default)]
+struct Phases(BTreeMap<String, f64>);
+
+impl Phases {
+    fn add(&mut self, phase: &str, since: Instant) {
+        *self.0.entry(phase.to_string()).or_default() += since.elapsed().as_secs_f64();
+    }
+}
+
+/// A run's session, sources and sinks, planned but not executed.
+pub struct PlannedRun {
+    request: RunRequest,
+    arguments: BTreeMap<String, String>,
+    ctx: SessionContext,
+    sources: Vec<PreparedSource>,
+    sinks: Vec<PreparedSink>,
+    phases: Phases,
+    started: Instant,
+}
+
+/// Resolves sources, runs the script and plans every sink — everything short of writing. A
+/// mistake in the job (an unknown table or column, bad SQL, output that does not fit a locked
+/// table) fails here, before any object is written.
+pub async fn plan_run(
+    request: RunRequest,
+    catalog: &DirCatalog,
+    resolver: &StoreResolver,
+) -> Result<PlannedRun, (RunRequest, RunError)> {
+    let started = Instant::now();
+    match plan_inner(&request, catalog, resolver, started).await {
+        Ok((arguments, ctx, sources, sinks, phases)) => Ok(PlannedRun {
+            request,
+            arguments,
+            ctx,
+            sources,
+            sinks,
+            phases,
+            started,
+        }),
+        Err(error) => Err((request, error)),
+    }
+}
+
+type Planned = (
+    BTreeMap<String, String>,
+    SessionContext,
+    Vec<PreparedSource>,
+    Vec<PreparedSink>,
+    Phases,
+);
+
+async fn plan_inner(
+    request: &RunRequest,
+    catalog: &DirCatalog,
+    resolver: &StoreResolver,
+    started: Instant,
+) -> Result<Planned, RunError> {
+    let spec = &request.spec;
+    let arguments = arguments::resolve(
+        &spec.default_arguments,
+        &request.arguments,
+        &spec.non_overridable_arguments,
+    )?;
+    let ctx = session(&request.resources)?;
+    let mut phases = Phases::default();
+    let band = i64::from(
+        spec.bookmark
+            .safety_band_seconds
+            .unwrap_or(DEFAULT_SAFETY_BAND_SECONDS as i32),
+    );
+    let read_from = match spec.bookmark.option {
+        BookmarkOption::Disable => None,
+        BookmarkOption::Enable | BookmarkOption::Pause => request.bookmark.as_ref(),
+    };
+
+    let mut sources = Vec::new();
+    for (index, job_source) in spec.sources.iter().enumerate() {
+        let input = source_input(job_source, catalog, resolver)?;
+        let selection = source::select(&input, source_bookmark(read_from, &job_source.name), band).await?;
+        source::register(&ctx, index, &input, &selection).await?;
+        sources.push(PreparedSource { input, selection });
+    }
+
+    script::run_script(&ctx, &spec.sql, &arguments).await?;
+
+    let mut sinks = Vec::new();
+    for job_sink in &spec.sinks {
+        sinks.push(prepare_sink(&ctx, job_sink, catalog, resolver).await?);
+    }
+    phases.add("plan", started);
+    Ok((arguments, ctx, sources, sinks, phases))
+}
+
+fn session(resources: &Resources) -> Result<SessionContext, RunError> {
+    let _ = std::fs::create_dir_all(&resources.spill_dir);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(resources.memory_limit_bytes)))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![resources.spill_dir.clone()])),
+        )
+        .build_arc()
+        .map_err(|e| RunError::Engine(e.to_string()))?;
+    let config = SessionConfig::new().with_target_partitions(resources.target_partitions);
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+fn source_input(
+    job_source: &kglue_crds::job::JobSource,
+    catalog: &DirCatalog,
+    resolver: &StoreResolver,
+) -> Result<SourceInput, RunError> {
+    let name = job_source.name.clone();
+    let (storage, file_schema, partition_keys) = match (&job_source.table, &job_source.storage) {
+        (Some(table_ref), _) => {
+            let table =
+                catalog
+                    .table(&table_ref.database, &table_ref.table)
+                    .ok_or_else(|| RunError::TableNotFound {
+                        source_name: name.clone(),
+                        table: format!("{}.{}", table_ref.database, table_ref.table),
+                    })?;
+            let columns_error = |e: super::types::ColumnSchemaError| {
+                RunError::Source(source::SourceError::Engine {
+                    source_name: name.clone(),
+                    message: format!("table {}.{}: {e}", table_ref.database, table_ref.table),
+                })
+            };
+            // A table without declared columns (hand-written, schema left to the data) is read
+            // with the schema inferred from its files.
+            let file_schema = if table.spec.columns.is_empty() {
+                None
+            } else {
+                Some(Arc::new(Schema::new(
+                    fields_of(&table.spec.columns).map_err(columns_error)?,
+                )))
+            };
+            let keys: Vec<Field> = fields_of(&table.spec.partition_keys).map_err(columns_error)?;
+            (table.spec.storage.clone(), file_schema, Some(keys))
+        }
+        (None, Some(storage)) => (storage.clone(), None, None),
+        (None, None) => {
+            return Err(RunError::Source(source::SourceError::Unsupported {
+                source_name: name,
+                reason: "needs a table or storage".into(),
+            }));
+        }
+    };
+    let storage_error = |message: String| RunError::Storage {
+        what: format!("source {name}"),
+        message,
+    };
+    let location: Location = storage
+        .location
+        .parse()
+        .map_err(|e: crate::storage::StorageError| storage_error(e.to_string()))?;
+    let store = resolver
+        .store(&location, storage.connection.as_deref())
+        .map_err(|e| storage_error(e.to_string()))?;
+    Ok(SourceInput {
+        name,
+        location,
+        store,
+        format: storage.format,
+        file_schema,
+        partition_keys,
+    })
+}
+
+async fn prepare_sink(
+    ctx: &SessionContext,
+    job_sink: &JobSink,
+    catalog: &DirCatalog,
+    resolver: &StoreResolver,
+) -> Result<PreparedSink, RunError> {
+    let sink_error = |message: String| RunError::Sink {
+        sink: job_sink.name.clone(),
+        message,
+    };
+    let relation = job_sink.from.as_deref().unwrap_or(&job_sink.name);
+    let mut frame = ctx.table(relation).await.map_err(|_| {
+        sink_error(format!(
+            "the script defines no relation {relation:?} (define it with CREATE VIEW {relation} AS …, or set `from`)"
+        ))
+    })?;
+    let existing = job_sink
+        .table
+        .as_ref()
+        .map(|r| (r.clone(), catalog.table(&r.database, &r.table).cloned()));
+    if let Some((table_ref, _)) = &existing
+        && catalog.database(&table_ref.database).is_none()
+    {
+        return Err(sink_error(format!(
+            "database {} of table {}.{} does not exist in the catalog",
+            table_ref.database, table_ref.database, table_ref.table
+        )));
+    }
+    let storage = match (&job_sink.storage, &existing) {
+        (Some(storage), _) => storage.clone(),
+        (None, Some((_, Some(table)))) => table.spec.storage.clone(),
+        (None, Some((table_ref, None))) => {
+            return Err(sink_error(format!(
+                "table {}.{} does not exist, and without storage the sink does not know where to write",
+                table_ref.database, table_ref.table
+            )));
+        }
+        (None, None) => return Err(sink_error("needs storage or a table".into())),
+    };
+    for key in &job_sink.partition_by {
+        if frame.schema().field_with_unqualified_name(key).is_err() {
+            return Err(sink_error(format!(
+                "partitionBy column {key:?} is not a column of {relation} (it has: {})",
+                frame
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let mut shape = OutputShape::of(frame.schema().as_arrow(), &job_sink.partition_by);
+    if let Some((table_ref, Some(table))) = &existing {
+        let casts = conform(&job_sink.name, table_ref, table, &shape, job_sink.write_mode)?;
+        let needs_cast = frame
+            .schema()
+            .fields()
+            .iter()
+            .any(|f| casts.get(f.name()).is_some_and(|t| *f.data_type() != to_arrow(t)));
+        if needs_cast {
+            let columns = frame
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| match casts.get(f.name()) {
+                    Some(t) if *f.data_type() != to_arrow(t) => cast(col(f.name()), to_arrow(t)).alias(f.name()),
+                    _ => col(f.name()),
+                })
+                .collect::<Vec<_>>();
+            frame = frame.select(columns).map_err(|e| sink_error(e.to_string()))?;
+            shape = OutputShape::of(frame.schema().as_arrow(), &job_sink.partition_by);
+        }
+    }
+    let plan = frame
+        .create_physical_plan()
+        .await
+        .map_err(|e| sink_error(e.to_string()))?;
+    let location: Location = storage
+        .location
+        .parse()
+        .map_err(|e: crate::storage::StorageError| sink_error(e.to_string()))?;
+    let store = resolver
+        .store(&location, storage.connection.as_deref())
+        .map_err(|e| sink_error(e.to_string()))?;
+    let target = SinkTarget {
+        name: job_sink.name.clone(),
+        store,
+        location,
+        format: storage.format.clone(),
+        partition_by: job_sink.partition_by.clone(),
+        target_file_bytes: job_sink
+            .target_file_size_mb
+            .map_or(DEFAULT_TARGET_FILE_MB, |mb| mb.max(1) as u64)
+            << 20,
+        write_mode: job_sink.write_mode,
+    };
+    Ok(PreparedSink {
+        spec: job_sink.clone(),
+        target,
+        plan,
+        shape,
+        table: existing.map(|(r, t)| (r, t, storage)),
+    })
+}
+
+impl PlannedRun {
+    /// The physical plan of every sink, for `--explain`.
+    pub fn explain(&self) -> String {
+        let mut text = String::new();
+        for prepared in &self.sources {
+            text.push_str(&format!(
+                "source {}: {} objects selected of {} listed at {} ({} bytes)\n",
+                prepared.input.name,
+                prepared.selection.selected.len(),
+                prepared.selection.listed.len(),
+                prepared.input.location,
+                prepared.selection.selected_bytes()
+            ));
+        }
+        for sink in &self.sinks {
+            text.push_str(&format!(
+                "\nsink {} → {} ({:?}, {:?}{})\n",
+                sink.spec.name,
+                sink.target.location,
+                sink.target.format.format,
+                sink.target.write_mode,
+                if sink.target.partition_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", partitionBy {}", sink.target.partition_by.join(", "))
+                }
+            ));
+            text.push_str(&displayable(sink.plan.as_ref()).indent(false).to_string());
+        }
+        text
+    }
+
+    /// Executes, stages and commits every sink and updates the catalog. Never panics on bad data:
+    /// a failure becomes a Failed result, with this run's staged files removed.
+    pub async fn execute(mut self, catalog: &mut DirCatalog) -> RunResult {
+        let outcome = self.execute_inner(catalog).await;
+        let (error, tables, outcomes) = match outcome {
+            Ok((tables, outcomes)) => (None, tables, outcomes),
+            Err(error) => {
+                // Leave nothing behind: the staging folders of this run go, so a failed attempt
+                // has no orphan files (a retry would remove them too).
+                for sink in &self.sinks {
+                    let _ = sink::clean_attempt(&sink.target, &self.request.run_id).await;
+                }
+                (Some(error.to_string()), Vec::new(), Vec::new())
+            }
+        };
+        self.result(error, tables, &outcomes)
+    }
+
+    async fn execute_inner(
+        &mut self,
+        catalog: &mut DirCatalog,
+    ) -> Result<(Vec<TableChange>, Vec<SinkOutcome>), RunError> {
+        let run_id = self.request.run_id.clone();
+        let limits = WriteLimits {
+            max_open_writers: self.request.resources.max_open_writers,
+            max_buffered_bytes: self.request.resources.max_buffered_bytes,
+            ..WriteLimits::default()
+        };
+        let started = Instant::now();
+        let mut staged: Vec<Staged> = Vec::new();
+        for sink in &self.sinks {
+            sink::clean_attempt(&sink.target, &run_id).await?;
+            let task_ctx = self.ctx.task_ctx();
+            match sink::stage(&sink.target, sink.plan.clone(), task_ctx, &run_id, &limits).await {
+                Ok(files) => staged.push(files),
+                Err(error @ sink::SinkError::Execute { .. }) => {
+                    return Err(self.diagnose().await.unwrap_or(RunError::Write(error)));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        self.phases.add("execute", started);
+
+        let started = Instant::now();
+        let mut outcomes = Vec::new();
+        for (sink, files) in self.sinks.iter().zip(staged) {
+            outcomes.push(sink::commit(&sink.target, files, &run_id).await?);
+        }
+        self.phases.add("write", started);
+
+        let started = Instant::now();
+        let now = Time(Timestamp::now());
+        let mut tables = Vec::new();
+        for (sink, outcome) in self.sinks.iter().zip(&outcomes) {
+            let Some((table_ref, existing, storage)) = &sink.table else {
+                continue;
+            };
+            // An existing table is left alone by a run that wrote nothing to it (and replaced
+            // nothing): its schema and partitions did not change.
+            if existing.is_some() && outcome.rows == 0 && sink.target.write_mode != WriteMode::Overwrite {
+                continue;
+            }
+            let table = updated_table(
+                existing.as_ref(),
+                table_ref,
+                storage,
+                &sink.shape,
+                sink.target.write_mode,
+                &outcome.partitions,
+                outcome.partitions_added.len(),
+                &self.request.job_name,
+                &run_id,
+                &now,
+            );
+            catalog
+                .save_table(table)
+                .map_err(|e| RunError::Catalog(e.to_string()))?;
+            tables.push(TableChange {
+                table: format!("{}.{}", table_ref.database, table_ref.table),
+                action: if existing.is_some() { "Updated" } else { "Created" }.into(),
+                partitions_added: outcome.partitions_added.len(),
+            });
+        }
+        self.phases.add("catalog", started);
+        Ok((tables, outcomes))
+    }
+
+    /// After the engine failed while reading, finds the first source object that does not read on
+    /// its own, so the error names it (line numbers then count from the object's start).
+    async fn diagnose(&self) -> Option<RunError> {
+        for (index, prepared) in self.sources.iter().enumerate() {
+            for meta in prepared.selection.selected() {
+                let single = Selection {
+                    listed: vec![meta.clone()],
+                    selected: vec![0],
+                    listed_at: prepared.selection.listed_at,
+                };
+                let ctx = SessionContext::new_with_config(
+                    SessionConfig::new()
+                        .with_target_partitions(1)
+                        .with_repartition_file_scans(false),
+                );
+                let mut input = prepared.input.clone();
+                input.name = format!("probe_{index}");
+                if source::register(&ctx, index, &input, &single).await.is_err() {
+                    continue;
+                }
+                let failure = async {
+                    let frame = ctx.table(input.name.as_str()).await?;
+                    let mut stream = frame.execute_stream().await?;
+                    while let Some(batch) = stream.next().await {
+                        batch?;
+                    }
+                    Ok::<(), datafusion::error::DataFusionError>(())
+                }
+                .await;
+                if let Err(error) = failure {
+                    return Some(RunError::BadObject {
+                        source_name: prepared.input.name.clone(),
+                        url: prepared.input.location.url_of(&meta.location),
+                        message: error.to_string(),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    fn result(&self, error: Option<String>, tables: Vec<TableChange>, outcomes: &[SinkOutcome]) -> RunResult {
+        let mut rows_by_store: BTreeMap<String, u64> = BTreeMap::new();
+        for sink in &self.sinks {
+            rows_read(&sink.plan, &mut rows_by_store);
+        }
+        let sources = self
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(index, prepared)| {
+                (
+                    prepared.input.name.clone(),
+                    SourceMetrics {
+                        rows: rows_by_store.get(&source::store_url(index)).copied().unwrap_or(0) as i64,
+                        bytes: prepared.selection.selected_bytes() as i64,
+                        objects: prepared.selection.selected.len() as i64,
+                    },
+                )
+            })
+            .collect();
+        let sinks = outcomes
+            .iter()
+            .map(|o| {
+                (
+                    o.sink.clone(),
+                    SinkMetrics {
+                        rows: o.rows as i64,
+                        files: o.files as i64,
+                        bytes: o.bytes as i64,
+                        partitions_added: o.partitions_added.len() as i64,
+                    },
+                )
+            })
+            .collect();
+        let spec = &self.request.spec;
+        let band = i64::from(
+            spec.bookmark
+                .safety_band_seconds
+                .unwrap_or(DEFAULT_SAFETY_BAND_SECONDS as i32),
+        );
+        let started_from = match spec.bookmark.option {
+            BookmarkOption::Disable => None,
+            _ => self.request.bookmark.clone(),
+        };
+        let next_bookmark = (error.is_none() && spec.bookmark.option == BookmarkOption::Enable).then(|| {
+            job_bookmark(
+                self.sources
+                    .iter()
+                    .map(|p| (p.input.name.clone(), p.selection.next_bookmark(band)))
+                    .collect(),
+            )
+        });
+        RunResult {
+            job: self.request.job_name.clone(),
+            run_id: self.request.run_id.clone(),
+            attempt: self.request.attempt,
+            outcome: if error.is_none() {
+                RunOutcome::Succeeded
+            } else {
+                RunOutcome::Failed
+            },
+            error,
+            arguments: self.arguments.clone(),
+            metrics: JobRunMetrics {
+                sources,
+                sinks,
+                phase_seconds: self.phases.0.clone(),
+            },
+            bookmark_option: spec.bookmark.option,
+            started_from,
+            next_bookmark,
+            tables,
+            duration_seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// Adds the rows each source's scans produced, keyed by the scan's store URL.
+fn rows_read(plan: &Arc<dyn ExecutionPlan>, rows: &mut BTreeMap<String, u64>) {
+    if let Some(exec) = plan.downcast_ref::<DataSourceExec>()
+        && let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>()
+    {
+        let produced = exec.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
+        *rows
+            .entry(config.object_store_url.as_str().trim_end_matches('/').to_string())
+            .or_default() += produced;
+    }
+    for child in plan.children() {
+        rows_read(child, rows);
+    }
+}
+
+/// A failed result for a run that could not even be planned.
+pub fn failed_before_planning(request: &RunRequest, error: &RunError, elapsed: Duration) -> RunResult {
+    RunResult {
+        job: request.job_name.clone(),
+        run_id: request.run_id.clone(),
+        attempt: request.attempt,
+        outcome: RunOutcome::Failed,
+        error: Some(error.to_string()),
+        arguments: BTreeMap::new(),
+        metrics: JobRunMetrics::default(),
+        bookmark_option: request.spec.bookmark.option,
+        started_from: None,
+        next_bookmark: None,
+        tables: Vec::new(),
+        duration_seconds: elapsed.as_secs_f64(),
+    }
+}
+
+/// Reads the one Job of a manifest file.
+pub fn read_job(path: &std::path::Path) -> Result<Job, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: not valid YAML: {e}", path.display()))?;
+    let mut jobs = documents
+        .into_iter()
+        .filter(|d| d["kind"] == "Job" && d["apiVersion"] == "kglue.dev/v1alpha1");
+    let (Some(job), None) = (jobs.next(), jobs.next()) else {
+        return Err(format!(
+            "{}: expected exactly one kglue.dev/v1alpha1 Job in the file",
+            path.display()
+        ));
+    };
+    let name = job["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    serde_json::from_value(job).map_err(|e| format!("{}: Job {name:?}: {e}", path.display()))
+}
