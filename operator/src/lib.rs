@@ -1,0 +1,20 @@
+//! The kglue operator: reconciles the `kglue.dev/v1alpha1` custom resources.
+//!
+//! Today it checks what the API server cannot (references between objects, cron expressions,
+//! nested column types, grok patterns, cycles; see `docs/validation.md`) and reports the result as
+//! kstatus conditions (`Ready`, `Stalled`) with `observedGeneration`. Runs of Crawlers and Jobs come
+//! later (issue 5). `docs/operator.md` describes flags, conditions, metrics and leader election.
+//!
+//! Every controller is a pipeline: read (the only step that calls the API) → validate (pure) →
+//! build status (pure) → apply status with server-side apply → requeue. The pure steps are unit
+//! tested in each controller's module; `tests/controllers.rs` runs the binary against a real
+//! control plane.
+
+pub mod controllers;
+pub mod health;
+pub mod leader;
+pub mod metrics;
+pub mod schedule;
+
+/// The field manager of every write the operator makes, so `managedFields` show who owns what.
+pub const FIELD_MANAGER: &str = "kglue-operator";
