@@ -1,0 +1,511 @@
+//! `kglue run` end to end, on data the tests generate: every answer is checked against DuckDB
+//! (Python's `duckdb` package) running the same SQL over the same input, and the output files are
+//! read back by DuckDB too — an engine other than the one that wrote them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const DATABASE: &str =
+    "apiVersion: kglue.dev/v1alpha1\nkind: Database\nmetadata: {name: curated}\nspec: {databaseName: curated}\n";
+
+struct Workspace {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join("catalog")).expect("catalog dir");
+        std::fs::write(root.join("catalog/database.yaml"), DATABASE).expect("database");
+        Workspace { _dir: dir, root }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    fn url(&self, relative: &str) -> String {
+        format!("file://{}/", self.path(relative).display())
+    }
+
+    fn write(&self, relative: &str, text: &str) {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// Writes a Job reading `raw/` (CSV, Hive-partitioned by `dt`) into `out/`.
+    fn job(&self, sql: &str, sink_extra: &str, spec_extra: &str) -> PathBuf {
+        let text = format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: clean-orders}}\nspec:\n{spec_extra}  sources:\n    - name: orders\n      storage: {{location: \"{raw}\", format: Csv}}\n  sql: |\n    {sql}\n  sinks:\n    - name: cleaned\n      storage: {{location: \"{out}\", format: Parquet}}\n{sink_extra}",
+            raw = self.url("raw"),
+            out = self.url("out"),
+        );
+        let path = self.path("job.yaml");
+        std::fs::write(&path, text).expect("job");
+        path
+    }
+
+    fn run(&self, job: &Path, extra: &[&str]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kglue"));
+        command
+            .args(["run", "-f"])
+            .arg(job)
+            .arg("--catalog")
+            .arg(self.path("catalog"))
+            .arg("--json")
+            .args(extra)
+            .env("KGLUE_SPILL_DIR", self.path("spill"));
+        command.output().expect("run kglue")
+    }
+
+    fn run_ok(&self, job: &Path, extra: &[&str]) -> Value {
+        let output = self.run(job, extra);
+        assert!(
+            output.status.success(),
+            "kglue run failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("json result")
+    }
+
+    fn run_failing(&self, job: &Path, extra: &[&str]) -> String {
+        let output = self.run(job, extra);
+        assert!(!output.status.success(), "expected a failed run");
+        let result: Value = serde_json::from_slice(&output.stdout).expect("json result");
+        assert_eq!(result["outcome"], "Failed");
+        result["error"].as_str().expect("error message").to_string()
+    }
+
+    /// Every file under `out/`, relative.
+    fn output_files(&self) -> Vec<String> {
+        let mut files = Vec::new();
+        let root = self.path("out");
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    files.push(path.strip_prefix(&root).expect("below").display().to_string());
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+}
+
+/// Runs `query` in DuckDB (after `setup`, with `$name` parameters from `params`) and returns the
+/// rows as sorted text lines, so result order does not matter.
+fn duckdb(setup: &str, query: &str, params: &[(&str, &str)]) -> Vec<String> {
+    let script = r#"
+import json, sys, duckdb
+setup, query, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+con = duckdb.connect()
+if setup:
+    con.execute(setup)
+rows = con.execute(query, params).fetchall() if params else con.execute(query).fetchall()
+def cell(v):
+    if isinstance(v, float):
+        return f"{v:.6f}"
+    return "NULL" if v is None else str(v)
+for row in sorted("|".join(cell(v) for v in row) for row in rows):
+    print(row)
+"#;
+    let params: serde_json::Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+    let output = Command::new("python3")
+        .args(["-c", script, setup, query, &Value::Object(params).to_string()])
+        .output()
+        .expect("python3 with duckdb (pip install duckdb)");
+    assert!(
+        output.status.success(),
+        "duckdb failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The CSV of generated orders `first..first+count`: ids, amounts with cents, a region (some
+/// empty, read as NULL), spread over `days` Hive partitions.
+fn land_orders(ws: &Workspace, first: usize, count: usize, days: usize, name: &str) {
+    let mut per_day: Vec<String> = vec!["id,amount,region,note\n".to_string(); days];
+    for id in first..first + count {
+        let region = ["eu", "us", "ap", ""][id % 4];
+        let amount = (id * 37 % 1000) as f64 / 4.0;
+        per_day[id % days].push_str(&format!("{id},{amount},{region},\"n, {id}\"\n"));
+    }
+    for (day, text) in per_day.iter().enumerate() {
+        ws.write(&format!("raw/dt=2024-01-{:02}/{name}.csv", day + 1), text);
+    }
+}
+
+const RAW_VIEW: &str = "CREATE VIEW orders AS SELECT * FROM read_csv('RAW/*/*.csv', hive_partitioning = true, header = true, columns = {'id': 'BIGINT', 'amount': 'DOUBLE', 'region': 'VARCHAR', 'note': 'VARCHAR'})";
+
+fn raw_view(ws: &Workspace) -> String {
+    RAW_VIEW.replace("RAW", &ws.path("raw").display().to_string())
+}
+
+fn out_view(ws: &Workspace) -> String {
+    format!(
+        "CREATE VIEW out AS SELECT * FROM read_parquet('{}/**/*.parquet', hive_partitioning = true)",
+        ws.path("out").display()
+    )
+}
+
+#[test]
+fn a_job_gives_the_rows_duckdb_gives_for_the_same_sql_and_updates_the_catalog() {
+    let ws = Workspace::new();
+    land_orders(&ws, 0, 2000, 3, "a");
+    let sql = "CREATE VIEW cleaned AS SELECT region, count(*) AS orders, sum(amount) AS total, min(note) AS first_note FROM orders WHERE amount >= CAST($min_amount AS DOUBLE) GROUP BY region;";
+    let job = ws.job(
+        sql,
+        "      partitionBy: [region]\n      table: {database: curated, table: orders_by_region}\n",
+        "  defaultArguments: {min_amount: \"10\"}\n",
+    );
+    let result = ws.run_ok(&job, &["--arg", "min_amount=100.5"]);
+    assert_eq!(result["outcome"], "Succeeded");
+    assert_eq!(
+        result["arguments"]["min_amount"], "100.5",
+        "the run's argument wins over the default"
+    );
+    assert_eq!(result["metrics"]["sources"]["orders"]["rows"], 2000);
+    assert_eq!(result["metrics"]["sources"]["orders"]["objects"], 3);
+    assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], 4);
+    assert_eq!(result["metrics"]["sinks"]["cleaned"]["partitionsAdded"], 4);
+    for phase in ["plan", "execute", "write", "catalog"] {
+        assert!(result["metrics"]["phaseSeconds"][phase].is_number(), "phase {phase}");
+    }
+
+    let expected = duckdb(
+        &raw_view(&ws),
+        "SELECT region, count(*), sum(amount), min(note) FROM orders WHERE amount >= CAST($min_amount AS DOUBLE) GROUP BY region",
+        &[("min_amount", "100.5")],
+    );
+    let written = duckdb(&out_view(&ws), "SELECT region, orders, total, first_note FROM out", &[]);
+    // DuckDB reads the Hive folder of NULL back as the string Hive writes for it.
+    let written: Vec<String> = written
+        .into_iter()
+        .map(|row| row.replace("__HIVE_DEFAULT_PARTITION__", "NULL"))
+        .collect();
+    let mut written_sorted = written.clone();
+    written_sorted.sort();
+    assert_eq!(written_sorted, expected);
+
+    let files = ws.output_files();
+    let run_id = result["runId"].as_str().expect("run id");
+    assert!(files.iter().all(|f| f.contains(run_id)), "{files:?}");
+    assert!(files.iter().any(|f| f.starts_with("region=eu/")), "{files:?}");
+
+    let table = std::fs::read_to_string(ws.path("catalog/curated.orders-by-region.yaml")).expect("table written");
+    for needle in [
+        "name: orders\n    type: bigint",
+        "name: total\n    type: double",
+        "partitionKeys:\n  - name: region",
+        "count: 4",
+        "by: Job/clean-orders",
+    ] {
+        assert!(table.contains(needle), "{needle:?} in\n{table}");
+    }
+}
+
+#[test]
+fn three_bookmarked_runs_read_every_object_exactly_once() {
+    let ws = Workspace::new();
+    let job = ws.job(
+        "CREATE VIEW cleaned AS SELECT id, amount, dt FROM orders;",
+        "",
+        "  bookmark: {option: Enable}\n",
+    );
+    let bookmarks = ws.path("bookmarks.json");
+    let bookmarks_arg = bookmarks.to_str().expect("utf-8 path");
+    let mut landed = 0;
+    for (run, batch) in [(0, 300), (1, 120), (2, 45)].into_iter() {
+        land_orders(&ws, landed, batch, 2, &format!("batch{run}"));
+        landed += batch;
+        let result = ws.run_ok(&job, &["--bookmarks", bookmarks_arg]);
+        assert_eq!(
+            result["metrics"]["sources"]["orders"]["rows"], batch,
+            "run {run} reads only the new objects"
+        );
+        assert_eq!(result["metrics"]["sources"]["orders"]["objects"], 2);
+    }
+    // A fourth run with nothing new reads nothing and writes nothing.
+    let result = ws.run_ok(&job, &["--bookmarks", bookmarks_arg]);
+    assert_eq!(result["metrics"]["sources"]["orders"]["rows"], 0);
+
+    let counts = duckdb(
+        &out_view(&ws),
+        "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM out",
+        &[],
+    );
+    assert_eq!(counts, [format!("{landed}|{landed}|0|{}", landed - 1)]);
+}
+
+#[test]
+fn pause_reads_from_the_bookmark_without_moving_it_and_rewind_goes_back() {
+    let ws = Workspace::new();
+    let bookmarks = ws.path("bookmarks.json");
+    let bookmarks_arg = bookmarks.to_str().expect("utf-8 path");
+    let enabled = ws.path("enabled.yaml");
+    std::fs::rename(
+        ws.job(
+            "CREATE VIEW cleaned AS SELECT id, dt FROM orders;",
+            "",
+            "  bookmark: {option: Enable}\n",
+        ),
+        &enabled,
+    )
+    .expect("rename");
+    land_orders(&ws, 0, 10, 1, "first");
+    let first = ws.run_ok(&enabled, &["--bookmarks", bookmarks_arg, "--run-id", "r1"]);
+    assert_eq!(first["metrics"]["sources"]["orders"]["rows"], 10);
+    land_orders(&ws, 10, 5, 1, "second");
+
+    let paused = ws.job(
+        "CREATE VIEW cleaned AS SELECT id, dt FROM orders;",
+        "",
+        "  bookmark: {option: Pause}\n",
+    );
+    for _ in 0..2 {
+        let result = ws.run_ok(&paused, &["--bookmarks", bookmarks_arg]);
+        assert_eq!(
+            result["metrics"]["sources"]["orders"]["rows"], 5,
+            "pause reads what is new since the bookmark"
+        );
+        assert!(result.get("nextBookmark").is_none(), "pause proposes no bookmark");
+    }
+    let second = ws.run_ok(&enabled, &["--bookmarks", bookmarks_arg, "--run-id", "r2"]);
+    assert_eq!(second["metrics"]["sources"]["orders"]["rows"], 5);
+    assert_eq!(
+        ws.run_ok(&enabled, &["--bookmarks", bookmarks_arg])["metrics"]["sources"]["orders"]["rows"],
+        0
+    );
+
+    let rewind = Command::new(env!("CARGO_BIN_EXE_kglue"))
+        .args(["bookmark", "rewind", "--bookmarks", bookmarks_arg, "--to-run", "r2"])
+        .output()
+        .expect("kglue bookmark");
+    assert!(rewind.status.success(), "{}", String::from_utf8_lossy(&rewind.stderr));
+    let again = ws.run_ok(&enabled, &["--bookmarks", bookmarks_arg]);
+    assert_eq!(
+        again["metrics"]["sources"]["orders"]["rows"], 5,
+        "rewound to where r2 started: its objects again"
+    );
+
+    let reset = Command::new(env!("CARGO_BIN_EXE_kglue"))
+        .args(["bookmark", "reset", "--bookmarks", bookmarks_arg])
+        .output()
+        .expect("kglue bookmark");
+    assert!(reset.status.success());
+    assert_eq!(
+        ws.run_ok(&enabled, &["--bookmarks", bookmarks_arg])["metrics"]["sources"]["orders"]["rows"],
+        15
+    );
+}
+
+#[test]
+fn a_run_killed_mid_write_and_retried_yields_exactly_one_runs_rows() {
+    let ws = Workspace::new();
+    let rows = 300_000;
+    land_orders(&ws, 0, rows, 4, "big");
+    // Many partitions and small files keep the run writing long enough to be killed mid-way.
+    let job = ws.job(
+        "CREATE VIEW cleaned AS SELECT id, amount, note, CAST(id % 64 AS BIGINT) AS bucket FROM orders;",
+        "      partitionBy: [bucket]\n      targetFileSizeMb: 1\n",
+        "",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kglue"))
+        .args(["run", "-f"])
+        .arg(&job)
+        .arg("--catalog")
+        .arg(ws.path("catalog"))
+        .args(["--run-id", "r7"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kglue");
+    let staging = ws.path("out/_kglue_staging/r7");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut killed = false;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("poll") {
+            panic!("the run ended ({status}) before any staged file appeared; the test could not kill it mid-write");
+        }
+        let staged = walk(&staging)
+            .into_iter()
+            .any(|f| f.extension().is_some_and(|e| e == "parquet"));
+        if staged {
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(killed, "no staged file within the deadline");
+    assert!(
+        !walk(&staging).is_empty(),
+        "the killed attempt left staged files behind"
+    );
+
+    let result = ws.run_ok(&job, &["--run-id", "r7", "--attempt", "1"]);
+    assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], rows);
+    let counts = duckdb(&out_view(&ws), "SELECT count(*), count(DISTINCT id) FROM out", &[]);
+    assert_eq!(counts, [format!("{rows}|{rows}")]);
+    assert!(
+        !ws.path("out/_kglue_staging").join("r7").exists(),
+        "staging removed after commit"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn overwrite_replaces_the_previous_runs_data() {
+    let ws = Workspace::new();
+    land_orders(&ws, 0, 100, 2, "a");
+    let job = ws.job(
+        "CREATE VIEW cleaned AS SELECT id, region FROM orders WHERE id < CAST($limit AS BIGINT);",
+        "      writeMode: Overwrite\n",
+        "",
+    );
+    ws.run_ok(&job, &["--arg", "limit=50"]);
+    ws.run_ok(&job, &["--arg", "limit=20"]);
+    let counts = duckdb(&out_view(&ws), "SELECT count(*), max(id) FROM out", &[]);
+    assert_eq!(counts, ["20|19"]);
+}
+
+#[test]
+fn explain_prints_the_plan_and_writes_nothing() {
+    let ws = Workspace::new();
+    land_orders(&ws, 0, 10, 1, "a");
+    let job = ws.job("CREATE VIEW cleaned AS SELECT id FROM orders WHERE id > 3;", "", "");
+    let output = Command::new(env!("CARGO_BIN_EXE_kglue"))
+        .args(["run", "--explain", "-f"])
+        .arg(&job)
+        .arg("--catalog")
+        .arg(ws.path("catalog"))
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("source orders: 1 objects selected of 1 listed"), "{text}");
+    assert!(text.contains("FilterExec") && text.contains("DataSourceExec"), "{text}");
+    assert!(ws.output_files().is_empty());
+}
+
+#[test]
+fn bad_jobs_and_bad_data_fail_with_a_message_naming_what_is_wrong_and_commit_nothing() {
+    let ws = Workspace::new();
+    land_orders(&ws, 0, 20, 1, "a");
+
+    let job = ws.job("CREATE VIEW cleaned AS\n    SELEC id FROM orders;", "", "");
+    let error = ws.run_failing(&job, &[]);
+    assert!(error.contains("does not parse") && error.contains("Line: 2"), "{error}");
+
+    let job = ws.job("CREATE VIEW cleaned AS SELECT nope FROM orders;", "", "");
+    let error = ws.run_failing(&job, &[]);
+    assert!(error.contains("statement 1") && error.contains("nope"), "{error}");
+
+    let job = ws.job("CREATE VIEW other AS SELECT id FROM orders;", "", "");
+    let error = ws.run_failing(&job, &[]);
+    assert!(
+        error.contains("sink cleaned") && error.contains("no relation \"cleaned\""),
+        "{error}"
+    );
+
+    let job = ws.job(
+        "CREATE VIEW cleaned AS SELECT id FROM orders;",
+        "",
+        "  nonOverridableArguments: {env: prod}\n",
+    );
+    let error = ws.run_failing(&job, &["--arg", "env=dev"]);
+    assert!(error.contains("non-overridable"), "{error}");
+
+    let job = ws.job(
+        "CREATE VIEW cleaned AS SELECT id FROM orders;",
+        "      partitionBy: [day]\n",
+        "",
+    );
+    let error = ws.run_failing(&job, &[]);
+    assert!(error.contains("partitionBy column \"day\""), "{error}");
+
+    // A locked sink table the output does not fit.
+    ws.write(
+        "catalog/locked.yaml",
+        &format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {{name: curated.locked}}\nspec:\n  databaseName: curated\n  tableName: locked\n  schemaLocked: true\n  storage: {{location: \"{}\", format: Parquet}}\n  columns:\n    - {{name: id, type: int}}\n",
+            ws.url("out")
+        ),
+    );
+    let job = ws.job(
+        "CREATE VIEW cleaned AS SELECT CAST(id AS VARCHAR) AS id FROM orders;",
+        "      table: {database: curated, table: locked}\n",
+        "",
+    );
+    let error = ws.run_failing(&job, &[]);
+    assert!(
+        error.contains("locked") && error.contains("column id is int"),
+        "{error}"
+    );
+
+    // A row that does not parse as the column's type is named by object and line.
+    ws.write(
+        "raw/dt=2024-01-09/bad.csv",
+        "id,amount,region,note\n1,2.5,eu,x\n2,oops,us,y\n",
+    );
+    ws.write(
+        "catalog/raw.yaml",
+        &format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {{name: curated.raw}}\nspec:\n  databaseName: curated\n  tableName: raw\n  storage: {{location: \"{}\", format: Csv}}\n  columns:\n    - {{name: id, type: bigint}}\n    - {{name: amount, type: double}}\n    - {{name: region, type: string}}\n    - {{name: note, type: string}}\n  partitionKeys:\n    - {{name: dt, type: date}}\n",
+            ws.url("raw")
+        ),
+    );
+    let text = std::fs::read_to_string(ws.path("job.yaml")).expect("job");
+    let table_job = text
+        .replace(
+            &format!("storage: {{location: \"{}\", format: Csv}}", ws.url("raw")),
+            "table: {database: curated, table: raw}",
+        )
+        .replace("CAST(id AS VARCHAR) AS id", "id, amount")
+        .replace("      table: {database: curated, table: locked}\n", "");
+    std::fs::write(ws.path("job.yaml"), table_job).expect("job");
+    let error = ws.run_failing(&ws.path("job.yaml"), &[]);
+    assert!(error.contains("bad.csv") && error.contains("oops"), "{error}");
+
+    assert!(
+        ws.output_files().is_empty(),
+        "failed runs leave no files: {:?}",
+        ws.output_files()
+    );
+}
