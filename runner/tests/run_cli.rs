@@ -342,20 +342,28 @@ fn a_run_killed_mid_write_and_retried_yields_exactly_one_runs_rows() {
     let staging = ws.path("out/_kglue_staging/r7");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut killed = false;
+    let mut ended_early = None;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().expect("poll") {
-            panic!("the run ended ({status}) before any staged file appeared; the test could not kill it mid-write");
+            ended_early = Some(status);
+            break;
         }
         let staged = walk(&staging)
             .into_iter()
             .any(|f| f.extension().is_some_and(|e| e == "parquet"));
         if staged {
             child.kill().expect("kill");
-            child.wait().expect("reap");
             killed = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+    if !killed {
+        let _ = child.kill();
+    }
+    child.wait().expect("reap");
+    if let Some(status) = ended_early {
+        panic!("the run ended ({status}) before any staged file appeared; the test could not kill it mid-write");
     }
     assert!(killed, "no staged file within the deadline");
     assert!(
