@@ -80,6 +80,11 @@ struct Args {
     /// Log format.
     #[arg(long, env = "KGLUE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     log_format: LogFormat,
+
+    /// Shut down (as on SIGTERM) once the process with this id is gone. For tests, so that an
+    /// operator started by a killed test does not outlive it.
+    #[arg(long, hide = true)]
+    owner_pid: Option<u32>,
 }
 
 /// Why the operator stopped other than on request.
@@ -172,6 +177,18 @@ fn watch_signals(stop: watch::Sender<bool>) -> Result<(), MainError> {
     Ok(())
 }
 
+/// Sets `stop` once process `pid` has exited (Linux: its `/proc` entry is gone).
+fn watch_owner(pid: u32, stop: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        while proc_dir.exists() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tracing::info!(pid, "the owner process is gone; shutting down");
+        let _ = stop.send(true);
+    });
+}
+
 /// Why the leading phase ended.
 enum Outcome {
     Shutdown,
@@ -182,6 +199,9 @@ enum Outcome {
 async fn run(args: Args) -> Result<(), MainError> {
     let (stop_tx, mut stop) = watch::channel(false);
     watch_signals(stop_tx.clone())?;
+    if let Some(pid) = args.owner_pid {
+        watch_owner(pid, stop_tx.clone());
+    }
 
     let metrics = Arc::new(Metrics::new());
     let health_state = Arc::new(HealthState::new(metrics.clone()));
