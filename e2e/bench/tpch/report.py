@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Record one run, and summarise the runs of one scale factor as a table with ratios to kglue.
 
-    report.py merge MEASURE_JSON VERIFY_JSON|- OUT_JSON   one run: measure.py's and verify.py's
-                                                          output in one file; prints a summary line
+    report.py merge MEASURE_JSON VERIFY_JSON|- OUT_JSON LOG
+                    one run: measure.py's and verify.py's output in one file, with the phase
+                    timings kglue printed in LOG (`phases: plan 0.01s, …`); prints a summary line
     report.py table RESULTS_DIR SCALE_FACTOR ENGINE[,ENGINE...]
 
 RESULTS_DIR holds sf<SF>-<engine>-<run>.json (measure.py's output with verify.py's under
@@ -34,9 +35,29 @@ def load(results, sf, engine):
     return runs
 
 
-def merge(measure_file, verify_file, out_file):
+def phases(log_file):
+    """kglue's `phases: plan 0.01s, execute 1.20s, …` line of a run's log, as {phase: seconds}."""
+    try:
+        with open(log_file, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip().startswith("phases: ")]
+    except OSError:
+        return {}
+    if not lines:
+        return {}
+    found = {}
+    for part in lines[-1][len("phases: ") :].split(","):
+        name, _, seconds = part.strip().rpartition(" ")
+        try:
+            found[name] = float(seconds.rstrip("s"))
+        except ValueError:
+            pass
+    return found
+
+
+def merge(measure_file, verify_file, out_file, log_file):
     with open(measure_file) as f:
         run = json.load(f)
+    run["phases"] = phases(log_file)
     if verify_file == "-":
         run["verify"] = {"rows": 0, "partitions": 0, "failures": [f"the run failed (exit {run['exit_code']})"]}
     else:
@@ -49,11 +70,13 @@ def merge(measure_file, verify_file, out_file):
         f"{run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s CPU, {run['peak_rss_mib']:.0f} MiB peak RSS, "
         f"{v['rows']:,} rows in {v['partitions']} partitions"
     )
+    if run["phases"]:
+        line += " (kglue phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in run["phases"].items()) + ")"
     print("; ".join([line] + v["failures"]))
 
 
 def main():
-    if len(sys.argv) == 5 and sys.argv[1] == "merge":
+    if len(sys.argv) == 6 and sys.argv[1] == "merge":
         merge(*sys.argv[2:])
         return 0
     if len(sys.argv) != 5 or sys.argv[1] != "table":
@@ -79,6 +102,10 @@ def main():
             "partitions": last["partitions"],
             "files": last["files"],
             "mib": last["output_bytes"] / 2**20,
+            "phases": {
+                k: statistics.median(r["phases"].get(k, 0.0) for r in ok)
+                for k in sorted({k for r in ok for k in r.get("phases", {})})
+            },
         }
     runs = max((r["runs"] for r in rows.values()), default=0)
     base = rows.get("kglue") if "failed" not in rows.get("kglue", {"failed": 1}) else None
@@ -102,6 +129,9 @@ def main():
             f"{row['partitions']} | {row['files']} | {row['mib']:.0f} | {wall_ratio} | {cpu_ratio} | "
             f"{', '.join(f'{w:.1f}' for w in row['wall_all'])} |"
         )
+    if base and base["phases"]:
+        lines.append("")
+        lines.append("kglue phases (median s): " + ", ".join(f"{k} {v:.2f}" for k, v in base["phases"].items()))
     if base:
         lines.append("")
         for engine, (target, words) in TARGETS.items():

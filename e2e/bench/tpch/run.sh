@@ -219,13 +219,13 @@ run_one() {
     log "SF$sf $engine run $run: FAILED (exit $status); the last lines of $log:"
     tail -n 15 "$log" >&2
     failures=$((failures + 1))
-    "$venv/bin/python" "$here/report.py" merge "$json.measure" - "$json" >/dev/null
+    "$venv/bin/python" "$here/report.py" merge "$json.measure" - "$json" "$log" >/dev/null
     rm -f "$json.measure"
     rm -rf "$out"
     return
   fi
   "$venv/bin/python" "$here/verify.py" check "$data/sf$sf/expected.json" "$out" >"$json.verify" || status=$?
-  "$venv/bin/python" "$here/report.py" merge "$json.measure" "$json.verify" "$json" |
+  "$venv/bin/python" "$here/report.py" merge "$json.measure" "$json.verify" "$json" "$log" |
     while IFS= read -r line; do log "SF$sf $engine run $run: $line"; done
   rm -f "$json.measure" "$json.verify"
   if ((status != 0)); then
