@@ -169,6 +169,9 @@ pub struct RunRecord<M> {
     /// Wall time from start to completion, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
+    /// For a Waiting retry: the attempt does not start before this instant (the retry backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Time>,
     /// The name of the Kubernetes `batch/v1` Job of the current attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_job: Option<String>,

@@ -269,4 +269,20 @@ pub struct JobStatus {
     /// The committed bookmark (only the operator writes it, once per successful run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bookmark: Option<JobBookmark>,
+    /// The bookmarks recent committing runs started from, newest first (at most 10), so that
+    /// `kglue bookmark rewind --to-run ID` can return to the one run ID read from.
+    #[schemars(length(max = 10))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bookmark_history: Vec<BookmarkHistoryEntry>,
+}
+
+/// The bookmark a run started from.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BookmarkHistoryEntry {
+    /// The run that started from it (and whose commit replaced it).
+    pub run_id: String,
+    /// The bookmark; unset when the run started with none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bookmark: Option<JobBookmark>,
 }

@@ -1,0 +1,106 @@
+//! `RunResult`: what a runner reports about one attempt of a Job run or a crawl.
+//!
+//! The runner is never the writer of run status or bookmarks (brief §3): it creates one
+//! RunResult per attempt, named after the attempt's Kubernetes Job and owned by it, and exits.
+//! The operator reads it when the Kubernetes Job finishes and commits the run record and the
+//! bookmark in one status write. The owner reference makes the RunResult go away with the
+//! Kubernetes Job (its TTL), and lets the operator reject a result whose owner UID is not the
+//! attempt's Job: a runner cannot read Jobs, so it cannot forge another run's result.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::crawler::CrawlMetrics;
+use crate::job::{JobBookmark, JobRunMetrics};
+
+/// The kind of object a run belongs to.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOwnerKind {
+    /// A `Job` (ETL run).
+    Job,
+    /// A `Crawler` (crawl).
+    Crawler,
+}
+
+impl RunOwnerKind {
+    /// The kind's name, as in `kind:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOwnerKind::Job => "Job",
+            RunOwnerKind::Crawler => "Crawler",
+        }
+    }
+}
+
+/// How an attempt ended, as the runner saw it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Outputs and catalog committed; the proposed bookmark may be committed.
+    Succeeded,
+    /// The attempt failed; nothing of it may be committed.
+    Failed,
+}
+
+/// One attempt's report.
+#[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kglue.dev",
+    version = "v1alpha1",
+    kind = "RunResult",
+    namespaced,
+    shortname = "kgresult",
+    doc = "What a kglue runner reports about one attempt of a Job run or a crawl. Created by the runner, read by the operator (which alone records runs and bookmarks), and removed with the attempt's Kubernetes Job. Not meant to be written by hand.",
+    printcolumn = r#"{"name": "Kind", "type": "string", "jsonPath": ".spec.ownerKind"}"#,
+    printcolumn = r#"{"name": "Owner", "type": "string", "jsonPath": ".spec.ownerName"}"#,
+    printcolumn = r#"{"name": "Run", "type": "string", "jsonPath": ".spec.runId"}"#,
+    printcolumn = r#"{"name": "Attempt", "type": "integer", "jsonPath": ".spec.attempt"}"#,
+    printcolumn = r#"{"name": "Outcome", "type": "string", "jsonPath": ".spec.outcome"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResultSpec {
+    /// Job or Crawler.
+    pub owner_kind: RunOwnerKind,
+    /// The Job's or Crawler's name.
+    pub owner_name: String,
+    /// The run id.
+    pub run_id: String,
+    /// The attempt, 0 for the first.
+    pub attempt: i32,
+    /// Succeeded or Failed.
+    pub outcome: AttemptOutcome,
+    /// The error of a failed attempt, naming the source, sink, statement, object or column.
+    #[schemars(length(max = 32768))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the runner finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// Wall time of the attempt inside the runner, in seconds.
+    #[serde(default)]
+    pub duration_seconds: f64,
+    /// What a Job run did (ownerKind Job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobAttemptReport>,
+    /// What a crawl did (ownerKind Crawler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crawl: Option<CrawlMetrics>,
+}
+
+/// A Job attempt's figures and bookmark.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobAttemptReport {
+    /// Rows, bytes and objects read per source; rows, files, bytes and partitions added per sink;
+    /// seconds per phase.
+    #[serde(default)]
+    pub metrics: JobRunMetrics,
+    /// The bookmark the attempt read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<JobBookmark>,
+    /// The bookmark to commit with the run (bookmark option Enable, outcome Succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_bookmark: Option<JobBookmark>,
+}
