@@ -14,6 +14,7 @@ pub mod controllers;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod runs;
 pub mod schedule;
 
 /// The field manager of every write the operator makes, so `managedFields` show who owns what.

@@ -81,6 +81,27 @@ struct Args {
     #[arg(long, env = "KGLUE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     log_format: LogFormat,
 
+    /// The runner image of run attempts (the `kglue` binary is its entrypoint).
+    #[arg(long, env = "KGLUE_RUNNER_IMAGE", default_value = concat!("ghcr.io/kglue/kglue-runner:", env!("CARGO_PKG_VERSION")))]
+    runner_image: String,
+
+    /// The service account of run attempts, in each run's namespace (docs/runs.md lists its Role).
+    #[arg(long, env = "KGLUE_RUNNER_SERVICE_ACCOUNT", default_value = "kglue-runner")]
+    runner_service_account: String,
+
+    /// Seconds a finished attempt's Kubernetes Job, pod (and log) and RunResult are kept.
+    #[arg(long, default_value_t = 86400)]
+    run_ttl_seconds: i32,
+
+    /// Seconds before the first retry of a failed attempt; each further retry doubles it (at most
+    /// 300).
+    #[arg(long, default_value_t = 10.0)]
+    retry_backoff_seconds: f64,
+
+    /// Do not start runs (start requests stay pending): for a replica that should only validate.
+    #[arg(long)]
+    no_runs: bool,
+
     /// Shut down (as on SIGTERM) once the process with this id is gone. For tests, so that an
     /// operator started by a killed test does not outlive it.
     #[arg(long, hide = true)]
@@ -246,12 +267,16 @@ async fn run(args: Args) -> Result<(), MainError> {
     tracing::info!(%identity, "leading: starting the controllers");
     metrics.set_leader(true);
 
-    let ctx = Arc::new(Context::new(
-        client,
-        metrics.clone(),
-        args.namespace.clone(),
-        Some(identity),
-    ));
+    let mut context = Context::new(client, metrics.clone(), args.namespace.clone(), Some(identity));
+    if !args.no_runs {
+        context = context.with_runner(kglue_operator::runs::RunnerSettings {
+            image: args.runner_image.clone(),
+            service_account: args.runner_service_account.clone(),
+            ttl_seconds: args.run_ttl_seconds,
+            retry_backoff: Duration::from_secs_f64(args.retry_backoff_seconds.clamp(0.0, 300.0)),
+        });
+    }
+    let ctx = Arc::new(context);
     let (controllers_stop_tx, controllers_stop) = watch::channel(false);
     let controllers = controllers::run_all(ctx, controllers_stop).fuse();
     tokio::pin!(controllers);

@@ -36,6 +36,20 @@ pub struct StalledLabels {
     pub reason: String,
 }
 
+/// Labels of run metrics: the kind (Job or Crawler) and the run's final or current state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    /// Job or Crawler.
+    pub kind: String,
+    /// The run state (`Succeeded`, `Failed`, …).
+    pub state: String,
+}
+
+/// Run durations: 1 s … ~9 h.
+fn run_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
+
 /// A histogram factory; a named function so the family's type can be spelled.
 fn duration_histogram() -> Histogram {
     // 1 ms … ~16 s: a reconcile is a few API calls; anything past seconds is worth seeing.
@@ -50,6 +64,8 @@ pub struct Metrics {
     stalled: Family<StalledLabels, Counter>,
     duration: Family<KindLabels, Histogram, fn() -> Histogram>,
     leader: Gauge<i64, AtomicI64>,
+    runs: Family<RunLabels, Counter>,
+    run_duration: Family<RunLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -69,6 +85,19 @@ impl Metrics {
             duration_histogram as fn() -> Histogram,
         );
         let leader = Gauge::<i64, AtomicI64>::default();
+        let runs = Family::<RunLabels, Counter>::default();
+        let run_duration =
+            Family::<RunLabels, Histogram, fn() -> Histogram>::new_with_constructor(run_histogram as fn() -> Histogram);
+        registry.register(
+            "runs",
+            "Runs (attempts) of Jobs and Crawlers that reached a final state, per kind and state",
+            runs.clone(),
+        );
+        registry.register(
+            "run_duration_seconds",
+            "Wall time of finished attempts, from acceptance to final state, per kind and state",
+            run_duration.clone(),
+        );
         registry.register("reconciles", "Reconciles started, per kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -97,6 +126,8 @@ impl Metrics {
             stalled,
             duration,
             leader,
+            runs,
+            run_duration,
         }
     }
 
@@ -127,6 +158,16 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts an attempt of a `kind` run that ended in `state` after `seconds`.
+    pub fn run_finished(&self, kind: &str, state: &str, seconds: f64) {
+        let labels = RunLabels {
+            kind: kind.into(),
+            state: state.into(),
+        };
+        self.runs.get_or_create(&labels).inc();
+        self.run_duration.get_or_create(&labels).observe(seconds);
+    }
+
     /// Records whether this replica leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -152,6 +193,7 @@ mod tests {
         metrics.reconcile_failed("Table", "Kube");
         metrics.found_stalled("Connection", "SecretNotFound");
         metrics.set_leader(true);
+        metrics.run_finished("Job", "Succeeded", 3.5);
         let text = metrics.encode().expect("encodes");
         assert!(
             text.contains("kglue_operator_reconciles_total{kind=\"Table\"} 2"),
@@ -170,5 +212,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("kglue_operator_leader 1"), "{text}");
+        assert!(
+            text.contains("kglue_operator_runs_total{kind=\"Job\",state=\"Succeeded\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kglue_operator_run_duration_seconds_count{kind=\"Job\",state=\"Succeeded\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Crawler (spec checks only; crawls come with issue 5): the schedule parses
+//! Crawler: crawls (see `crate::runs`), and spec checks: the schedule parses
 //! (`InvalidSchedule`), the Database exists (`DatabaseNotFound`), every Classifier exists
 //! (`ClassifierNotFound`), exclusion globs compile (`InvalidExclusion`) and every Connection
 //! exists (`ConnectionNotFound`).
@@ -60,6 +60,15 @@ impl Reconcile for Crawler {
         })
     }
 
+    async fn reconcile_runs(
+        ctx: &Context,
+        namespace: &str,
+        name: &str,
+        blocked: Option<String>,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        crate::runs::reconcile_runs::<Crawler>(ctx, namespace, name, blocked).await
+    }
+
     fn validate(&self, refs: &Refs) -> Vec<Problem> {
         let mut problems = Vec::new();
         if let Some(schedule) = &self.spec.schedule
@@ -107,7 +116,10 @@ impl Reconcile for Crawler {
 /// Runs the Crawler controller; Database, Classifier and Connection changes re-check the Crawlers
 /// that use them.
 pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
-    let controller = controller::<Crawler>(&ctx);
+    let controller = controller::<Crawler>(&ctx).owns(
+        ctx.watch_api::<k8s_openapi::api::batch::v1::Job>(),
+        kube::runtime::watcher::Config::default().labels("app.kubernetes.io/managed-by=kglue-operator"),
+    );
     let (by_database, by_classifier, by_connection) = (controller.store(), controller.store(), controller.store());
     let controller = controller
         .watches(

@@ -1,4 +1,4 @@
-//! Job (spec checks only; runs come with issue 5): every source Table exists and a sink without
+//! Job: runs (see `crate::runs`), and spec checks: every source Table exists and a sink without
 //! `storage` names an existing Table (`TableNotFound`); every Connection exists
 //! (`ConnectionNotFound`). The SQL check (`InvalidScript`) is not done yet: it needs the runner's
 //! planner.
@@ -85,6 +85,15 @@ impl Reconcile for Job {
         })
     }
 
+    async fn reconcile_runs(
+        ctx: &Context,
+        namespace: &str,
+        name: &str,
+        blocked: Option<String>,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        crate::runs::reconcile_runs::<Job>(ctx, namespace, name, blocked).await
+    }
+
     fn validate(&self, refs: &Refs) -> Vec<Problem> {
         let mut problems: Vec<Problem> = table_refs(self)
             .into_iter()
@@ -111,7 +120,10 @@ impl Reconcile for Job {
 
 /// Runs the Job controller; Table and Connection changes re-check the Jobs that use them.
 pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
-    let controller = controller::<Job>(&ctx);
+    let controller = controller::<Job>(&ctx).owns(
+        ctx.watch_api::<k8s_openapi::api::batch::v1::Job>(),
+        kube::runtime::watcher::Config::default().labels("app.kubernetes.io/managed-by=kglue-operator"),
+    );
     let (by_table, by_connection) = (controller.store(), controller.store());
     let controller = controller
         .watches(

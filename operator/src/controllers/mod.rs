@@ -162,6 +162,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The namespace watched, or all.
     pub namespace: Option<String>,
+    /// How runs are launched; `None` turns runs off (start requests stay pending).
+    pub runner: Option<crate::runs::RunnerSettings>,
 }
 
 impl Context {
@@ -177,7 +179,14 @@ impl Context {
             metrics,
             failures: Mutex::new(HashMap::new()),
             namespace,
+            runner: None,
         }
+    }
+
+    /// The same context, launching runs with `settings`.
+    pub fn with_runner(mut self, settings: crate::runs::RunnerSettings) -> Self {
+        self.runner = Some(settings);
+        self
     }
 
     /// An API handle for watching `K` in the watched namespace(s).
@@ -233,6 +242,17 @@ pub trait Reconcile:
     /// Kind-specific status fields owned by the operator (e.g. a Database's table count). Pure.
     fn status_extra(&self, _refs: &Self::Refs) -> Map<String, Value> {
         Map::new()
+    }
+
+    /// The runs of kinds that run (Job, Crawler; see `crate::runs`), after the conditions are
+    /// written. `blocked` is the Stalled message, if any. Returns when to look again.
+    fn reconcile_runs(
+        _ctx: &Context,
+        _namespace: &str,
+        _name: &str,
+        _blocked: Option<String>,
+    ) -> impl Future<Output = Result<Option<Duration>, Error>> + Send {
+        async { Ok(None) }
     }
 }
 
@@ -474,7 +494,20 @@ async fn reconcile_once<K: Reconcile>(guard: &DeserializeGuard<K>, ctx: &Context
         }
     }
     tracing::info!(%kind, %name, %namespace, ?generation, problems = problems.len(), "reconciled");
-    Ok(requeue_policy(&problems))
+    let mut action = requeue_policy(&problems);
+    if guard.0.is_ok() {
+        let blocked = (!problems.is_empty()).then(|| {
+            problems
+                .iter()
+                .map(|p| p.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        if let Some(after) = K::reconcile_runs(ctx, &namespace, &name, blocked).await? {
+            action = Action::requeue(after.min(RESYNC));
+        }
+    }
+    Ok(action)
 }
 
 fn truncate(text: &str, max: usize) -> String {

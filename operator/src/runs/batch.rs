@@ -1,0 +1,491 @@
+//! The Kubernetes Job of an attempt: building it (pure) and reading what it is doing (pure).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::batch::v1::{Job as BatchJob, JobSpec as BatchJobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, Pod,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretProjection, SecurityContext, Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kglue_crds::common::WorkerSize;
+use kglue_crds::connection::S3CredentialsSecretRef;
+use kglue_crds::run_result::RunOwnerKind;
+
+use super::machine::{AttemptJob, Launch};
+
+/// Where the runner finds the Secrets of its Connections (`kglue --secrets-dir`).
+pub const SECRETS_DIR: &str = "/var/run/secrets/kglue";
+/// Where the runner spills (an emptyDir).
+pub const SPILL_DIR: &str = "/var/lib/kglue/spill";
+/// The container's termination message file.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Label: the kind of the object a run belongs to.
+pub const LABEL_OWNER_KIND: &str = "kglue.dev/owner-kind";
+/// Label: the object's name (when it fits a label value).
+pub const LABEL_OWNER_NAME: &str = "kglue.dev/owner-name";
+/// Label: the object's UID, which the operator selects an object's attempts by.
+pub const LABEL_OWNER_UID: &str = "kglue.dev/owner-uid";
+/// Label: the run id.
+pub const LABEL_RUN_ID: &str = "kglue.dev/run-id";
+/// Label: the attempt.
+pub const LABEL_ATTEMPT: &str = "kglue.dev/attempt";
+
+/// How runs are launched (operator flags).
+#[derive(Clone, Debug)]
+pub struct RunnerSettings {
+    /// The runner image.
+    pub image: String,
+    /// The service account runs use.
+    pub service_account: String,
+    /// Seconds a finished Kubernetes Job (with its pod, log and RunResult) is kept.
+    pub ttl_seconds: i32,
+    /// The first retry's delay.
+    pub retry_backoff: std::time::Duration,
+}
+
+/// The object a run belongs to.
+#[derive(Clone, Debug)]
+pub struct Owner {
+    /// Job or Crawler.
+    pub kind: RunOwnerKind,
+    /// Its name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its UID.
+    pub uid: String,
+}
+
+/// CPU cores and memory (GiB) of a worker size (docs of `WorkerSize`).
+pub fn worker_resources(size: WorkerSize) -> (u32, u32) {
+    match size {
+        WorkerSize::Small => (1, 2),
+        WorkerSize::Medium => (2, 8),
+        WorkerSize::Large => (4, 16),
+        WorkerSize::XLarge => (8, 32),
+    }
+}
+
+fn worker_name(size: WorkerSize) -> &'static str {
+    match size {
+        WorkerSize::Small => "Small",
+        WorkerSize::Medium => "Medium",
+        WorkerSize::Large => "Large",
+        WorkerSize::XLarge => "XLarge",
+    }
+}
+
+/// The labels of an attempt's Kubernetes Job and pod.
+pub fn labels(owner: &Owner, run_id: &str, attempt: i32) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "kglue-runner".to_string()),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            crate::FIELD_MANAGER.to_string(),
+        ),
+        (LABEL_OWNER_KIND.to_string(), owner.kind.as_str().to_string()),
+        (LABEL_OWNER_UID.to_string(), owner.uid.clone()),
+        (LABEL_RUN_ID.to_string(), run_id.to_string()),
+        (LABEL_ATTEMPT.to_string(), attempt.to_string()),
+    ]);
+    if owner.name.len() <= 63 {
+        labels.insert(LABEL_OWNER_NAME.to_string(), owner.name.clone());
+    }
+    labels
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The Secret keys a Connection's credentials need, as projections into `<secret>/<key>`: the
+/// access key pair (required), and the session token (optional unless named explicitly).
+pub fn secret_projections(refs: &[&S3CredentialsSecretRef]) -> Vec<VolumeProjection> {
+    let mut required: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut optional: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for secret in refs {
+        let keys = required.entry(secret.name.as_str()).or_default();
+        keys.insert(secret.access_key_id_key.clone().unwrap_or("AWS_ACCESS_KEY_ID".into()));
+        keys.insert(
+            secret
+                .secret_access_key_key
+                .clone()
+                .unwrap_or("AWS_SECRET_ACCESS_KEY".into()),
+        );
+        match &secret.session_token_key {
+            Some(key) => {
+                keys.insert(key.clone());
+            }
+            None => {
+                optional
+                    .entry(secret.name.as_str())
+                    .or_default()
+                    .insert("AWS_SESSION_TOKEN".into());
+            }
+        }
+    }
+    let projection = |name: &str, keys: &BTreeSet<String>, optional: bool| VolumeProjection {
+        secret: Some(SecretProjection {
+            name: name.to_string(),
+            items: Some(
+                keys.iter()
+                    .map(|key| KeyToPath {
+                        key: key.clone(),
+                        path: format!("{name}/{key}"),
+                        mode: None,
+                    })
+                    .collect(),
+            ),
+            optional: Some(optional),
+        }),
+        ..VolumeProjection::default()
+    };
+    required
+        .iter()
+        .map(|(name, keys)| projection(name, keys, false))
+        .chain(optional.iter().map(|(name, keys)| projection(name, keys, true)))
+        .collect()
+}
+
+/// What an attempt's Kubernetes Job needs to know besides the launch.
+#[derive(Clone, Debug)]
+pub struct AttemptSpec<'a> {
+    /// The worker size.
+    pub worker: WorkerSize,
+    /// `timeoutMinutes`.
+    pub timeout_minutes: i32,
+    /// The credentials Secrets of the Connections the run uses.
+    pub secrets: Vec<&'a S3CredentialsSecretRef>,
+}
+
+/// The Kubernetes Job of an attempt. Pure.
+pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &RunnerSettings) -> BatchJob {
+    let labels = labels(owner, &launch.run_id, launch.attempt);
+    let (cpu, memory_gib) = worker_resources(spec.worker);
+    let resources: BTreeMap<String, Quantity> = BTreeMap::from([
+        ("cpu".to_string(), Quantity(cpu.to_string())),
+        ("memory".to_string(), Quantity(format!("{memory_gib}Gi"))),
+    ]);
+    let mut args = vec![
+        "attempt".to_string(),
+        "--kind".into(),
+        owner.kind.as_str().into(),
+        "--name".into(),
+        owner.name.clone(),
+        "--run-id".into(),
+        launch.run_id.clone(),
+        "--attempt".into(),
+        launch.attempt.to_string(),
+        "--worker-size".into(),
+        worker_name(spec.worker).into(),
+        "--spill-dir".into(),
+        SPILL_DIR.into(),
+        "--termination-log".into(),
+        TERMINATION_LOG.into(),
+    ];
+    if !launch.arguments.is_empty() {
+        args.push("--arguments".into());
+        args.push(serde_json::to_string(&launch.arguments).unwrap_or_else(|_| "{}".into()));
+    }
+    let mut volumes = vec![Volume {
+        name: "spill".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(format!("{}Gi", memory_gib * 2))),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "spill".into(),
+        mount_path: SPILL_DIR.into(),
+        ..VolumeMount::default()
+    }];
+    let projections = secret_projections(&spec.secrets);
+    if !projections.is_empty() {
+        args.push("--secrets-dir".into());
+        args.push(SECRETS_DIR.into());
+        volumes.push(Volume {
+            name: "connection-secrets".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(projections),
+                default_mode: Some(0o400),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "connection-secrets".into(),
+            mount_path: SECRETS_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    let container = Container {
+        name: "runner".into(),
+        image: Some(settings.image.clone()),
+        args: Some(args),
+        env: Some(vec![
+            field_env("KGLUE_NAMESPACE", "metadata.namespace"),
+            field_env("KGLUE_JOB_NAME", "metadata.labels['batch.kubernetes.io/job-name']"),
+            field_env("KGLUE_JOB_UID", "metadata.labels['batch.kubernetes.io/controller-uid']"),
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(resources.clone()),
+            limits: Some(resources),
+            ..ResourceRequirements::default()
+        }),
+        volume_mounts: Some(mounts),
+        termination_message_path: Some(TERMINATION_LOG.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    BatchJob {
+        metadata: ObjectMeta {
+            name: Some(launch.job_name.clone()),
+            namespace: Some(owner.namespace.clone()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: format!("{}/{}", kglue_crds::API_GROUP, kglue_crds::API_VERSION),
+                kind: owner.kind.as_str().into(),
+                name: owner.name.clone(),
+                uid: owner.uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(BatchJobSpec {
+            // Retries are the operator's, so that every attempt is recorded with its own id.
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(i64::from(spec.timeout_minutes) * 60),
+            ttl_seconds_after_finished: Some(settings.ttl_seconds),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: Some(settings.service_account.clone()),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    ..PodSpec::default()
+                }),
+            },
+            ..BatchJobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// What an attempt's Kubernetes Job is doing, from its status. `pods` are its pods, read only
+/// for a failed Job, to say how the runner ended. Pure.
+pub fn attempt_state(job: &BatchJob, pods: &[Pod]) -> AttemptJob {
+    let status = job.status.clone().unwrap_or_default();
+    let condition = |type_: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_ && c.status == "True")
+            .cloned()
+    };
+    if condition("Complete").is_some() {
+        return AttemptJob::Complete;
+    }
+    if let Some(failed) = condition("Failed") {
+        return AttemptJob::Failed {
+            reason: failed.reason.clone().unwrap_or_default(),
+            detail: pod_detail(pods).unwrap_or_else(|| failed.message.clone().unwrap_or_default()),
+        };
+    }
+    // A deadline is reported as the FailureTarget condition first; the Job is as good as failed.
+    if let Some(target) = condition("FailureTarget") {
+        return AttemptJob::Failed {
+            reason: target.reason.clone().unwrap_or_default(),
+            detail: pod_detail(pods).unwrap_or_else(|| target.message.clone().unwrap_or_default()),
+        };
+    }
+    if status.ready.unwrap_or(0) > 0 || pods.iter().any(pod_running) {
+        AttemptJob::Running
+    } else {
+        AttemptJob::Pending
+    }
+}
+
+fn pod_running(pod: &Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// How the runner container of the newest pod ended: exit code, reason, termination message.
+fn pod_detail(pods: &[Pod]) -> Option<String> {
+    let pod = pods.iter().max_by_key(|p| p.metadata.creation_timestamp.clone())?;
+    let status = pod.status.as_ref()?;
+    let terminated = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find_map(|c| c.state.as_ref()?.terminated.clone());
+    match terminated {
+        Some(t) => {
+            let mut detail = format!("exit code {}", t.exit_code);
+            if let Some(reason) = t.reason.filter(|r| !r.is_empty()) {
+                detail.push_str(&format!(" ({reason})"));
+            }
+            if let Some(message) = t.message.map(|m| m.trim().to_string()).filter(|m| !m.is_empty()) {
+                let tail: String = message
+                    .chars()
+                    .rev()
+                    .take(1000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                detail.push_str(&format!(": {tail}"));
+            }
+            Some(detail)
+        }
+        None => status.message.clone().or_else(|| status.reason.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+
+    fn owner() -> Owner {
+        Owner {
+            kind: RunOwnerKind::Job,
+            name: "clean".into(),
+            namespace: "lake".into(),
+            uid: "uid-1".into(),
+        }
+    }
+
+    fn settings() -> RunnerSettings {
+        RunnerSettings {
+            image: "kglue/runner:0.1.0".into(),
+            service_account: "kglue-runner".into(),
+            ttl_seconds: 86400,
+            retry_backoff: std::time::Duration::from_secs(10),
+        }
+    }
+
+    fn launch() -> Launch {
+        Launch {
+            job_name: "clean-jr-0123456789-0".into(),
+            run_id: "jr-0123456789".into(),
+            attempt: 0,
+            arguments: BTreeMap::from([("day".to_string(), "2024-05-01".to_string())]),
+        }
+    }
+
+    #[test]
+    fn the_kubernetes_job_carries_owner_deadline_ttl_size_and_least_privilege() {
+        let secret = S3CredentialsSecretRef {
+            name: "lake-creds".into(),
+            access_key_id_key: None,
+            secret_access_key_key: None,
+            session_token_key: None,
+        };
+        let spec = AttemptSpec {
+            worker: WorkerSize::Medium,
+            timeout_minutes: 30,
+            secrets: vec![&secret],
+        };
+        let job = build_job(&owner(), &launch(), &spec, &settings());
+        let value = serde_json::to_value(&job).expect("serialises");
+        assert_eq!(value["metadata"]["name"], "clean-jr-0123456789-0");
+        assert_eq!(value["metadata"]["ownerReferences"][0]["kind"], "Job");
+        assert_eq!(
+            value["metadata"]["ownerReferences"][0]["apiVersion"],
+            "kglue.dev/v1alpha1"
+        );
+        assert_eq!(value["metadata"]["labels"]["kglue.dev/run-id"], "jr-0123456789");
+        assert_eq!(value["spec"]["backoffLimit"], 0);
+        assert_eq!(value["spec"]["activeDeadlineSeconds"], 1800);
+        assert_eq!(value["spec"]["ttlSecondsAfterFinished"], 86400);
+        let pod = &value["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "kglue-runner");
+        assert_eq!(pod["restartPolicy"], "Never");
+        let container = &pod["containers"][0];
+        assert_eq!(container["resources"]["limits"]["memory"], "8Gi");
+        assert_eq!(container["resources"]["requests"]["cpu"], "2");
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        let args: Vec<String> = serde_json::from_value(container["args"].clone()).expect("args");
+        assert_eq!(&args[..3], ["attempt", "--kind", "Job"]);
+        let at = args.iter().position(|a| a == "--arguments").expect("arguments passed");
+        assert_eq!(args[at + 1], r#"{"day":"2024-05-01"}"#);
+        assert!(args.contains(&SECRETS_DIR.to_string()));
+        let sources = &pod["volumes"][1]["projected"]["sources"];
+        assert_eq!(sources[0]["secret"]["items"][0]["path"], "lake-creds/AWS_ACCESS_KEY_ID");
+        assert_eq!(sources[1]["secret"]["optional"], true);
+    }
+
+    fn job_with(conditions: &[(&str, &str)], ready: i32) -> BatchJob {
+        BatchJob {
+            status: Some(JobStatus {
+                conditions: Some(
+                    conditions
+                        .iter()
+                        .map(|(type_, reason)| JobCondition {
+                            type_: type_.to_string(),
+                            status: "True".into(),
+                            reason: Some(reason.to_string()),
+                            ..JobCondition::default()
+                        })
+                        .collect(),
+                ),
+                ready: Some(ready),
+                ..JobStatus::default()
+            }),
+            ..BatchJob::default()
+        }
+    }
+
+    #[test]
+    fn attempt_states_follow_the_job_conditions() {
+        assert_eq!(attempt_state(&job_with(&[], 0), &[]), AttemptJob::Pending);
+        assert_eq!(attempt_state(&job_with(&[], 1), &[]), AttemptJob::Running);
+        assert_eq!(
+            attempt_state(&job_with(&[("Complete", "")], 0), &[]),
+            AttemptJob::Complete
+        );
+        assert!(matches!(
+            attempt_state(&job_with(&[("Failed", "DeadlineExceeded")], 0), &[]),
+            AttemptJob::Failed { reason, .. } if reason == "DeadlineExceeded"
+        ));
+    }
+}

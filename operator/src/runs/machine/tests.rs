@@ -1,0 +1,434 @@
+use super::*;
+use crate::runs::request::read_requests;
+use kglue_crds::common::StartedByKind;
+use kglue_crds::job::JobRunMetrics;
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).expect("valid")
+}
+
+fn observed(now: i64, runs: Vec<RunRecord<JobRunMetrics>>, annotations: &[(&str, &str)]) -> Observed<JobRunMetrics> {
+    Observed {
+        now: at(now),
+        name: "clean".into(),
+        uid: "uid-1".into(),
+        run_prefix: "jr-",
+        runs,
+        requests: read_requests(
+            &annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        jobs: BTreeMap::new(),
+        reports: BTreeMap::new(),
+        blocked: None,
+        limits: Limits {
+            max_concurrent: 2,
+            max_retries: 0,
+            history: 10,
+            retry_backoff: Duration::from_secs(10),
+            timeout_minutes: 5,
+        },
+        bookmarks: None,
+    }
+}
+
+fn bookmark(run: &str) -> JobBookmark {
+    JobBookmark {
+        run_id: Some(run.into()),
+        committed_at: None,
+        sources: BTreeMap::new(),
+    }
+}
+
+fn succeeded(next: Option<JobBookmark>) -> Report<JobRunMetrics> {
+    Report {
+        outcome: AttemptOutcome::Succeeded,
+        error: None,
+        metrics: Some(JobRunMetrics::default()),
+        next_bookmark: next,
+    }
+}
+
+/// Starts one run from request `r1` and returns its record (Starting).
+fn started(now: i64) -> (RunRecord<JobRunMetrics>, String) {
+    let decision = decide(observed(
+        now,
+        vec![],
+        &[("run.kglue.dev/r1", r#"{"arguments":{"day":"1"}}"#)],
+    ));
+    let job = decision.launch[0].job_name.clone();
+    (decision.runs[0].clone(), job)
+}
+
+#[test]
+fn a_start_request_becomes_a_starting_run_with_one_kubernetes_job() {
+    let decision = decide(observed(
+        0,
+        vec![],
+        &[("run.kglue.dev/r1", r#"{"arguments":{"day":"1"}}"#)],
+    ));
+    assert_eq!(decision.runs.len(), 1);
+    let run = &decision.runs[0];
+    assert_eq!(run.state, RunState::Starting);
+    assert_eq!(run.request_id.as_deref(), Some("r1"));
+    assert_eq!(run.arguments["day"], "1");
+    assert_eq!(run.started_by.kind, StartedByKind::Manual);
+    assert_eq!(decision.launch.len(), 1);
+    assert_eq!(decision.launch[0].job_name, format!("clean-{}-0", run.id));
+    assert_eq!(decision.handled, vec!["run.kglue.dev/r1".to_string()]);
+    assert_eq!(decision.events[0].reason, "RunStarted");
+}
+
+#[test]
+fn a_request_already_recorded_starts_nothing() {
+    let (run, job) = started(0);
+    let mut again = observed(1, vec![run], &[("run.kglue.dev/r1", "")]);
+    again.jobs.insert(job, AttemptJob::Pending);
+    let decision = decide(again);
+    assert_eq!(decision.runs.len(), 1);
+    assert!(decision.launch.is_empty());
+    assert_eq!(decision.handled, vec!["run.kglue.dev/r1".to_string()]);
+}
+
+#[test]
+fn a_malformed_request_is_recorded_as_an_error_run() {
+    let decision = decide(observed(0, vec![], &[("run.kglue.dev/bad", "{not json")]));
+    assert_eq!(decision.runs[0].state, RunState::Error);
+    assert!(
+        decision.runs[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("run.kglue.dev/bad")
+    );
+    assert!(decision.launch.is_empty());
+}
+
+#[test]
+fn ten_requests_against_a_limit_of_two_start_two_and_keep_eight_waiting() {
+    let keys: Vec<String> = (0..10).map(|i| format!("run.kglue.dev/r{i}")).collect();
+    let annotations: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "")).collect();
+    let decision = decide(observed(0, vec![], &annotations));
+    assert_eq!(decision.runs.len(), 10);
+    assert_eq!(decision.launch.len(), 2);
+    let waiting = decision.runs.iter().filter(|r| r.state == RunState::Waiting).count();
+    assert_eq!(waiting, 8);
+    assert!(
+        decision.runs.iter().filter(|r| r.state == RunState::Waiting).all(|r| r
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("limit is 2"))
+    );
+
+    // One finishes: exactly one more starts, the oldest waiting one.
+    let mut next = observed(5, decision.runs.clone(), &[]);
+    next.jobs
+        .insert(decision.launch[0].job_name.clone(), AttemptJob::Complete);
+    next.jobs
+        .insert(decision.launch[1].job_name.clone(), AttemptJob::Running);
+    next.reports
+        .insert(decision.launch[0].job_name.clone(), succeeded(None));
+    let after = decide(next);
+    assert_eq!(after.launch.len(), 1);
+    let oldest_waiting = decision
+        .runs
+        .iter()
+        .rev()
+        .find(|r| r.state == RunState::Waiting)
+        .expect("a waiting run");
+    assert_eq!(after.launch[0].run_id, oldest_waiting.id);
+    assert_eq!(after.runs.iter().filter(|r| active(r.state)).count(), 2);
+}
+
+#[test]
+fn runs_reading_a_bookmark_run_one_at_a_time() {
+    let mut first = observed(0, vec![], &[("run.kglue.dev/a", ""), ("run.kglue.dev/b", "")]);
+    first.bookmarks = Some(Bookmarks {
+        serialize: true,
+        ..Bookmarks::default()
+    });
+    let decision = decide(first);
+    assert_eq!(decision.launch.len(), 1);
+    assert!(
+        decision
+            .runs
+            .iter()
+            .any(|r| r.message.as_deref().is_some_and(|m| m.contains("one at a time")))
+    );
+}
+
+#[test]
+fn success_commits_the_bookmark_once_and_keeps_the_replaced_one() {
+    let (run, job) = started(0);
+    let mut done = observed(10, vec![run], &[]);
+    done.bookmarks = Some(Bookmarks {
+        serialize: true,
+        current: Some(bookmark("jr-older")),
+        history: vec![],
+    });
+    done.jobs.insert(job.clone(), AttemptJob::Complete);
+    done.reports.insert(job.clone(), succeeded(Some(bookmark("ignored"))));
+    let decision = decide(done);
+    let run = &decision.runs[0];
+    assert_eq!(run.state, RunState::Succeeded);
+    assert_eq!(run.duration_seconds, Some(10.0));
+    let bookmarks = decision.bookmarks.clone().expect("a new bookmark");
+    let current = bookmarks.current.expect("committed");
+    assert_eq!(current.run_id.as_deref(), Some(run.id.as_str()));
+    assert_eq!(current.committed_at, Some(time(at(10))));
+    assert_eq!(bookmarks.history[0].run_id, run.id);
+    assert_eq!(bookmarks.history[0].bookmark, Some(bookmark("jr-older")));
+
+    // Seen again (a stale event, a restart that re-reads): the run is final, nothing moves.
+    let mut again = observed(11, decision.runs.clone(), &[]);
+    again.bookmarks = decision.bookmarks.clone();
+    again.jobs.insert(job.clone(), AttemptJob::Complete);
+    again.reports.insert(job, succeeded(Some(bookmark("ignored"))));
+    let second = decide(again);
+    assert!(second.bookmarks.is_none(), "the bookmark is committed once");
+    assert!(second.finished.is_empty());
+}
+
+#[test]
+fn a_failed_attempt_is_retried_after_the_backoff_under_the_same_run_id() {
+    let (run, job) = started(0);
+    let mut failed = observed(3, vec![run.clone()], &[]);
+    failed.limits.max_retries = 2;
+    failed.jobs.insert(
+        job.clone(),
+        AttemptJob::Failed {
+            reason: "BackoffLimitExceeded".into(),
+            detail: "exit code 137 (Error)".into(),
+        },
+    );
+    let decision = decide(failed);
+    assert_eq!(decision.runs.len(), 2);
+    let (retry, first) = (&decision.runs[0], &decision.runs[1]);
+    assert_eq!((first.attempt, first.state), (0, RunState::Failed));
+    assert!(first.message.as_deref().unwrap_or_default().contains("exit code 137"));
+    assert_eq!(
+        (retry.id.as_str(), retry.attempt, retry.state),
+        (run.id.as_str(), 1, RunState::Waiting)
+    );
+    assert_eq!(retry.not_before, Some(time(at(13))));
+    assert!(decision.launch.is_empty());
+    assert_eq!(decision.requeue_after, Some(Duration::from_secs(10)));
+
+    // After the backoff, attempt 1 starts with its own Kubernetes Job.
+    let mut later = observed(13, decision.runs.clone(), &[]);
+    later.limits.max_retries = 2;
+    later.jobs.insert(
+        job,
+        AttemptJob::Failed {
+            reason: "x".into(),
+            detail: "y".into(),
+        },
+    );
+    let decision = decide(later);
+    assert_eq!(decision.launch.len(), 1);
+    assert_eq!(decision.launch[0].job_name, format!("clean-{}-1", run.id));
+    assert_eq!(decision.launch[0].attempt, 1);
+}
+
+#[test]
+fn the_runners_error_is_the_message_of_a_failed_run_without_retries() {
+    let (run, job) = started(0);
+    let mut failed = observed(3, vec![run], &[]);
+    failed.jobs.insert(
+        job.clone(),
+        AttemptJob::Failed {
+            reason: "BackoffLimitExceeded".into(),
+            detail: "exit code 1".into(),
+        },
+    );
+    failed.reports.insert(
+        job,
+        Report {
+            outcome: AttemptOutcome::Failed,
+            error: Some("sql: column x not found".into()),
+            metrics: None,
+            next_bookmark: Some(bookmark("never")),
+        },
+    );
+    failed.bookmarks = Some(Bookmarks::default());
+    let decision = decide(failed);
+    assert_eq!(decision.runs.len(), 1);
+    assert_eq!(decision.runs[0].state, RunState::Failed);
+    assert_eq!(decision.runs[0].message.as_deref(), Some("sql: column x not found"));
+    assert!(decision.bookmarks.is_none(), "a failed run never moves the bookmark");
+    assert_eq!(decision.events.last().map(|e| e.reason), Some("RunFailed"));
+}
+
+#[test]
+fn a_deadline_is_a_timeout_and_is_not_retried() {
+    let (run, job) = started(0);
+    let mut late = observed(300, vec![run], &[]);
+    late.limits.max_retries = 3;
+    late.jobs.insert(
+        job,
+        AttemptJob::Failed {
+            reason: "DeadlineExceeded".into(),
+            detail: String::new(),
+        },
+    );
+    let decision = decide(late);
+    assert_eq!(decision.runs.len(), 1);
+    assert_eq!(decision.runs[0].state, RunState::Timeout);
+    assert!(
+        decision.runs[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("timeoutMinutes (5 min)")
+    );
+}
+
+#[test]
+fn stopping_deletes_the_kubernetes_job_then_records_stopped() {
+    let (run, job) = started(0);
+    let stop_key = format!("stop.kglue.dev/{}", run.id);
+    let mut stopping = observed(2, vec![run.clone()], &[(stop_key.as_str(), "")]);
+    stopping.jobs.insert(job.clone(), AttemptJob::Running);
+    let decision = decide(stopping);
+    assert_eq!(decision.runs[0].state, RunState::Stopping);
+    assert_eq!(decision.delete, vec![job.clone()]);
+    assert_eq!(decision.handled, vec![stop_key]);
+
+    let gone = decide(observed(3, decision.runs.clone(), &[]));
+    assert_eq!(gone.runs[0].state, RunState::Stopped);
+    assert_eq!(gone.finished, vec![(RunState::Stopped, 3.0)]);
+}
+
+#[test]
+fn a_stop_that_comes_after_completion_keeps_the_success() {
+    let (run, job) = started(0);
+    let stop_key = format!("stop.kglue.dev/{}", run.id);
+    let mut done = observed(2, vec![run], &[(stop_key.as_str(), "")]);
+    done.jobs.insert(job.clone(), AttemptJob::Complete);
+    done.reports.insert(job, succeeded(None));
+    let decision = decide(done);
+    assert_eq!(decision.runs[0].state, RunState::Succeeded);
+    assert!(decision.delete.is_empty());
+}
+
+#[test]
+fn a_waiting_run_stops_at_once() {
+    let keys = ["run.kglue.dev/a", "run.kglue.dev/b", "run.kglue.dev/c"];
+    let mut first = observed(0, vec![], &keys.map(|k| (k, "")));
+    first.limits.max_concurrent = 1;
+    let decision = decide(first);
+    let waiting = decision
+        .runs
+        .iter()
+        .find(|r| r.state == RunState::Waiting)
+        .expect("waiting")
+        .id
+        .clone();
+    let stop_key = format!("stop.kglue.dev/{waiting}");
+    let mut next = observed(1, decision.runs.clone(), &[(stop_key.as_str(), "")]);
+    next.limits.max_concurrent = 1;
+    next.jobs
+        .insert(decision.launch[0].job_name.clone(), AttemptJob::Running);
+    let after = decide(next);
+    let stopped = after.runs.iter().find(|r| r.id == waiting).expect("kept");
+    assert_eq!(stopped.state, RunState::Stopped);
+    assert!(after.delete.is_empty());
+}
+
+#[test]
+fn a_kubernetes_job_deleted_underneath_is_an_error_not_a_silent_loss() {
+    let (run, _) = started(0);
+    let decision = decide(observed(4, vec![run], &[]));
+    assert_eq!(decision.runs[0].state, RunState::Error);
+    assert!(
+        decision.runs[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("was deleted")
+    );
+}
+
+#[test]
+fn a_stalled_object_does_not_start_runs() {
+    let mut blocked = observed(0, vec![], &[("run.kglue.dev/r", "")]);
+    blocked.blocked = Some("spec.sources[0].table names raw.x, but no Table…".into());
+    let decision = decide(blocked);
+    assert_eq!(decision.runs[0].state, RunState::Error);
+    assert!(decision.launch.is_empty());
+    assert!(
+        decision.runs[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("not started: spec.sources[0]")
+    );
+}
+
+#[test]
+fn bookmark_requests_reset_rewind_and_wait_for_active_runs() {
+    let history = vec![
+        BookmarkHistoryEntry {
+            run_id: "jr-3".into(),
+            bookmark: Some(bookmark("jr-2")),
+        },
+        BookmarkHistoryEntry {
+            run_id: "jr-2".into(),
+            bookmark: Some(bookmark("jr-1")),
+        },
+        BookmarkHistoryEntry {
+            run_id: "jr-1".into(),
+            bookmark: None,
+        },
+    ];
+    let state = Bookmarks {
+        serialize: true,
+        current: Some(bookmark("jr-3")),
+        history,
+    };
+
+    let mut rewind = observed(0, vec![], &[("bookmark.kglue.dev/rewind", "jr-2")]);
+    rewind.bookmarks = Some(state.clone());
+    let decision = decide(rewind);
+    let after = decision.bookmarks.expect("changed");
+    assert_eq!(after.current, Some(bookmark("jr-1")));
+    assert_eq!(after.history.len(), 1);
+    assert_eq!(decision.handled, vec!["bookmark.kglue.dev/rewind".to_string()]);
+
+    let mut undo = observed(0, vec![], &[("bookmark.kglue.dev/rewind", "")]);
+    undo.bookmarks = Some(state.clone());
+    assert_eq!(decide(undo).bookmarks.expect("changed").current, Some(bookmark("jr-2")));
+
+    let mut reset = observed(0, vec![], &[("bookmark.kglue.dev/reset", "")]);
+    reset.bookmarks = Some(state.clone());
+    assert_eq!(decide(reset).bookmarks.expect("changed").current, None);
+
+    let (run, job) = started(0);
+    let mut busy = observed(1, vec![run], &[("bookmark.kglue.dev/reset", "")]);
+    busy.bookmarks = Some(state);
+    busy.jobs.insert(job, AttemptJob::Running);
+    let decision = decide(busy);
+    assert!(decision.bookmarks.is_none());
+    assert!(decision.events.iter().any(|e| e.reason == "BookmarkRefused"));
+}
+
+#[test]
+fn history_keeps_the_newest_final_runs_and_every_active_one() {
+    let keys: Vec<String> = (0..6).map(|i| format!("run.kglue.dev/r{i}")).collect();
+    let annotations: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "{bad")).collect();
+    let mut many = observed(0, vec![], &annotations);
+    many.limits.history = 3;
+    let decision = decide(many);
+    assert_eq!(decision.runs.len(), 3);
+}
+
+#[test]
+fn retry_delays_double_up_to_the_cap() {
+    let base = Duration::from_secs(10);
+    assert_eq!(retry_delay(base, 1), Duration::from_secs(10));
+    assert_eq!(retry_delay(base, 2), Duration::from_secs(20));
+    assert_eq!(retry_delay(base, 10), MAX_RETRY_BACKOFF);
+}
