@@ -14,6 +14,7 @@ pub mod controllers;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod rbac;
 pub mod runs;
 pub mod schedule;
 

@@ -102,10 +102,29 @@ struct Args {
     #[arg(long)]
     no_runs: bool,
 
+    /// Print something instead of running.
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Shut down (as on SIGTERM) once the process with this id is gone. For tests, so that an
     /// operator started by a killed test does not outlive it.
     #[arg(long, hide = true)]
     owner_pid: Option<u32>,
+}
+
+/// What to print instead of running.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print the runner's ServiceAccount, Role (each rule commented with why) and RoleBinding for
+    /// a namespace that runs pipelines: `kglue-operator runner-rbac -n lake | kubectl apply -f -`.
+    RunnerRbac {
+        /// The namespace.
+        #[arg(short, long)]
+        namespace: String,
+        /// The name of the three objects (the operator's --runner-service-account).
+        #[arg(long, default_value = kglue_operator::rbac::RUNNER)]
+        name: String,
+    },
 }
 
 /// Why the operator stopped other than on request.
@@ -129,6 +148,10 @@ enum MainError {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::RunnerRbac { namespace, name }) = &args.command {
+        print!("{}", kglue_operator::rbac::runner_yaml(name, namespace));
+        return ExitCode::SUCCESS;
+    }
     init_logging(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
