@@ -180,12 +180,19 @@ pub struct NodeAgent {
     child: std::process::Child,
     node_name: String,
     state_dir: PathBuf,
+    kubelet_port: u16,
 }
 
 impl NodeAgent {
     /// The Node's name.
     pub fn node_name(&self) -> &str {
         &self.node_name
+    }
+
+    /// The port of its kubelet API (`containerLogs`, what `kubectl logs` reaches through the API
+    /// server) on 127.0.0.1, as published in the Node's `daemonEndpoints`.
+    pub fn kubelet_port(&self) -> u16 {
+        self.kubelet_port
     }
 
     /// The agent's state directory; pods live under `pods/`.
@@ -237,7 +244,9 @@ impl ControlPlane {
     /// Starts `kglue-node-agent` (the binary at `binary`; in an integration test,
     /// `env!("CARGO_BIN_EXE_kglue-node-agent")`) against this control plane, with `images` mapped
     /// to executables and [`HOST_IMAGE`] running commands on the host, and waits until its Node is
-    /// Ready. The agent watches this process (`--owner-pid`), so it never outlives the test.
+    /// Ready and names its kubelet API port (so `kubectl logs` works from then on). The kubelet API
+    /// gets a free port (`--kubelet-port 0`), so agents of several clusters never collide. The agent
+    /// watches this process (`--owner-pid`), so it never outlives the test.
     pub async fn start_node_agent(&self, binary: &Path, images: &[(&str, &Path)]) -> Result<NodeAgent, Error> {
         let node_name = "kglue-node".to_string();
         let state_dir = self.state_dir.join("node-agent");
@@ -264,6 +273,8 @@ impl ControlPlane {
             .arg(std::process::id().to_string())
             .arg("--host-image")
             .arg(HOST_IMAGE)
+            .arg("--kubelet-port")
+            .arg("0")
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -275,6 +286,7 @@ impl ControlPlane {
             child,
             node_name,
             state_dir,
+            kubelet_port: 0,
         };
         let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client().await?);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -288,14 +300,20 @@ impl ControlPlane {
                     output: log,
                 });
             }
-            let ready = nodes.get_opt(&agent.node_name).await?.is_some_and(|node| {
-                node.status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
+            let status = nodes.get_opt(&agent.node_name).await?.and_then(|node| node.status);
+            let ready = status.as_ref().is_some_and(|s| {
+                s.conditions
                     .iter()
+                    .flatten()
                     .any(|c| c.type_ == "Ready" && c.status == "True")
             });
-            if ready {
+            let port = status
+                .and_then(|s| s.daemon_endpoints)
+                .and_then(|d| d.kubelet_endpoint)
+                .and_then(|e| u16::try_from(e.port).ok())
+                .unwrap_or(0);
+            if ready && port != 0 {
+                agent.kubelet_port = port;
                 return Ok(agent);
             }
             if Instant::now() > deadline {

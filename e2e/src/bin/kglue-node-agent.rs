@@ -44,6 +44,10 @@ struct Args {
     /// Seconds between SIGTERM and SIGKILL for containers when the agent itself stops.
     #[arg(long, default_value_t = 5)]
     shutdown_grace_seconds: u64,
+    /// Port of the kubelet API (`kubectl logs`), on 127.0.0.1 only. 0 (the default) picks a free
+    /// port, so agents of several clusters never collide; the Node's daemonEndpoints names it.
+    #[arg(long, default_value_t = 0)]
+    kubelet_port: u16,
 }
 
 fn parse_image(value: &str) -> Result<(String, PathBuf), String> {
@@ -103,6 +107,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         images,
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
         max_pods: args.max_pods,
+        kubelet_port: args.kubelet_port,
     };
     let (agent, work) = Agent::start(config).await?;
     tracing::info!(node = args.node_name, state_dir = %args.state_dir.display(), "node agent ready");

@@ -20,6 +20,8 @@ use kube::{Api, Client, Config as ClientConfig};
 use tokio::sync::watch as channel;
 
 pub mod binder;
+pub mod kubelet;
+pub mod logs;
 pub mod pod;
 pub mod process;
 pub mod registration;
@@ -43,6 +45,9 @@ pub struct Config {
     pub heartbeat: Duration,
     /// The node's pod capacity.
     pub max_pods: u32,
+    /// Port of the kubelet API (`kubectl logs`) on 127.0.0.1; 0 picks a free one. Either way the
+    /// real port is published in the Node's `daemonEndpoints`.
+    pub kubelet_port: u16,
 }
 
 /// What stops the agent.
@@ -57,6 +62,9 @@ pub enum Error {
     /// The kubeconfig has no usable cluster entry.
     #[error("the kubeconfig has no cluster for its current context")]
     NoCluster,
+    /// The kubelet API could not start.
+    #[error(transparent)]
+    Kubelet(#[from] kubelet::ServerError),
     /// The state directory could not be created.
     #[error("cannot create {path}: {source}")]
     StateDir {
@@ -67,9 +75,19 @@ pub enum Error {
     },
 }
 
-/// Reads the kubeconfig and returns a client plus the cluster entry (server, CA) for pod
-/// kubeconfigs.
-async fn connect(config: &Config) -> Result<(Client, serde_json::Value), Error> {
+/// What [`connect`] learns from the kubeconfig.
+struct Connection {
+    client: Client,
+    /// The cluster entry (server, CA) for pod kubeconfigs.
+    cluster: serde_json::Value,
+    /// The cluster's CA certificates (DER): kubelet API callers must present a client certificate
+    /// signed by one of them. `kglue-cluster` signs every client certificate, the API server's
+    /// kubelet client among them, with the CA that also signs its serving certificate.
+    ca: Option<Vec<Vec<u8>>>,
+}
+
+/// Reads the kubeconfig and returns a client plus what else the agent needs from it.
+async fn connect(config: &Config) -> Result<Connection, Error> {
     let kubeconfig = match &config.kubeconfig {
         Some(path) => Kubeconfig::read_from(path)?,
         None => Kubeconfig::read()?,
@@ -104,7 +122,12 @@ async fn connect(config: &Config) -> Result<(Client, serde_json::Value), Error> 
         entry.insert("insecure-skip-tls-verify".into(), true.into());
     }
     let client_config = ClientConfig::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok((Client::try_from(client_config)?, serde_json::Value::Object(entry)))
+    let ca = client_config.root_cert.clone();
+    Ok(Connection {
+        client: Client::try_from(client_config)?,
+        cluster: serde_json::Value::Object(entry),
+        ca,
+    })
 }
 
 /// The running agent's handle for a clean stop.
@@ -119,9 +142,16 @@ impl Agent {
     pub async fn start(config: Config) -> Result<(Agent, impl std::future::Future<Output = ()>), Error> {
         let pods_dir = config.state_dir.join("pods");
         std::fs::create_dir_all(&pods_dir).map_err(|source| Error::StateDir { path: pods_dir, source })?;
-        let (client, cluster) = connect(&config).await?;
+        let Connection { client, cluster, ca } = connect(&config).await?;
+        // Bound before the Node is registered, so the Node can name its real port.
+        let kubelet = kubelet::Server::bind(config.kubelet_port, &config.node_name, ca.as_deref()).await?;
+        tracing::info!(
+            port = kubelet.port(),
+            "kubelet API (containerLogs) listening on 127.0.0.1"
+        );
         let capacity = registration::Capacity::of_this_machine(config.max_pods);
-        registration::register(&client, &config.node_name, &capacity).await?;
+        registration::register(&client, &config.node_name, &capacity, kubelet.port()).await?;
+        let log_index = logs::Index::default();
         registration::heartbeat(&client, &config.node_name).await?;
         let registry = process::Registry::default();
         let shared = Arc::new(pod::Shared {
@@ -133,6 +163,7 @@ impl Agent {
             registry: registry.clone(),
             cluster,
             path_env: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            logs: log_index.clone(),
         });
         let agent = Agent {
             client: client.clone(),
@@ -159,7 +190,8 @@ impl Agent {
             tokio::join!(
                 beat,
                 binder::run(client.clone(), node.clone(), labels),
-                run_pods(shared)
+                run_pods(shared),
+                kubelet.serve(log_index)
             );
         };
         Ok((agent, work))

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::logs::ContainerLog;
 use super::process::{self, ExitStatus, ProcessSpec, Registry};
 use super::registration::Capacity;
 use super::resolve::{self, LOCAL_IP, PrepareError, Sources};
@@ -44,6 +45,8 @@ pub struct Shared {
     pub cluster: serde_json::Value,
     /// `PATH` given to every process.
     pub path_env: String,
+    /// Where the kubelet API finds each container's log and its runs.
+    pub logs: super::logs::Index,
 }
 
 /// The directory of one pod: `<state-dir>/pods/<namespace>_<name>_<uid>`.
@@ -362,8 +365,18 @@ pub async fn run(shared: Arc<Shared>, mut pod: watch::Receiver<Option<Pod>>) {
     };
     let worker = Worker::new(shared, &first);
     tracing::debug!(pod = worker.key, "pod worker started");
+    // Logs are readable (through the kubelet API) for as long as the pod exists, as with a kubelet.
+    let namespace = first.namespace().unwrap_or_default();
+    let logs = first
+        .spec
+        .iter()
+        .flat_map(containers)
+        .map(|(_, c)| (c.name.clone(), worker.log_path(&c.name)))
+        .collect();
+    worker.shared.logs.add_pod(&namespace, &worker.name, &worker.uid, logs);
     worker.execute(first, &mut pod).await;
     worker.wait_for_deletion(&mut pod).await;
+    worker.shared.logs.remove_pod(&namespace, &worker.name, &worker.uid);
     tracing::debug!(pod = worker.key, "pod worker done");
 }
 
@@ -389,6 +402,11 @@ impl Worker {
             name,
             uid,
         }
+    }
+
+    /// A container's log file (stdout and stderr, appended across restarts).
+    fn log_path(&self, container: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{container}.log"))
     }
 
     async fn execute(&self, pod: Pod, updates: &mut watch::Receiver<Option<Pod>>) {
@@ -737,7 +755,7 @@ impl Worker {
                 argv,
                 env,
                 cwd,
-                log: self.dir.join("logs").join(format!("{}.log", container.name)),
+                log: self.log_path(&container.name),
             },
             termination_file,
             fallback_to_logs: container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
@@ -758,8 +776,14 @@ impl Worker {
         let (events, mut received) = mpsc::unbounded_channel();
         let (stop_sender, stop_receiver) = watch::channel(None::<Duration>);
         let mut tasks = JoinSet::new();
+        let namespace = self.key.split_once('/').map_or("", |(namespace, _)| namespace);
         for container in prepared {
+            let log = self
+                .shared
+                .logs
+                .container(namespace, &self.name, &self.uid, &container.name);
             tasks.spawn(run_container(
+                log,
                 self.key.clone(),
                 container,
                 restart,
@@ -972,6 +996,7 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<Duration>>) -> Duratio
 
 /// One container: start, wait, report, and restart as the policy says, with back-off.
 async fn run_container(
+    log: Option<Arc<ContainerLog>>,
     pod: String,
     container: Prepared,
     restart: Restart,
@@ -989,6 +1014,9 @@ async fn run_container(
             tracing::warn!(pod, container = container.name, %error, "cannot reset the termination-message file");
         }
         let started = Timestamp::now();
+        if let Some(log) = &log {
+            log.started();
+        }
         let (exit, reason, start_error) = match process::spawn(&container.process, &registry) {
             Ok(mut running) => {
                 tracing::info!(pod, container = container.name, pid = running.pid(), argv = ?container.process.argv, "started container");
@@ -1023,6 +1051,9 @@ async fn run_container(
             }
         };
         let finished = Timestamp::now();
+        if let Some(log) = &log {
+            log.exited();
+        }
         let message = start_error.or_else(|| termination_message(&container, &exit));
         tracing::info!(
             pod,

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -111,8 +113,9 @@ fn pressure_conditions() -> Vec<NodeCondition> {
         .collect()
 }
 
-/// Creates the Node (or adopts an existing one of that name) and marks it Ready.
-pub async fn register(client: &Client, name: &str, capacity: &Capacity) -> Result<(), Error> {
+/// Creates the Node (or adopts an existing one of that name) and marks it Ready; `kubelet_port` is
+/// where the API server finds the kubelet API (on the InternalIP, 127.0.0.1).
+pub async fn register(client: &Client, name: &str, capacity: &Capacity, kubelet_port: u16) -> Result<(), Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node = Node {
         metadata: ObjectMeta {
@@ -152,6 +155,11 @@ pub async fn register(client: &Client, name: &str, capacity: &Capacity) -> Resul
                 address: name.into(),
             },
         ]),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(kubelet_port),
+            }),
+        }),
         node_info: Some(NodeSystemInfo {
             architecture: go_arch().into(),
             boot_id: boot_id.trim().into(),
