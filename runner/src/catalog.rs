@@ -64,6 +64,51 @@ pub enum CatalogError {
     },
 }
 
+/// Where a job run's new and updated Tables go: a catalog directory (`kglue run`), or the API
+/// server (`kglue attempt`, see [`crate::cluster::ClusterTables`]). One trait so that the run's
+/// commit order — data first, then the catalog — is the same code in both places.
+#[async_trait::async_trait]
+pub trait TableWriter: Send {
+    /// Creates or replaces `table`. `existing` is the table as the run read it (`None`: new), so
+    /// a writer can leave alone what did not change.
+    async fn write_table(&mut self, existing: Option<&Table>, table: Table) -> Result<(), TableWriteError>;
+}
+
+/// Why a Table could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum TableWriteError {
+    /// The catalog directory could not be written.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Another field manager (a manifest applied from Git, a crawler) owns fields the change
+    /// would overwrite; kglue never forces.
+    #[error(
+        "table {table}: not written: the change would overwrite fields another field manager owns ({message}); let the job own the table, or change the table's manifest to match"
+    )]
+    Conflict {
+        /// `database.table`.
+        table: String,
+        /// The API server's message, naming the fields.
+        message: String,
+    },
+    /// The API server refused or failed the write.
+    #[error("table {table}: {source}")]
+    Api {
+        /// `database.table`.
+        table: String,
+        /// The cause.
+        source: Box<kube::Error>,
+    },
+}
+
+#[async_trait::async_trait]
+impl TableWriter for DirCatalog {
+    async fn write_table(&mut self, _existing: Option<&Table>, table: Table) -> Result<(), TableWriteError> {
+        self.save_table(table)?;
+        Ok(())
+    }
+}
+
 /// An object and the file it came from.
 #[derive(Debug, Clone)]
 struct Entry<T> {
@@ -73,10 +118,25 @@ struct Entry<T> {
     alone: bool,
 }
 
-/// A catalog directory, loaded.
+impl<T> Entry<T> {
+    /// An object of a snapshot, from no file.
+    fn in_memory(object: T) -> Self {
+        Entry {
+            object,
+            file: PathBuf::new(),
+            alone: true,
+        }
+    }
+}
+
+/// A catalog directory, loaded — or a snapshot of a namespace's catalog held in memory
+/// ([`DirCatalog::snapshot`]), so that planning a run reads the catalog the same way wherever it
+/// came from.
 #[derive(Debug, Clone)]
 pub struct DirCatalog {
-    dir: PathBuf,
+    /// The directory; `None` for a snapshot, whose changes stay in memory (the cluster writer
+    /// applies them to the API server itself).
+    dir: Option<PathBuf>,
     databases: Vec<Entry<Database>>,
     tables: Vec<Entry<Table>>,
     connections: BTreeMap<String, ConnectionSpec>,
@@ -87,7 +147,7 @@ impl DirCatalog {
     /// Loads every `*.yaml`/`*.yml` file of `dir` and its subdirectories.
     pub fn load(dir: &Path) -> Result<Self, CatalogError> {
         let mut catalog = DirCatalog {
-            dir: dir.to_path_buf(),
+            dir: Some(dir.to_path_buf()),
             databases: Vec::new(),
             tables: Vec::new(),
             connections: BTreeMap::new(),
@@ -100,6 +160,23 @@ impl DirCatalog {
             }
         }
         Ok(catalog)
+    }
+
+    /// A catalog held in memory, from objects read elsewhere (the API server). Saving a table
+    /// or creating a database changes only the snapshot; no file is written.
+    pub fn snapshot(
+        databases: Vec<Database>,
+        tables: Vec<Table>,
+        connections: BTreeMap<String, ConnectionSpec>,
+        classifiers: BTreeMap<String, ClassifierSpec>,
+    ) -> Self {
+        DirCatalog {
+            dir: None,
+            databases: databases.into_iter().map(Entry::in_memory).collect(),
+            tables: tables.into_iter().map(Entry::in_memory).collect(),
+            connections,
+            classifiers,
+        }
     }
 
     fn add(&mut self, document: Value, file: &Path, alone: bool) -> Result<(), CatalogError> {
@@ -161,9 +238,9 @@ impl DirCatalog {
         Ok(())
     }
 
-    /// The directory.
+    /// The directory (empty for a snapshot).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.as_deref().unwrap_or(Path::new(""))
     }
 
     fn database_entry(&self, database_name: &str) -> Option<&Entry<Database>> {
@@ -208,8 +285,10 @@ impl DirCatalog {
 
     /// Adds a Database that does not exist yet, in a file of its own (`<metadata.name>.yaml`).
     pub fn create_database(&mut self, database: Database) -> Result<PathBuf, CatalogError> {
-        let file = self.dir.join(format!("{}.yaml", database.name_any()));
-        write_manifest(&file, &database)?;
+        let file = self.dir().join(format!("{}.yaml", database.name_any()));
+        if self.dir.is_some() {
+            write_manifest(&file, &database)?;
+        }
         self.databases.push(Entry {
             object: database,
             file: file.clone(),
@@ -234,9 +313,11 @@ impl DirCatalog {
                 });
             }
             Some(i) => self.tables[i].file.clone(),
-            None => self.dir.join(format!("{}.yaml", table.name_any())),
+            None => self.dir().join(format!("{}.yaml", table.name_any())),
         };
-        write_manifest(&file, &table)?;
+        if self.dir.is_some() {
+            write_manifest(&file, &table)?;
+        }
         let entry = Entry {
             object: table,
             file: file.clone(),
@@ -266,10 +347,12 @@ impl DirCatalog {
             });
         }
         let file = entry.file.clone();
-        std::fs::remove_file(&file).map_err(|source| CatalogError::Io {
-            path: file.clone(),
-            source,
-        })?;
+        if self.dir.is_some() {
+            std::fs::remove_file(&file).map_err(|source| CatalogError::Io {
+                path: file.clone(),
+                source,
+            })?;
+        }
         self.tables.remove(position);
         Ok(Some(file))
     }
@@ -380,6 +463,40 @@ mod tests {
             Some(file.clone())
         );
         assert!(!file.exists());
+    }
+
+    #[test]
+    fn a_snapshot_keeps_changes_in_memory() {
+        let examples = DirCatalog::load(&examples()).expect("examples load");
+        let table = examples
+            .table("sales_curated", "orders_daily")
+            .expect("declared table")
+            .clone();
+        let mut snapshot = DirCatalog::snapshot(
+            Vec::new(),
+            vec![table.clone()],
+            examples.connections().clone(),
+            BTreeMap::new(),
+        );
+        assert!(snapshot.connections().contains_key("lake"));
+        let mut changed = table;
+        changed.spec.description = Some("changed".into());
+        snapshot.save_table(changed.clone()).expect("saved in memory");
+        assert_eq!(
+            snapshot.table("sales_curated", "orders_daily").map(|t| &t.spec),
+            Some(&changed.spec)
+        );
+        // A snapshot's dir is empty, so a file would land in the working directory.
+        assert!(snapshot.dir().as_os_str().is_empty());
+        assert_eq!(
+            std::fs::read_dir(".")
+                .expect("cwd")
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name() == "sales_curated.orders_daily.yaml")
+                .count(),
+            0,
+            "nothing written to the working directory"
+        );
     }
 
     #[test]

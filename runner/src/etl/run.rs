@@ -35,7 +35,7 @@ use super::source::{self, Selection, SourceInput};
 use super::table_update::{OutputShape, conform, updated_table};
 use super::types::{fields_of, to_arrow};
 use super::{arguments, script};
-use crate::catalog::DirCatalog;
+use crate::catalog::{DirCatalog, TableWriter};
 use crate::storage::{Location, StoreResolver};
 
 /// Default size of an output file, as the Job CRD documents.
@@ -547,10 +547,11 @@ impl PlannedRun {
         text
     }
 
-    /// Executes, stages and commits every sink and updates the catalog. Never panics on bad data:
-    /// a failure becomes a Failed result, with this run's staged files removed.
-    pub async fn execute(mut self, catalog: &mut DirCatalog) -> RunResult {
-        let outcome = self.execute_inner(catalog).await;
+    /// Executes, stages and commits every sink and updates the catalog through `tables` (a
+    /// catalog directory, or the API server). Never panics on bad data: a failure becomes a Failed
+    /// result, with this run's staged files removed.
+    pub async fn execute<W: TableWriter + ?Sized>(mut self, tables: &mut W) -> RunResult {
+        let outcome = self.execute_inner(tables).await;
         let (error, tables, outcomes) = match outcome {
             Ok((tables, outcomes)) => (None, tables, outcomes),
             Err(error) => {
@@ -565,9 +566,9 @@ impl PlannedRun {
         self.result(error, tables, &outcomes)
     }
 
-    async fn execute_inner(
+    async fn execute_inner<W: TableWriter + ?Sized>(
         &mut self,
-        catalog: &mut DirCatalog,
+        catalog: &mut W,
     ) -> Result<(Vec<TableChange>, Vec<SinkOutcome>), RunError> {
         let run_id = self.request.run_id.clone();
         let limits = WriteLimits {
@@ -622,7 +623,8 @@ impl PlannedRun {
                 &now,
             );
             catalog
-                .save_table(table)
+                .write_table(existing.as_ref(), table)
+                .await
                 .map_err(|e| RunError::Catalog(e.to_string()))?;
             tables.push(TableChange {
                 table: format!("{}.{}", table_ref.database, table_ref.table),
