@@ -4,9 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use k8s_openapi::jiff::Timestamp;
+use kglue_crds::common::WorkerSize;
+use kglue_crds::run_result::{AttemptOutcome, RunOwnerKind};
+use kglue_runner::attempt::{Attempt, report, result_object, run_attempt, termination_message};
 use kglue_runner::catalog::DirCatalog;
+use kglue_runner::control::{self, RunsOutput};
 use kglue_runner::crawl::cluster::crawl_cluster;
 use kglue_runner::crawl::local::{crawl_dir, read_crawler, render};
 use kglue_runner::ddl::{Dialect, catalog_table_ddl};
@@ -21,7 +25,8 @@ use kube::ResourceExt;
 #[command(
     name = "kglue",
     version,
-    about = "kglue: AWS Glue's crawlers and jobs, as Kubernetes resources"
+    about = "kglue: AWS Glue's crawlers and jobs, as Kubernetes resources",
+    after_help = "Commands that take a kind and a name (start, stop, runs, logs, bookmark reset|rewind job NAME) work on the cluster of the current kubeconfig context, in the namespace given by -n, else the context's, else default. They write the annotations of docs/runs.md and read status; the operator does the rest.\n\nAs a kubectl plugin: put a symlink named kubectl-kglue to this binary on PATH, then run `kubectl kglue ...`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -89,11 +94,58 @@ enum Command {
         #[arg(long, env = "KGLUE_SECRETS_DIR", default_value = "/var/run/secrets/kglue")]
         secrets_dir: PathBuf,
     },
-    /// Show, reset or rewind a job bookmark kept in a file by `kglue run --bookmarks`.
+    /// Show, reset or rewind a job bookmark: in the cluster (`bookmark reset job NAME`), or in a
+    /// file kept by `kglue run --bookmarks` (`bookmark reset --bookmarks FILE`).
     Bookmark {
         #[command(subcommand)]
         command: BookmarkCommand,
     },
+    /// Start a run of a Job or a crawl of a Crawler in the cluster (annotation
+    /// run.kglue.dev/<request-id>); prints the request id and, once the operator recorded it,
+    /// the run id.
+    Start {
+        #[command(flatten)]
+        target: Target,
+        /// A run argument, `name=value` (repeatable; jobs only); the script reads it as `$name`.
+        #[arg(long = "arg", value_parser = parse_argument)]
+        arguments: Vec<(String, String)>,
+        /// The request id (1–63 letters, digits, '-', '_', '.'); one request starts one run, so
+        /// repeating a request id does nothing. Default: cli-<unix seconds>-<random hex>.
+        #[arg(long)]
+        request_id: Option<String>,
+        /// Follow the run to its end (its retries included); exit non-zero unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop a run in the cluster (annotation stop.kglue.dev/<run-id>).
+    Stop {
+        #[command(flatten)]
+        target: Target,
+        /// The run id (see `kglue runs`).
+        #[arg(long = "run")]
+        run_id: String,
+    },
+    /// List the runs of a Job or Crawler (status.runs), newest first.
+    Runs {
+        #[command(flatten)]
+        target: Target,
+        /// `table` for people, `json` for status.runs as it is.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Print the log of a run's newest attempt, read from its pod (or, when the log cannot be
+    /// read, the pod's termination message).
+    Logs {
+        #[command(flatten)]
+        target: Target,
+        /// The run id; default: the newest run.
+        #[arg(long = "run")]
+        run_id: Option<String>,
+    },
+    /// Run one attempt of a Job run or a crawl inside its Kubernetes Job and report it as a
+    /// RunResult (the operator starts this; see docs/runs.md). Exits 0 after a Succeeded report,
+    /// 1 after a Failed one, 2 when nothing could be reported.
+    Attempt(AttemptArgs),
     /// Work with the tables of a catalog directory.
     Table {
         #[command(subcommand)]
@@ -101,29 +153,164 @@ enum Command {
     },
 }
 
+/// A Job or a Crawler of the cluster.
+#[derive(Args)]
+struct Target {
+    /// `job` or `crawler`.
+    #[arg(value_enum)]
+    kind: Kind,
+    /// The Job's or Crawler's name.
+    name: String,
+    /// The namespace; default: the kubeconfig context's, else `default`.
+    #[arg(short, long)]
+    namespace: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    /// A kglue Job (kgjob).
+    Job,
+    /// A kglue Crawler (kgcrawler).
+    Crawler,
+}
+
+impl From<Kind> for RunOwnerKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Job => RunOwnerKind::Job,
+            Kind::Crawler => RunOwnerKind::Crawler,
+        }
+    }
+}
+
+/// Only Jobs have bookmarks; a kind word keeps the cluster form like the other commands.
+#[derive(Clone, Copy, ValueEnum)]
+enum BookmarkKind {
+    /// A kglue Job (kgjob).
+    Job,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// Aligned columns.
+    Table,
+    /// status.runs as JSON.
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WorkerSizeArg {
+    Small,
+    Medium,
+    Large,
+    #[value(name = "xlarge")]
+    XLarge,
+}
+
+impl From<WorkerSizeArg> for WorkerSize {
+    fn from(size: WorkerSizeArg) -> Self {
+        match size {
+            WorkerSizeArg::Small => WorkerSize::Small,
+            WorkerSizeArg::Medium => WorkerSize::Medium,
+            WorkerSizeArg::Large => WorkerSize::Large,
+            WorkerSizeArg::XLarge => WorkerSize::XLarge,
+        }
+    }
+}
+
+#[derive(Args)]
+struct AttemptArgs {
+    /// Job or Crawler.
+    #[arg(long, value_enum, ignore_case = true)]
+    kind: Kind,
+    /// The Job's or Crawler's name.
+    #[arg(long)]
+    name: String,
+    /// The run id.
+    #[arg(long)]
+    run_id: String,
+    /// The attempt, 0 for the first.
+    #[arg(long)]
+    attempt: i32,
+    /// The run's arguments, a JSON object of strings (Job only).
+    #[arg(long)]
+    arguments: Option<String>,
+    /// The pod's worker size; default: the Job's.
+    #[arg(long, value_enum, ignore_case = true)]
+    worker_size: Option<WorkerSizeArg>,
+    /// Where the Secrets that Connections refer to are mounted: one folder per Secret.
+    #[arg(long, env = "KGLUE_SECRETS_DIR", default_value = "/var/run/secrets/kglue")]
+    secrets_dir: PathBuf,
+    /// Where the engine spills; default: the system's temporary directory.
+    #[arg(long, env = "KGLUE_SPILL_DIR")]
+    spill_dir: Option<PathBuf>,
+    /// Where the one-line summary goes that the kubelet keeps as the termination message.
+    #[arg(long, default_value = "/dev/termination-log")]
+    termination_log: PathBuf,
+    /// The namespace of the run (the downward API sets it).
+    #[arg(long, env = "KGLUE_NAMESPACE")]
+    namespace: String,
+    /// The attempt's Kubernetes Job, which names and owns the RunResult.
+    #[arg(long, env = "KGLUE_JOB_NAME")]
+    kubernetes_job: String,
+    /// That Job's UID.
+    #[arg(long, env = "KGLUE_JOB_UID")]
+    kubernetes_job_uid: String,
+}
+
 #[derive(Subcommand)]
 enum BookmarkCommand {
-    /// Print the bookmark and the runs it can be rewound to.
+    /// Print the bookmark file and the runs it can be rewound to (in the cluster:
+    /// `kubectl get kgjob NAME -o jsonpath='{.status.bookmark}'`).
     Show {
         /// The bookmark file.
         #[arg(long)]
         bookmarks: PathBuf,
     },
-    /// Forget the bookmark: the next run reads everything.
+    /// Forget the bookmark: the next run reads everything. `reset job NAME` asks the operator
+    /// (annotation bookmark.kglue.dev/reset); `reset --bookmarks FILE` changes the file.
     Reset {
-        /// The bookmark file.
+        /// `job` (cluster form).
+        #[arg(
+            value_enum,
+            required_unless_present = "bookmarks",
+            conflicts_with = "bookmarks",
+            requires = "name"
+        )]
+        kind: Option<BookmarkKind>,
+        /// The Job's name (cluster form).
+        name: Option<String>,
+        /// The namespace (cluster form); default: the kubeconfig context's, else `default`.
+        #[arg(short, long, conflicts_with = "bookmarks")]
+        namespace: Option<String>,
+        /// The bookmark file (local form).
         #[arg(long)]
-        bookmarks: PathBuf,
+        bookmarks: Option<PathBuf>,
     },
     /// Move the bookmark back to where a run started: the next run reads again what that run
-    /// and later ones read.
+    /// and later ones read. `rewind job NAME [--to-run ID]` asks the operator (annotation
+    /// bookmark.kglue.dev/rewind; no --to-run: undo the last run); `rewind --bookmarks FILE
+    /// --to-run ID` changes the file.
     Rewind {
-        /// The bookmark file.
+        /// `job` (cluster form).
+        #[arg(
+            value_enum,
+            required_unless_present = "bookmarks",
+            conflicts_with = "bookmarks",
+            requires = "name"
+        )]
+        kind: Option<BookmarkKind>,
+        /// The Job's name (cluster form).
+        name: Option<String>,
+        /// The namespace (cluster form); default: the kubeconfig context's, else `default`.
+        #[arg(short, long, conflicts_with = "bookmarks")]
+        namespace: Option<String>,
+        /// The bookmark file (local form).
         #[arg(long)]
-        bookmarks: PathBuf,
-        /// The run to rewind to.
+        bookmarks: Option<PathBuf>,
+        /// The run to rewind to (required with --bookmarks).
         #[arg(long)]
-        to_run: String,
+        to_run: Option<String>,
     },
 }
 
@@ -150,7 +337,21 @@ enum TableCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Run as `kubectl kglue` through a symlink named kubectl-kglue on PATH: the same commands,
+    // with help and usage naming them as the user typed them.
+    let as_plugin = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().ends_with("kubectl-kglue")))
+        .unwrap_or(false);
+    let mut command = Cli::command();
+    if as_plugin {
+        command = command.name("kubectl kglue").bin_name("kubectl kglue");
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -159,7 +360,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("kglue: {message}");
             ExitCode::FAILURE
@@ -167,8 +368,60 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
+        Command::Attempt(args) => Ok(attempt(args).await),
+        Command::Start {
+            target,
+            arguments,
+            request_id,
+            wait,
+        } => {
+            let (client, namespace) = control::connect(target.namespace).await.map_err(|e| e.to_string())?;
+            let user = std::env::var("USER").ok();
+            let succeeded = control::start(
+                &client,
+                &namespace,
+                target.kind.into(),
+                &target.name,
+                request_id,
+                arguments.into_iter().collect(),
+                user.as_deref(),
+                wait,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(if succeeded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Stop { target, run_id } => {
+            let (client, namespace) = control::connect(target.namespace).await.map_err(|e| e.to_string())?;
+            control::stop(&client, &namespace, target.kind.into(), &target.name, &run_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs { target, output } => {
+            let (client, namespace) = control::connect(target.namespace).await.map_err(|e| e.to_string())?;
+            let output = match output {
+                OutputFormat::Table => RunsOutput::Table,
+                OutputFormat::Json => RunsOutput::Json,
+            };
+            control::runs(&client, &namespace, target.kind.into(), &target.name, output)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs { target, run_id } => {
+            let (client, namespace) = control::connect(target.namespace).await.map_err(|e| e.to_string())?;
+            control::logs(&client, &namespace, target.kind.into(), &target.name, run_id.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crawl {
             file,
             catalog,
@@ -193,7 +446,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 (None, None) => return Err("give --catalog DIR or --namespace NAMESPACE".into()),
             };
             print!("{}", render(&plan, &crawler, dry_run));
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run {
             file,
@@ -232,7 +485,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let result = match plan_run(request, &catalog, &resolver).await {
                 Ok(planned) if explain => {
                     print!("{}", planned.explain());
-                    return Ok(());
+                    return Ok(ExitCode::SUCCESS);
                 }
                 Ok(planned) => planned.execute(&mut catalog).await,
                 Err((request, error)) => failed_before_planning(&request, &error, started.elapsed()),
@@ -250,7 +503,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 print!("{}", render_run(&result));
             }
             match result.outcome {
-                RunOutcome::Succeeded => Ok(()),
+                RunOutcome::Succeeded => Ok(ExitCode::SUCCESS),
                 RunOutcome::Failed => Err(format!(
                     "run {} failed: {}",
                     result.run_id,
@@ -259,22 +512,57 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Bookmark { command } => {
-            let (path, action) = match &command {
-                BookmarkCommand::Show { bookmarks } => (bookmarks, "show"),
-                BookmarkCommand::Reset { bookmarks } => (bookmarks, "reset"),
-                BookmarkCommand::Rewind { bookmarks, .. } => (bookmarks, "rewind"),
+            // A Job name selects the cluster form: the operator, not the CLI, changes the
+            // bookmark in status (brief §3), so the CLI only writes the request annotation.
+            let cluster = match &command {
+                BookmarkCommand::Reset {
+                    name: Some(name),
+                    namespace,
+                    ..
+                } => Some((name, namespace, control::bookmark_reset_patch())),
+                BookmarkCommand::Rewind {
+                    name: Some(name),
+                    namespace,
+                    to_run,
+                    ..
+                } => Some((name, namespace, control::bookmark_rewind_patch(to_run.as_deref()))),
+                _ => None,
             };
-            let mut file = BookmarkFile::load(path).map_err(|e| e.to_string())?;
+            if let Some((name, namespace, patch)) = cluster {
+                let (client, namespace) = control::connect(namespace.clone()).await.map_err(|e| e.to_string())?;
+                control::bookmark(&client, &namespace, name, &patch)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let path = match &command {
+                BookmarkCommand::Show { bookmarks }
+                | BookmarkCommand::Reset {
+                    bookmarks: Some(bookmarks),
+                    ..
+                }
+                | BookmarkCommand::Rewind {
+                    bookmarks: Some(bookmarks),
+                    ..
+                } => bookmarks.clone(),
+                _ => return Err("give a job (`bookmark reset job NAME`) or a file (`--bookmarks FILE`)".into()),
+            };
+            let mut file = BookmarkFile::load(&path).map_err(|e| e.to_string())?;
             match &command {
                 BookmarkCommand::Show { .. } => {}
                 BookmarkCommand::Reset { .. } => file.reset(),
-                BookmarkCommand::Rewind { to_run, .. } => file.rewind(to_run, path).map_err(|e| e.to_string())?,
+                BookmarkCommand::Rewind {
+                    to_run: Some(to_run), ..
+                } => file.rewind(to_run, &path).map_err(|e| e.to_string())?,
+                BookmarkCommand::Rewind { to_run: None, .. } => {
+                    return Err("rewinding a bookmark file needs --to-run ID (`kglue bookmark show --bookmarks FILE` lists the runs)".into());
+                }
             }
-            if action != "show" {
-                file.save(path).map_err(|e| e.to_string())?;
+            if !matches!(command, BookmarkCommand::Show { .. }) {
+                file.save(&path).map_err(|e| e.to_string())?;
             }
             println!("{}", serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Table {
             command: TableCommand::Ddl { name, catalog, dialect },
@@ -285,8 +573,67 @@ async fn run(cli: Cli) -> Result<(), String> {
             for note in &ddl.notes {
                 eprintln!("kglue: note: {note}");
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `kglue attempt`: does the work, reports it, and exits 0 (Succeeded reported), 1 (Failed
+/// reported) or 2 (nothing could be reported; stderr and the termination message say why).
+async fn attempt(args: AttemptArgs) -> ExitCode {
+    let attempt = Attempt {
+        kind: args.kind.into(),
+        name: args.name,
+        run_id: args.run_id,
+        attempt: args.attempt,
+        arguments: args.arguments,
+        worker_size: args.worker_size.map(Into::into),
+        secrets_dir: args.secrets_dir,
+        spill_dir: args.spill_dir,
+        namespace: args.namespace,
+        kubernetes_job: args.kubernetes_job,
+        kubernetes_job_uid: args.kubernetes_job_uid,
+    };
+    // Write errors are ignored: outside a pod the file may not be writable, and the RunResult
+    // is the report that counts.
+    let write_summary = |text: &str| {
+        let _ = std::fs::write(&args.termination_log, text);
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(error) => {
+            let message = format!("Failed: cannot reach the API server to report: {error}");
+            eprintln!("kglue: {message}");
+            write_summary(&message);
+            return ExitCode::from(2);
+        }
+    };
+    let spec = run_attempt(&client, &attempt).await;
+    let object = result_object(&attempt, spec.clone());
+    // The report, in the log too, for whoever reads it after the RunResult is gone.
+    match serde_json::to_string(&object.spec) {
+        Ok(json) => println!("{json}"),
+        Err(error) => eprintln!("kglue: cannot print the result: {error}"),
+    }
+    let reported = report(&client, &object).await;
+    let report_error = reported.as_ref().err().map(ToString::to_string);
+    write_summary(&termination_message(&spec, report_error.as_deref()));
+    if let Some(error) = &spec.error {
+        eprintln!(
+            "kglue: {} {} run {} attempt {} failed: {error}",
+            attempt.kind.as_str(),
+            attempt.name,
+            attempt.run_id,
+            attempt.attempt
+        );
+    }
+    match (report_error, spec.outcome) {
+        (Some(error), _) => {
+            eprintln!("kglue: {error}");
+            ExitCode::from(2)
+        }
+        (None, AttemptOutcome::Succeeded) => ExitCode::SUCCESS,
+        (None, AttemptOutcome::Failed) => ExitCode::from(1),
     }
 }
 

@@ -1,0 +1,561 @@
+//! `kglue attempt`: one attempt of a Job run or a crawl, inside its Kubernetes Job (docs/runs.md,
+//! "What the runner reports").
+//!
+//! The runner reads its Job or Crawler and the catalog from its namespace, does the work, writes
+//! Tables with server-side apply, and reports through one `RunResult` named after and owned by
+//! the attempt's Kubernetes Job. It never writes run status or bookmarks (brief §3): the operator
+//! commits them from the RunResult. Whatever goes wrong short of the API server being unreachable
+//! is still reported, as a Failed result that says what went wrong.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kglue_crds::common::WorkerSize;
+use kglue_crds::crawler::CrawlMetrics;
+use kglue_crds::job::BookmarkOption;
+use kglue_crds::run_result::{AttemptOutcome, JobAttemptReport, RunOwnerKind};
+use kglue_crds::{Crawler, Job, RunResult, RunResultSpec};
+use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+use crate::cluster::{ClusterTables, catalog_snapshot, owner_labels};
+use crate::crawl::cluster::crawl_cluster;
+use crate::crawl::plan::{Action, CrawlPlan};
+use crate::etl::run::{self, Resources, RunOutcome, RunRequest, failed_before_planning, plan_run};
+use crate::storage::{Credentials, SecretsDir};
+
+/// The most characters of an error a RunResult keeps (the CRD's `maxLength` of `spec.error`).
+const MAX_ERROR_CHARS: usize = 32768;
+
+/// The most bytes of an error the termination message keeps: the kubelet keeps 4 KiB of the
+/// file, and the outcome and a reporting failure need room too.
+const TERMINATION_ERROR_BYTES: usize = 3 * 1024;
+
+/// One attempt, as the operator's Kubernetes Job describes it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// Job or Crawler.
+    pub kind: RunOwnerKind,
+    /// The Job's or Crawler's name.
+    pub name: String,
+    /// The run id.
+    pub run_id: String,
+    /// The attempt, 0 for the first.
+    pub attempt: i32,
+    /// The run's arguments as a JSON object of strings (Job only).
+    pub arguments: Option<String>,
+    /// The worker size the pod was given; default: the Job's.
+    pub worker_size: Option<WorkerSize>,
+    /// Where the Secrets of Connections are mounted.
+    pub secrets_dir: PathBuf,
+    /// Where the engine may spill; default: the system's temporary directory.
+    pub spill_dir: Option<PathBuf>,
+    /// The namespace of the run.
+    pub namespace: String,
+    /// The attempt's Kubernetes Job, which names and owns the RunResult.
+    pub kubernetes_job: String,
+    /// That Job's UID.
+    pub kubernetes_job_uid: String,
+}
+
+/// What stopped an attempt before its work began; the message goes into the Failed result.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// The Job or Crawler is gone.
+    #[error("{kind} {name} does not exist in namespace {namespace}")]
+    NotFound {
+        /// Job or Crawler.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The namespace.
+        namespace: String,
+    },
+    /// The Job or Crawler could not be read.
+    #[error("reading {kind} {name}: {source}")]
+    Read {
+        /// Job or Crawler.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The cause.
+        source: Box<kube::Error>,
+    },
+    /// `--arguments` is not a JSON object of strings.
+    #[error("the run's arguments are not a JSON object of strings: {0}")]
+    Arguments(String),
+    /// The catalog could not be read.
+    #[error(transparent)]
+    Catalog(#[from] crate::cluster::CatalogReadError),
+}
+
+/// The RunResult could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("creating RunResult {name} in namespace {namespace}: {source}")]
+pub struct ReportError {
+    /// The RunResult's name.
+    pub name: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The cause.
+    pub source: Box<kube::Error>,
+}
+
+/// Runs the attempt and returns its report. Never fails: an error becomes a Failed report.
+pub async fn run_attempt(client: &Client, attempt: &Attempt) -> RunResultSpec {
+    let started = Instant::now();
+    let mut spec = match attempt.kind {
+        RunOwnerKind::Job => job_attempt(client, attempt, started).await,
+        RunOwnerKind::Crawler => crawl_attempt(client, attempt).await,
+    };
+    // The attempt's wall time inside the runner, reading the catalog included (the ETL result's
+    // own figure starts at planning).
+    spec.duration_seconds = started.elapsed().as_secs_f64();
+    spec.finished_at = Some(Time(Timestamp::now()));
+    spec
+}
+
+async fn get<K>(client: &Client, attempt: &Attempt, kind: &'static str) -> Result<K, AttemptError>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), &attempt.namespace)
+        .get_opt(&attempt.name)
+        .await
+        .map_err(|source| AttemptError::Read {
+            kind,
+            name: attempt.name.clone(),
+            source: Box::new(source),
+        })?
+        .ok_or_else(|| AttemptError::NotFound {
+            kind,
+            name: attempt.name.clone(),
+            namespace: attempt.namespace.clone(),
+        })
+}
+
+/// Parses `--arguments`.
+pub fn parse_arguments(text: Option<&str>) -> Result<BTreeMap<String, String>, AttemptError> {
+    match text {
+        None => Ok(BTreeMap::new()),
+        Some(text) => serde_json::from_str(text).map_err(|e| AttemptError::Arguments(e.to_string())),
+    }
+}
+
+async fn job_attempt(client: &Client, attempt: &Attempt, started: Instant) -> RunResultSpec {
+    let prepared = async {
+        let job: Job = get(client, attempt, "Job").await?;
+        let arguments = parse_arguments(attempt.arguments.as_deref())?;
+        let catalog = catalog_snapshot(client, &attempt.namespace).await?;
+        Ok::<_, AttemptError>((job, arguments, catalog))
+    }
+    .await;
+    let (job, arguments, catalog) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return failed(attempt, error.to_string()),
+    };
+    // The committed bookmark is the operator's, in status; a run with bookmarks disabled reads
+    // everything whatever is there.
+    let bookmark = match job.spec.bookmark.option {
+        BookmarkOption::Disable => None,
+        BookmarkOption::Enable | BookmarkOption::Pause => job.status.as_ref().and_then(|s| s.bookmark.clone()),
+    };
+    let resolver = crate::storage::StoreResolver::new(
+        catalog.connections().clone(),
+        Credentials::from_process(SecretsDir(attempt.secrets_dir.clone())),
+    );
+    // A folder of this attempt's own under the spill root, so that removing it afterwards never
+    // touches the mount point (an emptyDir) or another process's files.
+    let spill_dir = attempt
+        .spill_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("kglue-{}-{}", attempt.run_id, attempt.attempt));
+    let request = RunRequest {
+        job_name: attempt.name.clone(),
+        spec: job.spec.clone(),
+        run_id: attempt.run_id.clone(),
+        attempt: attempt.attempt,
+        arguments,
+        bookmark,
+        resources: Resources::for_worker(attempt.worker_size.unwrap_or(job.spec.worker_size), spill_dir.clone()),
+    };
+    let mut tables = ClusterTables::new(client.clone(), &attempt.namespace, &attempt.name);
+    let result = match plan_run(request, &catalog, &resolver).await {
+        Ok(planned) => planned.execute(&mut tables).await,
+        Err((request, error)) => failed_before_planning(&request, &error, started.elapsed()),
+    };
+    let _ = std::fs::remove_dir_all(&spill_dir);
+    job_report(attempt, &result)
+}
+
+/// The report of a Job attempt from the ETL run's result.
+pub fn job_report(attempt: &Attempt, result: &run::RunResult) -> RunResultSpec {
+    RunResultSpec {
+        owner_kind: RunOwnerKind::Job,
+        owner_name: attempt.name.clone(),
+        run_id: attempt.run_id.clone(),
+        attempt: attempt.attempt,
+        outcome: match result.outcome {
+            RunOutcome::Succeeded => AttemptOutcome::Succeeded,
+            RunOutcome::Failed => AttemptOutcome::Failed,
+        },
+        error: result.error.as_deref().map(cut_error),
+        finished_at: None,
+        duration_seconds: result.duration_seconds,
+        job: Some(JobAttemptReport {
+            metrics: result.metrics.clone(),
+            started_from: result.started_from.clone(),
+            next_bookmark: result.next_bookmark.clone(),
+        }),
+        crawl: None,
+    }
+}
+
+async fn crawl_attempt(client: &Client, attempt: &Attempt) -> RunResultSpec {
+    let crawler: Crawler = match get(client, attempt, "Crawler").await {
+        Ok(crawler) => crawler,
+        Err(error) => return failed(attempt, error.to_string()),
+    };
+    let credentials = Credentials::from_process(SecretsDir(attempt.secrets_dir.clone()));
+    match crawl_cluster(&crawler, client.clone(), &attempt.namespace, credentials, false).await {
+        Ok(plan) => RunResultSpec {
+            crawl: Some(crawl_metrics(&plan)),
+            ..base(attempt, AttemptOutcome::Succeeded, None)
+        },
+        Err(error) => failed(attempt, error.to_string()),
+    }
+}
+
+/// A crawl's figures, counted as `kglue crawl` prints them: tables by what happened to them,
+/// partitions added, objects listed, read and skipped.
+pub fn crawl_metrics(plan: &CrawlPlan) -> CrawlMetrics {
+    let mut metrics = CrawlMetrics {
+        objects_listed: plan.report.objects_listed as i64,
+        objects_read: plan.report.objects_read as i64,
+        objects_skipped: plan.report.skipped.len() as i64,
+        ..CrawlMetrics::default()
+    };
+    for planned in &plan.tables {
+        match planned.action {
+            Action::Create => metrics.tables_created += 1,
+            Action::Update(_) => metrics.tables_updated += 1,
+            // Logged, drifted and conflicting tables were left as they are.
+            Action::Unchanged | Action::Logged(_) | Action::Drift(_) | Action::Conflict(_) => {
+                metrics.tables_unchanged += 1
+            }
+            Action::Deprecate | Action::Delete => metrics.tables_deprecated += 1,
+        }
+        if matches!(planned.action, Action::Create | Action::Update(_) | Action::Unchanged) {
+            metrics.partitions_added += planned.partitions_added as i64;
+        }
+    }
+    metrics
+}
+
+fn base(attempt: &Attempt, outcome: AttemptOutcome, error: Option<String>) -> RunResultSpec {
+    RunResultSpec {
+        owner_kind: attempt.kind,
+        owner_name: attempt.name.clone(),
+        run_id: attempt.run_id.clone(),
+        attempt: attempt.attempt,
+        outcome,
+        error,
+        finished_at: None,
+        duration_seconds: 0.0,
+        job: None,
+        crawl: None,
+    }
+}
+
+fn failed(attempt: &Attempt, error: String) -> RunResultSpec {
+    base(attempt, AttemptOutcome::Failed, Some(cut_error(&error)))
+}
+
+/// An error cut to what the RunResult schema accepts, saying it was cut.
+fn cut_error(error: &str) -> String {
+    match error.char_indices().nth(MAX_ERROR_CHARS - 40) {
+        Some((at, _)) => format!("{} … (cut: {} bytes in all)", &error[..at], error.len()),
+        None => error.to_string(),
+    }
+}
+
+/// The RunResult object: named after the attempt's Kubernetes Job and owned by it, so it goes
+/// with that Job and the operator can check that it belongs to the attempt. Not a controller
+/// reference: the Job controller must not think it owns the result.
+pub fn result_object(attempt: &Attempt, spec: RunResultSpec) -> RunResult {
+    let mut labels = owner_labels(&attempt.name, &attempt.run_id);
+    labels.insert("kglue.dev/owner-kind".into(), attempt.kind.as_str().into());
+    RunResult {
+        metadata: ObjectMeta {
+            name: Some(attempt.kubernetes_job.clone()),
+            namespace: Some(attempt.namespace.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name: attempt.kubernetes_job.clone(),
+                uid: attempt.kubernetes_job_uid.clone(),
+                controller: Some(false),
+                block_owner_deletion: None,
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec,
+    }
+}
+
+/// Creates the RunResult. One that already exists is this attempt's (its name is the attempt's
+/// Kubernetes Job, whose pod runs once: `backoffLimit: 0`), from a create whose answer was lost,
+/// so it counts as reported. Errors other than a refusal are retried a few times: without a
+/// report the operator can only record the attempt as Failed.
+pub async fn report(client: &Client, result: &RunResult) -> Result<(), ReportError> {
+    let namespace = result.metadata.namespace.clone().unwrap_or_default();
+    let name = result.metadata.name.clone().unwrap_or_default();
+    let api: Api<RunResult> = Api::namespaced(client.clone(), &namespace);
+    let mut delay = Duration::from_millis(500);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match api.create(&PostParams::default(), result).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.is_already_exists() => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code < 500 && status.code != 429 => {
+                return Err(ReportError {
+                    name,
+                    namespace,
+                    source: Box::new(kube::Error::Api(status)),
+                });
+            }
+            Err(source) if tries >= 4 => {
+                return Err(ReportError {
+                    name,
+                    namespace,
+                    source: Box::new(source),
+                });
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+}
+
+/// The one-line summary for the termination-message file, which the operator reads when there
+/// is no RunResult: the outcome, the start of the error, and why reporting failed if it did.
+pub fn termination_message(spec: &RunResultSpec, report_error: Option<&str>) -> String {
+    let mut message = match spec.outcome {
+        AttemptOutcome::Succeeded => "Succeeded".to_string(),
+        AttemptOutcome::Failed => "Failed".to_string(),
+    };
+    if let Some(error) = report_error {
+        message.push_str(&format!(" (not reported: {})", cut_bytes(error, 512)));
+    }
+    if let Some(error) = &spec.error {
+        message.push_str(": ");
+        message.push_str(cut_bytes(error, TERMINATION_ERROR_BYTES));
+    }
+    // One line: the kubelet's file is read as text, and a newline would split the summary.
+    message.replace('\n', " ")
+}
+
+/// The longest prefix of `text` of at most `bytes` bytes that ends on a character boundary.
+fn cut_bytes(text: &str, bytes: usize) -> &str {
+    if text.len() <= bytes {
+        return text;
+    }
+    let mut end = bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use kglue_crds::crawler::CrawlMetrics;
+    use kglue_crds::job::{JobRunMetrics, SinkMetrics};
+    use kglue_crds::{Table, TableSpec};
+    use serde_json::json;
+
+    use super::*;
+    use crate::crawl::plan::{CrawlReport, PlannedTable};
+
+    fn attempt(kind: RunOwnerKind) -> Attempt {
+        Attempt {
+            kind,
+            name: "clean-orders".into(),
+            run_id: "jr-3fa29c01d2".into(),
+            attempt: 1,
+            arguments: None,
+            worker_size: None,
+            secrets_dir: PathBuf::from("/var/run/secrets/kglue"),
+            spill_dir: None,
+            namespace: "sales".into(),
+            kubernetes_job: "clean-orders-jr-3fa29c01d2-1".into(),
+            kubernetes_job_uid: "0b6f0c4e-1111-2222-3333-444455556666".into(),
+        }
+    }
+
+    #[test]
+    fn the_result_is_named_after_and_owned_by_the_attempts_job() {
+        let attempt = attempt(RunOwnerKind::Job);
+        let object = result_object(&attempt, failed(&attempt, "boom".into()));
+        let value = serde_json::to_value(&object).expect("serializes");
+        assert_eq!(value["apiVersion"], "kglue.dev/v1alpha1");
+        assert_eq!(value["kind"], "RunResult");
+        assert_eq!(value["metadata"]["name"], "clean-orders-jr-3fa29c01d2-1");
+        assert_eq!(value["metadata"]["namespace"], "sales");
+        assert_eq!(
+            value["metadata"]["ownerReferences"],
+            json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "clean-orders-jr-3fa29c01d2-1",
+                    "uid": "0b6f0c4e-1111-2222-3333-444455556666", "controller": false}])
+        );
+        assert_eq!(
+            value["metadata"]["labels"],
+            json!({"kglue.dev/run-id": "jr-3fa29c01d2", "kglue.dev/owner-name": "clean-orders",
+                   "kglue.dev/owner-kind": "Job"})
+        );
+        assert_eq!(value["spec"]["outcome"], "Failed");
+        assert_eq!(value["spec"]["error"], "boom");
+        assert_eq!(value["spec"]["attempt"], 1);
+        assert_eq!(value["spec"]["ownerKind"], "Job");
+    }
+
+    #[test]
+    fn a_job_report_carries_metrics_and_bookmarks() {
+        let result = run::RunResult {
+            job: "clean-orders".into(),
+            run_id: "jr-3fa29c01d2".into(),
+            attempt: 1,
+            outcome: RunOutcome::Succeeded,
+            error: None,
+            arguments: BTreeMap::new(),
+            metrics: JobRunMetrics {
+                sinks: BTreeMap::from([(
+                    "out".to_string(),
+                    SinkMetrics {
+                        rows: 3,
+                        files: 1,
+                        bytes: 10,
+                        partitions_added: 0,
+                    },
+                )]),
+                ..JobRunMetrics::default()
+            },
+            bookmark_option: BookmarkOption::Enable,
+            started_from: None,
+            next_bookmark: Some(Default::default()),
+            tables: Vec::new(),
+            duration_seconds: 1.5,
+        };
+        let spec = job_report(&attempt(RunOwnerKind::Job), &result);
+        assert_eq!(spec.outcome, AttemptOutcome::Succeeded);
+        let job = spec.job.expect("job report");
+        assert_eq!(job.metrics.sinks["out"].rows, 3);
+        assert!(job.next_bookmark.is_some());
+        assert!(spec.crawl.is_none());
+    }
+
+    #[test]
+    fn parse_arguments_wants_an_object_of_strings() {
+        assert_eq!(
+            parse_arguments(Some(r#"{"day":"2024-05-01"}"#)).expect("valid"),
+            BTreeMap::from([("day".to_string(), "2024-05-01".to_string())])
+        );
+        assert!(parse_arguments(None).expect("none").is_empty());
+        let error = parse_arguments(Some(r#"{"day":1}"#)).expect_err("a number").to_string();
+        assert!(
+            error.starts_with("the run's arguments are not a JSON object of strings"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_termination_message_is_one_short_line() {
+        let attempt = attempt(RunOwnerKind::Job);
+        let long = format!("line one\nline two {}", "é".repeat(4000));
+        let spec = failed(&attempt, long);
+        let message = termination_message(&spec, Some("forbidden"));
+        assert!(
+            message.starts_with("Failed (not reported: forbidden): line one line two é"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'));
+        assert!(message.len() <= 4096 - 512, "{} bytes", message.len());
+        let ok = base(&attempt, AttemptOutcome::Succeeded, None);
+        assert_eq!(termination_message(&ok, None), "Succeeded");
+    }
+
+    #[test]
+    fn errors_are_cut_to_the_schema_limit() {
+        let error = "x".repeat(MAX_ERROR_CHARS * 2);
+        let cut = cut_error(&error);
+        assert!(cut.chars().count() <= MAX_ERROR_CHARS, "{}", cut.chars().count());
+        assert!(cut.ends_with(&format!("(cut: {} bytes in all)", error.len())));
+        assert_eq!(cut_error("short"), "short");
+    }
+
+    #[test]
+    fn crawl_metrics_count_tables_by_what_happened() {
+        let table = |name: &str| {
+            Table::new(
+                name,
+                TableSpec {
+                    database_name: "raw".into(),
+                    table_name: name.into(),
+                    description: None,
+                    storage: serde_json::from_value(json!({"location": "s3://b/x/", "format": "Csv"}))
+                        .expect("storage"),
+                    columns: Vec::new(),
+                    partition_keys: Vec::new(),
+                    schema_locked: false,
+                    parameters: BTreeMap::new(),
+                },
+            )
+        };
+        let planned = |name: &str, action: Action, added: usize| PlannedTable {
+            table: table(name),
+            action,
+            partitions_added: added,
+            partitions: Default::default(),
+        };
+        let plan = CrawlPlan {
+            tables: vec![
+                planned("a", Action::Create, 3),
+                planned("b", Action::Update(vec!["column x added".into()]), 2),
+                planned("c", Action::Unchanged, 1),
+                planned("d", Action::Drift("bad".into()), 5),
+                planned("e", Action::Deprecate, 0),
+            ],
+            report: CrawlReport {
+                objects_listed: 10,
+                objects_read: 4,
+                skipped: vec![("s3://b/x/_SUCCESS".into(), "marker".into())],
+                ..CrawlReport::default()
+            },
+            ..CrawlPlan::default()
+        };
+        assert_eq!(
+            crawl_metrics(&plan),
+            CrawlMetrics {
+                tables_created: 1,
+                tables_updated: 1,
+                tables_unchanged: 2,
+                tables_deprecated: 1,
+                partitions_added: 6,
+                objects_listed: 10,
+                objects_read: 4,
+                objects_skipped: 1,
+            }
+        );
+    }
+}
