@@ -467,3 +467,50 @@ impl Applier {
             .ok_or_else(|| Error::Manifest(format!("the server does not serve {api_version} {kind}")))
     }
 }
+
+/// A binary of any workspace package (`kglue`, `kglue-node-agent`, `kglue-operator`), for
+/// integration tests, which Cargo only gives their own package's binaries.
+///
+/// It runs the README's test build with `--no-run` first: with exactly the same packages and
+/// targets, feature unification is the same, so this is a fingerprint check when the outer
+/// `cargo test` has built everything (it has released its lock by then), and it never rebuilds
+/// DataFusion under another feature set. Run by hand on one test, it builds what is stale.
+pub fn workspace_binary(bin: &str) -> Result<PathBuf, Error> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let spawn_error = |source| Error::Spawn {
+        what: format!("{cargo} test --no-run"),
+        source,
+    };
+    let status = Command::new(&cargo)
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--lib",
+            "--bins",
+            "--tests",
+            "--no-run",
+            "--quiet",
+        ])
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(spawn_error)?;
+    if !status.success() {
+        return Err(Error::Manifest(format!(
+            "building the workspace for {bin} failed ({status})"
+        )));
+    }
+    // A test binary is <target>/debug/deps/<name>-<hash>; the binaries are in <target>/debug.
+    let exe = std::env::current_exe().map_err(spawn_error)?;
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join(bin))
+        .ok_or_else(|| Error::Manifest(format!("cannot locate {bin} next to {}", exe.display())))?;
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(Error::Manifest(format!("{} was not built", path.display())))
+    }
+}

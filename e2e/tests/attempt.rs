@@ -12,31 +12,13 @@ use k8s_openapi::api::batch::v1::Job as BatchJob;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kglue_crds::run_result::AttemptOutcome;
 use kglue_crds::{Crawler, Database, Job, RunResult, Table};
-use kglue_e2e::{ControlPlane, create_namespace, repo_root};
+use kglue_e2e::{ControlPlane, create_namespace};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 const NAMESPACE: &str = "runs";
-
-/// The `kglue` binary: integration tests only get their own package's binaries, so it is built
-/// here (a no-op when fresh; the outer `cargo test` has released its lock by now).
-fn kglue_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "kglue-runner", "--bin", "kglue"])
-        .current_dir(repo_root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build -p kglue-runner --bin kglue failed");
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("<target>/debug/deps/<test>");
-    dir.join("kglue")
-}
 
 async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -163,7 +145,7 @@ fn write(path: &Path, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kglue_attempt_reports_a_run_result_owned_by_its_job_and_applies_its_table() {
-    let kglue = kglue_binary();
+    let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary");
     let control_plane = ControlPlane::start().expect("the control plane starts");
     let client = control_plane.client().await.expect("client");
     install_crds(&client).await;

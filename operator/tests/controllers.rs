@@ -8,141 +8,29 @@
 //! in order, because the last ones kill the leader. The operators are started with
 //! `--owner-pid`, so they stop if this process dies without dropping them.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Table, Trigger, Workflow};
 use kglue_e2e::{Applier, ControlPlane, Kubectl, Manifest, load_manifests, repo_root};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
-use kube::runtime::wait::{await_condition, conditions};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
-const FIELD_MANAGER: &str = "kglue-e2e";
-/// Short, so the takeover case is quick; renewal every 4 s.
-const LEASE_SECONDS: u64 = 6;
-const RENEW_BEFORE_SECONDS: u64 = 2;
-const LEASE_NAMESPACE: &str = "default";
+mod common;
+
+use common::{FIELD_MANAGER, LEASE_NAMESPACE, LEASE_SECONDS, Operator, http_get, install_crds, tail};
+
 const LEASE_NAME: &str = "kglue-operator";
 /// How long an object may take to reach the expected condition.
 const SETTLE: Duration = Duration::from_secs(60);
-
-/// A running `kglue-operator` process. Dropping it kills the process.
-struct Operator {
-    child: Child,
-    metrics_port: u16,
-    log: PathBuf,
-    identity_prefix: String,
-}
-
-impl Operator {
-    fn start(control_plane: &ControlPlane, name: &str) -> Result<Self, Box<dyn std::error::Error>> {
-        let metrics_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log = control_plane.state_dir().join(format!("operator-{name}.log"));
-        let log_file = std::fs::File::create(&log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_kglue-operator"))
-            .arg("--kubeconfig")
-            .arg(control_plane.kubeconfig())
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--lease-namespace", LEASE_NAMESPACE])
-            .args(["--lease-duration-seconds", &LEASE_SECONDS.to_string()])
-            .args(["--renew-before-seconds", &RENEW_BEFORE_SECONDS.to_string()])
-            .args(["--identity", name])
-            .args(["--owner-pid", &std::process::id().to_string()])
-            .env("RUST_LOG", "info,kglue_operator=debug")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()?;
-        Ok(Operator {
-            child,
-            metrics_port,
-            log,
-            identity_prefix: format!("{name}-"),
-        })
-    }
-
-    /// `/metrics`, or an error while the endpoint is not up.
-    fn metrics(&self) -> Result<String, Failed> {
-        http_get(self.metrics_port, "/metrics")
-    }
-
-    /// The value of an unlabelled or fully labelled sample, e.g. `kglue_operator_leader`.
-    fn sample(&self, series: &str) -> Option<f64> {
-        let metrics = self.metrics().ok()?;
-        metrics.lines().find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok()).flatten()
-        })
-    }
-
-    fn is_leader(&self) -> bool {
-        self.sample("kglue_operator_leader") == Some(1.0)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: rustix::process::Signal) {
-        if let Some(pid) = i32::try_from(self.child.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(pid, signal);
-        }
-    }
-
-    /// Waits for the process to exit, up to `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn http_get(port: u16, path: &str) -> Result<String, Failed> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect :{port}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
-        _ => Err(format!("GET {path}: {response}").into()),
-    }
-}
 
 struct Env {
     runtime: Runtime,
@@ -228,11 +116,6 @@ fn main() -> ExitCode {
     conclusion.exit_code()
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 fn trial(env: &Arc<Env>, name: &str, check: fn(&Env) -> Result<(), Failed>) -> Trial {
     let env = env.clone();
     Trial::test(name, move || check(&env))
@@ -250,7 +133,7 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
     })?;
     let applier = runtime.block_on(Applier::new(client.clone(), FIELD_MANAGER))?;
     let examples = load_manifests(&repo_root().join("examples/sales-pipeline"))?;
-    let first = Operator::start(control_plane, "replica-a")?;
+    let first = Operator::start(control_plane, "replica-a", &[])?;
     // The first replica must lead before the second starts, so the cases know which is which.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !first.is_leader() {
@@ -259,7 +142,7 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let second = Operator::start(control_plane, "replica-b")?;
+    let second = Operator::start(control_plane, "replica-b", &[])?;
     Ok(Env {
         runtime,
         kubectl: control_plane.kubectl()?,
@@ -269,24 +152,6 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
         first: Mutex::new(Some(first)),
         second: Mutex::new(Some(second)),
     })
-}
-
-async fn install_crds(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for manifest in load_manifests(&repo_root().join("crds/yaml"))? {
-        let crd: CustomResourceDefinition = serde_json::from_value(manifest.object)?;
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
-            .await?;
-    }
-    for crd in kglue_crds::crds() {
-        let name = crd.metadata.name.unwrap_or_default();
-        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
-        tokio::time::timeout(Duration::from_secs(30), established)
-            .await
-            .map_err(|_| format!("CRD {name} did not become Established within 30s"))??;
-    }
-    Ok(())
 }
 
 fn api_resource(kind: &str) -> Result<ApiResource, Failed> {

@@ -1,0 +1,834 @@
+//! Runs on a real local control plane: the operator, the node agent playing the kubelet (so
+//! Kubernetes Jobs really run the `kglue` runner as local processes, counted by the real Job
+//! controller), and the S3 server.
+//!
+//! The cases run in order on one cluster: the example pipeline (crawl, then a bookmarked job run
+//! twice), the runner's RBAC, an operator killed at several moments of a run, a killed runner
+//! process retried and then stopped, a timeout, ten simultaneous start requests against a limit of
+//! two, and the operator's memory with 1,000 Job CRs. Figures are printed, not asserted.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{FIELD_MANAGER, Operator, install_crds, tail};
+use futures::StreamExt;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kglue_crds::common::RunState;
+use kglue_crds::{Job, RunResult, Table};
+use kglue_e2e::{Applier, ControlPlane, NodeAgent, S3Server, load_manifests, repo_root};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Client, Config, ResourceExt};
+use libtest_mimic::{Arguments, Failed, Trial};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::{Value, json};
+use tokio::runtime::Runtime;
+
+const NAMESPACE: &str = "sales";
+const RUNNER_IMAGE: &str = "ghcr.io/kglue/kglue-runner";
+/// How long a run may take to reach the expected state.
+const SETTLE: Duration = Duration::from_secs(90);
+
+struct Env {
+    runtime: Runtime,
+    client: Client,
+    control_plane: ControlPlane,
+    s3: S3Server,
+    applier: Applier,
+    operator: Mutex<Option<Operator>>,
+    /// Kept alive for the whole run.
+    _agent: NodeAgent,
+    /// Request ids used so far, so each case makes fresh ones.
+    requests: Mutex<u32>,
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let env = match setup() {
+        Ok(env) => Arc::new(env),
+        Err(error) => {
+            eprintln!("setup failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let trials = vec![
+        trial(
+            &env,
+            "example_pipeline_crawls_then_runs_a_bookmarked_job_twice",
+            pipeline,
+        ),
+        trial(
+            &env,
+            "the_runner_account_cannot_change_jobs_nor_read_secrets",
+            runner_rbac,
+        ),
+        trial(
+            &env,
+            "an_operator_killed_mid_run_records_the_run_and_bookmark_once",
+            operator_killed,
+        ),
+        trial(
+            &env,
+            "a_killed_runner_gets_a_new_attempt_and_a_run_can_be_stopped",
+            runner_killed,
+        ),
+        trial(&env, "a_run_past_its_timeout_ends_as_timeout", timeout),
+        trial(
+            &env,
+            "ten_start_requests_run_two_at_a_time_and_none_is_lost",
+            concurrency,
+        ),
+        trial(&env, "operator_memory_with_1000_jobs", memory_with_many_jobs),
+    ];
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Ok(env) = Arc::try_unwrap(env)
+        && let Some(operator) = env.operator.lock().unwrap_or_else(|p| p.into_inner()).take()
+        && conclusion.has_failed()
+    {
+        eprintln!("--- {} ---\n{}", operator.log.display(), tail(&operator.log_text(), 80));
+    }
+    conclusion.exit_code()
+}
+
+fn trial(env: &Arc<Env>, name: &str, check: fn(&Env) -> Result<(), Failed>) -> Trial {
+    let env = env.clone();
+    Trial::test(name, move || check(&env))
+}
+
+fn operator_flags() -> Vec<&'static str> {
+    vec!["--leader-elect", "false", "--retry-backoff-seconds", "1"]
+}
+
+fn setup() -> Result<Env, Box<dyn std::error::Error>> {
+    let runner = kglue_e2e::workspace_binary("kglue")?;
+    let agent_binary = kglue_e2e::workspace_binary("kglue-node-agent")?;
+    let control_plane = ControlPlane::start()?;
+    let s3 = S3Server::start()?;
+    for bucket in ["sales-landing", "sales-curated", "sales-reports"] {
+        s3.create_bucket(bucket)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let client = runtime.block_on(control_plane.client())?;
+    runtime.block_on(install_crds(&client))?;
+    let agent = runtime.block_on(control_plane.start_node_agent(&agent_binary, &[(RUNNER_IMAGE, runner.as_path())]))?;
+    let applier = runtime.block_on(Applier::new(client.clone(), FIELD_MANAGER))?;
+    runtime.block_on(async {
+        kglue_e2e::create_namespace(&client, NAMESPACE).await?;
+        // The runner's identity, exactly as `kglue-operator runner-rbac` prints it.
+        let (account, role, binding) = kglue_operator::rbac::runner_objects(kglue_operator::rbac::RUNNER, NAMESPACE);
+        let pp = PostParams::default();
+        Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE)
+            .create(&pp, &account)
+            .await?;
+        Api::<Role>::namespaced(client.clone(), NAMESPACE)
+            .create(&pp, &role)
+            .await?;
+        Api::<RoleBinding>::namespaced(client.clone(), NAMESPACE)
+            .create(&pp, &binding)
+            .await?;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "lake-credentials"},
+            "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key(), "AWS_SECRET_ACCESS_KEY": s3.secret_key()},
+        }))?;
+        Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+            .create(&pp, &secret)
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    let operator = Operator::start(&control_plane, "runs", &operator_flags())?;
+    Ok(Env {
+        runtime,
+        client,
+        control_plane,
+        s3,
+        applier,
+        operator: Mutex::new(Some(operator)),
+        _agent: agent,
+        requests: Mutex::new(0),
+    })
+}
+
+impl Env {
+    fn block<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(future)
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+
+    /// Writes `body` to `s3://bucket/key`.
+    fn land(&self, bucket: &str, key: &str, body: &str) -> Result<(), Failed> {
+        let store = self.s3.store(bucket).map_err(|e| e.to_string())?;
+        self.block(store.put(&ObjectPath::from(key), body.to_string().into()))
+            .map_err(|e| format!("put s3://{bucket}/{key}: {e}"))?;
+        Ok(())
+    }
+
+    /// Applies a manifest (a YAML string) in the test namespace.
+    fn apply(&self, yaml: &str) -> Result<(), Failed> {
+        let object: Value = serde_saphyr::from_str(yaml).map_err(|e| e.to_string())?;
+        self.block(self.applier.apply(&object, NAMESPACE, false))
+            .map_err(|e| format!("applying {yaml}: {e}"))?;
+        Ok(())
+    }
+
+    /// Asks for a run of `kind`/`name` with a fresh request id; returns the request id.
+    fn start(&self, plural: &str, name: &str, arguments: &[(&str, &str)]) -> Result<String, Failed> {
+        let id = {
+            let mut n = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            format!("test-{n}")
+        };
+        let arguments: BTreeMap<&str, &str> = arguments.iter().copied().collect();
+        let value = json!({"arguments": arguments}).to_string();
+        self.annotate(plural, name, &format!("run.kglue.dev/{id}"), &value)?;
+        Ok(id)
+    }
+
+    fn annotate(&self, plural: &str, name: &str, key: &str, value: &str) -> Result<(), Failed> {
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        let resource = match plural {
+            "crawlers" => kube::discovery::ApiResource::erase::<kglue_crds::Crawler>(&()),
+            _ => kube::discovery::ApiResource::erase::<Job>(&()),
+        };
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), NAMESPACE, &resource);
+        self.block(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .map_err(|e| format!("annotating {plural}/{name}: {e}"))?;
+        Ok(())
+    }
+
+    /// `status.runs` of `plural`/`name`, as JSON.
+    fn runs(&self, plural: &str, name: &str) -> Result<Vec<Value>, Failed> {
+        let resource = match plural {
+            "crawlers" => kube::discovery::ApiResource::erase::<kglue_crds::Crawler>(&()),
+            _ => kube::discovery::ApiResource::erase::<Job>(&()),
+        };
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), NAMESPACE, &resource);
+        let object = self
+            .block(api.get(name))
+            .map_err(|e| format!("get {plural}/{name}: {e}"))?;
+        Ok(object.data["status"]["runs"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until the newest attempt of the run for `request` is in a final state; returns it.
+    fn wait_final(&self, plural: &str, name: &str, request: &str) -> Result<Value, Failed> {
+        self.wait_run(plural, name, request, SETTLE, |run| {
+            run["state"]
+                .as_str()
+                .is_some_and(|s| ["Succeeded", "Failed", "Timeout", "Stopped", "Error"].contains(&s))
+        })
+    }
+
+    /// Waits until the newest record of the run for `request` satisfies `done`.
+    fn wait_run(
+        &self,
+        plural: &str,
+        name: &str,
+        request: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value, Failed> {
+        let deadline = Instant::now() + limit;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let runs = self.runs(plural, name)?;
+            if let Some(run) = newest(&runs, request) {
+                if done(run) {
+                    return Ok(run.clone());
+                }
+                last = run.clone();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("{plural}/{name} request {request}: not there within {limit:?}; last seen: {last:#}").into())
+    }
+
+    fn restart_operator(&self) -> Result<(), Failed> {
+        let mut slot = self.operator.lock().unwrap_or_else(|p| p.into_inner());
+        drop(slot.take());
+        *slot = Some(Operator::start(&self.control_plane, "runs", &operator_flags()).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+}
+
+/// The newest record (attempt) of the run answering `request`.
+fn newest<'a>(runs: &'a [Value], request: &str) -> Option<&'a Value> {
+    runs.iter().find(|r| r["requestId"] == request)
+}
+
+fn state(run: &Value) -> &str {
+    run["state"].as_str().unwrap_or_default()
+}
+
+fn expect_state(run: &Value, wanted: &str) -> Result<(), Failed> {
+    if state(run) == wanted {
+        Ok(())
+    } else {
+        Err(format!("expected {wanted}, got {:#}", run).into())
+    }
+}
+
+fn rows(run: &Value, side: &str, name: &str) -> i64 {
+    run["metrics"][side][name]["rows"].as_i64().unwrap_or(-1)
+}
+
+/// Orders as the example's landing zone receives them: JSON lines, items nested.
+fn orders_json(first_id: u32, count: u32, day: &str) -> String {
+    let mut text = String::new();
+    for id in first_id..first_id + count {
+        text.push_str(&format!(
+            "{{\"order_id\":{id},\"customer_id\":{},\"amount\":{}.25,\"ordered_at\":\"{day} 10:{:02}:00\",\"items\":[{{\"sku\":\"s{}\",\"quantity\":{}}}]}}\n",
+            id % 3,
+            id * 2,
+            id % 60,
+            id % 7,
+            id % 5 + 1
+        ));
+    }
+    text
+}
+
+/// Applies the example pipeline with the Connection pointed at the local S3 server (what a dev
+/// overlay does), runs the crawler, then the job twice with new objects landing between the runs.
+fn pipeline(env: &Env) -> Result<(), Failed> {
+    for manifest in load_manifests(&repo_root().join("examples/sales-pipeline")).map_err(|e| e.to_string())? {
+        let mut object = manifest.object.clone();
+        if object["kind"] == "Connection" {
+            object["spec"]["s3"]["endpoint"] = json!(env.s3.endpoint());
+        }
+        env.block(env.applier.apply(&object, NAMESPACE, false))
+            .map_err(|e| format!("{}: {e}", manifest.describe()))?;
+    }
+    env.land(
+        "sales-landing",
+        "orders/dt=2024-05-01/part-0.json",
+        &orders_json(1, 20, "2024-05-01"),
+    )?;
+    env.land(
+        "sales-landing",
+        "customers/part-0.csv",
+        "customer_id|country\n0|NL\n1|DE\n2|FR\n",
+    )?;
+
+    let crawl = env.start("crawlers", "landing", &[])?;
+    let crawled = env.wait_final("crawlers", "landing", &crawl)?;
+    expect_state(&crawled, "Succeeded")?;
+    let tables: Vec<String> = env
+        .block(Api::<Table>::namespaced(env.client.clone(), NAMESPACE).list(&ListParams::default()))
+        .map_err(|e| e.to_string())?
+        .items
+        .iter()
+        .map(|t| format!("{}.{}", t.spec.database_name, t.spec.table_name))
+        .collect();
+    for wanted in ["sales_raw.orders", "sales_raw.customers"] {
+        if !tables.iter().any(|t| t == wanted) {
+            return Err(format!("the crawl did not create {wanted}; tables: {tables:?}; crawl: {crawled:#}").into());
+        }
+    }
+
+    // The job was Stalled (TableNotFound) until the crawl; wait until it is Ready.
+    wait_ready(env, "clean-orders")?;
+    let started = Instant::now();
+    let first = env.start("jobs", "clean-orders", &[])?;
+    let figures = measure_latencies(env, "clean-orders", &first, started)?;
+    let run = env.wait_final("jobs", "clean-orders", &first)?;
+    expect_state(&run, "Succeeded")?;
+    if rows(&run, "sources", "orders") != 20 || rows(&run, "sinks", "orders_daily") != 20 {
+        return Err(format!("the first run should read and write 20 orders: {run:#}").into());
+    }
+    let job = env.block(env.jobs().get("clean-orders")).map_err(|e| e.to_string())?;
+    let bookmark = job
+        .status
+        .as_ref()
+        .and_then(|s| s.bookmark.clone())
+        .ok_or("no bookmark committed")?;
+    if bookmark.run_id.as_deref() != run["id"].as_str() || !bookmark.sources.contains_key("orders") {
+        return Err(format!("the bookmark should be the first run's, with source orders: {bookmark:?}").into());
+    }
+
+    env.land(
+        "sales-landing",
+        "orders/dt=2024-05-02/part-0.json",
+        &orders_json(100, 7, "2024-05-02"),
+    )?;
+    let second = env.start("jobs", "clean-orders", &[])?;
+    let run2 = env.wait_final("jobs", "clean-orders", &second)?;
+    expect_state(&run2, "Succeeded")?;
+    if rows(&run2, "sources", "orders") != 7 {
+        return Err(format!("the second run should read only the 7 new orders: {run2:#}").into());
+    }
+    let curated = env.block(async {
+        let store = env.s3.store("sales-curated").map_err(|e| e.to_string())?;
+        let listed: Vec<_> = store.list(Some(&ObjectPath::from("orders_daily"))).collect().await;
+        Ok::<_, String>(
+            listed
+                .into_iter()
+                .filter_map(Result::ok)
+                .map(|o| o.location.to_string())
+                .collect::<Vec<_>>(),
+        )
+    })?;
+    for day in ["order_date=2024-05-01", "order_date=2024-05-02"] {
+        if !curated.iter().any(|key| key.contains(day) && key.ends_with(".parquet")) {
+            return Err(format!("no Parquet file under {day}: {curated:?}").into());
+        }
+    }
+    eprintln!("{figures}");
+    Ok(())
+}
+
+fn wait_ready(env: &Env, job: &str) -> Result<(), Failed> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let object = env.block(env.jobs().get(job)).map_err(|e| e.to_string())?;
+        if object.status.as_ref().is_some_and(|s| s.observed.is_ready()) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("Job {job} did not become Ready: {:?}", object.status).into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Start request → runner process started, and runner exit → run recorded, observed by polling
+/// every 10 ms (so each figure is exact to about 10 ms plus one API round trip).
+fn measure_latencies(env: &Env, job: &str, request: &str, requested: Instant) -> Result<String, Failed> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let deadline = Instant::now() + SETTLE;
+    let (mut process_started, mut pod_done, mut recorded) = (None, None, None);
+    while Instant::now() < deadline && recorded.is_none() {
+        if let Some(run) = newest(&env.runs("jobs", job)?, request) {
+            let kubernetes_job = run["kubernetesJob"].as_str().unwrap_or_default().to_string();
+            if !kubernetes_job.is_empty() && pod_done.is_none() {
+                let selector = format!("batch.kubernetes.io/job-name={kubernetes_job}");
+                let list = env
+                    .block(pods.list(&ListParams::default().labels(&selector)))
+                    .map_err(|e| e.to_string())?;
+                for pod in list.items {
+                    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+                    if process_started.is_none() && (phase == "Running" || phase == "Succeeded") {
+                        process_started = Some(requested.elapsed());
+                    }
+                    if phase == "Succeeded" || phase == "Failed" {
+                        pod_done = Some(Instant::now());
+                    }
+                }
+            }
+            if RunState::Succeeded == serde_json::from_value(run["state"].clone()).unwrap_or(RunState::Waiting) {
+                recorded = pod_done.map(|done| done.elapsed());
+                if recorded.is_none() {
+                    recorded = Some(Duration::ZERO);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(format!(
+        "FIGURES: start request -> runner process running: {}; pod finished -> run recorded Succeeded: {}",
+        process_started.map_or("not seen".into(), |d| format!("{} ms", d.as_millis())),
+        recorded.map_or("not seen".into(), |d| format!("{} ms", d.as_millis())),
+    ))
+}
+
+/// A token of the runner's service account, as its pods get one.
+fn runner_client(env: &Env) -> Result<Client, Failed> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = env
+        .block(accounts.create_token_request(kglue_operator::rbac::RUNNER, &PostParams::default(), &request))
+        .map_err(|e| format!("token request: {e}"))?
+        .status
+        .map(|s| s.token)
+        .ok_or("no token")?;
+    let mut config: Config = env
+        .block(async {
+            let kubeconfig = kube::config::Kubeconfig::read_from(env.control_plane.kubeconfig())?;
+            Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await
+        })
+        .map_err(|e| e.to_string())?;
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    Ok(Client::try_from(config).map_err(|e| e.to_string())?)
+}
+
+fn forbidden<T>(result: Result<T, kube::Error>, what: &str) -> Result<(), Failed> {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 403 => Ok(()),
+        Err(other) => Err(format!("{what}: expected 403 Forbidden, got {other}").into()),
+        Ok(_) => Err(format!("{what}: the runner was allowed to").into()),
+    }
+}
+
+fn runner_rbac(env: &Env) -> Result<(), Failed> {
+    let runner = runner_client(env)?;
+    let jobs: Api<Job> = Api::namespaced(runner.clone(), NAMESPACE);
+    // What a run needs works...
+    env.block(jobs.get("clean-orders"))
+        .map_err(|e| format!("the runner must read its Job: {e}"))?;
+    env.block(Api::<Table>::namespaced(runner.clone(), NAMESPACE).list(&ListParams::default()))
+        .map_err(|e| format!("the runner must list Tables: {e}"))?;
+    // ...and nothing else.
+    let patch = json!({"spec": {"maxRetries": 9}});
+    forbidden(
+        env.block(jobs.patch("clean-orders", &PatchParams::default(), &Patch::Merge(&patch))),
+        "patching a Job's spec",
+    )?;
+    forbidden(
+        env.block(jobs.patch_status(
+            "clean-orders",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"runs": []}})),
+        )),
+        "writing a Job's status (runs, bookmark)",
+    )?;
+    forbidden(
+        env.block(Api::<Secret>::namespaced(runner.clone(), NAMESPACE).get("lake-credentials")),
+        "reading the connection's Secret",
+    )?;
+    forbidden(
+        env.block(Api::<Pod>::namespaced(runner.clone(), NAMESPACE).list(&ListParams::default())),
+        "listing pods",
+    )?;
+    forbidden(
+        env.block(Api::<RunResult>::namespaced(runner, NAMESPACE).list(&ListParams::default())),
+        "reading other runs' results",
+    )?;
+    Ok(())
+}
+
+/// Kills the operator at several moments of a bookmarked run and restarts it: each run is
+/// recorded once and its bookmark committed once.
+fn operator_killed(env: &Env) -> Result<(), Failed> {
+    for (round, delay_ms) in [0u64, 300, 1200].into_iter().enumerate() {
+        let day = format!("2024-06-0{}", round + 1);
+        env.land(
+            "sales-landing",
+            &format!("orders/dt={day}/part-0.json"),
+            &orders_json(1000 * (round as u32 + 1), 5, &day),
+        )?;
+        let request = env.start("jobs", "clean-orders", &[])?;
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if let Some(operator) = env.operator.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            operator.signal(rustix::process::Signal::KILL);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        env.restart_operator()?;
+        let run = env.wait_final("jobs", "clean-orders", &request)?;
+        expect_state(&run, "Succeeded")?;
+        if rows(&run, "sources", "orders") != 5 {
+            return Err(format!("round {round}: the run should read the 5 new orders: {run:#}").into());
+        }
+        let runs = env.runs("jobs", "clean-orders")?;
+        let records = runs.iter().filter(|r| r["requestId"] == request.as_str()).count();
+        if records != 1 {
+            return Err(format!("round {round}: {records} records for one request: {runs:#?}").into());
+        }
+        let job = env.block(env.jobs().get("clean-orders")).map_err(|e| e.to_string())?;
+        let status = job.status.unwrap_or_default();
+        let id = run["id"].as_str().unwrap_or_default();
+        let committed = status.bookmark.as_ref().and_then(|b| b.run_id.as_deref());
+        let history = status.bookmark_history.iter().filter(|e| e.run_id == id).count();
+        if committed != Some(id) || history != 1 {
+            return Err(format!(
+                "round {round}: the bookmark should be committed once by {id}: current {committed:?}, history entries {history}"
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+const SLOW_JOB: &str = r#"
+apiVersion: kglue.dev/v1alpha1
+kind: Job
+metadata: {name: NAME}
+spec:
+  sources:
+    - name: seed
+      storage: {location: "s3://sales-reports/seed/", format: Csv, connection: lake}
+  sql: "CREATE VIEW spin AS SELECT count(*) AS n FROM range(1, 2000000000000)"
+  sinks:
+    - name: spin
+      storage: {location: "s3://sales-reports/NAME/", format: Csv, connection: lake}
+  maxRetries: RETRIES
+  timeoutMinutes: TIMEOUT
+"#;
+
+fn slow_job(name: &str, retries: u32, timeout_minutes: u32) -> String {
+    SLOW_JOB
+        .replace("NAME", name)
+        .replace("RETRIES", &retries.to_string())
+        .replace("TIMEOUT", &timeout_minutes.to_string())
+}
+
+/// The pids of runner processes working on `run_id`.
+fn runner_pids(run_id: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmdline| {
+                    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                    args.contains(&&b"attempt"[..]) && args.contains(&run_id.as_bytes())
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn runner_killed(env: &Env) -> Result<(), Failed> {
+    env.land("sales-reports", "seed/seed.csv", "x\n1\n")?;
+    env.apply(&slow_job("spin", 1, 30))?;
+    let request = env.start("jobs", "spin", &[])?;
+    let running = env.wait_run("jobs", "spin", &request, SETTLE, |run| state(run) == "Running")?;
+    let run_id = running["id"].as_str().unwrap_or_default().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pids = loop {
+        let pids = runner_pids(&run_id);
+        if !pids.is_empty() || Instant::now() > deadline {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if pids.is_empty() {
+        return Err(format!("no runner process for {run_id}").into());
+    }
+    for pid in pids {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+    // Attempt 0 is Failed with how it ended; attempt 1 starts after the backoff.
+    let retry = env.wait_run("jobs", "spin", &request, SETTLE, |run| {
+        run["attempt"] == 1 && state(run) == "Running"
+    })?;
+    let runs = env.runs("jobs", "spin")?;
+    let first = runs
+        .iter()
+        .find(|r| r["id"] == run_id.as_str() && r["attempt"] == 0)
+        .ok_or("attempt 0 is not in the history")?;
+    expect_state(first, "Failed")?;
+    let message = first["message"].as_str().unwrap_or_default();
+    if !message.contains("without reporting a result") {
+        return Err(format!("attempt 0 should say the runner ended without a result: {first:#}").into());
+    }
+    // Stop attempt 1.
+    env.annotate("jobs", "spin", &format!("stop.kglue.dev/{run_id}"), "")?;
+    let stopped = env.wait_run("jobs", "spin", &request, SETTLE, |run| state(run) == "Stopped")?;
+    if stopped["attempt"] != retry["attempt"] {
+        return Err(format!("the stopped record should be attempt 1: {stopped:#}").into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !runner_pids(&run_id).is_empty() {
+        if Instant::now() > deadline {
+            return Err("the stopped run's process is still alive".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn timeout(env: &Env) -> Result<(), Failed> {
+    env.apply(&slow_job("spin-timeout", 2, 1))?;
+    let request = env.start("jobs", "spin-timeout", &[])?;
+    let run = env.wait_run("jobs", "spin-timeout", &request, Duration::from_secs(150), |run| {
+        state(run) == "Timeout"
+            || (run["state"]
+                .as_str()
+                .is_some_and(|s| s != "Running" && s != "Starting" && s != "Waiting"))
+    })?;
+    expect_state(&run, "Timeout")?;
+    let runs = env.runs("jobs", "spin-timeout")?;
+    if runs.iter().filter(|r| r["requestId"] == request.as_str()).count() != 1 {
+        return Err(format!("a timeout is not retried: {runs:#?}").into());
+    }
+    Ok(())
+}
+
+const QUICK_JOB: &str = r#"
+apiVersion: kglue.dev/v1alpha1
+kind: Job
+metadata: {name: quick}
+spec:
+  sources:
+    - name: seed
+      storage: {location: "s3://sales-reports/seed/", format: Csv, connection: lake}
+  sql: "CREATE VIEW total AS SELECT count(*) AS n FROM range(1, 30000000)"
+  sinks:
+    - name: total
+      storage: {location: "s3://sales-reports/quick/", format: Csv, connection: lake}
+  maxConcurrentRuns: 2
+  runHistoryLimit: 20
+"#;
+
+fn concurrency(env: &Env) -> Result<(), Failed> {
+    env.apply(QUICK_JOB)?;
+    wait_ready(env, "quick")?;
+    // Count the pods that run at once, from a watch started before the requests.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let peak = Arc::new(Mutex::new((BTreeSet::<String>::new(), 0usize)));
+    let watching = {
+        let peak = peak.clone();
+        let config = watcher::Config::default().labels("kglue.dev/owner-name=quick");
+        env.runtime.spawn(async move {
+            let mut events = watcher(pods, config).boxed();
+            while let Some(Ok(event)) = events.next().await {
+                let changed: Vec<Pod> = match event {
+                    watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => vec![pod],
+                    watcher::Event::Delete(mut pod) => {
+                        pod.status = None;
+                        vec![pod]
+                    }
+                    _ => vec![],
+                };
+                let mut guard = peak.lock().unwrap_or_else(|p| p.into_inner());
+                for pod in changed {
+                    let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    if running {
+                        guard.0.insert(pod.name_any());
+                    } else {
+                        guard.0.remove(&pod.name_any());
+                    }
+                    guard.1 = guard.1.max(guard.0.len());
+                }
+            }
+        })
+    };
+    // Ten requests in one write, as simultaneous as it gets.
+    let annotations: serde_json::Map<String, Value> = (0..10)
+        .map(|i| (format!("run.kglue.dev/burst-{i}"), json!("")))
+        .collect();
+    env.block(env.jobs().patch(
+        "quick",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": annotations}})),
+    ))
+    .map_err(|e| e.to_string())?;
+    let mut states = BTreeMap::new();
+    for i in 0..10 {
+        let run = env.wait_run(
+            "jobs",
+            "quick",
+            &format!("burst-{i}"),
+            Duration::from_secs(180),
+            |run| {
+                run["state"]
+                    .as_str()
+                    .is_some_and(|s| ["Succeeded", "Failed", "Error", "Timeout", "Stopped"].contains(&s))
+            },
+        )?;
+        states.insert(
+            run["id"].as_str().unwrap_or_default().to_string(),
+            state(&run).to_string(),
+        );
+    }
+    watching.abort();
+    let peak = peak.lock().unwrap_or_else(|p| p.into_inner()).1;
+    if states.len() != 10 || states.values().any(|s| s != "Succeeded") {
+        return Err(format!("all ten runs should succeed under distinct ids: {states:?}").into());
+    }
+    if peak > 2 {
+        return Err(format!("{peak} runner pods ran at once; the limit is 2").into());
+    }
+    if peak == 0 {
+        return Err("the watch saw no running pod at all".into());
+    }
+    eprintln!("FIGURES: ten requests, maxConcurrentRuns 2: peak {peak} pods running at once, all ten Succeeded");
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn memory_with_many_jobs(env: &Env) -> Result<(), Failed> {
+    let namespace = "scale";
+    env.block(kglue_e2e::create_namespace(&env.client, namespace))
+        .map_err(|e| e.to_string())?;
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), namespace);
+    let started = Instant::now();
+    env.block(async {
+        let mut creates = futures::stream::iter((0..1000).map(|i| {
+            let jobs = jobs.clone();
+            async move {
+                let job: Job = serde_json::from_value(json!({
+                    "apiVersion": "kglue.dev/v1alpha1", "kind": "Job",
+                    "metadata": {"name": format!("job-{i:04}")},
+                    "spec": {
+                        "sources": [{"name": "s", "storage": {"location": "s3://sales-landing/orders/", "format": "Csv"}}],
+                        "sql": "CREATE VIEW out AS SELECT * FROM s",
+                        "sinks": [{"name": "out", "storage": {"location": format!("s3://sales-reports/scale/{i}/"), "format": "Parquet"}}],
+                    }
+                }))
+                .map_err(|e| e.to_string())?;
+                jobs.create(&PostParams::default(), &job).await.map_err(|e| e.to_string())
+            }
+        }))
+        .buffer_unordered(16);
+        while let Some(result) = creates.next().await {
+            result?;
+        }
+        Ok::<_, String>(())
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let list = env
+            .block(jobs.list(&ListParams::default()))
+            .map_err(|e| e.to_string())?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|j| j.status.as_ref().is_some_and(|s| s.observed.is_ready()))
+            .count();
+        if ready == 1000 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {ready} of 1000 Jobs became Ready").into());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let reconciled = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = env
+        .operator
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|o| o.child.id())
+        .ok_or("no operator")?;
+    let rss = rss_kib(pid).ok_or("cannot read the operator's VmRSS")?;
+    eprintln!(
+        "FIGURES: 1000 Job CRs created and Ready in {:.1} s; operator resident memory {:.1} MiB",
+        reconciled.as_secs_f64(),
+        rss as f64 / 1024.0
+    );
+    Ok(())
+}
