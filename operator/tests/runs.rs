@@ -467,6 +467,8 @@ fn runner_client(env: &Env) -> Result<Client, Failed> {
         token: Some(token.into()),
         ..Default::default()
     };
+    // The client spawns its buffer task, which needs the runtime entered.
+    let _runtime = env.runtime.enter();
     Ok(Client::try_from(config).map_err(|e| e.to_string())?)
 }
 
