@@ -481,7 +481,14 @@ pub fn workspace_binary(bin: &str) -> Result<PathBuf, Error> {
         what: format!("{cargo} test --no-run"),
         source,
     };
-    let status = Command::new(&cargo)
+    // A test binary is <target>/debug/deps/<name>-<hash>; the binaries are in <target>/debug.
+    let exe = std::env::current_exe().map_err(spawn_error)?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| Error::Manifest(format!("cannot locate {bin} next to {}", exe.display())))?;
+    let mut command = Command::new(&cargo);
+    command
         .args([
             "test",
             "--workspace",
@@ -493,21 +500,19 @@ pub fn workspace_binary(bin: &str) -> Result<PathBuf, Error> {
             "--quiet",
         ])
         .current_dir(repo_root())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(spawn_error)?;
+        .stdout(std::process::Stdio::null());
+    // Build where this test binary was built, even when it is started by hand without the
+    // CARGO_TARGET_DIR it was built with.
+    if let Some(target_dir) = profile_dir.parent() {
+        command.env("CARGO_TARGET_DIR", target_dir);
+    }
+    let status = command.status().map_err(spawn_error)?;
     if !status.success() {
         return Err(Error::Manifest(format!(
             "building the workspace for {bin} failed ({status})"
         )));
     }
-    // A test binary is <target>/debug/deps/<name>-<hash>; the binaries are in <target>/debug.
-    let exe = std::env::current_exe().map_err(spawn_error)?;
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join(bin))
-        .ok_or_else(|| Error::Manifest(format!("cannot locate {bin} next to {}", exe.display())))?;
+    let path = profile_dir.join(bin);
     if path.exists() {
         Ok(path)
     } else {
