@@ -2065,7 +2065,7 @@ mod tests {
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         assert!(
-            checked.iter().any(|t| t == "array<struct<sku:string,quantity:int>>") && checked.len() >= 7,
+            checked.iter().any(|t| t == "array<struct<sku:string,quantity:bigint>>") && checked.len() >= 7,
             "the scan found too little: {checked:?}"
         );
     }

@@ -45,6 +45,8 @@ struct Env {
     operator: Mutex<Option<Operator>>,
     /// Kept alive for the whole run.
     _agent: NodeAgent,
+    /// The `kglue` binary (runner and CLI).
+    kglue: std::path::PathBuf,
     /// Request ids used so far, so each case makes fresh ones.
     requests: Mutex<u32>,
 }
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
             "ten_start_requests_run_two_at_a_time_and_none_is_lost",
             concurrency,
         ),
+        trial(&env, "the_kglue_cli_starts_waits_lists_rewinds_and_shows_logs", cli),
         trial(&env, "operator_memory_with_1000_jobs", memory_with_many_jobs),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
@@ -152,6 +155,7 @@ fn setup() -> Result<Env, Box<dyn std::error::Error>> {
         applier,
         operator: Mutex::new(Some(operator)),
         _agent: agent,
+        kglue: runner,
         requests: Mutex::new(0),
     })
 }
@@ -759,6 +763,80 @@ fn concurrency(env: &Env) -> Result<(), Failed> {
         return Err("the watch saw no running pod at all".into());
     }
     eprintln!("FIGURES: ten requests, maxConcurrentRuns 2: peak {peak} pods running at once, all ten Succeeded");
+    Ok(())
+}
+
+/// Runs `kglue ARGS…` as a user would, against the test cluster's kubeconfig.
+fn kglue(env: &Env, args: &[&str]) -> Result<(bool, String, String), Failed> {
+    let output = std::process::Command::new(&env.kglue)
+        .args(args)
+        .env("KUBECONFIG", env.control_plane.kubeconfig())
+        .output()
+        .map_err(|e| format!("kglue {args:?}: {e}"))?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+/// The CLI against the operator: start and wait, list the runs, read the runner's log through
+/// the Pod log API, rewind a bookmark.
+fn cli(env: &Env) -> Result<(), Failed> {
+    let (ok, out, err) = kglue(env, &["start", "job", "quick", "-n", NAMESPACE, "--request-id", "cli-wait", "--wait"])?;
+    if !ok {
+        return Err(format!("kglue start --wait failed:\n{out}\n{err}").into());
+    }
+    let run = newest(&env.runs("jobs", "quick")?, "cli-wait").cloned().ok_or("the CLI's request is not recorded")?;
+    expect_state(&run, "Succeeded")?;
+    let run_id = run["id"].as_str().unwrap_or_default().to_string();
+    if !format!("{out}{err}").contains(&run_id) {
+        return Err(format!("kglue start should print the run id {run_id}:\n{out}\n{err}").into());
+    }
+    let (ok, listed, err) = kglue(env, &["runs", "job", "quick", "-n", NAMESPACE])?;
+    if !ok || !listed.contains(&run_id) || !listed.contains("Succeeded") {
+        return Err(format!("kglue runs should list {run_id} Succeeded:\n{listed}\n{err}").into());
+    }
+    let (ok, log, err) = kglue(env, &["logs", "job", "quick", "-n", NAMESPACE, "--run", &run_id])?;
+    if !ok || !log.contains(&run_id) {
+        return Err(format!("kglue logs should print the runner's log of {run_id}:\n{log}\n{err}").into());
+    }
+
+    // Rewind clean-orders to where its last run started: that run's orders are read again.
+    let before = env.block(env.jobs().get("clean-orders")).map_err(|e| e.to_string())?.status.unwrap_or_default();
+    let last = before.bookmark.as_ref().and_then(|b| b.run_id.clone()).ok_or("clean-orders has no bookmark")?;
+    let (ok, out, err) = kglue(env, &["bookmark", "rewind", "job", "clean-orders", "-n", NAMESPACE, "--to-run", &last])?;
+    if !ok {
+        return Err(format!("kglue bookmark rewind failed:\n{out}\n{err}").into());
+    }
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let status = env.block(env.jobs().get("clean-orders")).map_err(|e| e.to_string())?.status.unwrap_or_default();
+        let current = status.bookmark.as_ref().and_then(|b| b.run_id.clone());
+        if current.as_deref() != Some(last.as_str()) {
+            let expected = before.bookmark_history.iter().find(|e| e.run_id == last).and_then(|e| e.bookmark.clone());
+            if status.bookmark != expected {
+                return Err(format!("the rewound bookmark should be the one {last} started from: {:?}", status.bookmark).into());
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("the rewind was not applied".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let again = env.start("jobs", "clean-orders", &[])?;
+    let rerun = env.wait_final("jobs", "clean-orders", &again)?;
+    expect_state(&rerun, "Succeeded")?;
+    let last_rows = env
+        .runs("jobs", "clean-orders")?
+        .iter()
+        .find(|r| r["id"] == last.as_str() && r["state"] == "Succeeded")
+        .map(|r| rows(r, "sources", "orders"))
+        .ok_or(format!("run {last} is not in the history"))?;
+    if rows(&rerun, "sources", "orders") != last_rows {
+        return Err(format!("after the rewind the next run should read what {last} read ({last_rows} rows): {rerun:#}").into());
+    }
     Ok(())
 }
 
