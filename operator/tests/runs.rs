@@ -783,11 +783,25 @@ fn kglue(env: &Env, args: &[&str]) -> Result<(bool, String, String), Failed> {
 /// The CLI against the operator: start and wait, list the runs, read the runner's log through
 /// the Pod log API, rewind a bookmark.
 fn cli(env: &Env) -> Result<(), Failed> {
-    let (ok, out, err) = kglue(env, &["start", "job", "quick", "-n", NAMESPACE, "--request-id", "cli-wait", "--wait"])?;
+    let (ok, out, err) = kglue(
+        env,
+        &[
+            "start",
+            "job",
+            "quick",
+            "-n",
+            NAMESPACE,
+            "--request-id",
+            "cli-wait",
+            "--wait",
+        ],
+    )?;
     if !ok {
         return Err(format!("kglue start --wait failed:\n{out}\n{err}").into());
     }
-    let run = newest(&env.runs("jobs", "quick")?, "cli-wait").cloned().ok_or("the CLI's request is not recorded")?;
+    let run = newest(&env.runs("jobs", "quick")?, "cli-wait")
+        .cloned()
+        .ok_or("the CLI's request is not recorded")?;
     expect_state(&run, "Succeeded")?;
     let run_id = run["id"].as_str().unwrap_or_default().to_string();
     if !format!("{out}{err}").contains(&run_id) {
@@ -803,20 +817,52 @@ fn cli(env: &Env) -> Result<(), Failed> {
     }
 
     // Rewind clean-orders to where its last run started: that run's orders are read again.
-    let before = env.block(env.jobs().get("clean-orders")).map_err(|e| e.to_string())?.status.unwrap_or_default();
-    let last = before.bookmark.as_ref().and_then(|b| b.run_id.clone()).ok_or("clean-orders has no bookmark")?;
-    let (ok, out, err) = kglue(env, &["bookmark", "rewind", "job", "clean-orders", "-n", NAMESPACE, "--to-run", &last])?;
+    let before = env
+        .block(env.jobs().get("clean-orders"))
+        .map_err(|e| e.to_string())?
+        .status
+        .unwrap_or_default();
+    let last = before
+        .bookmark
+        .as_ref()
+        .and_then(|b| b.run_id.clone())
+        .ok_or("clean-orders has no bookmark")?;
+    let (ok, out, err) = kglue(
+        env,
+        &[
+            "bookmark",
+            "rewind",
+            "job",
+            "clean-orders",
+            "-n",
+            NAMESPACE,
+            "--to-run",
+            &last,
+        ],
+    )?;
     if !ok {
         return Err(format!("kglue bookmark rewind failed:\n{out}\n{err}").into());
     }
     let deadline = Instant::now() + SETTLE;
     loop {
-        let status = env.block(env.jobs().get("clean-orders")).map_err(|e| e.to_string())?.status.unwrap_or_default();
+        let status = env
+            .block(env.jobs().get("clean-orders"))
+            .map_err(|e| e.to_string())?
+            .status
+            .unwrap_or_default();
         let current = status.bookmark.as_ref().and_then(|b| b.run_id.clone());
         if current.as_deref() != Some(last.as_str()) {
-            let expected = before.bookmark_history.iter().find(|e| e.run_id == last).and_then(|e| e.bookmark.clone());
+            let expected = before
+                .bookmark_history
+                .iter()
+                .find(|e| e.run_id == last)
+                .and_then(|e| e.bookmark.clone());
             if status.bookmark != expected {
-                return Err(format!("the rewound bookmark should be the one {last} started from: {:?}", status.bookmark).into());
+                return Err(format!(
+                    "the rewound bookmark should be the one {last} started from: {:?}",
+                    status.bookmark
+                )
+                .into());
             }
             break;
         }
@@ -835,7 +881,10 @@ fn cli(env: &Env) -> Result<(), Failed> {
         .map(|r| rows(r, "sources", "orders"))
         .ok_or(format!("run {last} is not in the history"))?;
     if rows(&rerun, "sources", "orders") != last_rows {
-        return Err(format!("after the rewind the next run should read what {last} read ({last_rows} rows): {rerun:#}").into());
+        return Err(format!(
+            "after the rewind the next run should read what {last} read ({last_rows} rows): {rerun:#}"
+        )
+        .into());
     }
     Ok(())
 }
