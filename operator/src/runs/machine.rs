@@ -236,13 +236,7 @@ pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
             metrics: None,
         };
         if let Err(message) = body {
-            decision.finished.push((RunState::Error, 0.0));
-            finish(&mut record, RunState::Error, Some(message.clone()), now);
-            decision.events.push(RunEvent {
-                warning: true,
-                reason: "RunError",
-                note: format!("run {id} not started: {message}"),
-            });
+            end(&mut decision, &mut record, RunState::Error, message, now);
         }
         runs.insert(0, record);
     }
@@ -255,35 +249,29 @@ pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
         let job = jobs.get(&job_name);
         match (record.state, job) {
             (RunState::Waiting, None) if stop => {
-                let seconds = finish(record, RunState::Stopped, Some("stopped before it started".into()), now);
-                decision.finished.push((RunState::Stopped, seconds));
-                decision.events.push(RunEvent {
-                    warning: false,
-                    reason: "RunStopped",
-                    note: format!("run {} stopped before it started", record.id),
-                });
+                end(
+                    &mut decision,
+                    record,
+                    RunState::Stopped,
+                    "stopped before it started".into(),
+                    now,
+                );
             }
             (RunState::Waiting, None) => {}
             (RunState::Stopping, None) => {
-                let seconds = finish(record, RunState::Stopped, Some("stopped on request".into()), now);
-                decision.finished.push((RunState::Stopped, seconds));
-                decision.events.push(RunEvent {
-                    warning: false,
-                    reason: "RunStopped",
-                    note: format!("run {} attempt {} stopped", record.id, record.attempt),
-                });
+                end(
+                    &mut decision,
+                    record,
+                    RunState::Stopped,
+                    "stopped on request".into(),
+                    now,
+                );
             }
             (_, None) => {
                 let message = format!(
                     "the Kubernetes Job {job_name} was deleted before the attempt finished; the run's outputs were not committed"
                 );
-                let seconds = finish(record, RunState::Error, Some(message.clone()), now);
-                decision.finished.push((RunState::Error, seconds));
-                decision.events.push(RunEvent {
-                    warning: true,
-                    reason: "RunError",
-                    note: format!("run {}: {message}", record.id),
-                });
+                end(&mut decision, record, RunState::Error, message, now);
             }
             (_, Some(AttemptJob::Pending | AttemptJob::Running)) if stop || record.state == RunState::Stopping => {
                 // An attempt that already finished is recorded as it ended instead: a completed
@@ -352,13 +340,7 @@ pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
                         limits.timeout_minutes
                     );
                     record.metrics = report.and_then(|r| r.metrics);
-                    let seconds = finish(record, RunState::Timeout, Some(message.clone()), now);
-                    decision.finished.push((RunState::Timeout, seconds));
-                    decision.events.push(RunEvent {
-                        warning: true,
-                        reason: "RunTimeout",
-                        note: format!("run {}: {message}", record.id),
-                    });
+                    end(&mut decision, record, RunState::Timeout, message, now);
                     continue;
                 }
                 let message = match report {
@@ -397,14 +379,13 @@ pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
     let mut next_check: Option<Duration> = None;
     for record in runs.iter_mut().rev().filter(|r| r.state == RunState::Waiting) {
         if let Some(reason) = &blocked {
-            let message = format!("not started: {reason}");
-            let seconds = finish(record, RunState::Error, Some(message.clone()), now);
-            decision.finished.push((RunState::Error, seconds));
-            decision.events.push(RunEvent {
-                warning: true,
-                reason: "RunError",
-                note: format!("run {}: {message}", record.id),
-            });
+            end(
+                &mut decision,
+                record,
+                RunState::Error,
+                format!("not started: {reason}"),
+                now,
+            );
             continue;
         }
         if let Some(not_before) = &record.not_before {
@@ -515,6 +496,23 @@ pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
         decision.bookmarks = bookmark_state;
     }
     decision
+}
+
+/// Ends `record` in a final `state` other than Succeeded or Failed, counts it and publishes its
+/// Event (`RunStopped`, `RunTimeout` or `RunError`).
+fn end<M>(decision: &mut Decision<M>, record: &mut RunRecord<M>, state: RunState, message: String, now: Timestamp) {
+    let seconds = finish(record, state, Some(message.clone()), now);
+    decision.finished.push((state, seconds));
+    let (warning, reason) = match state {
+        RunState::Stopped => (false, "RunStopped"),
+        RunState::Timeout => (true, "RunTimeout"),
+        _ => (true, "RunError"),
+    };
+    decision.events.push(RunEvent {
+        warning,
+        reason,
+        note: format!("run {} attempt {}: {message}", record.id, record.attempt),
+    });
 }
 
 /// Records a failed attempt and, when retries remain, queues the next one.
