@@ -1081,7 +1081,7 @@ mod tests {
   `country` string,
   `amount` decimal(12,2),
   `ordered_at` timestamp,
-  `items` array<struct<sku:string,quantity:int>>
+  `items` array<struct<sku:string,quantity:bigint>>
 )
 COMMENT 'One row per order, deduplicated, with the customer\'s country.'
 PARTITIONED BY (`order_date` date)
@@ -1108,7 +1108,7 @@ LOCATION 's3://sales-curated/orders_daily/';
   `country` string,
   `amount` decimal(12,2),
   `ordered_at` timestamp,
-  `items` array<struct<sku:string,quantity:int>>,
+  `items` array<struct<sku:string,quantity:bigint>>,
   `order_date` date
 )
 USING parquet
@@ -1136,7 +1136,7 @@ COMMENT 'One row per order, deduplicated, with the customer\'s country.';
   "country" VARCHAR,
   "amount" DECIMAL(12,2),
   "ordered_at" TIMESTAMP(3),
-  "items" ARRAY(ROW(sku VARCHAR, quantity INTEGER)),
+  "items" ARRAY(ROW(sku VARCHAR, quantity BIGINT)),
   "order_date" DATE
 )
 COMMENT 'One row per order, deduplicated, with the customer''s country.'
@@ -1168,7 +1168,7 @@ SELECT
   CAST("country" AS VARCHAR) AS "country",
   CAST("amount" AS DECIMAL(12,2)) AS "amount",
   CAST("ordered_at" AS TIMESTAMP) AS "ordered_at",
-  CAST("items" AS STRUCT(sku VARCHAR, quantity INTEGER)[]) AS "items",
+  CAST("items" AS STRUCT(sku VARCHAR, quantity BIGINT)[]) AS "items",
   "order_date"
 FROM read_parquet(
   's3://sales-curated/orders_daily/**/[!._]*',
