@@ -112,6 +112,30 @@ async fn prune_empty_dirs(target: &SinkTarget, mut dirs: BTreeSet<String>, tree:
     .await;
 }
 
+/// Removes a run's staging folder from a local filesystem with everything still in it. A killed
+/// attempt can leave an upload it was writing as `<file>#<n>`, which the local store hides from
+/// listings, so deleting the listed objects alone would leave it (and its folders) behind. The
+/// folder belongs to this run only, so nothing else is lost.
+async fn remove_interrupted_uploads(target: &SinkTarget, staging: &Path) -> Result<(), SinkError> {
+    if target.location.store != Store::File {
+        return Ok(());
+    }
+    let tree = std::path::PathBuf::from(format!("/{staging}"));
+    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&tree) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    })
+    .await
+    .unwrap_or_else(|joined| Err(std::io::Error::other(joined)));
+    removed.map_err(|e| {
+        let source = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        };
+        store_error(target, "delete", staging, source)
+    })
+}
+
 /// Removes the empty folders inside `dir` (not `dir` itself), deepest first.
 fn remove_empty_below(dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -139,6 +163,7 @@ pub async fn clean_attempt(target: &SinkTarget, run_id: &str) -> Result<CleanOut
     let staged = list(target, &staging).await?;
     let mut dirs: BTreeSet<String> = staged.iter().filter_map(parent_dir).collect();
     let staging_objects = delete_all(target, staged).await?;
+    remove_interrupted_uploads(target, &staging).await?;
 
     let committed: Vec<Path> = list(target, &target.location.prefix)
         .await?

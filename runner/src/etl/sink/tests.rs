@@ -608,6 +608,10 @@ async fn clean_attempt_removes_a_killed_attempt_and_nothing_else() {
     let half = &staged.files[0];
     std::fs::create_dir_all(dir.path().join(&half.partition)).expect("mkdir");
     std::fs::rename(format!("/{}", half.staging_path), format!("/{}", half.final_path)).expect("move one file");
+    // It was killed while uploading a file: the local store's temporary `#<n>` file, which its
+    // listings hide.
+    let uploading = format!("/{}#1", staged.files[1].staging_path);
+    std::fs::write(&uploading, b"half a file").expect("write an interrupted upload");
     // Another run is staging at the same time.
     std::fs::create_dir_all(dir.path().join("_kglue_staging/r3/region=EU")).expect("mkdir");
     std::fs::write(
