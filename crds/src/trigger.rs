@@ -54,8 +54,9 @@ pub struct TriggerSpec {
     /// What to start when the trigger fires.
     #[schemars(length(min = 1, max = 50))]
     pub actions: Vec<TriggerAction>,
-    /// While true the trigger never fires (events and schedule ticks that pass are not made up
-    /// for beyond `startingDeadlineSeconds`). Default false.
+    /// While true the trigger never fires: schedule ticks that pass are made up for only within
+    /// `startingDeadlineSeconds`, objects that land are passed over, and runs that end are not
+    /// waited for. Default false.
     #[serde(default)]
     pub suspend: bool,
 }
@@ -84,8 +85,9 @@ pub struct TriggerSchedule {
     /// more, the default), Forbid (skip the tick) or Replace (stop them, then start).
     #[serde(default)]
     pub concurrency_policy: ConcurrencyPolicy,
-    /// How late a missed tick (the operator was down) may still fire, in seconds. Unset: missed
-    /// ticks never fire; only the next one does.
+    /// How late a missed tick (the operator was down, or the trigger suspended) may still fire,
+    /// in seconds; only the latest missed tick fires. Unset: a tick fires only when it is less
+    /// than a minute late.
     #[schemars(range(min = 0, max = 86400))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_deadline_seconds: Option<i64>,
@@ -242,4 +244,32 @@ pub struct TriggerStatus {
     /// Event triggers: new objects seen and not yet part of a fired batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_objects: Option<i32>,
+    /// Scheduled triggers: every tick up to this instant fired or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// Event triggers: how far the prefix has been followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_cursor: Option<EventCursor>,
+}
+
+/// How far an Event trigger has followed its prefix. An object is new when it was modified after
+/// `modifiedAfter`, or within the safety band before it and is not among `recentKeys` (objects
+/// can show up in a listing later than their modification time says).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EventCursor {
+    /// The newest modification time seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_after: Option<Time>,
+    /// Hashes (16 hex digits of SHA-256) of the keys already counted whose modification time is
+    /// within the safety band before `modifiedAfter`.
+    #[schemars(length(max = 20000))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_keys: Vec<String>,
+    /// When the first object of the pending batch was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_since: Option<Time>,
+    /// Why the last listing failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

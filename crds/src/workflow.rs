@@ -117,10 +117,12 @@ pub struct WorkflowRun {
     pub request_id: Option<String>,
     /// What started the run.
     pub started_by: StartedBy,
-    /// Running, Stopping, then Succeeded (every node that was due succeeded), Failed, Stopped or
-    /// Error.
+    /// Waiting (over `maxConcurrentRuns`), Running, Stopping, then Succeeded (every node that ran
+    /// ended as its dependents wait for, or Succeeded when none waits), Failed, Stopped or Error.
     pub state: RunState,
-    /// The run properties as they are now (nodes may update them).
+    /// The run properties as they are now: `defaultRunProperties`, the start request's arguments,
+    /// and updates made while the run is active (`properties.kglue.dev/<run-id>`). Nodes started
+    /// afterwards receive them as arguments.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub run_properties: BTreeMap<String, String>,
     /// When the run started.
@@ -149,6 +151,10 @@ pub struct NodeRun {
     /// The state of the node's run; unset while the node is not yet due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<RunState>,
+    /// True when the node will not run in this run: a node it depends on ended in a state it does
+    /// not wait for (or was skipped itself).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// The id of the job run or crawl the node started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,

@@ -2,8 +2,10 @@
 //!
 //! Today it checks what the API server cannot (references between objects, cron expressions,
 //! nested column types, grok patterns, cycles; see `docs/validation.md`) and reports the result as
-//! kstatus conditions (`Ready`, `Stalled`) with `observedGeneration`. Runs of Crawlers and Jobs come
-//! later (issue 5). `docs/operator.md` describes flags, conditions, metrics and leader election.
+//! kstatus conditions (`Ready`, `Stalled`) with `observedGeneration`; then it acts: runs of Jobs
+//! and Crawlers as Kubernetes Jobs (`runs`), Trigger fires (`triggers`) and Workflow runs
+//! (`workflows`), the latter two asking for runs the way users do (`starts`). `docs/operator.md`
+//! describes flags, conditions, metrics and leader election.
 //!
 //! Every controller is a pipeline: read (the only step that calls the API) → validate (pure) →
 //! build status (pure) → apply status with server-side apply → requeue. The pure steps are unit
@@ -17,6 +19,9 @@ pub mod metrics;
 pub mod rbac;
 pub mod runs;
 pub mod schedule;
+pub mod starts;
+pub mod triggers;
+pub mod workflows;
 
 /// The field manager of every write the operator makes, so `managedFields` show who owns what.
 pub const FIELD_MANAGER: &str = "kglue-operator";

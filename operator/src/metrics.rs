@@ -39,10 +39,17 @@ pub struct StalledLabels {
 /// Labels of run metrics: the kind (Job or Crawler) and the run's final or current state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
-    /// Job or Crawler.
+    /// Job, Crawler or Workflow.
     pub kind: String,
     /// The run state (`Succeeded`, `Failed`, …).
     pub state: String,
+}
+
+/// Labels of trigger fires.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FireLabels {
+    /// Scheduled, Conditional, OnDemand or Event.
+    pub trigger_type: String,
 }
 
 /// Run durations: 1 s … ~9 h.
@@ -66,6 +73,7 @@ pub struct Metrics {
     leader: Gauge<i64, AtomicI64>,
     runs: Family<RunLabels, Counter>,
     run_duration: Family<RunLabels, Histogram, fn() -> Histogram>,
+    fires: Family<FireLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -90,7 +98,7 @@ impl Metrics {
             Family::<RunLabels, Histogram, fn() -> Histogram>::new_with_constructor(run_histogram as fn() -> Histogram);
         registry.register(
             "runs",
-            "Runs (attempts) of Jobs and Crawlers that reached a final state, per kind and state",
+            "Runs (attempts) of Jobs and Crawlers, and Workflow runs, that reached a final state, per kind and state",
             runs.clone(),
         );
         registry.register(
@@ -98,6 +106,8 @@ impl Metrics {
             "Wall time of finished attempts, from acceptance to final state, per kind and state",
             run_duration.clone(),
         );
+        let fires = Family::<FireLabels, Counter>::default();
+        registry.register("trigger_fires", "Times Triggers fired, per trigger type", fires.clone());
         registry.register("reconciles", "Reconciles started, per kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -128,6 +138,7 @@ impl Metrics {
             leader,
             runs,
             run_duration,
+            fires,
         }
     }
 
@@ -166,6 +177,15 @@ impl Metrics {
         };
         self.runs.get_or_create(&labels).inc();
         self.run_duration.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Counts a trigger fire.
+    pub fn trigger_fired(&self, trigger_type: &str) {
+        self.fires
+            .get_or_create(&FireLabels {
+                trigger_type: trigger_type.into(),
+            })
+            .inc();
     }
 
     /// Records whether this replica leads.

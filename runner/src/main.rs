@@ -10,7 +10,7 @@ use kglue_crds::common::WorkerSize;
 use kglue_crds::run_result::{AttemptOutcome, RunOwnerKind};
 use kglue_runner::attempt::{Attempt, report, result_object, run_attempt, termination_message};
 use kglue_runner::catalog::DirCatalog;
-use kglue_runner::control::{self, RunsOutput};
+use kglue_runner::control::{self, RunsOutput, pipelines};
 use kglue_runner::crawl::cluster::crawl_cluster;
 use kglue_runner::crawl::local::{crawl_dir, read_crawler, render};
 use kglue_runner::ddl::{Dialect, catalog_table_ddl};
@@ -100,13 +100,14 @@ enum Command {
         #[command(subcommand)]
         command: BookmarkCommand,
     },
-    /// Start a run of a Job or a crawl of a Crawler in the cluster (annotation
-    /// run.kglue.dev/<request-id>); prints the request id and, once the operator recorded it,
-    /// the run id.
+    /// Start a run of a Job, a crawl of a Crawler or a Workflow run, or fire a Trigger, in the
+    /// cluster (annotation run.kglue.dev/<request-id>); prints the request id and, once the
+    /// operator recorded it, the run id (for a trigger: what it started).
     Start {
         #[command(flatten)]
         target: Target,
-        /// A run argument, `name=value` (repeatable; jobs only); the script reads it as `$name`.
+        /// A run argument, `name=value` (repeatable): a job's argument (the script reads it as
+        /// `$name`), a workflow's run property, or an argument for every action of a trigger.
         #[arg(long = "arg", value_parser = parse_argument)]
         arguments: Vec<(String, String)>,
         /// The request id (1–63 letters, digits, '-', '_', '.'); one request starts one run, so
@@ -114,6 +115,22 @@ enum Command {
         #[arg(long)]
         request_id: Option<String>,
         /// Follow the run to its end (its retries included); exit non-zero unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Run the failed nodes of a finished workflow run again (or the nodes named with --node),
+    /// with everything downstream of them; upstream nodes that succeeded are not run again
+    /// (annotation resume.kglue.dev/<run-id>).
+    Resume {
+        #[command(flatten)]
+        target: Target,
+        /// The workflow run id (see `kglue runs workflow NAME`).
+        #[arg(long = "run")]
+        run_id: String,
+        /// A node to run again (repeatable); default: the nodes that failed.
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// Follow the run to its end; exit non-zero unless it succeeded.
         #[arg(long)]
         wait: bool,
     },
@@ -125,7 +142,8 @@ enum Command {
         #[arg(long = "run")]
         run_id: String,
     },
-    /// List the runs of a Job or Crawler (status.runs), newest first.
+    /// List the runs of a Job, Crawler or Workflow (status.runs), or a Trigger's fires, newest
+    /// first.
     Runs {
         #[command(flatten)]
         target: Target,
@@ -153,10 +171,10 @@ enum Command {
     },
 }
 
-/// A Job or a Crawler of the cluster.
+/// A Job, Crawler, Workflow or Trigger of the cluster.
 #[derive(Args)]
 struct Target {
-    /// `job` or `crawler`.
+    /// `job`, `crawler`, `workflow` or `trigger`.
     #[arg(value_enum)]
     kind: Kind,
     /// The Job's or Crawler's name.
@@ -172,13 +190,42 @@ enum Kind {
     Job,
     /// A kglue Crawler (kgcrawler).
     Crawler,
+    /// A Workflow (kgwf).
+    Workflow,
+    /// A Trigger (kgtrigger).
+    Trigger,
 }
 
-impl From<Kind> for RunOwnerKind {
-    fn from(kind: Kind) -> Self {
+/// What a Kubernetes Job's attempt runs.
+#[derive(Clone, Copy, ValueEnum)]
+enum AttemptKind {
+    /// A kglue Job run.
+    Job,
+    /// A crawl.
+    Crawler,
+}
+
+impl From<AttemptKind> for RunOwnerKind {
+    fn from(kind: AttemptKind) -> Self {
         match kind {
-            Kind::Job => RunOwnerKind::Job,
-            Kind::Crawler => RunOwnerKind::Crawler,
+            AttemptKind::Job => RunOwnerKind::Job,
+            AttemptKind::Crawler => RunOwnerKind::Crawler,
+        }
+    }
+}
+
+impl Kind {
+    /// The run owner kind of jobs and crawlers; `what` names the command for the error.
+    fn run_owner(self, what: &str) -> Result<RunOwnerKind, String> {
+        match self {
+            Kind::Job => Ok(RunOwnerKind::Job),
+            Kind::Crawler => Ok(RunOwnerKind::Crawler),
+            Kind::Workflow => Err(format!(
+                "{what} is for jobs and crawlers; a workflow's nodes are jobs and crawlers (`kglue runs workflow NAME` shows their run ids)"
+            )),
+            Kind::Trigger => Err(format!(
+                "{what} is for jobs and crawlers; a trigger has no runs of its own"
+            )),
         }
     }
 }
@@ -222,7 +269,7 @@ impl From<WorkerSizeArg> for WorkerSize {
 struct AttemptArgs {
     /// Job or Crawler.
     #[arg(long, value_enum, ignore_case = true)]
-    kind: Kind,
+    kind: AttemptKind,
     /// The Job's or Crawler's name.
     #[arg(long)]
     name: String,
@@ -379,18 +426,64 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         } => {
             let (client, namespace) = control::connect(target.namespace).await.map_err(|e| e.to_string())?;
             let user = std::env::var("USER").ok();
-            let succeeded = control::start(
-                &client,
-                &namespace,
-                target.kind.into(),
-                &target.name,
-                request_id,
-                arguments.into_iter().collect(),
-                user.as_deref(),
-                wait,
-            )
-            .await
+            let arguments = arguments.into_iter().collect();
+            let succeeded = match target.kind {
+                Kind::Workflow => {
+                    pipelines::start_workflow(
+                        &client,
+                        &namespace,
+                        &target.name,
+                        request_id,
+                        arguments,
+                        user.as_deref(),
+                        wait,
+                    )
+                    .await
+                }
+                Kind::Trigger => pipelines::fire_trigger(
+                    &client,
+                    &namespace,
+                    &target.name,
+                    request_id,
+                    arguments,
+                    user.as_deref(),
+                )
+                .await
+                .map(|()| true),
+                kind => {
+                    control::start(
+                        &client,
+                        &namespace,
+                        kind.run_owner("start")?,
+                        &target.name,
+                        request_id,
+                        arguments,
+                        user.as_deref(),
+                        wait,
+                    )
+                    .await
+                }
+            }
             .map_err(|e| e.to_string())?;
+            Ok(if succeeded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Resume {
+            target,
+            run_id,
+            nodes,
+            wait,
+        } => {
+            if !matches!(target.kind, Kind::Workflow) {
+                return Err("resume is for workflows: kglue resume workflow NAME --run ID [--node NODE]...".into());
+            }
+            let (client, namespace) = control::connect(target.namespace).await.map_err(|e| e.to_string())?;
+            let succeeded = pipelines::resume_workflow(&client, &namespace, &target.name, &run_id, &nodes, wait)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(if succeeded {
                 ExitCode::SUCCESS
             } else {
@@ -399,9 +492,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Stop { target, run_id } => {
             let (client, namespace) = control::connect(target.namespace).await.map_err(|e| e.to_string())?;
-            control::stop(&client, &namespace, target.kind.into(), &target.name, &run_id)
-                .await
-                .map_err(|e| e.to_string())?;
+            match target.kind {
+                Kind::Workflow => pipelines::stop_workflow(&client, &namespace, &target.name, &run_id).await,
+                kind => control::stop(&client, &namespace, kind.run_owner("stop")?, &target.name, &run_id).await,
+            }
+            .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs { target, output } => {
@@ -410,14 +505,18 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 OutputFormat::Table => RunsOutput::Table,
                 OutputFormat::Json => RunsOutput::Json,
             };
-            control::runs(&client, &namespace, target.kind.into(), &target.name, output)
-                .await
-                .map_err(|e| e.to_string())?;
+            match target.kind {
+                Kind::Workflow => pipelines::workflow_runs(&client, &namespace, &target.name, output).await,
+                Kind::Trigger => pipelines::trigger_fires(&client, &namespace, &target.name, output).await,
+                kind => control::runs(&client, &namespace, kind.run_owner("runs")?, &target.name, output).await,
+            }
+            .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Logs { target, run_id } => {
             let (client, namespace) = control::connect(target.namespace).await.map_err(|e| e.to_string())?;
-            control::logs(&client, &namespace, target.kind.into(), &target.name, run_id.as_deref())
+            let kind = target.kind.run_owner("logs")?;
+            control::logs(&client, &namespace, kind, &target.name, run_id.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)

@@ -244,8 +244,9 @@ pub trait Reconcile:
         Map::new()
     }
 
-    /// The runs of kinds that run (Job, Crawler; see `crate::runs`), after the conditions are
-    /// written. `blocked` is the Stalled message, if any. Returns when to look again.
+    /// What kinds that act do after the conditions are written: runs of Jobs and Crawlers
+    /// (`crate::runs`), Trigger fires (`crate::triggers`), Workflow runs (`crate::workflows`).
+    /// `blocked` is the Stalled message, if any. Returns when to look again.
     fn reconcile_runs(
         _ctx: &Context,
         _namespace: &str,

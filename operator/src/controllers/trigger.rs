@@ -1,4 +1,4 @@
-//! Trigger (spec checks only; firing comes later): a Scheduled trigger's cron and time zone parse
+//! Trigger: checks, then fires (`crate::triggers`). A Scheduled trigger's cron and time zone parse
 //! (`InvalidSchedule`); every Job, Crawler and Workflow it starts or waits for exists
 //! (`JobNotFound`, `CrawlerNotFound`, `WorkflowNotFound`); an Event trigger's Connection exists
 //! (`ConnectionNotFound`).
@@ -91,6 +91,15 @@ impl Reconcile for Trigger {
             workflows: existing_names::<Workflow>(client, namespace, owned(&names.workflows)).await?,
             connections: existing_names::<Connection>(client, namespace, owned(&names.connections)).await?,
         })
+    }
+
+    async fn reconcile_runs(
+        ctx: &Context,
+        namespace: &str,
+        name: &str,
+        blocked: Option<String>,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        crate::triggers::reconcile_trigger(ctx, namespace, name, blocked).await
     }
 
     fn validate(&self, refs: &Refs) -> Vec<Problem> {

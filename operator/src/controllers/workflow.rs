@@ -1,4 +1,4 @@
-//! Workflow (spec checks only; runs come later): every node's Job or Crawler exists
+//! Workflow: checks, then runs (`crate::workflows`). Every node's Job or Crawler exists
 //! (`JobNotFound`, `CrawlerNotFound`) and the nodes form no cycle (`CycleDetected`, the message
 //! lists one cycle). The node count goes to `status.nodeCount`.
 
@@ -119,6 +119,15 @@ impl Reconcile for Workflow {
             jobs: existing_names::<Job>(client, namespace, jobs).await?,
             crawlers: existing_names::<Crawler>(client, namespace, crawlers).await?,
         })
+    }
+
+    async fn reconcile_runs(
+        ctx: &Context,
+        namespace: &str,
+        name: &str,
+        blocked: Option<String>,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        crate::workflows::reconcile_workflow(ctx, namespace, name, blocked).await
     }
 
     fn validate(&self, refs: &Refs) -> Vec<Problem> {

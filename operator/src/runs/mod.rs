@@ -168,6 +168,50 @@ impl Runnable for Crawler {
     }
 }
 
+/// Publishes `events` about `reference`. An Event is a courtesy: a failure is logged, not returned,
+/// so it never fails (and repeats) a reconcile whose writes have landed.
+pub async fn publish(
+    ctx: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    events: &[machine::RunEvent],
+    action: &str,
+) {
+    for event in events {
+        let event = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.into(),
+            note: Some(event.note.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, reference).await {
+            tracing::warn!(object = ?reference.name, namespace = ?reference.namespace, %error, "publishing an Event failed");
+        }
+    }
+}
+
+/// Removes the annotations `keys` (requests that are now recorded) from `name`.
+pub async fn remove_annotations<K>(api: &Api<K>, name: &str, keys: &[String]) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let removals: serde_json::Map<String, Value> = keys.iter().map(|key| (key.clone(), Value::Null)).collect();
+    api.patch_metadata(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": removals}})),
+    )
+    .await?;
+    Ok(())
+}
+
 fn is_status(error: &kube::Error, code: u16) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == code)
 }
@@ -360,34 +404,13 @@ pub async fn reconcile_runs<K: Runnable>(
     }
 
     // The requests are recorded: remove their annotations.
-    if !decision.handled.is_empty() {
-        let removals: serde_json::Map<String, Value> =
-            decision.handled.iter().map(|key| (key.clone(), Value::Null)).collect();
-        let patch = json!({"metadata": {"annotations": removals}});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    }
+    remove_annotations(&api, name, &decision.handled).await?;
 
     let kind = K::KIND.as_str();
     for (state, seconds) in &decision.finished {
         ctx.metrics.run_finished(kind, &format!("{state:?}"), *seconds);
     }
-    let reference = object.object_ref(&());
-    for event in &decision.events {
-        let event = Event {
-            type_: if event.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: event.reason.into(),
-            note: Some(event.note.chars().take(1000).collect()),
-            action: "Run".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(%kind, %name, %namespace, %error, "publishing an Event failed");
-        }
-    }
+    publish(ctx, &object.object_ref(&()), &decision.events, "Run").await;
     for record in new_runs.iter().filter(|r| !runs.contains(r)) {
         tracing::info!(%kind, %name, %namespace, run = %record.id, attempt = record.attempt, state = ?record.state, "run");
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use kglue_crds::common::{StartedBy, StartedByKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The prefix of a start request's annotation key: `run.kglue.dev/<request-id>`.
@@ -29,7 +29,7 @@ pub struct StartRequest {
 }
 
 /// The value of a start annotation.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartBody {
     /// The run's arguments.

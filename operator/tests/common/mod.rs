@@ -9,12 +9,19 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kglue_e2e::{ControlPlane, load_manifests, repo_root};
+use kglue_e2e::{Applier, ControlPlane, NodeAgent, S3Server, load_manifests, repo_root};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
 use kube::runtime::wait::{await_condition, conditions};
 use libtest_mimic::Failed;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+use serde_json::{Value, json};
+use tokio::runtime::Runtime;
 
 /// The field manager of the tests' own writes.
 pub const FIELD_MANAGER: &str = "kglue-e2e";
@@ -157,4 +164,156 @@ pub async fn install_crds(client: &Client) -> Result<(), Box<dyn std::error::Err
             .map_err(|_| format!("CRD {name} did not become Established within 30s"))??;
     }
     Ok(())
+}
+
+/// The image name the node agent maps to the `kglue` binary.
+pub const RUNNER_IMAGE: &str = "ghcr.io/kglue/kglue-runner";
+
+/// A local cluster that runs pipelines: the control plane, the S3 server with `buckets`, the
+/// node agent running the `kglue` runner for [`RUNNER_IMAGE`], the CRDs, and a namespace with the
+/// runner's service account and Role (as `kglue-operator runner-rbac` prints them) and the
+/// `lake-credentials` Secret holding the S3 server's keys.
+pub struct Cluster {
+    pub runtime: Runtime,
+    pub client: Client,
+    pub control_plane: ControlPlane,
+    pub s3: S3Server,
+    pub applier: Applier,
+    pub namespace: String,
+    /// The `kglue` binary (runner and CLI).
+    pub kglue: PathBuf,
+    /// Kept alive while the cluster is.
+    _agent: NodeAgent,
+}
+
+impl Cluster {
+    pub fn start(namespace: &str, buckets: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        let runner = kglue_e2e::workspace_binary("kglue")?;
+        let agent_binary = kglue_e2e::workspace_binary("kglue-node-agent")?;
+        let control_plane = ControlPlane::start()?;
+        let s3 = S3Server::start()?;
+        for bucket in buckets {
+            s3.create_bucket(bucket)?;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let client = runtime.block_on(control_plane.client())?;
+        runtime.block_on(install_crds(&client))?;
+        let agent =
+            runtime.block_on(control_plane.start_node_agent(&agent_binary, &[(RUNNER_IMAGE, runner.as_path())]))?;
+        let applier = runtime.block_on(Applier::new(client.clone(), FIELD_MANAGER))?;
+        runtime.block_on(async {
+            kglue_e2e::create_namespace(&client, namespace).await?;
+            let (account, role, binding) =
+                kglue_operator::rbac::runner_objects(kglue_operator::rbac::RUNNER, namespace);
+            let pp = PostParams::default();
+            Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+                .create(&pp, &account)
+                .await?;
+            Api::<Role>::namespaced(client.clone(), namespace)
+                .create(&pp, &role)
+                .await?;
+            Api::<RoleBinding>::namespaced(client.clone(), namespace)
+                .create(&pp, &binding)
+                .await?;
+            let secret: Secret = serde_json::from_value(json!({
+                "metadata": {"name": "lake-credentials"},
+                "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key(), "AWS_SECRET_ACCESS_KEY": s3.secret_key()},
+            }))?;
+            Api::<Secret>::namespaced(client.clone(), namespace)
+                .create(&pp, &secret)
+                .await?;
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?;
+        Ok(Cluster {
+            runtime,
+            client,
+            control_plane,
+            s3,
+            applier,
+            namespace: namespace.to_string(),
+            kglue: runner,
+            _agent: agent,
+        })
+    }
+
+    pub fn block<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(future)
+    }
+
+    /// Writes `body` to `s3://bucket/key`.
+    pub fn land(&self, bucket: &str, key: &str, body: &str) -> Result<(), Failed> {
+        let store = self.s3.store(bucket).map_err(|e| e.to_string())?;
+        self.block(store.put(&ObjectPath::from(key), body.to_string().into()))
+            .map_err(|e| format!("put s3://{bucket}/{key}: {e}"))?;
+        Ok(())
+    }
+
+    /// Applies an object in the namespace.
+    pub fn apply_object(&self, object: &Value) -> Result<(), Failed> {
+        self.block(self.applier.apply(object, &self.namespace, false))
+            .map_err(|e| format!("applying {object}: {e}"))?;
+        Ok(())
+    }
+
+    /// Applies a manifest (a YAML string) in the namespace.
+    pub fn apply(&self, yaml: &str) -> Result<(), Failed> {
+        let object: Value = serde_saphyr::from_str(yaml).map_err(|e| e.to_string())?;
+        self.apply_object(&object)
+    }
+
+    /// The API of a kglue kind by its plural (`jobs`, `crawlers`, `workflows`, `triggers`).
+    pub fn api(&self, plural: &str) -> Api<DynamicObject> {
+        let resource = match plural {
+            "crawlers" => ApiResource::erase::<kglue_crds::Crawler>(&()),
+            "workflows" => ApiResource::erase::<kglue_crds::Workflow>(&()),
+            "triggers" => ApiResource::erase::<kglue_crds::Trigger>(&()),
+            _ => ApiResource::erase::<kglue_crds::Job>(&()),
+        };
+        Api::namespaced_with(self.client.clone(), &self.namespace, &resource)
+    }
+
+    pub fn annotate(&self, plural: &str, name: &str, key: &str, value: &str) -> Result<(), Failed> {
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        self.block(
+            self.api(plural)
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .map_err(|e| format!("annotating {plural}/{name}: {e}"))?;
+        Ok(())
+    }
+
+    /// `status` of `plural`/`name`, as JSON.
+    pub fn status(&self, plural: &str, name: &str) -> Result<Value, Failed> {
+        let object = self
+            .block(self.api(plural).get(name))
+            .map_err(|e| format!("get {plural}/{name}: {e}"))?;
+        Ok(object.data["status"].clone())
+    }
+
+    /// `status.runs` of `plural`/`name`, as JSON.
+    pub fn runs(&self, plural: &str, name: &str) -> Result<Vec<Value>, Failed> {
+        Ok(self.status(plural, name)?["runs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Polls `check` every 200 ms until it returns Some, up to `limit`; `what` names the wait.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut check: impl FnMut() -> Result<Option<T>, Failed>,
+    ) -> Result<T, Failed> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(found) = check()? {
+                return Ok(found);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{what}: not within {limit:?}").into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! The `kglue` commands that drive runs in the cluster: start, stop, list runs, reset or rewind a
 //! bookmark, read a run's log. Each writes the annotations of docs/runs.md and reads status, so
 //! anything the CLI does can be done with `kubectl annotate` and `kubectl get` too; the operator
-//! alone acts on them.
+//! alone acts on them. Workflows and Triggers have their commands in [`pipelines`].
+
+pub mod pipelines;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -120,6 +122,12 @@ pub enum ControlError {
     NoPods {
         /// The Kubernetes Job.
         job: String,
+    },
+    /// The operator handled a request without doing what it asked.
+    #[error("{what}")]
+    Refused {
+        /// What happened.
+        what: String,
     },
     /// status.runs could not be read or printed.
     #[error("status.runs: {0}")]
@@ -270,6 +278,38 @@ async fn read_runs(client: &Client, namespace: &str, kind: RunOwnerKind, name: &
     Ok(Runs { records, max_retries })
 }
 
+/// Sets annotations on `name` with a JSON merge patch; a missing object is [`ControlError::NotFound`].
+async fn annotate<K>(
+    client: &Client,
+    namespace: &str,
+    kind: &'static str,
+    name: &str,
+    patch: &Value,
+) -> Result<(), ControlError>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    match Api::<K>::namespaced(client.clone(), namespace)
+        .patch_metadata(name, &params, &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Err(ControlError::NotFound {
+            kind,
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        }),
+        Err(error) => Err(api_error(format!("annotating {kind} {name}"))(error)),
+    }
+}
+
 async fn merge_patch(
     client: &Client,
     namespace: &str,
@@ -277,29 +317,9 @@ async fn merge_patch(
     name: &str,
     patch: &Value,
 ) -> Result<(), ControlError> {
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..PatchParams::default()
-    };
-    let what = format!("annotating {} {name}", kind_name(kind));
-    let result = match kind {
-        RunOwnerKind::Job => Api::<Job>::namespaced(client.clone(), namespace)
-            .patch_metadata(name, &params, &Patch::Merge(patch))
-            .await
-            .map(|_| ()),
-        RunOwnerKind::Crawler => Api::<Crawler>::namespaced(client.clone(), namespace)
-            .patch_metadata(name, &params, &Patch::Merge(patch))
-            .await
-            .map(|_| ()),
-    };
-    match result {
-        Ok(()) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Err(ControlError::NotFound {
-            kind: kind_name(kind),
-            name: name.to_string(),
-            namespace: namespace.to_string(),
-        }),
-        Err(error) => Err(api_error(what)(error)),
+    match kind {
+        RunOwnerKind::Job => annotate::<Job>(client, namespace, kind_name(kind), name, patch).await,
+        RunOwnerKind::Crawler => annotate::<Crawler>(client, namespace, kind_name(kind), name, patch).await,
     }
 }
 
@@ -531,16 +551,23 @@ pub fn render_runs(kind: RunOwnerKind, records: &[RunRecord<Value>]) -> String {
     if records.is_empty() {
         return "no runs\n".into();
     }
-    let mut widths = [0usize; 8];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
+    render_table(&rows)
+}
+
+/// Rows as aligned columns, the last column unpadded.
+pub fn render_table<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row.as_ref()) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
+        let row = row.as_ref();
         let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
             if i + 1 == row.len() {
                 line.push_str(cell);
             } else {

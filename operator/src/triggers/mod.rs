@@ -1,0 +1,107 @@
+//! Firing Triggers (docs/triggers.md): read the Trigger, the objects it starts and watches, and
+//! for Event triggers a listing of the prefix → decide ([`decide::decide`], pure) → put start
+//! and stop requests on the targets → write the Trigger's fire history under [`TRIGGERS_MANAGER`]
+//! with its `resourceVersion` as a precondition → remove the handled fire requests → Events.
+//!
+//! The requests come before the status write: if the operator dies between the two, the next
+//! reconcile decides the same fire from the same status and asks the same request ids again,
+//! which the targets take in once.
+
+pub mod decide;
+pub mod listing;
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kglue_crds::Trigger;
+use kglue_crds::trigger::{TriggerStatus, TriggerType};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use self::decide::{Observed, decide, targets};
+use crate::controllers::{Context, Error};
+use crate::runs::request::read_requests;
+use crate::runs::{publish, remove_annotations};
+use crate::starts::{ask, read_targets};
+
+/// The field manager of the fire history in a Trigger's status.
+pub const TRIGGERS_MANAGER: &str = "kglue-operator-triggers";
+
+/// The part of a Trigger's status this module writes.
+fn owned_part(status: Option<&TriggerStatus>) -> TriggerStatus {
+    let mut status = status.cloned().unwrap_or_default();
+    status.observed = Default::default();
+    status
+}
+
+/// Reads, decides and fires `name`. `blocked` is the Stalled message when the Trigger cannot fire.
+/// Returns when to look again without a watch event.
+pub async fn reconcile_trigger(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    blocked: Option<String>,
+) -> Result<Option<Duration>, Error> {
+    // Without runs (`--no-runs`) nothing could answer a fire.
+    if ctx.runner.is_none() {
+        return Ok(None);
+    }
+    let api: Api<Trigger> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(trigger) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
+    let requests = read_requests(trigger.annotations());
+    let wanted = targets(&trigger.spec);
+    let found = read_targets(&ctx.client, namespace, wanted.iter()).await?;
+    let listing = match (&trigger.spec.type_, &trigger.spec.event, &blocked) {
+        (TriggerType::Event, Some(source), None) => Some(listing::list(&ctx.client, namespace, source).await),
+        _ => None,
+    };
+    let created = trigger
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or_else(Timestamp::now);
+    let before = owned_part(trigger.status.as_ref());
+    let uid = trigger.uid().unwrap_or_default();
+    let decision = decide(&Observed {
+        now: Timestamp::now(),
+        name,
+        uid: &uid,
+        created,
+        spec: &trigger.spec,
+        status: &before,
+        requests: &requests,
+        targets: &found,
+        listing,
+        blocked: blocked.as_deref(),
+    });
+
+    ask(&ctx.client, namespace, &decision.asks).await?;
+
+    if decision.status != before {
+        let patch = json!({
+            "apiVersion": Trigger::api_version(&()),
+            "kind": Trigger::kind(&()),
+            "metadata": {"name": name, "resourceVersion": trigger.meta().resource_version},
+            "status": decision.status,
+        });
+        api.patch_status(
+            name,
+            &PatchParams::apply(TRIGGERS_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    remove_annotations(&api, name, &decision.handled).await?;
+    for _ in 0..decision.fired {
+        ctx.metrics.trigger_fired(&format!("{:?}", trigger.spec.type_));
+    }
+    publish(ctx, &trigger.object_ref(&()), &decision.events, "Fire").await;
+    if decision.fired > 0 {
+        tracing::info!(%name, %namespace, fires = decision.fired, "trigger fired");
+    }
+    Ok(decision.requeue_after)
+}
