@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Operator, tail};
+use common::{Cluster, Operator, orders_json, tail};
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
@@ -195,22 +195,6 @@ fn expect_state(run: &Value, wanted: &str) -> Result<(), Failed> {
 
 fn rows(run: &Value, side: &str, name: &str) -> i64 {
     run["metrics"][side][name]["rows"].as_i64().unwrap_or(-1)
-}
-
-/// Orders as the example's landing zone receives them: JSON lines, items nested.
-fn orders_json(first_id: u32, count: u32, day: &str) -> String {
-    let mut text = String::new();
-    for id in first_id..first_id + count {
-        text.push_str(&format!(
-            "{{\"order_id\":{id},\"customer_id\":{},\"amount\":{}.25,\"ordered_at\":\"{day} 10:{:02}:00\",\"items\":[{{\"sku\":\"s{}\",\"quantity\":{}}}]}}\n",
-            id % 3,
-            id * 2,
-            id % 60,
-            id % 7,
-            id % 5 + 1
-        ));
-    }
-    text
 }
 
 /// Applies the example pipeline with the Connection pointed at the local S3 server (what a dev
@@ -684,35 +668,19 @@ fn concurrency(env: &Env) -> Result<(), Failed> {
 }
 
 /// Runs `kglue ARGS…` as a user would, against the test cluster's kubeconfig.
-fn kglue(env: &Env, args: &[&str]) -> Result<(bool, String, String), Failed> {
-    let output = std::process::Command::new(&env.kglue)
-        .args(args)
-        .env("KUBECONFIG", env.control_plane.kubeconfig())
-        .output()
-        .map_err(|e| format!("kglue {args:?}: {e}"))?;
-    Ok((
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
-}
-
 /// The CLI against the operator: start and wait, list the runs, read the runner's log through
 /// the Pod log API, rewind a bookmark.
 fn cli(env: &Env) -> Result<(), Failed> {
-    let (ok, out, err) = kglue(
-        env,
-        &[
-            "start",
-            "job",
-            "quick",
-            "-n",
-            NAMESPACE,
-            "--request-id",
-            "cli-wait",
-            "--wait",
-        ],
-    )?;
+    let (ok, out, err) = env.cli(&[
+        "start",
+        "job",
+        "quick",
+        "-n",
+        NAMESPACE,
+        "--request-id",
+        "cli-wait",
+        "--wait",
+    ])?;
     if !ok {
         return Err(format!("kglue start --wait failed:\n{out}\n{err}").into());
     }
@@ -724,11 +692,11 @@ fn cli(env: &Env) -> Result<(), Failed> {
     if !format!("{out}{err}").contains(&run_id) {
         return Err(format!("kglue start should print the run id {run_id}:\n{out}\n{err}").into());
     }
-    let (ok, listed, err) = kglue(env, &["runs", "job", "quick", "-n", NAMESPACE])?;
+    let (ok, listed, err) = env.cli(&["runs", "job", "quick", "-n", NAMESPACE])?;
     if !ok || !listed.contains(&run_id) || !listed.contains("Succeeded") {
         return Err(format!("kglue runs should list {run_id} Succeeded:\n{listed}\n{err}").into());
     }
-    let (ok, log, err) = kglue(env, &["logs", "job", "quick", "-n", NAMESPACE, "--run", &run_id])?;
+    let (ok, log, err) = env.cli(&["logs", "job", "quick", "-n", NAMESPACE, "--run", &run_id])?;
     if !ok || !log.contains(&run_id) {
         return Err(format!("kglue logs should print the runner's log of {run_id}:\n{log}\n{err}").into());
     }
@@ -744,19 +712,16 @@ fn cli(env: &Env) -> Result<(), Failed> {
         .as_ref()
         .and_then(|b| b.run_id.clone())
         .ok_or("clean-orders has no bookmark")?;
-    let (ok, out, err) = kglue(
-        env,
-        &[
-            "bookmark",
-            "rewind",
-            "job",
-            "clean-orders",
-            "-n",
-            NAMESPACE,
-            "--to-run",
-            &last,
-        ],
-    )?;
+    let (ok, out, err) = env.cli(&[
+        "bookmark",
+        "rewind",
+        "job",
+        "clean-orders",
+        "-n",
+        NAMESPACE,
+        "--to-run",
+        &last,
+    ])?;
     if !ok {
         return Err(format!("kglue bookmark rewind failed:\n{out}\n{err}").into());
     }

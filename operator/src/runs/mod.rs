@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job as BatchJob;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kglue_crds::common::{RunRecord, RunState};
+use kglue_crds::common::{RunRecord, RunState, Schedule, StartedBy, StartedByKind};
 use kglue_crds::connection::S3CredentialsSecretRef;
 use kglue_crds::job::BookmarkOption;
 use kglue_crds::run_result::{RunOwnerKind, RunResult};
@@ -32,8 +33,9 @@ use serde_json::{Value, json};
 
 use self::batch::{AttemptSpec, LABEL_OWNER_UID, Owner, attempt_state, build_job};
 use self::machine::{Bookmarks, Limits, Observed, Report, decide};
-use self::request::read_requests;
+use self::request::{StartBody, StartRequest, read_requests};
 use crate::controllers::{Context, Error};
+use crate::schedule::CronSchedule;
 
 pub use self::batch::RunnerSettings;
 
@@ -70,6 +72,14 @@ pub trait Runnable:
     fn connections(&self, tables: &[Table]) -> Vec<String>;
     /// The figures of a report.
     fn metrics(result: &RunResult) -> Option<Self::Metrics>;
+    /// The object's own schedule (a Crawler's `spec.schedule`).
+    fn schedule(&self) -> Option<&Schedule> {
+        None
+    }
+    /// The status field showing the schedule's next tick, and its value as read.
+    fn next_scheduled(&self) -> (&'static str, Option<Time>) {
+        ("", None)
+    }
 }
 
 impl Runnable for Job {
@@ -166,6 +176,17 @@ impl Runnable for Crawler {
     fn metrics(result: &RunResult) -> Option<Self::Metrics> {
         result.spec.crawl.clone()
     }
+
+    fn schedule(&self) -> Option<&Schedule> {
+        self.spec.schedule.as_ref()
+    }
+
+    fn next_scheduled(&self) -> (&'static str, Option<Time>) {
+        (
+            "nextScheduledCrawl",
+            self.status.as_ref().and_then(|s| s.next_scheduled_crawl.clone()),
+        )
+    }
 }
 
 /// Publishes `events` about `reference`. An Event is a courtesy: a failure is logged, not returned,
@@ -199,10 +220,15 @@ pub async fn remove_annotations<K>(api: &Api<K>, name: &str, keys: &[String]) ->
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    if keys.is_empty() {
+    // Scheduled starts have no annotation.
+    let removals: serde_json::Map<String, Value> = keys
+        .iter()
+        .filter(|key| !key.is_empty())
+        .map(|key| (key.clone(), Value::Null))
+        .collect();
+    if removals.is_empty() {
         return Ok(());
     }
-    let removals: serde_json::Map<String, Value> = keys.iter().map(|key| (key.clone(), Value::Null)).collect();
     api.patch_metadata(
         name,
         &PatchParams::default(),
@@ -233,11 +259,31 @@ pub async fn reconcile_runs<K: Runnable>(
         return Ok(None);
     };
     let annotations = object.meta().annotations.clone().unwrap_or_default();
-    let requests = read_requests(&annotations);
+    let mut requests = read_requests(&annotations);
     let runs = object.runs();
+
+    // The object's own schedule: a due tick is one more start request, its id derived from the
+    // tick, so it starts one run however often this is decided.
+    let (next_field, next_seen) = object.next_scheduled();
+    let mut next_tick: Option<Timestamp> = None;
+    if let Some(schedule) = object.schedule().filter(|_| blocked.is_none()) {
+        let created = object
+            .meta()
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or_else(Timestamp::now);
+        let (due, next) = scheduled_start(schedule, &runs, created, Timestamp::now());
+        requests.starts.extend(due);
+        next_tick = next;
+    }
+    let next_changed = !next_field.is_empty() && next_tick.map(Time) != next_seen;
+    let until_tick =
+        next_tick.map(|t| Duration::from_secs_f64(t.duration_since(Timestamp::now()).as_secs_f64().max(0.1)));
+
     let idle = runs.iter().all(|r| r.state.is_final());
-    if idle && requests.starts.is_empty() && requests.stops.is_empty() && requests.bookmark.is_none() {
-        return Ok(None);
+    if idle && requests.starts.is_empty() && requests.stops.is_empty() && requests.bookmark.is_none() && !next_changed {
+        return Ok(until_tick);
     }
     let uid = object.meta().uid.clone().unwrap_or_default();
 
@@ -382,9 +428,12 @@ pub async fn reconcile_runs<K: Runnable>(
     }
 
     // Status: one write for the history and the bookmark, conditional on what was read.
-    if new_runs != runs || decision.bookmarks.is_some() {
+    if new_runs != runs || decision.bookmarks.is_some() || next_changed {
         let mut status = serde_json::Map::new();
         status.insert("runs".into(), json!(new_runs));
+        if let (false, Some(next)) = (next_field.is_empty(), next_tick) {
+            status.insert(next_field.into(), json!(Time(next)));
+        }
         if let Some(state) = decision.bookmarks.as_ref().or(bookmarks.as_ref()) {
             if let Some(current) = &state.current {
                 status.insert("bookmark".into(), json!(current));
@@ -418,9 +467,114 @@ pub async fn reconcile_runs<K: Runnable>(
     // Active attempts are followed through their Kubernetes Jobs' watch events; the periodic
     // look is a safety net.
     let active = new_runs.iter().any(|r| !r.state.is_final());
-    Ok(match (decision.requeue_after, active) {
+    let after = match (decision.requeue_after, active) {
         (Some(after), _) => Some(after),
         (None, true) => Some(Duration::from_secs(60)),
         (None, false) => None,
-    })
+    };
+    Ok([after, until_tick].into_iter().flatten().min())
+}
+
+/// The request id of the scheduled run for `tick`.
+pub fn schedule_request_id(tick: Timestamp) -> String {
+    format!("schedule-{}", tick.as_second())
+}
+
+/// For an object with its own schedule: the start request of the tick due now, if any, and the
+/// next tick. The last tick handled is the newest scheduled run in the history (its request id
+/// holds the tick), else the object's creation; a tick fires at most a minute late, so an operator
+/// that was down does not make up for missed ticks.
+pub fn scheduled_start<M>(
+    schedule: &Schedule,
+    runs: &[RunRecord<M>],
+    created: Timestamp,
+    now: Timestamp,
+) -> (Option<StartRequest>, Option<Timestamp>) {
+    let Ok(cron) = CronSchedule::parse(&schedule.cron, schedule.time_zone.as_deref()) else {
+        return (None, None);
+    };
+    let to_chrono = |t: Timestamp| chrono::DateTime::from_timestamp(t.as_second(), 0).unwrap_or_default();
+    let handled = runs
+        .iter()
+        .filter(|r| r.started_by.kind == StartedByKind::Schedule)
+        .filter_map(|r| r.request_id.as_deref()?.strip_prefix("schedule-")?.parse::<i64>().ok())
+        .max()
+        .and_then(|seconds| Timestamp::from_second(seconds).ok())
+        .unwrap_or(created);
+    let late_allowed = chrono::Duration::from_std(crate::triggers::decide::ON_TIME).unwrap_or_default();
+    let plan = cron.plan(to_chrono(handled), to_chrono(now), late_allowed);
+    let next = plan.next.and_then(|t| Timestamp::from_second(t.timestamp()).ok());
+    let due = plan
+        .fire
+        .and_then(|tick| Timestamp::from_second(tick.timestamp()).ok())
+        .map(|tick| StartRequest {
+            annotation: String::new(),
+            id: schedule_request_id(tick),
+            body: Ok(StartBody {
+                arguments: BTreeMap::new(),
+                started_by: StartedBy {
+                    kind: StartedByKind::Schedule,
+                    name: None,
+                },
+            }),
+        });
+    (due, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().expect("an RFC 3339 time")
+    }
+
+    fn scheduled_run(tick: &str) -> RunRecord<()> {
+        RunRecord {
+            id: "cr-1".into(),
+            attempt: 0,
+            request_id: Some(schedule_request_id(at(tick))),
+            started_by: StartedBy {
+                kind: StartedByKind::Schedule,
+                name: None,
+            },
+            arguments: BTreeMap::new(),
+            state: RunState::Succeeded,
+            started_at: None,
+            completed_at: None,
+            duration_seconds: None,
+            not_before: None,
+            kubernetes_job: None,
+            message: None,
+            metrics: None,
+        }
+    }
+
+    #[test]
+    fn a_crawlers_schedule_starts_one_run_per_tick() {
+        let hourly = Schedule {
+            cron: "0 * * * *".into(),
+            time_zone: None,
+        };
+        let created = at("2030-01-01T00:30:00Z");
+        let (due, next) = scheduled_start::<()>(&hourly, &[], created, at("2030-01-01T00:59:00Z"));
+        assert!(due.is_none());
+        assert_eq!(next, Some(at("2030-01-01T01:00:00Z")));
+
+        let (due, _) = scheduled_start::<()>(&hourly, &[], created, at("2030-01-01T01:00:03Z"));
+        let due = due.expect("the 01:00 tick is due");
+        assert_eq!(due.id, "schedule-1893459600");
+        assert!(due.annotation.is_empty(), "no annotation to remove");
+        assert_eq!(due.body.expect("a body").started_by.kind, StartedByKind::Schedule);
+
+        // Recorded: the same tick does not start again.
+        let runs = [scheduled_run("2030-01-01T01:00:00Z")];
+        let (again, next) = scheduled_start(&hourly, &runs, created, at("2030-01-01T01:00:30Z"));
+        assert!(again.is_none());
+        assert_eq!(next, Some(at("2030-01-01T02:00:00Z")));
+
+        // Down from 01:00 to 03:20: 02:00 and 03:00 are too late.
+        let (late, _) = scheduled_start(&hourly, &runs, created, at("2030-01-01T03:20:00Z"));
+        assert!(late.is_none());
+    }
 }

@@ -298,6 +298,20 @@ impl Cluster {
             .unwrap_or_default())
     }
 
+    /// Runs the `kglue` CLI against the cluster: (succeeded, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> Result<(bool, String, String), Failed> {
+        let output = Command::new(&self.kglue)
+            .args(args)
+            .env("KUBECONFIG", self.control_plane.kubeconfig())
+            .output()
+            .map_err(|e| format!("kglue {args:?}: {e}"))?;
+        Ok((
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    }
+
     /// Polls `check` every 200 ms until it returns Some, up to `limit`; `what` names the wait.
     pub fn wait_for<T>(
         &self,
@@ -316,4 +330,20 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// Orders as the example's landing zone receives them: JSON lines, items nested.
+pub fn orders_json(first_id: u32, count: u32, day: &str) -> String {
+    let mut text = String::new();
+    for id in first_id..first_id + count {
+        text.push_str(&format!(
+            "{{\"order_id\":{id},\"customer_id\":{},\"amount\":{}.25,\"ordered_at\":\"{day} 10:{:02}:00\",\"items\":[{{\"sku\":\"s{}\",\"quantity\":{}}}]}}\n",
+            id % 3,
+            id * 2,
+            id % 60,
+            id % 7,
+            id % 5 + 1
+        ));
+    }
+    text
 }
