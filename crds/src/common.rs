@@ -181,6 +181,10 @@ pub struct RunRecord<M> {
     /// Figures the runner reported for the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<M>,
+    /// The run properties a succeeded Job run set (`spec.runPropertiesFrom`), for the Workflow run
+    /// that started it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub run_properties: BTreeMap<String, String>,
 }
 
 /// The size of the pod a run gets. The defaults (overridable in the operator's configuration) are

@@ -48,6 +48,14 @@ pub struct JobSpec {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     #[schemars(length(min = 1, max = 32))]
     pub sinks: Vec<JobSink>,
+    /// A relation of the script with string columns `name` and `value`: its rows (at most 64,
+    /// names that are SQL identifiers) are the run properties this run sets. They are part of the
+    /// run result, recorded with the run, and a Workflow that started the run merges them into its
+    /// run's properties, which the nodes after it receive as arguments. Evaluated before the
+    /// outputs are committed: a relation that is missing or malformed fails the run.
+    #[schemars(pattern(r"^[A-Za-z_][A-Za-z0-9_]*$"), length(max = 128))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_properties_from: Option<String>,
     /// Arguments every run gets unless the start request overrides them.
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))").message("argument names must be SQL identifiers (letters, digits, underscores), because the script refers to them as $name"))]
     #[schemars(extend("maxProperties" = 64))]

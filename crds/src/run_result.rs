@@ -7,6 +7,8 @@
 //! Kubernetes Job (its TTL), and lets the operator reject a result whose owner UID is not the
 //! attempt's Job: a runner cannot read Jobs, so it cannot forge another run's result.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -103,4 +105,7 @@ pub struct JobAttemptReport {
     /// The bookmark to commit with the run (bookmark option Enable, outcome Succeeded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_bookmark: Option<JobBookmark>,
+    /// The run properties the attempt set (`spec.runPropertiesFrom`, outcome Succeeded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub run_properties: BTreeMap<String, String>,
 }

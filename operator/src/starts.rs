@@ -107,6 +107,8 @@ pub struct RunSummary {
     pub completed_at: Option<Time>,
     /// What happened, in words.
     pub message: Option<String>,
+    /// The run properties a succeeded Job run set.
+    pub run_properties: BTreeMap<String, String>,
 }
 
 /// A target as read: its UID (run ids derive from it) and its runs, newest first.
@@ -157,6 +159,7 @@ fn summaries<M>(records: &[RunRecord<M>]) -> Vec<RunSummary> {
             started_at: r.started_at.clone(),
             completed_at: r.completed_at.clone(),
             message: r.message.clone(),
+            run_properties: r.run_properties.clone(),
         })
         .collect()
 }
@@ -207,6 +210,7 @@ pub async fn read_target(client: &Client, namespace: &str, target: &Target) -> R
                                 started_at: r.started_at.clone(),
                                 completed_at: r.completed_at.clone(),
                                 message: r.message.clone(),
+                                run_properties: BTreeMap::new(),
                             })
                             .collect()
                     })
@@ -374,6 +378,7 @@ mod tests {
             kubernetes_job: None,
             message: None,
             metrics: None,
+            run_properties: BTreeMap::new(),
         };
         let runs = summaries(&[
             record("jr-b", 1, RunState::Running),

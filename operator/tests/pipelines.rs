@@ -196,6 +196,14 @@ fn event_workflow_resume(env: &Env) -> Result<(), Failed> {
             return Err(format!("node {name} of {first:#}").into());
         }
     }
+    // clean hands the newest order date on; publish receives it as an argument.
+    if first["runProperties"]["orders_through"] != "2024-05-01" {
+        return Err(format!("clean's run property should reach the workflow run: {first:#}").into());
+    }
+    let publish = started_by(env, "jobs", "publish-revenue", "Workflow/sales-pipeline")?;
+    if publish.first().map(|r| &r["arguments"]["orders_through"]) != Some(&json!("2024-05-01")) {
+        return Err(format!("publish should receive orders_through: {publish:#?}").into());
+    }
     let fired = env.status("triggers", "orders-landed")?;
     let started = fired["fires"][0]["started"][0].as_str().unwrap_or_default().to_string();
     if started != format!("Workflow/sales-pipeline/{}", text(&first["id"])) {
@@ -276,6 +284,9 @@ fn event_workflow_resume(env: &Env) -> Result<(), Failed> {
     }
     if env.runs("crawlers", "landing")?.len() != crawls_before {
         return Err("resuming crawled again".into());
+    }
+    if resumed["runProperties"]["orders_through"] != "2024-05-02" {
+        return Err(format!("the resumed clean's run property should replace the old one: {resumed:#}").into());
     }
     let workflow_crawls = started_by(env, "crawlers", "landing", "Workflow/sales-pipeline")?;
     if workflow_crawls.len() != 2 {

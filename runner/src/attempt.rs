@@ -214,6 +214,7 @@ pub fn job_report(attempt: &Attempt, result: &run::RunResult) -> RunResultSpec {
             metrics: result.metrics.clone(),
             started_from: result.started_from.clone(),
             next_bookmark: result.next_bookmark.clone(),
+            run_properties: result.run_properties.clone(),
         }),
         crawl: None,
     }
@@ -454,6 +455,7 @@ mod tests {
             bookmark_option: BookmarkOption::Enable,
             started_from: None,
             next_bookmark: Some(Default::default()),
+            run_properties: BTreeMap::from([("through".to_string(), "2024-05-01".to_string())]),
             tables: Vec::new(),
             duration_seconds: 1.5,
         };
@@ -462,6 +464,7 @@ mod tests {
         let job = spec.job.expect("job report");
         assert_eq!(job.metrics.sinks["out"].rows, 3);
         assert!(job.next_bookmark.is_some());
+        assert_eq!(job.run_properties["through"], "2024-05-01");
         assert!(spec.crawl.is_none());
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const DATABASE: &str =
     "apiVersion: kglue.dev/v1alpha1\nkind: Database\nmetadata: {name: curated}\nspec: {databaseName: curated}\n";
@@ -516,4 +516,51 @@ fn bad_jobs_and_bad_data_fail_with_a_message_naming_what_is_wrong_and_commit_not
         "failed runs leave no files: {:?}",
         ws.output_files()
     );
+}
+
+#[test]
+fn run_properties_come_from_a_relation_and_a_bad_one_commits_nothing() {
+    let ws = Workspace::new();
+    land_orders(&ws, 0, 12, 3, "a");
+    let job = ws.job(
+        "CREATE VIEW cleaned AS SELECT id, amount FROM orders;\n    CREATE VIEW props AS SELECT 'max_id' AS name, CAST(MAX(id) AS VARCHAR) AS value FROM orders UNION ALL SELECT 'zone', 'curated';",
+        "",
+        "  runPropertiesFrom: props\n",
+    );
+    let result = ws.run_ok(&job, &[]);
+    assert_eq!(result["runProperties"], json!({"max_id": "11", "zone": "curated"}));
+
+    for (props, wanted) in [
+        (
+            "CREATE VIEW props AS SELECT 'a' AS key, 'b' AS value;",
+            "name and value",
+        ),
+        (
+            "CREATE VIEW props AS SELECT '1a' AS name, 'b' AS value;",
+            "not a property name",
+        ),
+        (
+            "CREATE VIEW props AS SELECT 'a' AS name, CAST(NULL AS VARCHAR) AS value;",
+            "must not be null",
+        ),
+        ("CREATE VIEW nothing AS SELECT 1;", "defines no relation \"props\""),
+    ] {
+        let ws = Workspace::new();
+        land_orders(&ws, 0, 12, 3, "a");
+        let job = ws.job(
+            &format!("CREATE VIEW cleaned AS SELECT id, amount FROM orders;\n    {props}"),
+            "",
+            "  runPropertiesFrom: props\n",
+        );
+        let error = ws.run_failing(&job, &[]);
+        assert!(
+            error.starts_with("runPropertiesFrom props: ") && error.contains(wanted),
+            "{error}"
+        );
+        assert!(
+            walk(&ws.path("out")).is_empty(),
+            "nothing is committed: {:?}",
+            walk(&ws.path("out"))
+        );
+    }
 }

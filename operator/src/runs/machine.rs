@@ -49,6 +49,8 @@ pub struct Report<M> {
     pub metrics: Option<M>,
     /// The bookmark to commit (Jobs with bookmark option Enable).
     pub next_bookmark: Option<JobBookmark>,
+    /// The run properties a Job run set.
+    pub run_properties: BTreeMap<String, String>,
 }
 
 /// The bookmark part of a Job's status.
@@ -234,6 +236,7 @@ pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
             kubernetes_job: None,
             message: None,
             metrics: None,
+            run_properties: BTreeMap::new(),
         };
         if let Err(message) = body {
             end(&mut decision, &mut record, RunState::Error, message, now);
@@ -293,6 +296,7 @@ pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
                 match reports.remove(&job_name) {
                     Some(report) if report.outcome == AttemptOutcome::Succeeded => {
                         record.metrics = report.metrics;
+                        record.run_properties = report.run_properties;
                         let seconds = finish(record, RunState::Succeeded, None, now);
                         decision.finished.push((RunState::Succeeded, seconds));
                         if let (Some(state), Some(next)) = (bookmark_state.as_mut(), report.next_bookmark) {

@@ -331,6 +331,12 @@ pub async fn reconcile_runs<K: Runnable>(
                         error: result.spec.error.clone(),
                         metrics: K::metrics(&result),
                         next_bookmark: result.spec.job.as_ref().and_then(|j| j.next_bookmark.clone()),
+                        run_properties: result
+                            .spec
+                            .job
+                            .as_ref()
+                            .map(|j| j.run_properties.clone())
+                            .unwrap_or_default(),
                     },
                 );
             } else {
@@ -547,6 +553,7 @@ mod tests {
             kubernetes_job: None,
             message: None,
             metrics: None,
+            run_properties: BTreeMap::new(),
         }
     }
 

@@ -333,8 +333,10 @@ impl Decider<'_> {
         }
     }
 
-    /// Follows the nodes' runs on their targets.
+    /// Follows the nodes' runs on their targets; a job node that succeeded hands on the run
+    /// properties it set.
     fn follow(&mut self, run: &mut WorkflowRun) {
+        let mut updates = BTreeMap::new();
         for node in run.nodes.iter_mut().filter(|n| active(n.state)) {
             let Some(spec_node) = self.o.spec.nodes.iter().find(|s| s.name == node.name) else {
                 continue;
@@ -358,8 +360,12 @@ impl Decider<'_> {
                 if seen.state.is_final() {
                     node.completed_at = seen.completed_at.clone().or(Some(Time(self.o.now)));
                 }
+                if seen.state == RunState::Succeeded {
+                    updates.extend(seen.run_properties.clone());
+                }
             }
         }
+        run.run_properties.extend(updates);
     }
 
     /// Starts the nodes whose dependencies hold and skips those that can no longer run.

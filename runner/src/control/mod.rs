@@ -779,6 +779,7 @@ mod tests {
             kubernetes_job: None,
             message: None,
             metrics: None,
+            run_properties: BTreeMap::new(),
         }
     }
 

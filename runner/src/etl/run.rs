@@ -156,6 +156,9 @@ pub struct RunResult {
     /// successful run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_bookmark: Option<JobBookmark>,
+    /// The run properties the run set (`runPropertiesFrom`; a succeeded run only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub run_properties: BTreeMap<String, String>,
     /// Tables created or updated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<TableChange>,
@@ -222,7 +225,18 @@ pub enum RunError {
     /// The engine could not be set up.
     #[error("engine: {0}")]
     Engine(String),
+    /// `runPropertiesFrom` names a relation that is missing or does not hold properties.
+    #[error("runPropertiesFrom {relation}: {message}")]
+    RunProperties {
+        /// The relation.
+        relation: String,
+        /// What is wrong.
+        message: String,
+    },
 }
+
+/// The most run properties a run may set (a Workflow keeps at most 64).
+pub const MAX_RUN_PROPERTIES: usize = 64;
 
 /// A sink ready to run: its target, plan and catalog table.
 struct PreparedSink {
@@ -258,6 +272,8 @@ pub struct PlannedRun {
     sinks: Vec<PreparedSink>,
     phases: Phases,
     started: Instant,
+    /// The run properties `runPropertiesFrom` gave, once evaluated.
+    run_properties: BTreeMap<String, String>,
 }
 
 /// Resolves sources, runs the script and plans every sink — everything short of writing. A
@@ -278,6 +294,7 @@ pub async fn plan_run(
             sinks,
             phases,
             started,
+            run_properties: BTreeMap::new(),
         }),
         Err(error) => Err((request, error)),
     }
@@ -589,6 +606,8 @@ impl PlannedRun {
                 Err(error) => return Err(error.into()),
             }
         }
+        // Before anything is committed: a malformed relation fails the run with nothing written.
+        self.run_properties = self.evaluate_run_properties().await?;
         self.phases.add("execute", started);
 
         let started = Instant::now();
@@ -634,6 +653,58 @@ impl PlannedRun {
         }
         self.phases.add("catalog", started);
         Ok((tables, outcomes))
+    }
+
+    /// The rows of `spec.runPropertiesFrom` as name → value.
+    async fn evaluate_run_properties(&self) -> Result<BTreeMap<String, String>, RunError> {
+        let Some(relation) = &self.request.spec.run_properties_from else {
+            return Ok(BTreeMap::new());
+        };
+        let error = |message: String| RunError::RunProperties {
+            relation: relation.clone(),
+            message,
+        };
+        if self.ctx.table(relation.as_str()).await.is_err() {
+            return Err(error(format!(
+                "the script defines no relation {relation:?} (CREATE VIEW {relation} AS SELECT … AS name, … AS value)"
+            )));
+        }
+        // The name is an identifier (the CRD's pattern), so quoting it is enough.
+        let query = format!(
+            "SELECT CAST(name AS VARCHAR) AS name, CAST(value AS VARCHAR) AS value FROM \"{relation}\" LIMIT {}",
+            MAX_RUN_PROPERTIES + 1
+        );
+        let batches = async { self.ctx.sql(&query).await?.collect().await }
+            .await
+            .map_err(|e| error(format!("it needs columns name and value: {e}")))?;
+        let mut properties = BTreeMap::new();
+        let mut row = 0;
+        for batch in &batches {
+            for index in 0..batch.num_rows() {
+                row += 1;
+                if row > MAX_RUN_PROPERTIES {
+                    return Err(error(format!("more than {MAX_RUN_PROPERTIES} rows")));
+                }
+                let (name, value) = (batch.column(0), batch.column(1));
+                if name.is_null(index) || value.is_null(index) {
+                    return Err(error(format!("row {row}: name and value must not be null")));
+                }
+                let text = |array| {
+                    datafusion::arrow::util::display::array_value_to_string(array, index)
+                        .map_err(|e| error(format!("row {row}: {e}")))
+                };
+                let (name, value) = (text(name)?, text(value)?);
+                let identifier = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !identifier {
+                    return Err(error(format!(
+                        "row {row}: {name:?} is not a property name (letters, digits and underscores, not starting with a digit)"
+                    )));
+                }
+                properties.insert(name, value);
+            }
+        }
+        Ok(properties)
     }
 
     /// After the engine failed while reading, finds the first source object that does not read on
@@ -729,6 +800,11 @@ impl PlannedRun {
                     .collect(),
             )
         });
+        let run_properties = if error.is_none() {
+            self.run_properties.clone()
+        } else {
+            BTreeMap::new()
+        };
         RunResult {
             job: self.request.job_name.clone(),
             run_id: self.request.run_id.clone(),
@@ -748,6 +824,7 @@ impl PlannedRun {
             bookmark_option: spec.bookmark.option,
             started_from,
             next_bookmark,
+            run_properties,
             tables,
             duration_seconds: self.started.elapsed().as_secs_f64(),
         }
@@ -782,6 +859,7 @@ pub fn failed_before_planning(request: &RunRequest, error: &RunError, elapsed: D
         bookmark_option: request.spec.bookmark.option,
         started_from: None,
         next_bookmark: None,
+        run_properties: BTreeMap::new(),
         tables: Vec::new(),
         duration_seconds: elapsed.as_secs_f64(),
     }

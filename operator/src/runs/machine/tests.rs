@@ -48,6 +48,7 @@ fn succeeded(next: Option<JobBookmark>) -> Report<JobRunMetrics> {
         error: None,
         metrics: Some(JobRunMetrics::default()),
         next_bookmark: next,
+        run_properties: BTreeMap::new(),
     }
 }
 
@@ -251,6 +252,7 @@ fn the_runners_error_is_the_message_of_a_failed_run_without_retries() {
             error: Some("sql: column x not found".into()),
             metrics: None,
             next_bookmark: Some(bookmark("never")),
+            run_properties: BTreeMap::new(),
         },
     );
     failed.bookmarks = Some(Bookmarks::default());

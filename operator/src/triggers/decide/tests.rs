@@ -27,6 +27,7 @@ fn run(id: &str, state: RunState, by_trigger: Option<&str>, ended: Option<&str>)
         started_at: None,
         completed_at: ended.map(|t| Time(at(t))),
         message: None,
+        run_properties: BTreeMap::new(),
     }
 }
 

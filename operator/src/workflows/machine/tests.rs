@@ -101,6 +101,7 @@ impl World {
                                 started_at: None,
                                 completed_at: None,
                                 message: None,
+                                run_properties: BTreeMap::new(),
                             },
                         );
                     }
@@ -338,4 +339,22 @@ fn downstream_includes_every_dependent() {
         .into_iter()
         .collect();
     assert_eq!(nodes, ["alert", "clean", "crawl", "publish"]);
+}
+
+#[test]
+fn a_succeeded_job_nodes_run_properties_reach_the_nodes_after_it() {
+    let mut world = World::new(PIPELINE);
+    world.annotate("run.kglue.dev/r1", "");
+    world.step();
+    world.finish(Target::crawler("landing"), RunState::Succeeded, None);
+    world.step();
+    world.finish(Target::job("clean"), RunState::Succeeded, None);
+    let clean = world.targets.get_mut(&Target::job("clean")).expect("clean");
+    clean.runs[0].run_properties = [("orders_through".to_string(), "2030-01-05".to_string())].into();
+    let publish = world.step();
+    let Ask::Start { body, .. } = &publish.asks[0] else {
+        panic!("a start")
+    };
+    assert_eq!(body.arguments["orders_through"], "2030-01-05");
+    assert_eq!(world.runs[0].run_properties["orders_through"], "2030-01-05");
 }
