@@ -175,8 +175,15 @@ fn event_workflow_resume(env: &Env) -> Result<(), Failed> {
         "orders/dt=2024-05-01/part-0.json",
         &orders_json(1, 20, "2024-05-01"),
     )?;
-    std::thread::sleep(Duration::from_secs(2));
-    let trigger = env.status("triggers", "orders-landed")?;
+    // The trigger sees the file (one pending) and waits for the second.
+    let trigger = env.wait_for(
+        "the Event trigger to count the first file",
+        Duration::from_secs(30),
+        || {
+            let status = env.status("triggers", "orders-landed")?;
+            Ok((status["pendingObjects"] == 1).then_some(status))
+        },
+    )?;
     if trigger["fires"].as_array().is_some_and(|f| !f.is_empty()) {
         return Err(format!("one file of a batch of 2 fired the trigger: {trigger:#}").into());
     }

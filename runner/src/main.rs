@@ -465,11 +465,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             }
             .map_err(|e| e.to_string())?;
-            Ok(if succeeded {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(exit_code(succeeded))
         }
         Command::Resume {
             target,
@@ -484,11 +480,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let succeeded = pipelines::resume_workflow(&client, &namespace, &target.name, &run_id, &nodes, wait)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(if succeeded {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(exit_code(succeeded))
         }
         Command::Stop { target, run_id } => {
             let (client, namespace) = control::connect(target.namespace).await.map_err(|e| e.to_string())?;
@@ -674,6 +666,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Success or failure as the process's exit code.
+fn exit_code(succeeded: bool) -> ExitCode {
+    if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

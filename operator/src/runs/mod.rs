@@ -215,6 +215,25 @@ pub async fn publish(
     }
 }
 
+/// Writes `status` fields of `object` by server-side apply under `manager`, with the object's
+/// `resourceVersion` as a precondition: a decision made from a stale read (or by a second
+/// operator) is refused by the API server instead of recorded twice.
+pub async fn apply_status<K>(api: &Api<K>, object: &K, manager: &str, status: Value) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": object.meta().name, "resourceVersion": object.meta().resource_version},
+        "status": status,
+    });
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch_status(&name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
 /// Removes the annotations `keys` (requests that are now recorded) from `name`.
 pub async fn remove_annotations<K>(api: &Api<K>, name: &str, keys: &[String]) -> Result<(), Error>
 where
@@ -448,14 +467,7 @@ pub async fn reconcile_runs<K: Runnable>(
                 status.insert("bookmarkHistory".into(), json!(state.history));
             }
         }
-        let patch = json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "metadata": {"name": name, "resourceVersion": object.meta().resource_version},
-            "status": Value::Object(status),
-        });
-        api.patch_status(name, &PatchParams::apply(RUNS_MANAGER).force(), &Patch::Apply(&patch))
-            .await?;
+        apply_status(&api, &object, RUNS_MANAGER, Value::Object(status)).await?;
     }
 
     // The requests are recorded: remove their annotations.

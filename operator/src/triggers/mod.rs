@@ -15,14 +15,14 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Trigger;
 use kglue_crds::trigger::{TriggerStatus, TriggerType};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use self::decide::{Observed, decide, targets};
 use crate::controllers::{Context, Error};
 use crate::runs::request::read_requests;
-use crate::runs::{publish, remove_annotations};
+use crate::runs::{apply_status, publish, remove_annotations};
 use crate::starts::{ask, read_targets};
 
 /// The field manager of the fire history in a Trigger's status.
@@ -82,18 +82,7 @@ pub async fn reconcile_trigger(
     ask(&ctx.client, namespace, &decision.asks).await?;
 
     if decision.status != before {
-        let patch = json!({
-            "apiVersion": Trigger::api_version(&()),
-            "kind": Trigger::kind(&()),
-            "metadata": {"name": name, "resourceVersion": trigger.meta().resource_version},
-            "status": decision.status,
-        });
-        api.patch_status(
-            name,
-            &PatchParams::apply(TRIGGERS_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        apply_status(&api, &trigger, TRIGGERS_MANAGER, json!(decision.status)).await?;
     }
     remove_annotations(&api, name, &decision.handled).await?;
     for _ in 0..decision.fired {

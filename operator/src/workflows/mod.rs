@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Workflow;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use self::machine::{Observed, decide, node_target, read_workflow_requests};
 use crate::controllers::{Context, Error};
 use crate::runs::request::read_requests;
-use crate::runs::{publish, remove_annotations};
+use crate::runs::{apply_status, publish, remove_annotations};
 use crate::starts::{Target, ask, read_targets};
 
 /// The field manager of `status.runs` of Workflows.
@@ -68,18 +68,7 @@ pub async fn reconcile_workflow(
 
     ask(&ctx.client, namespace, &decision.asks).await?;
     if decision.runs != runs {
-        let patch = json!({
-            "apiVersion": Workflow::api_version(&()),
-            "kind": Workflow::kind(&()),
-            "metadata": {"name": name, "resourceVersion": workflow.meta().resource_version},
-            "status": {"runs": decision.runs},
-        });
-        api.patch_status(
-            name,
-            &PatchParams::apply(WORKFLOWS_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        apply_status(&api, &workflow, WORKFLOWS_MANAGER, json!({"runs": decision.runs})).await?;
     }
     remove_annotations(&api, name, &decision.handled).await?;
     for (state, seconds) in &decision.finished {

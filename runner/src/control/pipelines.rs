@@ -24,16 +24,31 @@ pub const RESUME_PREFIX: &str = "resume.kglue.dev/";
 const WORKFLOW: &str = "Workflow";
 const TRIGGER: &str = "Trigger";
 
-async fn read_workflow(client: &Client, namespace: &str, name: &str) -> Result<Workflow, ControlError> {
-    Api::<Workflow>::namespaced(client.clone(), namespace)
+/// Reads `name`; a missing object is [`ControlError::NotFound`].
+async fn read<K>(client: &Client, namespace: &str, kind: &'static str, name: &str) -> Result<K, ControlError>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
         .get_opt(name)
         .await
-        .map_err(api_error(format!("reading Workflow {name}")))?
+        .map_err(api_error(format!("reading {kind} {name}")))?
         .ok_or_else(|| ControlError::NotFound {
-            kind: WORKFLOW,
+            kind,
             name: name.to_string(),
             namespace: namespace.to_string(),
         })
+}
+
+async fn read_workflow(client: &Client, namespace: &str, name: &str) -> Result<Workflow, ControlError> {
+    read(client, namespace, WORKFLOW, name).await
+}
+
+async fn read_trigger(client: &Client, namespace: &str, name: &str) -> Result<Trigger, ControlError> {
+    read(client, namespace, TRIGGER, name).await
 }
 
 fn workflow_runs_of(workflow: &Workflow) -> Vec<WorkflowRun> {
@@ -263,15 +278,7 @@ pub async fn trigger_fires(
     name: &str,
     output: RunsOutput,
 ) -> Result<(), ControlError> {
-    let trigger = Api::<Trigger>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(api_error(format!("reading Trigger {name}")))?
-        .ok_or_else(|| ControlError::NotFound {
-            kind: TRIGGER,
-            name: name.to_string(),
-            namespace: namespace.to_string(),
-        })?;
+    let trigger = read_trigger(client, namespace, name).await?;
     let fires = trigger.status.map(|s| s.fires).unwrap_or_default();
     match output {
         RunsOutput::Json => println!("{}", serde_json::to_string_pretty(&fires)?),
@@ -315,15 +322,7 @@ pub async fn fire_trigger(
     let reason = format!("requested ({request_id})");
     let started = Instant::now();
     loop {
-        let trigger = Api::<Trigger>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(api_error(format!("reading Trigger {name}")))?
-            .ok_or_else(|| ControlError::NotFound {
-                kind: TRIGGER,
-                name: name.to_string(),
-                namespace: namespace.to_string(),
-            })?;
+        let trigger = read_trigger(client, namespace, name).await?;
         let fires = trigger.status.map(|s| s.fires).unwrap_or_default();
         if let Some(fire) = fires.iter().find(|f| f.reason == reason) {
             for started in &fire.started {
