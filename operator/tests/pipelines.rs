@@ -316,6 +316,45 @@ fn event_workflow_resume(env: &Env) -> Result<(), Failed> {
         "workflow runs:\n{listed}conditional reaction: crawl {} started by Trigger/alert-on-clean-failure",
         text(&reaction["id"])
     );
+
+    // By hand: a workflow run with a run property, and the example's OnDemand trigger.
+    let (ok, out, err) = env.cli(&[
+        "start",
+        "workflow",
+        "sales-pipeline",
+        "-n",
+        NAMESPACE,
+        "--arg",
+        "requested_by=test",
+        "--wait",
+    ])?;
+    let manual = env
+        .runs("workflows", "sales-pipeline")?
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    if !ok || manual["runProperties"]["requested_by"] != "test" || manual["startedBy"]["kind"] != "Manual" {
+        return Err(
+            format!("kglue start workflow --wait should run it with the property:\n{out}\n{err}\n{manual:#}").into(),
+        );
+    }
+    let (ok, out, err) = env.cli(&["start", "trigger", "backfill-2024", "-n", NAMESPACE])?;
+    let started = out
+        .lines()
+        .find_map(|l| l.strip_prefix("started Job/clean-orders/"))
+        .map(str::to_string);
+    let Some(run_id) = started.filter(|_| ok) else {
+        return Err(format!("kglue start trigger should print the run it started:\n{out}\n{err}").into());
+    };
+    let backfill = env.wait_for("the backfill run", RUN_SETTLE, || {
+        let runs = env.runs("jobs", "clean-orders")?;
+        Ok(runs
+            .into_iter()
+            .find(|r| r["id"] == run_id.as_str() && r["state"] == "Succeeded"))
+    })?;
+    if backfill["arguments"]["since"] != "2024-01-01" || backfill["startedBy"]["name"] != "backfill-2024" {
+        return Err(format!("the OnDemand trigger's run should carry its arguments: {backfill:#}").into());
+    }
     Ok(())
 }
 
