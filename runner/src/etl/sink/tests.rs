@@ -1017,3 +1017,35 @@ async fn throughput_of_partitioned_parquet() {
     assert_eq!(outcome.rows, rows as u64);
     assert_eq!(outcome.partitions.len(), if partition_by.is_empty() { 0 } else { 84 });
 }
+
+#[tokio::test]
+async fn high_cardinality_columns_give_up_dictionaries_early() {
+    let dir = TempDir::new().expect("tempdir");
+    let target = target(dir.path(), parquet(), &[], WriteMode::Append);
+    // 100,000 distinct names (over 1 MiB of dictionary in all), two regions.
+    let batches: Vec<RecordBatch> = (0..50)
+        .map(|i| batch(i * 2000, 2000, &[Some("EU"), Some("US")]))
+        .collect();
+    run(&target, vec![batches], "r1", &WriteLimits::default()).await;
+    let files = data_files(dir.path());
+    assert!(!files.is_empty());
+    // The dictionary page comes first in a column chunk: its size is the gap to the data pages.
+    let largest_dictionary_page = |column: usize| {
+        let mut largest = 0;
+        for file in &files {
+            for group in parquet_metadata(dir.path().join(file)).row_groups() {
+                let chunk = group.column(column);
+                if let Some(start) = chunk.dictionary_page_offset() {
+                    largest = largest.max(chunk.data_page_offset() - start);
+                }
+            }
+        }
+        largest
+    };
+    let names = largest_dictionary_page(1);
+    assert!(
+        names <= super::file::DICTIONARY_PAGE_LIMIT_BYTES as i64 + 1024,
+        "the names' dictionary stops at the limit: {names} bytes"
+    );
+    assert!(largest_dictionary_page(4) > 0, "regions keep their dictionary");
+}
