@@ -269,6 +269,9 @@ pub struct EventCursor {
     /// When the first object of the pending batch was seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_since: Option<Time>,
+    /// When the prefix was last listed; it is listed again a poll interval later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_at: Option<Time>,
     /// Why the last listing failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

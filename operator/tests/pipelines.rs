@@ -317,6 +317,17 @@ fn event_workflow_resume(env: &Env) -> Result<(), Failed> {
         text(&reaction["id"])
     );
 
+    // Fires and workflow runs are counted.
+    let metrics = env.operator.metrics()?;
+    for series in [
+        "kglue_operator_trigger_fires_total{trigger_type=\"Event\"} 2",
+        "kglue_operator_runs_total{kind=\"Workflow\",state=\"Failed\"} 1",
+    ] {
+        if !metrics.lines().any(|line| line == series) {
+            return Err(format!("/metrics should have {series}:\n{metrics}").into());
+        }
+    }
+
     // By hand: a workflow run with a run property, and the example's OnDemand trigger.
     let (ok, out, err) = env.cli(&[
         "start",

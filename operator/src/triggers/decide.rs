@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kglue_crds::common::{RunState, StartedBy, StartedByKind};
 use kglue_crds::trigger::{
-    ConcurrencyPolicy, Logical, TriggerAction, TriggerFire, TriggerSpec, TriggerStatus, TriggerType,
+    ConcurrencyPolicy, EventSource, Logical, TriggerAction, TriggerFire, TriggerSpec, TriggerStatus, TriggerType,
 };
 use sha2::{Digest, Sha256};
 
@@ -83,6 +83,23 @@ pub struct Decision {
     pub requeue_after: Option<Duration>,
     /// How many times the trigger fired in this decision.
     pub fired: usize,
+}
+
+/// How often an Event trigger lists its prefix.
+pub fn poll_interval(source: &EventSource) -> Duration {
+    source
+        .poll_interval_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_POLL)
+}
+
+/// Whether an Event trigger's prefix is due to be listed at `now`: never listed, or listed a poll
+/// interval ago (a second early is close enough: the requeue that brings this reconcile is timed
+/// to the interval). Reconciles that other changes cause in between do not list.
+pub fn listing_due(source: &EventSource, status: &TriggerStatus, now: Timestamp) -> bool {
+    let listed_at = status.event_cursor.as_ref().and_then(|c| c.listed_at.as_ref());
+    listed_at.is_none_or(|t| std_of(now.duration_since(t.0)) + Duration::from_secs(1) >= poll_interval(source))
 }
 
 /// The target an action names.
@@ -405,16 +422,13 @@ impl Decider<'_> {
         let Some(source) = &o.spec.event else {
             return;
         };
-        let poll = source
-            .poll_interval_seconds
-            .and_then(|s| u64::try_from(s).ok())
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_POLL);
-        self.requeue(poll);
+        let poll = poll_interval(source);
         let before = o.status.event_cursor.clone().unwrap_or_default();
         let pending_before = o.status.pending_objects.unwrap_or(0);
         let mut cursor = before.clone();
+        let mut pending = i64::from(pending_before);
         match &o.listing {
+            // Not listed this time (the poll interval has not passed): the window may still close.
             None => {}
             Some(Err(error)) => {
                 if cursor.error.as_deref() != Some(error) {
@@ -425,10 +439,11 @@ impl Decider<'_> {
                     );
                 }
                 cursor.error = Some(error.clone());
-                self.decision.status.event_cursor = Some(cursor);
+                cursor.listed_at = Some(Time(o.now));
             }
             Some(Ok(objects)) => {
                 cursor.error = None;
+                cursor.listed_at = Some(Time(o.now));
                 let band = signed(EVENT_SAFETY_BAND);
                 let watermark = before.modified_after.as_ref().map(|t| t.0).unwrap_or(o.created);
                 let recent: BTreeSet<&str> = before.recent_keys.iter().map(String::as_str).collect();
@@ -455,7 +470,6 @@ impl Decider<'_> {
                 hashes.dedup();
                 cursor.recent_keys = hashes;
                 cursor.modified_after = Some(Time(new_watermark));
-                let mut pending = i64::from(pending_before);
                 if new_objects > 0 {
                     if o.spec.suspend {
                         self.note(
@@ -468,41 +482,47 @@ impl Decider<'_> {
                         cursor.pending_since.get_or_insert(Time(o.now));
                     }
                 }
-                let batch_full = pending >= i64::from(source.batch_size);
-                let window = Duration::from_secs(u64::try_from(source.batch_window_seconds).unwrap_or(900));
-                let waited = cursor
-                    .pending_since
-                    .as_ref()
-                    .map(|since| std_of(o.now.duration_since(since.0)))
-                    .unwrap_or_default();
-                let fire = pending > 0 && (batch_full || waited >= window) && o.blocked.is_none();
-                if fire {
-                    // The key is the cursor as status held it, so a fire repeated after a
-                    // restart is the same request even if more objects landed meanwhile.
-                    let key = format!(
-                        "event/{}/{}/{pending_before}",
-                        before.modified_after.map(|t| t.0.to_string()).unwrap_or_default(),
-                        before.pending_since.map(|t| t.0.to_string()).unwrap_or_default(),
-                    );
-                    let why = if batch_full {
-                        "batch size reached"
-                    } else {
-                        "batch window passed"
-                    };
-                    self.fire(
-                        &key,
-                        format!("{pending} new object(s) under {} ({why})", source.location),
-                        &BTreeMap::new(),
-                    );
-                    pending = 0;
-                    cursor.pending_since = None;
-                } else if pending > 0 {
-                    self.requeue(window.saturating_sub(waited));
-                }
-                self.decision.status.pending_objects = Some(i32::try_from(pending).unwrap_or(i32::MAX));
-                self.decision.status.event_cursor = Some(cursor);
             }
         }
+        let listed_ago = cursor
+            .listed_at
+            .as_ref()
+            .map(|t| std_of(o.now.duration_since(t.0)))
+            .unwrap_or_default();
+        self.requeue(poll.saturating_sub(listed_ago));
+        let batch_full = pending >= i64::from(source.batch_size);
+        let window = Duration::from_secs(u64::try_from(source.batch_window_seconds).unwrap_or(900));
+        let waited = cursor
+            .pending_since
+            .as_ref()
+            .map(|since| std_of(o.now.duration_since(since.0)))
+            .unwrap_or_default();
+        let fire = pending > 0 && (batch_full || waited >= window) && o.blocked.is_none() && !o.spec.suspend;
+        if fire {
+            // The key is the cursor as status held it, so a fire repeated after a restart is the
+            // same request even if more objects landed meanwhile.
+            let key = format!(
+                "event/{}/{}/{pending_before}",
+                before.modified_after.map(|t| t.0.to_string()).unwrap_or_default(),
+                before.pending_since.map(|t| t.0.to_string()).unwrap_or_default(),
+            );
+            let why = if batch_full {
+                "batch size reached"
+            } else {
+                "batch window passed"
+            };
+            self.fire(
+                &key,
+                format!("{pending} new object(s) under {} ({why})", source.location),
+                &BTreeMap::new(),
+            );
+            pending = 0;
+            cursor.pending_since = None;
+        } else if pending > 0 {
+            self.requeue(window.saturating_sub(waited));
+        }
+        self.decision.status.pending_objects = Some(i32::try_from(pending).unwrap_or(i32::MAX));
+        self.decision.status.event_cursor = Some(cursor);
     }
 }
 

@@ -19,7 +19,7 @@ use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use self::decide::{Observed, decide, targets};
+use self::decide::{Observed, decide, listing_due, targets};
 use crate::controllers::{Context, Error};
 use crate::runs::request::read_requests;
 use crate::runs::{apply_status, publish, remove_annotations};
@@ -54,8 +54,12 @@ pub async fn reconcile_trigger(
     let requests = read_requests(trigger.annotations());
     let wanted = targets(&trigger.spec);
     let found = read_targets(&ctx.client, namespace, wanted.iter()).await?;
+    let before = owned_part(trigger.status.as_ref());
+    let now = Timestamp::now();
     let listing = match (&trigger.spec.type_, &trigger.spec.event, &blocked) {
-        (TriggerType::Event, Some(source), None) => Some(listing::list(&ctx.client, namespace, source).await),
+        (TriggerType::Event, Some(source), None) if listing_due(source, &before, now) => {
+            Some(listing::list(&ctx.client, namespace, source).await)
+        }
         _ => None,
     };
     let created = trigger
@@ -64,10 +68,9 @@ pub async fn reconcile_trigger(
         .as_ref()
         .map(|t| t.0)
         .unwrap_or_else(Timestamp::now);
-    let before = owned_part(trigger.status.as_ref());
     let uid = trigger.uid().unwrap_or_default();
     let decision = decide(&Observed {
-        now: Timestamp::now(),
+        now,
         name,
         uid: &uid,
         created,

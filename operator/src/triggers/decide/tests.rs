@@ -450,3 +450,20 @@ spec:
     assert_eq!(refused.handled, ["run.kglue.dev/cli-1"]);
     assert!(refused.events.iter().any(|e| e.reason == "FireRefused" && e.warning));
 }
+
+#[test]
+fn the_window_closes_between_listings_and_listings_wait_for_the_poll_interval() {
+    let mut world = World::new(EVENT);
+    let one = [("orders/1.csv", "2030-01-01T01:00:10Z")];
+    world.decide_at("2030-01-01T01:00:11Z", objects(&one));
+    let source = world.trigger.spec.event.clone().expect("an event source");
+    assert!(
+        !listing_due(&source, &world.status, at("2030-01-01T01:00:20Z")),
+        "listed 9 s ago"
+    );
+    assert!(listing_due(&source, &world.status, at("2030-01-01T01:00:41Z")));
+    // A reconcile without a listing (another object changed) still sees the window close.
+    let closed = world.decide_at("2030-01-01T01:01:12Z", None);
+    assert_eq!(started(&closed), ["Workflow/pipeline"]);
+    assert_eq!(closed.status.pending_objects, Some(0));
+}
