@@ -196,7 +196,17 @@ fn kubectl_get_kglue(env: &Env) -> Result<(), Failed> {
         }
         Ok::<_, kglue_e2e::Error>(())
     })?;
-    let output = env.kubectl.run(&["get", "kglue", "-n", namespace])?;
+    // The API server publishes a new CRD's categories in discovery a moment after the CRD is
+    // Established; until then kubectl does not know the category.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let output = loop {
+        let output = env.kubectl.run(&["get", "kglue", "-n", namespace])?;
+        let unknown = String::from_utf8_lossy(&output.stderr).contains("doesn't have a resource type");
+        if output.status.success() || !unknown || std::time::Instant::now() >= deadline {
+            break output;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(format!("kubectl get kglue failed: {}", String::from_utf8_lossy(&output.stderr)).into());
