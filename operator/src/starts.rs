@@ -118,8 +118,6 @@ pub struct TargetState {
     pub uid: String,
     /// One entry per run (not per attempt), newest first.
     pub runs: Vec<RunSummary>,
-    /// Start requests not yet taken in (`run.kglue.dev/…` annotations), by request id.
-    pub pending_requests: Vec<String>,
 }
 
 impl TargetState {
@@ -164,14 +162,6 @@ fn summaries<M>(records: &[RunRecord<M>]) -> Vec<RunSummary> {
         .collect()
 }
 
-fn pending(annotations: &BTreeMap<String, String>) -> Vec<String> {
-    annotations
-        .keys()
-        .filter_map(|k| k.strip_prefix(START_PREFIX))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Reads `target` in `namespace`; None when it does not exist.
 pub async fn read_target(client: &Client, namespace: &str, target: &Target) -> Result<Option<TargetState>, Error> {
     Ok(match target.kind {
@@ -181,7 +171,6 @@ pub async fn read_target(client: &Client, namespace: &str, target: &Target) -> R
             .map(|job| TargetState {
                 uid: job.uid().unwrap_or_default(),
                 runs: summaries(&job.status.as_ref().map(|s| s.runs.clone()).unwrap_or_default()),
-                pending_requests: pending(job.annotations()),
             }),
         TargetKind::Crawler => Api::<Crawler>::namespaced(client.clone(), namespace)
             .get_opt(&target.name)
@@ -189,7 +178,6 @@ pub async fn read_target(client: &Client, namespace: &str, target: &Target) -> R
             .map(|crawler| TargetState {
                 uid: crawler.uid().unwrap_or_default(),
                 runs: summaries(&crawler.status.as_ref().map(|s| s.runs.clone()).unwrap_or_default()),
-                pending_requests: pending(crawler.annotations()),
             }),
         TargetKind::Workflow => Api::<Workflow>::namespaced(client.clone(), namespace)
             .get_opt(&target.name)
@@ -215,7 +203,6 @@ pub async fn read_target(client: &Client, namespace: &str, target: &Target) -> R
                             .collect()
                     })
                     .unwrap_or_default(),
-                pending_requests: pending(workflow.annotations()),
             }),
     })
 }

@@ -32,11 +32,7 @@ fn run(id: &str, state: RunState, by_trigger: Option<&str>, ended: Option<&str>)
 }
 
 fn state(uid: &str, runs: Vec<RunSummary>) -> TargetState {
-    TargetState {
-        uid: uid.into(),
-        runs,
-        pending_requests: Vec::new(),
-    }
+    TargetState { uid: uid.into(), runs }
 }
 
 struct World {
