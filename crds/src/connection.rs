@@ -51,8 +51,9 @@ pub struct S3Connection {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_path_style: bool,
     /// The Secret (same namespace) holding the access key. Unset: the runner uses the standard AWS
-    /// environment (IRSA, instance profile, `AWS_*` variables). A missing Secret or key is reported
-    /// by the operator as `Stalled` with reason `SecretNotFound`.
+    /// environment (IRSA, instance profile, `AWS_*` variables). The operator reports a missing
+    /// Secret as `Stalled` with reason `SecretNotFound`, and a Secret without the named keys with
+    /// reason `SecretKeyNotFound`; it reads key names only, never values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<S3CredentialsSecretRef>,
 }

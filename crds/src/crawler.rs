@@ -74,10 +74,12 @@ pub struct CrawlerSpec {
     /// recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<CrawlerState>,
-    /// The size of the crawl's pod.
+    /// The size of the crawl's pod: `Small` (1 CPU, 2 GiB, the default), `Medium` (2, 8 GiB),
+    /// `Large` (4, 16 GiB) or `XLarge` (8, 32 GiB), unless the operator is configured with other
+    /// sizes.
     #[serde(default)]
     pub worker_size: WorkerSize,
-    /// Stop a crawl that runs longer than this many minutes (state Timeout). Default 60.
+    /// Stop a crawl that runs longer than this many minutes (state Timeout). Default 2880 (48 h).
     #[schemars(range(min = 1, max = 10080))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_minutes: Option<i32>,
@@ -131,10 +133,13 @@ pub struct CrawlerState {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaChangePolicy {
-    /// When a table's schema changed: update the Table, or only log it in the crawl report.
+    /// When a table's schema changed: `UpdateInDatabase` (the default) merges additive changes
+    /// into the Table; `Log` only reports them in the crawl report.
     #[serde(default)]
     pub update_behavior: UpdateBehavior,
-    /// When a table's or partition's data disappeared.
+    /// When a table's or partition's data disappeared: `DeprecateInDatabase` (the default) keeps
+    /// the Table and marks it (or the partitions) deprecated in status; `DeleteFromDatabase`
+    /// deletes the Table, or drops the partitions from its summary; `Log` only reports it.
     #[serde(default)]
     pub delete_behavior: DeleteBehavior,
 }

@@ -66,7 +66,9 @@ pub struct JobSpec {
     #[schemars(extend("maxProperties" = 64))]
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub non_overridable_arguments: BTreeMap<String, String>,
-    /// The size of each run's pod.
+    /// The size of each run's pod: `Small` (1 CPU, 2 GiB, the default), `Medium` (2, 8 GiB),
+    /// `Large` (4, 16 GiB) or `XLarge` (8, 32 GiB), unless the operator is configured with other
+    /// sizes. The runner sizes its memory pool, spill and parallelism from it.
     #[serde(default)]
     pub worker_size: WorkerSize,
     /// Stop a run that takes longer than this many minutes (state Timeout). Default 2880 (48 h), as
@@ -158,7 +160,9 @@ pub struct JobSink {
     #[schemars(range(min = 1, max = 10240))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_file_size_mb: Option<i32>,
-    /// Append (default), Overwrite, or OverwritePartitions.
+    /// `Append` (the default): add new files beside the existing ones. `Overwrite`: replace
+    /// everything under the location once the run commits. `OverwritePartitions`: replace only the
+    /// partitions the run writes (needs `partitionBy`).
     #[serde(default)]
     pub write_mode: WriteMode,
     /// The catalog table to create or update with the output's schema and partitions. If it
@@ -183,7 +187,9 @@ pub enum BookmarkOption {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct BookmarkSpec {
-    /// Enable, Disable (default) or Pause.
+    /// `Enable`: read only what earlier committed runs did not process, and advance the bookmark
+    /// when the run's output is committed. `Disable` (the default, as in Glue): read everything
+    /// every run. `Pause`: read what is new since the committed bookmark without advancing it.
     #[serde(default)]
     pub option: BookmarkOption,
     /// Objects modified less than this many seconds before a run's listing are re-checked by the

@@ -35,7 +35,10 @@ use crate::common::{OBJECT_NAME_PATTERN, ObservedStatus, RunState, STORAGE_URL_P
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerSpec {
-    /// Scheduled, Conditional, OnDemand or Event.
+    /// `Scheduled`: on a cron schedule (needs `schedule`). `Conditional`: when watched runs end
+    /// in given states (needs `predicate`). `OnDemand`: only when asked, with `kglue start trigger`
+    /// or a `run.kglue.dev/<id>` annotation. `Event`: when new objects land under a prefix (needs
+    /// `event`).
     #[serde(rename = "type")]
     pub type_: TriggerType,
     /// What the trigger is for.
@@ -119,7 +122,7 @@ pub enum Logical {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Predicate {
-    /// And (default) or Any.
+    /// `And` (the default): every condition must hold. `Any`: one condition is enough.
     #[serde(default)]
     pub logical: Logical,
     /// The watched runs. The trigger fires once per set of latest runs that satisfies them, never
@@ -128,7 +131,7 @@ pub struct Predicate {
     pub conditions: Vec<PredicateCondition>,
 }
 
-/// "The latest run of this job (or crawler) ended in this state."
+/// A watched run: the latest run of this job (or crawler) ended in this state.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
     validation = Rule::new("has(self.job) != has(self.crawler)").message("a condition names exactly one of job or crawler"),
