@@ -4,7 +4,8 @@
 //! The CRD YAML under `crds/yaml/` is generated from these types by `cargo run -p kglue-crds --bin
 //! crdgen`, and a test fails when the committed copy drifts from them. What the API server checks
 //! (schema and CEL) and what the operator checks later (cron expressions, references to other
-//! objects, cycles) is listed in `docs/validation.md`.
+//! objects, cycles) is listed in `docs/validation.md`. The field reference `docs/reference.md` is
+//! rendered from the same schemas by [`reference`] (`crdgen --reference`), and checked the same way.
 //!
 //! Column types are Glue/Hive type strings; [`glue_type`] parses, prints, widens and compares
 //! them for the operator, the crawler and the ETL runner alike.
@@ -16,6 +17,7 @@ pub mod crawler;
 pub mod database;
 pub mod glue_type;
 pub mod job;
+pub mod reference;
 pub mod run_result;
 pub mod table;
 pub mod trigger;
