@@ -203,6 +203,49 @@ pub enum WorkerSize {
     XLarge,
 }
 
+impl WorkerSize {
+    /// Every size, smallest first.
+    pub const ALL: [WorkerSize; 4] = [
+        WorkerSize::Small,
+        WorkerSize::Medium,
+        WorkerSize::Large,
+        WorkerSize::XLarge,
+    ];
+
+    /// The size's name as manifests spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerSize::Small => "Small",
+            WorkerSize::Medium => "Medium",
+            WorkerSize::Large => "Large",
+            WorkerSize::XLarge => "XLarge",
+        }
+    }
+
+    /// What the size gets unless the operator is configured otherwise (`--worker-sizes`).
+    pub fn default_resources(self) -> WorkerResources {
+        let (cpu, memory_gib) = match self {
+            WorkerSize::Small => (1, 2),
+            WorkerSize::Medium => (2, 8),
+            WorkerSize::Large => (4, 16),
+            WorkerSize::XLarge => (8, 32),
+        };
+        WorkerResources { cpu, memory_gib }
+    }
+}
+
+/// The CPU cores and memory of a worker: the pod's requests and limits, and what the runner sizes
+/// its memory pool, spill space and parallelism by.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerResources {
+    /// Whole CPU cores.
+    pub cpu: u32,
+    /// Memory in GiB.
+    #[serde(rename = "memoryGiB")]
+    pub memory_gib: u32,
+}
+
 /// A file format. `Json` is JSON lines, or JSON documents whose records sit at `json.jsonPath`;
 /// `Grok` is text lines parsed by `grok.pattern`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -98,6 +98,11 @@ struct Args {
     #[arg(long, default_value_t = 10.0)]
     retry_backoff_seconds: f64,
 
+    /// The CPU and memory of worker sizes, as JSON: `{"Small":{"cpu":1,"memoryGiB":4}}`. Sizes not
+    /// named keep their defaults (Small 1/2, Medium 2/8, Large 4/16, XLarge 8/32).
+    #[arg(long, env = "KGLUE_WORKER_SIZES", value_parser = kglue_operator::runs::WorkerSizes::parse)]
+    worker_sizes: Option<kglue_operator::runs::WorkerSizes>,
+
     /// Do not start runs (start requests stay pending): for a replica that should only validate.
     #[arg(long)]
     no_runs: bool,
@@ -297,6 +302,7 @@ async fn run(args: Args) -> Result<(), MainError> {
             service_account: args.runner_service_account.clone(),
             ttl_seconds: args.run_ttl_seconds,
             retry_backoff: Duration::from_secs_f64(args.retry_backoff_seconds.clamp(0.0, 300.0)),
+            worker_sizes: args.worker_sizes.unwrap_or_default(),
         });
     }
     let ctx = Arc::new(context);

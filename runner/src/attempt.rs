@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
-use kglue_crds::common::WorkerSize;
+use kglue_crds::common::{WorkerResources, WorkerSize};
 use kglue_crds::crawler::CrawlMetrics;
 use kglue_crds::job::BookmarkOption;
 use kglue_crds::run_result::{AttemptOutcome, JobAttemptReport, RunOwnerKind};
@@ -49,6 +49,8 @@ pub struct Attempt {
     pub arguments: Option<String>,
     /// The worker size the pod was given; default: the Job's.
     pub worker_size: Option<WorkerSize>,
+    /// The CPU and memory the pod was given; default: the worker size's.
+    pub resources: Option<WorkerResources>,
     /// Where the Secrets of Connections are mounted.
     pub secrets_dir: PathBuf,
     /// Where the engine may spill; default: the system's temporary directory.
@@ -185,7 +187,12 @@ async fn job_attempt(client: &Client, attempt: &Attempt, started: Instant) -> Ru
         attempt: attempt.attempt,
         arguments,
         bookmark,
-        resources: Resources::for_worker(attempt.worker_size.unwrap_or(job.spec.worker_size), spill_dir.clone()),
+        resources: Resources::for_resources(
+            attempt
+                .resources
+                .unwrap_or_else(|| attempt.worker_size.unwrap_or(job.spec.worker_size).default_resources()),
+            spill_dir.clone(),
+        ),
     };
     let mut tables = ClusterTables::new(client.clone(), &attempt.namespace, &attempt.name);
     let result = match plan_run(request, &catalog, &resolver).await {
@@ -398,6 +405,7 @@ mod tests {
             attempt: 1,
             arguments: None,
             worker_size: None,
+            resources: None,
             secrets_dir: PathBuf::from("/var/run/secrets/kglue"),
             spill_dir: None,
             namespace: "sales".into(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use k8s_openapi::jiff::Timestamp;
-use kglue_crds::common::WorkerSize;
+use kglue_crds::common::{WorkerResources, WorkerSize};
 use kglue_crds::run_result::{AttemptOutcome, RunOwnerKind};
 use kglue_runner::attempt::{Attempt, report, result_object, run_attempt, termination_message};
 use kglue_runner::catalog::DirCatalog;
@@ -285,6 +285,12 @@ struct AttemptArgs {
     /// The pod's worker size; default: the Job's.
     #[arg(long, value_enum, ignore_case = true)]
     worker_size: Option<WorkerSizeArg>,
+    /// The pod's CPU cores (the operator passes what it gave the pod); default: the worker size's.
+    #[arg(long, requires = "memory_gib")]
+    cpus: Option<u32>,
+    /// The pod's memory in GiB; default: the worker size's.
+    #[arg(long, requires = "cpus")]
+    memory_gib: Option<u32>,
     /// Where the Secrets that Connections refer to are mounted: one folder per Secret.
     #[arg(long, env = "KGLUE_SECRETS_DIR", default_value = "/var/run/secrets/kglue")]
     secrets_dir: PathBuf,
@@ -688,6 +694,10 @@ async fn attempt(args: AttemptArgs) -> ExitCode {
         attempt: args.attempt,
         arguments: args.arguments,
         worker_size: args.worker_size.map(Into::into),
+        resources: args
+            .cpus
+            .zip(args.memory_gib)
+            .map(|(cpu, memory_gib)| WorkerResources { cpu, memory_gib }),
         secrets_dir: args.secrets_dir,
         spill_dir: args.spill_dir,
         namespace: args.namespace,

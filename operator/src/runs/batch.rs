@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kglue_crds::common::WorkerSize;
+use kglue_crds::common::{WorkerResources, WorkerSize};
 use kglue_crds::connection::S3CredentialsSecretRef;
 use kglue_crds::run_result::RunOwnerKind;
 
@@ -45,6 +45,8 @@ pub struct RunnerSettings {
     pub ttl_seconds: i32,
     /// The first retry's delay.
     pub retry_backoff: std::time::Duration,
+    /// The CPU and memory of each worker size.
+    pub worker_sizes: WorkerSizes,
 }
 
 /// The object a run belongs to.
@@ -60,22 +62,47 @@ pub struct Owner {
     pub uid: String,
 }
 
-/// CPU cores and memory (GiB) of a worker size (docs of `WorkerSize`).
-pub fn worker_resources(size: WorkerSize) -> (u32, u32) {
-    match size {
-        WorkerSize::Small => (1, 2),
-        WorkerSize::Medium => (2, 8),
-        WorkerSize::Large => (4, 16),
-        WorkerSize::XLarge => (8, 32),
+/// The CPU and memory of each worker size: the defaults of `WorkerSize`, or what the operator was
+/// configured with (`--worker-sizes`, the chart's `workerSizes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerSizes([WorkerResources; 4]);
+
+impl Default for WorkerSizes {
+    fn default() -> Self {
+        WorkerSizes(WorkerSize::ALL.map(WorkerSize::default_resources))
     }
 }
 
-fn worker_name(size: WorkerSize) -> &'static str {
-    match size {
-        WorkerSize::Small => "Small",
-        WorkerSize::Medium => "Medium",
-        WorkerSize::Large => "Large",
-        WorkerSize::XLarge => "XLarge",
+impl WorkerSizes {
+    /// The defaults with the sizes named in `json` replaced, e.g.
+    /// `{"Small":{"cpu":1,"memoryGiB":4}}`. Sizes not named keep their defaults.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let given: BTreeMap<String, WorkerResources> =
+            serde_json::from_str(json).map_err(|e| format!("--worker-sizes is not valid: {e}"))?;
+        let mut sizes = WorkerSizes::default();
+        for (name, resources) in given {
+            let index = WorkerSize::ALL
+                .iter()
+                .position(|size| size.as_str() == name)
+                .ok_or_else(|| {
+                    format!(
+                        "--worker-sizes: unknown worker size {name:?}; the sizes are Small, Medium, Large and XLarge"
+                    )
+                })?;
+            if resources.cpu == 0 || resources.memory_gib == 0 {
+                return Err(format!(
+                    "--worker-sizes: {name} needs at least 1 CPU and 1 GiB of memory"
+                ));
+            }
+            sizes.0[index] = resources;
+        }
+        Ok(sizes)
+    }
+
+    /// The resources of `size`.
+    pub fn get(&self, size: WorkerSize) -> WorkerResources {
+        let index = WorkerSize::ALL.iter().position(|s| *s == size).unwrap_or_default();
+        self.0[index]
     }
 }
 
@@ -175,7 +202,7 @@ pub struct AttemptSpec<'a> {
 /// The Kubernetes Job of an attempt. Pure.
 pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &RunnerSettings) -> BatchJob {
     let labels = labels(owner, &launch.run_id, launch.attempt);
-    let (cpu, memory_gib) = worker_resources(spec.worker);
+    let WorkerResources { cpu, memory_gib } = settings.worker_sizes.get(spec.worker);
     let resources: BTreeMap<String, Quantity> = BTreeMap::from([
         ("cpu".to_string(), Quantity(cpu.to_string())),
         ("memory".to_string(), Quantity(format!("{memory_gib}Gi"))),
@@ -191,7 +218,11 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
         "--attempt".into(),
         launch.attempt.to_string(),
         "--worker-size".into(),
-        worker_name(spec.worker).into(),
+        spec.worker.as_str().into(),
+        "--cpus".into(),
+        cpu.to_string(),
+        "--memory-gib".into(),
+        memory_gib.to_string(),
         "--spill-dir".into(),
         SPILL_DIR.into(),
         "--termination-log".into(),
@@ -400,7 +431,50 @@ mod tests {
             service_account: "kglue-runner".into(),
             ttl_seconds: 86400,
             retry_backoff: std::time::Duration::from_secs(10),
+            worker_sizes: WorkerSizes::default(),
         }
+    }
+
+    #[test]
+    fn configured_worker_sizes_reach_the_pod_and_the_runner() {
+        let mut settings = settings();
+        settings.worker_sizes = WorkerSizes::parse(r#"{"Medium":{"cpu":3,"memoryGiB":6}}"#).expect("parses");
+        let spec = AttemptSpec {
+            worker: WorkerSize::Medium,
+            timeout_minutes: 30,
+            secrets: vec![],
+        };
+        let value = serde_json::to_value(build_job(&owner(), &launch(), &spec, &settings)).expect("serialises");
+        let container = &value["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["resources"]["limits"]["memory"], "6Gi");
+        assert_eq!(container["resources"]["requests"]["cpu"], "3");
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        let after = |flag: &str| args.iter().position(|a| *a == flag).map(|i| args[i + 1]);
+        assert_eq!(after("--cpus"), Some("3"));
+        assert_eq!(after("--memory-gib"), Some("6"));
+        // Sizes not named keep their defaults.
+        assert_eq!(
+            settings.worker_sizes.get(WorkerSize::Large),
+            WorkerSize::Large.default_resources()
+        );
+    }
+
+    #[test]
+    fn bad_worker_sizes_name_the_problem() {
+        let unknown = WorkerSizes::parse(r#"{"Huge":{"cpu":1,"memoryGiB":1}}"#).expect_err("unknown size");
+        assert!(
+            unknown.contains("\"Huge\"") && unknown.contains("Small, Medium"),
+            "{unknown}"
+        );
+        let zero = WorkerSizes::parse(r#"{"Small":{"cpu":0,"memoryGiB":1}}"#).expect_err("zero cpu");
+        assert!(zero.contains("Small needs at least 1 CPU"), "{zero}");
+        let typo = WorkerSizes::parse(r#"{"Small":{"cpu":1,"memory":2}}"#).expect_err("unknown field");
+        assert!(typo.contains("memory"), "{typo}");
     }
 
     fn launch() -> Launch {

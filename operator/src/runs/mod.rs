@@ -37,7 +37,7 @@ use self::request::{StartBody, StartRequest, read_requests};
 use crate::controllers::{Context, Error};
 use crate::schedule::CronSchedule;
 
-pub use self::batch::RunnerSettings;
+pub use self::batch::{RunnerSettings, WorkerSizes};
 
 /// The field manager of the run history and bookmark in status (the conditions are
 /// `kglue-operator`'s), so the two writers never clear each other's fields.

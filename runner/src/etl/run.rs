@@ -22,7 +22,7 @@ use datafusion::prelude::{SessionConfig, SessionContext, cast, col};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kglue_crds::common::{StorageSpec, TableRef, WorkerSize};
+use kglue_crds::common::{StorageSpec, TableRef, WorkerResources, WorkerSize};
 use kglue_crds::job::{
     BookmarkOption, JobBookmark, JobRunMetrics, JobSink, JobSpec, SinkMetrics, SourceMetrics, WriteMode,
 };
@@ -62,15 +62,15 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// The resources of a worker size: 1 CPU / 2 GiB (Small), 2 / 8 (Medium), 4 / 16 (Large),
-    /// 8 / 32 (XLarge), never more CPUs than the process may use (a pod's CPU limit included).
+    /// The resources of a worker size at its default CPU and memory (docs of `WorkerSize`).
     pub fn for_worker(size: WorkerSize, spill_dir: PathBuf) -> Self {
-        let (cpus, gib) = match size {
-            WorkerSize::Small => (1, 2),
-            WorkerSize::Medium => (2, 8),
-            WorkerSize::Large => (4, 16),
-            WorkerSize::XLarge => (8, 32),
-        };
+        Self::for_resources(size.default_resources(), spill_dir)
+    }
+
+    /// What a worker with `worker`'s CPU and memory may use, never more CPUs than the process may
+    /// use (a pod's CPU limit included).
+    pub fn for_resources(worker: WorkerResources, spill_dir: PathBuf) -> Self {
+        let (cpus, gib) = (worker.cpu as usize, worker.memory_gib);
         let available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let memory_limit_bytes = (gib as f64 * 1024.0 * 1024.0 * 1024.0 * POOL_SHARE) as usize;
         Resources {
