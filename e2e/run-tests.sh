@@ -27,9 +27,10 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "control plane and S3 server binaries (built once, then cached in $cache/bin)"
+step "control plane, S3 server and GitOps tools (built once, then cached in $cache/bin)"
 e2e/kglue-cluster build
 e2e/kglue-s3 build
+e2e/kglue-tools build
 
 step "DuckDB for Python (runner/tests/ddl_cli.rs runs the DDL of kglue table ddl in it)"
 if ! python3 -c 'import duckdb' 2>/dev/null; then

@@ -170,6 +170,12 @@ pub(crate) fn run_script(name: &str, args: &[&str], env: &[(&str, String)]) -> R
     })
 }
 
+/// The directory of the GitOps tools `e2e/kglue-tools build` made: helm, kustomize and
+/// kglue-gitops-check (the test command builds them before `cargo test`).
+pub fn tools_bin_dir() -> Result<PathBuf, Error> {
+    Ok(PathBuf::from(run_script("kglue-tools", &["bin-dir"], &[])?.trim()))
+}
+
 /// The image that `ControlPlane::start_node_agent` maps to "run `command`/`args` on the host":
 /// use it for pods that run `sh`, `kubectl` or any other host program.
 pub const HOST_IMAGE: &str = "kglue.dev/host";
@@ -357,6 +363,37 @@ impl Kubectl {
                 what: self.binary.display().to_string(),
                 source,
             })
+    }
+}
+
+impl Kubectl {
+    /// `kubectl kustomize DIR`: the objects a kustomization renders (what `kubectl apply -k`,
+    /// Flux and Argo CD apply), each with `path` = DIR.
+    pub fn kustomize(&self, dir: &Path) -> Result<Vec<Manifest>, Error> {
+        let output = self.run(&["kustomize", &dir.display().to_string()])?;
+        if !output.status.success() {
+            return Err(Error::Script {
+                script: "kubectl".into(),
+                command: format!("kustomize {}", dir.display()),
+                status: output.status.to_string(),
+                output: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        let documents: Vec<Value> =
+            serde_saphyr::from_multiple(&String::from_utf8_lossy(&output.stdout)).map_err(|e| Error::Script {
+                script: "kubectl".into(),
+                command: format!("kustomize {}", dir.display()),
+                status: "unparsable output".into(),
+                output: e.to_string(),
+            })?;
+        Ok(documents
+            .into_iter()
+            .filter(|d| !d.is_null())
+            .map(|object| Manifest {
+                path: dir.to_path_buf(),
+                object,
+            })
+            .collect())
     }
 }
 

@@ -80,8 +80,13 @@ fn main() -> ExitCode {
         trials.push(Trial::test(
             format!("example_is_accepted::{}", manifest.describe()),
             move || {
+                // An environment's objects carry their namespace (the overlay sets it).
+                let namespace = object["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or(EXAMPLES_NAMESPACE)
+                    .to_string();
                 env.runtime
-                    .block_on(env.applier.apply(&object, EXAMPLES_NAMESPACE, true))
+                    .block_on(env.applier.apply(&object, &namespace, true))
                     .map(|_| ())
                     .map_err(|e| Failed::from(format!("refused: {e}")))
             },
@@ -108,20 +113,35 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
     let client = runtime.block_on(control_plane.client())?;
     runtime.block_on(install_crds(&client))?;
     runtime.block_on(async {
-        for name in [EXAMPLES_NAMESPACE, UPDATES_NAMESPACE] {
+        for name in [EXAMPLES_NAMESPACE, UPDATES_NAMESPACE, "sales-dev", "sales-prod"] {
             kglue_e2e::create_namespace(&client, name).await?;
         }
         Ok::<_, kglue_e2e::Error>(())
     })?;
     // Discovery runs after the CRDs are installed, so it sees the kglue kinds.
     let applier = runtime.block_on(Applier::new(client.clone(), FIELD_MANAGER))?;
-    let examples = load_manifests(&repo_root().join("examples"))?;
+    // The pipeline's kustomize base as files, and each environment as kustomize renders it (what
+    // `kubectl apply -k`, Flux and Argo CD apply). The GitOps objects under examples/gitops are
+    // checked in operator/tests/chart.rs.
+    let kubectl = control_plane.kubectl()?;
+    let mut examples = load_manifests(&repo_root().join("examples/sales-pipeline"))?;
     if examples.is_empty() {
-        return Err("examples/ holds no manifests".into());
+        return Err("examples/sales-pipeline holds no manifests".into());
+    }
+    for environment in ["dev", "prod"] {
+        let rendered = kubectl.kustomize(&repo_root().join("examples/environments").join(environment))?;
+        if rendered.len() < 10 {
+            return Err(format!(
+                "examples/environments/{environment} renders only {} objects",
+                rendered.len()
+            )
+            .into());
+        }
+        examples.extend(rendered);
     }
     Ok(Env {
         runtime,
-        kubectl: control_plane.kubectl()?,
+        kubectl,
         client,
         applier,
         examples,
@@ -191,7 +211,11 @@ fn kubectl_get_kglue(env: &Env) -> Result<(), Failed> {
     let namespace = "kglue-get";
     env.runtime.block_on(async {
         kglue_e2e::create_namespace(&env.client, namespace).await?;
-        for manifest in &env.examples {
+        for manifest in env
+            .examples
+            .iter()
+            .filter(|m| m.object["metadata"]["namespace"].is_null())
+        {
             env.applier.apply(&manifest.object, namespace, false).await?;
         }
         Ok::<_, kglue_e2e::Error>(())
