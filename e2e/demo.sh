@@ -1,37 +1,157 @@
 #!/usr/bin/env bash
-# The README's demo: build what is needed, start a local Kubernetes control plane, install the
-# kglue CRDs, apply the example pipeline and show it with `kubectl get kglue`. The control plane
-# keeps running afterwards so you can look around; `e2e/kglue-cluster stop` ends it.
+# The README's demo, from a fresh machine to a finished pipeline run:
+#   1. builds kglue (operator, runner, node agent), the control plane, the S3 server, helm;
+#   2. starts a local Kubernetes control plane, the node agent (which plays the kubelet: pods run as
+#      local processes, images mapped to the built binaries) and the S3 server, all on 127.0.0.1;
+#   3. installs kglue with its Helm chart (charts/kglue);
+#   4. applies the example pipeline's dev environment (examples/environments/dev);
+#   5. lands order and customer files in the landing bucket; the Event trigger starts the workflow;
+#   6. waits for the workflow (crawl → clean → publish) and prints the catalog, the runs and the
+#      revenue report the last job computed over the curated table.
+# Everything keeps running afterwards so you can look around; `e2e/demo.sh stop` ends it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-namespace=${KGLUE_DEMO_NAMESPACE:-kglue-demo}
+repo=$PWD
+cache=${KGLUE_CACHE:-$HOME/.cache/kglue}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
+namespace=sales-dev
+state=${KGLUE_DEMO_STATE:-/tmp/kglue-demo-$(id -u)}
+metrics_port=${KGLUE_DEMO_METRICS_PORT:-28080}
+
+say() { printf '\n== %s\n' "$*"; }
+
+stop_all() {
+  if [ -s "$state/node-agent.pid" ]; then
+    kill "$(cat "$state/node-agent.pid")" 2>/dev/null || true
+  fi
+  e2e/kglue-s3 stop || true
+  e2e/kglue-cluster stop || true
+  rm -rf "$state"
+  echo "demo stopped"
+}
+
+if [ "${1:-}" = stop ]; then
+  stop_all
+  exit 0
+fi
+
 t0=$SECONDS
+say "building kglue (cargo), the control plane, the S3 server and helm (cached in $cache)"
+cargo build --workspace --locked --bins
+bin=$CARGO_TARGET_DIR/debug
+e2e/kglue-cluster build
+e2e/kglue-s3 build
+e2e/kglue-tools build
+tools=$(e2e/kglue-tools bin-dir)
 
+say "starting the control plane, the S3 server and the node agent"
 e2e/kglue-cluster start
+e2e/kglue-s3 start
 eval "$(e2e/kglue-cluster env)"
+eval "$(e2e/kglue-s3 env)"
+mkdir -p "$state"
+if ! { [ -s "$state/node-agent.pid" ] && kill -0 "$(cat "$state/node-agent.pid")" 2>/dev/null; }; then
+  setsid "$bin/kglue-node-agent" --kubeconfig "$KUBECONFIG" --node-name kglue-node \
+    --state-dir "$state/node-agent" --kubelet-port 0 \
+    --image "ghcr.io/kglue/kglue-operator=$bin/kglue-operator" \
+    --image "ghcr.io/kglue/kglue-runner=$bin/kglue" \
+    </dev/null >"$state/node-agent.log" 2>&1 &
+  echo $! >"$state/node-agent.pid"
+fi
+kubectl wait --for=condition=Ready node/kglue-node --timeout=60s >/dev/null 2>&1 ||
+  { sleep 3; kubectl wait --for=condition=Ready node/kglue-node --timeout=60s; }
 
-echo
-echo "== installing the kglue CRDs"
-kubectl apply --server-side --field-manager=kglue-demo -f crds/yaml/
-kubectl wait --for=condition=Established --timeout=60s -f crds/yaml/ >/dev/null
+say "installing kglue with helm (charts/kglue) into kglue-system"
+for ns in kglue-system "$namespace"; do
+  kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+done
+kubectl -n "$namespace" create secret generic lake-credentials \
+  --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+  --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The operator's endpoint listens on loopback here; in a cluster it binds the pod's IP.
+"$tools/helm" upgrade --install kglue charts/kglue -n kglue-system --wait --timeout 120s \
+  --set "runner.namespaces={$namespace}" \
+  --set operator.metricsBindAddress=127.0.0.1 --set "operator.metricsPort=$metrics_port" \
+  --set operator.logFormat=plain
 
-echo
-echo "== applying the example pipeline (examples/sales-pipeline) into namespace $namespace"
-kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl apply --server-side --field-manager=kglue-demo -k examples/sales-pipeline -n "$namespace"
-
-echo
-echo "== kubectl get kglue -n $namespace"
+say "applying the example pipeline's dev environment (examples/environments/dev)"
+kubectl apply --server-side --field-manager=gitops --force-conflicts -k examples/environments/dev
+# The dev overlay names an in-cluster object store; point the Connection at the local S3 server.
+kubectl apply --server-side --field-manager=kglue-demo --force-conflicts -f - >/dev/null <<EOF
+apiVersion: kglue.dev/v1alpha1
+kind: Connection
+metadata: {name: lake, namespace: $namespace}
+spec:
+  s3: {endpoint: "$AWS_ENDPOINT_URL"}
+EOF
+# clean-orders becomes Ready once the first crawl has created its source tables.
+kubectl wait --for=condition=Ready -n "$namespace" --timeout=90s --all \
+  databases,tables,connections,classifiers,crawlers,triggers,workflows
+kubectl wait --for=condition=Ready -n "$namespace" --timeout=90s jobs.kglue.dev/publish-revenue
 kubectl get kglue -n "$namespace"
+
+say "landing a day of orders (JSON lines) and the partner's customer list (pipe-delimited CSV)"
+for bucket in sales-landing sales-curated sales-reports; do e2e/kglue-s3 mb "$bucket" >/dev/null; done
+s3() { # s3 METHOD PATH [FILE]: a request to the local S3 server signed with curl's SigV4
+  local method=$1 path=$2 file=${3:-/dev/null}
+  curl -sfS -X "$method" --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -H "x-amz-content-sha256: $(sha256sum "$file" | cut -d' ' -f1)" \
+    ${3:+-T "$file"} "$AWS_ENDPOINT_URL/$path"
+}
+# Files, not stdin: S3's signature needs the length up front.
+printf 'customer_id|country\n0|NL\n1|DE\n2|FR\n' >"$state/customers.csv"
+s3 PUT sales-landing/customers/part-0.csv "$state/customers.csv" >/dev/null
+python3 - >"$state/orders.json" <<'EOF'
+import json
+for i in range(1, 41):
+    print(json.dumps({"order_id": i, "customer_id": i % 3, "amount": i * 2 + 0.25,
+                      "ordered_at": f"2024-05-0{1 + i % 2} 10:{i % 60:02d}:00",
+                      "items": [{"sku": f"s{i % 7}", "quantity": i % 5 + 1}]}))
+EOF
+# Paths are URL-encoded as SigV4 signs them ('=' is %3D, '/' in a query is %2F).
+s3 PUT "sales-landing/orders/dt%3D2024-05-01/part-0.json" "$state/orders.json" >/dev/null
+
+say "waiting for the Event trigger to start the workflow, and for the run to finish"
+state_of_last_run() { kubectl get workflow sales-pipeline -n "$namespace" -o jsonpath='{.status.runs[-1:].state}'; }
+deadline=$((SECONDS + 300))
+until [[ $(state_of_last_run) =~ ^(Succeeded|Failed|Stopped|Error)$ ]]; do
+  [ "$SECONDS" -lt "$deadline" ] || { echo "the workflow did not finish within 5 minutes" >&2; exit 1; }
+  sleep 2
+done
+"$bin/kglue" runs workflow sales-pipeline -n "$namespace"
+[ "$(state_of_last_run)" = Succeeded ] || { echo "the workflow run did not succeed" >&2; exit 1; }
+
+say "the catalog: tables and their schemas"
+kubectl get kgtable -n "$namespace"
+for table in $(kubectl get kgtable -n "$namespace" -o jsonpath='{.items[*].metadata.name}'); do
+  echo
+  echo "$table"
+  kubectl get kgtable "$table" -n "$namespace" \
+    -o jsonpath='{range .spec.columns[*]}{"  "}{.name}{"\t"}{.type}{"\n"}{end}{range .spec.partitionKeys[*]}{"  "}{.name}{"\t"}{.type}{"  (partition)\n"}{end}'
+done
+
+say "the runs"
+"$bin/kglue" runs crawler landing -n "$namespace"
+"$bin/kglue" runs job clean-orders -n "$namespace"
+"$bin/kglue" runs job publish-revenue -n "$namespace"
+
+say "revenue per day and country: the query publish-revenue ran over the curated table"
+for key in $(s3 GET "sales-reports?list-type=2&prefix=revenue%2F" | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'); do
+  s3 GET "sales-reports/${key//=/%3D}" | gunzip -c
+done
 
 cat <<MSG
 
-Demo ready in $((SECONDS - t0))s. Look around:
-  eval "\$(e2e/kglue-cluster env)"          # KUBECONFIG and the matching kubectl on PATH
-  kubectl get kglue -n $namespace
-  kubectl get kgtable -n $namespace -o wide
-  kubectl explain crawler.spec.targets
-  kubectl explain jobs.kglue.dev.spec.sinks
+Demo finished in $((SECONDS - t0))s. Look around:
+  eval "\$(e2e/kglue-cluster env)"                 # KUBECONFIG and the matching kubectl on PATH
+  kubectl get kglue -n $namespace                    # every kglue object, with its state
+  kubectl describe job.kglue.dev clean-orders -n $namespace
+  kubectl logs -n kglue-system deployment/kglue      # the operator
+  $bin/kglue start workflow sales-pipeline -n $namespace --wait
+  $bin/kglue runs job clean-orders -n $namespace
+  curl -s 127.0.0.1:$metrics_port/metrics | grep kglue_
 Stop everything:
-  e2e/kglue-cluster stop
+  e2e/demo.sh stop
 MSG

@@ -381,17 +381,30 @@ fn install_and_run(env: &Env) -> Result<(), Failed> {
         ))
         .map_err(|e| format!("pointing the Connection at the local S3 server: {e}"))?;
 
-    // Every object the overlay made becomes Ready under the chart's operator.
+    // The overlay's objects become Ready under the chart's operator (`jobs.kglue.dev`: plain
+    // `jobs` is batch/v1). clean-orders waits for the tables its first crawl creates.
     let wait = env.kubectl.run(&[
         "wait",
         "--for=condition=Ready",
         "--timeout=60s",
         "-n",
         PIPELINES,
-        "databases,tables,connections,classifiers,crawlers,jobs,triggers,workflows",
         "--all",
+        "databases,tables,connections,classifiers,crawlers,triggers,workflows",
     ])?;
-    ok_stdout("kubectl wait --for=condition=Ready", wait)?;
+    let mut waited = ok_stdout("kubectl wait --for=condition=Ready", wait)?;
+    let wait = env.kubectl.run(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=60s",
+        "-n",
+        PIPELINES,
+        "jobs.kglue.dev/publish-revenue",
+    ])?;
+    waited.push_str(&ok_stdout("kubectl wait --for=condition=Ready", wait)?);
+    if waited.matches("condition met").count() < 12 {
+        return Err(format!("kubectl wait did not see the overlay's objects:\n{waited}").into());
+    }
 
     // Land a day of orders and the customer list: the dev Event trigger fires on the first file.
     let landing = env.s3.store("sales-landing").map_err(|e| e.to_string())?;
