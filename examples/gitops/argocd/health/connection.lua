@@ -84,8 +84,7 @@ end
 -- The health of a Ready object that runs, from its newest run (status.runs is newest first),
 -- the way Argo CD's CronJob check reads the last execution: a last run that ended Failed, Timeout
 -- or Error is Degraded; a run in progress, a succeeded or stopped one, or none is Healthy.
--- `detail(run)` may add words to a failed run's message (a workflow's failed nodes).
-local function runs_health(obj, noun, detail)
+local function runs_health(obj, noun)
   local runs = obj.status.runs
   if runs == nil or #runs == 0 then
     return {status = "Healthy", message = "Ready; no " .. noun .. " yet"}
@@ -93,9 +92,6 @@ local function runs_health(obj, noun, detail)
   local last = runs[1]
   local text = "Ready; last " .. run_text(noun, last)
   if failed_states[last.state] then
-    if detail ~= nil then
-      text = text .. detail(last)
-    end
     return {status = "Degraded", message = text}
   end
   if active_states[last.state] and #runs > 1 and failed_states[runs[2].state] then

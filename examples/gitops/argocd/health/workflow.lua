@@ -84,8 +84,7 @@ end
 -- The health of a Ready object that runs, from its newest run (status.runs is newest first),
 -- the way Argo CD's CronJob check reads the last execution: a last run that ended Failed, Timeout
 -- or Error is Degraded; a run in progress, a succeeded or stopped one, or none is Healthy.
--- `detail(run)` may add words to a failed run's message (a workflow's failed nodes).
-local function runs_health(obj, noun, detail)
+local function runs_health(obj, noun)
   local runs = obj.status.runs
   if runs == nil or #runs == 0 then
     return {status = "Healthy", message = "Ready; no " .. noun .. " yet"}
@@ -93,9 +92,6 @@ local function runs_health(obj, noun, detail)
   local last = runs[1]
   local text = "Ready; last " .. run_text(noun, last)
   if failed_states[last.state] then
-    if detail ~= nil then
-      text = text .. detail(last)
-    end
     return {status = "Degraded", message = text}
   end
   if active_states[last.state] and #runs > 1 and failed_states[runs[2].state] then
@@ -105,26 +101,10 @@ local function runs_health(obj, noun, detail)
 end
 -- END common.lua
 
--- A Workflow is Healthy when Ready and its last run did not end Failed or Error; the message of
--- a failed run names the nodes that failed.
-local function failed_nodes(run)
-  local text = ""
-  if run.nodes == nil then
-    return text
-  end
-  for _, node in ipairs(run.nodes) do
-    if node.state ~= nil and failed_states[node.state] then
-      text = text .. "; node " .. node.name .. " " .. node.state
-      if node.message ~= nil and node.message ~= "" then
-        text = text .. ": " .. node.message
-      end
-    end
-  end
-  return text
-end
-
+-- A Workflow is Healthy when Ready and its last run did not end Failed or Error; the message of a
+-- failed run (the operator's) names the node that failed and why.
 local hs = conditions_health(obj)
 if hs ~= nil then
   return hs
 end
-return runs_health(obj, "workflow run", failed_nodes)
+return runs_health(obj, "workflow run")
