@@ -7,6 +7,7 @@
 //! and its failure branch; a real every-minute schedule.
 
 mod common;
+mod gitops;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ const RUN_SETTLE: Duration = Duration::from_secs(90);
 struct Env {
     cluster: Cluster,
     operator: Operator,
+    /// Argo CD and kstatus health of objects captured at the moments that matter.
+    gitops: gitops::Checker,
 }
 
 impl std::ops::Deref for Env {
@@ -85,7 +88,12 @@ fn setup() -> Result<Env, Box<dyn std::error::Error>> {
         "pipelines",
         &["--leader-elect", "false", "--retry-backoff-seconds", "1"],
     )?;
-    Ok(Env { cluster, operator })
+    let gitops = gitops::Checker::new().map_err(|e| format!("{e:?}"))?;
+    Ok(Env {
+        cluster,
+        operator,
+        gitops,
+    })
 }
 
 fn text(value: &Value) -> &str {
@@ -131,13 +139,37 @@ fn expect(run: &Value, state: &str, what: &str) -> Result<(), Failed> {
     }
 }
 
+/// `plural`/`name` as the API server returns it, as JSON.
+fn object(env: &Env, plural: &str, name: &str) -> Result<Value, Failed> {
+    let object = env
+        .block(env.api(plural).get(name))
+        .map_err(|e| format!("get {plural}/{name}: {e}"))?;
+    Ok(serde_json::to_value(object)?)
+}
+
+/// Checks the Argo CD and kstatus health of `plural`/`name` as it is now.
+fn health(env: &Env, moment: &str, plural: &str, name: &str, argocd: &str, says: &str) -> Result<(), Failed> {
+    let object = object(env, plural, name)?;
+    env.gitops.expect(moment, &object, argocd, "Current", says)?;
+    Ok(())
+}
+
 fn patch_job_sql(env: &Env, job: &str, sql: &str) -> Result<(), Failed> {
     let patch = json!({"spec": {"sql": sql}});
-    env.block(
-        env.api("jobs")
-            .patch(job, &PatchParams::default(), &Patch::Merge(&patch)),
-    )
-    .map_err(|e| format!("patching job {job}: {e}"))?;
+    let changed = env
+        .block(
+            env.api("jobs")
+                .patch(job, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .map_err(|e| format!("patching job {job}: {e}"))?;
+    // The response is a generation ahead of what the operator has seen.
+    env.gitops.expect(
+        "sql-changed",
+        &serde_json::to_value(changed)?,
+        "Progressing",
+        "InProgress",
+        "Waiting for the kglue operator to reconcile generation",
+    )?;
     Ok(())
 }
 
@@ -193,8 +225,23 @@ fn event_workflow_resume(env: &Env) -> Result<(), Failed> {
         &orders_json(21, 20, "2024-05-01"),
     )?;
 
+    // While the first run is going, the Workflow is Healthy and says so.
+    let running = env.wait_for("the first workflow run to be Running", WORKFLOW_SETTLE, || {
+        let workflow = object(env, "workflows", "sales-pipeline")?;
+        Ok((workflow["status"]["runs"][0]["state"] == "Running").then_some(workflow))
+    })?;
+    env.gitops
+        .expect("running", &running, "Healthy", "Current", "Running")?;
     let first = wait_workflow_run(env, "sales-pipeline", 1)?;
     expect(&first, "Succeeded", "the first workflow run")?;
+    health(env, "succeeded", "workflows", "sales-pipeline", "Healthy", "Succeeded")?;
+    health(env, "succeeded", "jobs", "clean-orders", "Healthy", "Succeeded")?;
+    health(env, "succeeded", "jobs", "publish-revenue", "Healthy", "Succeeded")?;
+    health(env, "succeeded", "crawlers", "landing", "Healthy", "Succeeded")?;
+    health(env, "fired", "triggers", "orders-landed", "Healthy", "last fired")?;
+    // The overlay suspended the nightly schedule: Argo CD shows it Suspended; kstatus has no
+    // such state and reads the Ready condition (Current).
+    health(env, "suspended", "triggers", "nightly", "Suspended", "suspended")?;
     if first["startedBy"] != json!({"kind": "Trigger", "name": "orders-landed"}) {
         return Err(format!("the run was not started by the Event trigger: {first:#}").into());
     }
@@ -258,6 +305,17 @@ fn event_workflow_resume(env: &Env) -> Result<(), Failed> {
     if !text(&second["message"]).contains("node clean ended Failed") {
         return Err(format!("the run's message should name the failed node: {second:#}").into());
     }
+    // A last run that failed makes the Workflow and the Job Degraded (as Argo CD's CronJob check
+    // does), the message naming what failed; kstatus reads the conditions, which stay Ready.
+    health(
+        env,
+        "failed",
+        "workflows",
+        "sales-pipeline",
+        "Degraded",
+        "node clean ended Failed",
+    )?;
+    health(env, "failed", "jobs", "clean-orders", "Degraded", "Failed")?;
     // The example's Conditional trigger answers the failed clean with a crawl.
     let reaction = env.wait_for("the Conditional trigger's crawl", RUN_SETTLE, || {
         let runs = started_by(env, "crawlers", "landing", "Trigger/alert-on-clean-failure")?;
@@ -286,6 +344,8 @@ fn event_workflow_resume(env: &Env) -> Result<(), Failed> {
         .find(|r| r["id"] == run_id.as_str())
         .ok_or("the resumed run is gone")?;
     expect(resumed, "Succeeded", "the resumed run")?;
+    health(env, "resumed", "workflows", "sales-pipeline", "Healthy", "Succeeded")?;
+    health(env, "resumed", "jobs", "clean-orders", "Healthy", "Succeeded")?;
     if resumed["resumes"] != 1 || node(resumed, "crawl-landing")["runId"] != crawl_run {
         return Err(format!("the resume should keep the crawl node's run: {resumed:#}").into());
     }
@@ -473,6 +533,9 @@ fn conditional_chain(env: &Env) -> Result<(), Failed> {
     if d["startedBy"]["name"] != "d-when-a-fails" {
         return Err(format!("d should be started by its trigger: {d:#}").into());
     }
+    health(env, "failed", "jobs", "a", "Degraded", "Failed")?;
+    health(env, "succeeded", "jobs", "d", "Healthy", "Succeeded")?;
+    health(env, "fired", "triggers", "d-when-a-fails", "Healthy", "last fired")?;
     std::thread::sleep(Duration::from_secs(3));
     if run_count(env, "b")? != 1 || run_count(env, "c")? != 1 || run_count(env, "d")? != 1 {
         return Err("the failure branch should run d once and neither b nor c again".into());
@@ -528,6 +591,7 @@ fn every_minute(env: &Env) -> Result<(), Failed> {
         let runs = env.runs("crawlers", "chain-input")?;
         Ok(runs.first().filter(|r| r["state"] == "Succeeded").cloned())
     })?;
+    health(env, "scheduled", "triggers", "minutely", "Healthy", "fires next")?;
     let crawler = env.status("crawlers", "chain-input")?;
     let scheduled = crawl["startedBy"]["kind"] == "Schedule" && text(&crawl["requestId"]).starts_with("schedule-");
     if !scheduled || crawler["nextScheduledCrawl"].as_str().is_none() {
