@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::orders_json;
 use k8s_openapi::api::core::v1::Secret;
@@ -155,24 +155,6 @@ impl Env {
 
     fn api(&self, resource: &ApiResource) -> Api<DynamicObject> {
         Api::namespaced_with(self.client.clone(), PIPELINES, resource)
-    }
-
-    fn wait_for<T>(
-        &self,
-        what: &str,
-        limit: Duration,
-        mut check: impl FnMut() -> Result<Option<T>, Failed>,
-    ) -> Result<T, Failed> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(found) = check()? {
-                return Ok(found);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("{what}: not within {limit:?}").into());
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
     }
 
     /// The operator pod's log, through the node agent's kubelet API.
@@ -359,7 +341,7 @@ fn install_and_run(env: &Env) -> Result<(), Failed> {
         "--set",
         "operator.logFormat=plain",
     ])?;
-    env.wait_for("the operator to lead", Duration::from_secs(60), || {
+    common::wait_for("the operator to lead", Duration::from_secs(60), || {
         let metrics = common::http_get(env.metrics_port, "/metrics").unwrap_or_default();
         Ok(metrics.lines().any(|l| l == "kglue_operator_leader 1").then_some(()))
     })?;
@@ -383,25 +365,18 @@ fn install_and_run(env: &Env) -> Result<(), Failed> {
 
     // The overlay's objects become Ready under the chart's operator (`jobs.kglue.dev`: plain
     // `jobs` is batch/v1). clean-orders waits for the tables its first crawl creates.
-    let wait = env.kubectl.run(&[
-        "wait",
-        "--for=condition=Ready",
-        "--timeout=60s",
-        "-n",
-        PIPELINES,
-        "--all",
-        "databases,tables,connections,classifiers,crawlers,triggers,workflows",
-    ])?;
-    let mut waited = ok_stdout("kubectl wait --for=condition=Ready", wait)?;
-    let wait = env.kubectl.run(&[
-        "wait",
-        "--for=condition=Ready",
-        "--timeout=60s",
-        "-n",
-        PIPELINES,
-        "jobs.kglue.dev/publish-revenue",
-    ])?;
-    waited.push_str(&ok_stdout("kubectl wait --for=condition=Ready", wait)?);
+    let mut waited = String::new();
+    for selection in [
+        &[
+            "--all",
+            "databases,tables,connections,classifiers,crawlers,triggers,workflows",
+        ][..],
+        &["jobs.kglue.dev/publish-revenue"][..],
+    ] {
+        let mut args = vec!["wait", "--for=condition=Ready", "--timeout=60s", "-n", PIPELINES];
+        args.extend(selection);
+        waited.push_str(&env.kubectl_ok(&args)?);
+    }
     if waited.matches("condition met").count() < 12 {
         return Err(format!("kubectl wait did not see the overlay's objects:\n{waited}").into());
     }
@@ -425,7 +400,7 @@ fn install_and_run(env: &Env) -> Result<(), Failed> {
         })
         .map_err(|e| format!("landing data: {e}"))?;
     let workflows = ApiResource::erase::<kglue_crds::Workflow>(&());
-    let run = env.wait_for("the dev workflow run to finish", WORKFLOW_SETTLE, || {
+    let run = common::wait_for("the dev workflow run to finish", WORKFLOW_SETTLE, || {
         let workflow = env
             .runtime
             .block_on(env.api(&workflows).get("sales-pipeline"))

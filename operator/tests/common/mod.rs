@@ -317,18 +317,27 @@ impl Cluster {
         &self,
         what: &str,
         limit: Duration,
-        mut check: impl FnMut() -> Result<Option<T>, Failed>,
+        check: impl FnMut() -> Result<Option<T>, Failed>,
     ) -> Result<T, Failed> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(found) = check()? {
-                return Ok(found);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("{what}: not within {limit:?}").into());
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        wait_for(what, limit, check)
+    }
+}
+
+/// Polls `check` every 200 ms until it returns Some, up to `limit`; `what` names the wait.
+pub fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Result<Option<T>, Failed>,
+) -> Result<T, Failed> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = check()? {
+            return Ok(found);
         }
+        if Instant::now() >= deadline {
+            return Err(format!("{what}: not within {limit:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
