@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{COLUMN_NAME_PATTERN, ObservedStatus};
 
 /// A custom classifier.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kglue.dev",
@@ -31,13 +32,10 @@ pub struct ClassifierSpec {
     #[schemars(pattern("^[a-z0-9][a-z0-9_-]{0,62}$"))]
     pub classification: String,
     /// Recognise delimited text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csv: Option<CsvClassifier>,
     /// Recognise JSON documents whose records sit at a path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<JsonClassifier>,
     /// Recognise text lines with a grok pattern.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grok: Option<GrokClassifier>,
 }
 
@@ -54,6 +52,7 @@ pub enum HeaderPolicy {
 }
 
 /// A custom delimited-text classifier.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("!has(self.columnNames) || self.header != 'Present'").message("columnNames replace a header: they cannot be used with header Present").field_path(".columnNames"))]
 #[serde(rename_all = "camelCase")]
@@ -63,7 +62,6 @@ pub struct CsvClassifier {
     pub delimiter: String,
     /// The quote character. Default `"`.
     #[schemars(length(min = 1, max = 1))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote: Option<String>,
     /// Whether files have a header line: Present, Absent or Detect (the default).
     #[serde(default)]

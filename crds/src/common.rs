@@ -46,12 +46,12 @@ pub(crate) fn default_history_limit() -> i32 {
 }
 
 /// `status.observedGeneration` and `status.conditions`, the part of status every kind shares.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ObservedStatus {
     /// The `metadata.generation` the operator last reconciled. While it is lower than
     /// `metadata.generation`, the conditions describe an older spec.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
     /// The object's current state, one entry per type: `Ready` (usable as specified), `Reconciling`
@@ -127,6 +127,7 @@ pub enum StartedByKind {
 }
 
 /// Who or what started a run.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StartedBy {
@@ -134,12 +135,12 @@ pub struct StartedBy {
     pub kind: StartedByKind,
     /// The starter's name: the Trigger or Workflow name (with the workflow run id after a `/`), or
     /// the user recorded in the start request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
 /// One run of a Job or a Crawler, as kept in the run history (`status.runs`, newest first).
 /// `M` is the kind's metrics: figures the runner reported for the attempt.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord<M> {
@@ -150,7 +151,6 @@ pub struct RunRecord<M> {
     pub attempt: i32,
     /// The start request this run answers (the suffix of its `run.kglue.dev/…` annotation), so that
     /// one request never starts two runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// What started the run.
     pub started_by: StartedBy,
@@ -161,25 +161,18 @@ pub struct RunRecord<M> {
     /// The run's state.
     pub state: RunState,
     /// When the run was accepted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     /// When the run reached a final state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
     /// Wall time from start to completion, in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
     /// For a Waiting retry: the attempt does not start before this instant (the retry backoff).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Time>,
     /// The name of the Kubernetes `batch/v1` Job of the current attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_job: Option<String>,
     /// What happened, in words: the error of a failed run, the reason of a stop.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Figures the runner reported for the run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<M>,
     /// The run properties a succeeded Job run set (`spec.runPropertiesFrom`), for the Workflow run
     /// that started it.
@@ -285,38 +278,34 @@ pub enum Compression {
 }
 
 /// Options of delimited text.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CsvOptions {
     /// The field delimiter, one character (`,` `\t` `|` `;` …). Default `,`.
     #[schemars(length(min = 1, max = 1))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
     /// The quote character. Default `"`.
     #[schemars(length(min = 1, max = 1))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote: Option<String>,
     /// The escape character inside quoted fields; unset means a doubled quote escapes a quote.
     #[schemars(length(min = 1, max = 1))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escape: Option<String>,
     /// Whether the first line of every file is a header. Default true.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<bool>,
     /// The text that stands for NULL (e.g. `\N` or an empty string). Unset: only empty fields of
     /// non-string columns are NULL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub null_value: Option<String>,
 }
 
 /// Options of JSON data.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct JsonOptions {
     /// Where the records are inside each document, as a JSONPath (`$[*]` for a top-level array,
     /// `$.records[*]` for a field). Unset: every line is one record (JSON lines).
     #[schemars(length(min = 1, max = 1024))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_path: Option<String>,
 }
 
@@ -335,6 +324,7 @@ pub struct GrokOptions {
 
 /// How files are encoded: the format, its compression and format options. The options block must
 /// match the format.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
     validation = Rule::new("!has(self.csv) || self.format == 'Csv'").message("csv options are only allowed when format is Csv").field_path(".csv"),
@@ -349,20 +339,17 @@ pub struct FormatSpec {
     /// The file format: Parquet, Csv, Json, Avro, Orc or Grok.
     pub format: DataFormat,
     /// The compression (see `Compression`); unset means none for text, Snappy for Parquet output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
     /// Delimited-text options (format Csv only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csv: Option<CsvOptions>,
     /// JSON options (format Json only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<JsonOptions>,
     /// Grok options (required with format Grok).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grok: Option<GrokOptions>,
 }
 
 /// Where data lives and how it is encoded.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
@@ -377,11 +364,11 @@ pub struct StorageSpec {
     /// region, addressing style, credentials. Unset: the standard AWS environment variables of the
     /// runner. Checked by the operator (`Stalled`, reason `ConnectionNotFound`).
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
 }
 
 /// A column: a name, a Glue/Hive type string and an optional comment.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Column {
@@ -396,7 +383,6 @@ pub struct Column {
     pub type_: String,
     /// A description of the column.
     #[schemars(length(max = 1024))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }
 
@@ -420,6 +406,7 @@ pub struct TableRef {
 }
 
 /// The operator's own schedule of an object: a cron expression and a time zone.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Schedule {
@@ -430,7 +417,6 @@ pub struct Schedule {
     pub cron: String,
     /// The IANA time zone the expression is read in. Default `UTC`.
     #[schemars(length(min = 1, max = 64))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::ObservedStatus;
 
 /// A connection to a data store.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kglue.dev",
@@ -27,24 +28,21 @@ use crate::common::ObservedStatus;
 pub struct ConnectionSpec {
     /// What the connection is for.
     #[schemars(length(max = 2048))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// An S3 or S3-compatible object store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Connection>,
 }
 
 /// An S3-compatible endpoint.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Connection {
     /// The endpoint URL (`https://s3.example.internal:9000`). Unset: AWS S3 for the region.
     #[schemars(pattern("^https?://[^\\s/]+(/.*)?$"), length(max = 1024))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// The region. Default `us-east-1`.
     #[schemars(pattern("^[a-z0-9-]{1,64}$"))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// Address buckets as `<endpoint>/<bucket>` instead of `<bucket>.<endpoint>`; most
     /// S3-compatible servers need it.
@@ -54,12 +52,12 @@ pub struct S3Connection {
     /// environment (IRSA, instance profile, `AWS_*` variables). The operator reports a missing
     /// Secret as `Stalled` with reason `SecretNotFound`, and a Secret without the named keys with
     /// reason `SecretKeyNotFound`; it reads key names only, never values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<S3CredentialsSecretRef>,
 }
 
 /// Where in a Secret the S3 credentials are. The default key names match the AWS environment
 /// variables, so the same Secret also works with `envFrom`.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct S3CredentialsSecretRef {
@@ -67,12 +65,50 @@ pub struct S3CredentialsSecretRef {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// The key holding the access key id. Default `AWS_ACCESS_KEY_ID`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id_key: Option<String>,
     /// The key holding the secret access key. Default `AWS_SECRET_ACCESS_KEY`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_key: Option<String>,
     /// The key holding a session token, if any. Default `AWS_SESSION_TOKEN` when present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token_key: Option<String>,
+}
+
+/// The key of the access key id when a Connection names none.
+pub const DEFAULT_ACCESS_KEY_ID_KEY: &str = "AWS_ACCESS_KEY_ID";
+/// The key of the secret access key when a Connection names none.
+pub const DEFAULT_SECRET_ACCESS_KEY_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+/// The key of the session token when a Connection names none (then it is optional).
+pub const DEFAULT_SESSION_TOKEN_KEY: &str = "AWS_SESSION_TOKEN";
+
+impl S3CredentialsSecretRef {
+    /// The key holding the access key id.
+    pub fn access_key_id_key(&self) -> &str {
+        self.access_key_id_key.as_deref().unwrap_or(DEFAULT_ACCESS_KEY_ID_KEY)
+    }
+
+    /// The key holding the secret access key.
+    pub fn secret_access_key_key(&self) -> &str {
+        self.secret_access_key_key
+            .as_deref()
+            .unwrap_or(DEFAULT_SECRET_ACCESS_KEY_KEY)
+    }
+
+    /// The key holding a session token, and whether it must be there: only when it is named.
+    pub fn session_token_key(&self) -> (&str, bool) {
+        match &self.session_token_key {
+            Some(key) => (key, true),
+            None => (DEFAULT_SESSION_TOKEN_KEY, false),
+        }
+    }
+
+    /// The keys the Secret must hold: the access key pair, and the session token when named.
+    pub fn required_keys(&self) -> Vec<String> {
+        let mut keys = vec![
+            self.access_key_id_key().to_string(),
+            self.secret_access_key_key().to_string(),
+        ];
+        if let (key, true) = self.session_token_key() {
+            keys.push(key.to_string());
+        }
+        keys
+    }
 }

@@ -10,6 +10,7 @@ use crate::common::{
 };
 
 /// A crawler.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kglue.dev",
@@ -35,7 +36,6 @@ use crate::common::{
 pub struct CrawlerSpec {
     /// What the crawler is for.
     #[schemars(length(max = 2048))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The database the crawler writes tables into (a Database's `spec.databaseName`; checked by
     /// the operator: `Stalled`, reason `DatabaseNotFound`).
@@ -43,7 +43,6 @@ pub struct CrawlerSpec {
     pub database_name: String,
     /// A prefix for the names of tables the crawler creates.
     #[schemars(pattern("^[a-z0-9_]{0,64}$"))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_prefix: Option<String>,
     /// The object-store locations to crawl.
     #[schemars(length(min = 1, max = 100))]
@@ -60,19 +59,16 @@ pub struct CrawlerSpec {
     #[serde(default)]
     pub recrawl_policy: RecrawlPolicy,
     /// How files are grouped into tables; the defaults follow Glue's heuristics.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grouping: Option<Grouping>,
     /// Whether partitions take the table's schema (true, the default, as in Glue) or keep the
     /// schema found in their own files.
     #[serde(default = "default_true")]
     pub partitions_inherit_table_schema: bool,
     /// Crawl on a schedule. Without one, crawls start on request or from a Trigger or Workflow.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
     /// Where the crawler keeps what it recorded: the folders each crawl read and an index of every
     /// table's partitions. Needed by recrawlPolicy CrawlNewFoldersOnly; without it, nothing is
     /// recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<CrawlerState>,
     /// The size of the crawl's pod: `Small` (1 CPU, 2 GiB, the default), `Medium` (2, 8 GiB),
     /// `Large` (4, 16 GiB) or `XLarge` (8, 32 GiB), unless the operator is configured with other
@@ -81,7 +77,6 @@ pub struct CrawlerSpec {
     pub worker_size: WorkerSize,
     /// Stop a crawl that runs longer than this many minutes (state Timeout). Default 2880 (48 h).
     #[schemars(range(min = 1, max = 10080))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_minutes: Option<i32>,
     /// How many crawls `status.runs` keeps, newest first.
     #[schemars(range(min = 1, max = 100))]
@@ -90,6 +85,7 @@ pub struct CrawlerSpec {
 }
 
 /// One location to crawl.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CrawlerTarget {
@@ -104,17 +100,16 @@ pub struct CrawlerTarget {
     pub exclusions: Vec<String>,
     /// The Connection that says how to reach an `s3://` path. Unset: the standard AWS environment.
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
     /// How many files of each folder are read to infer the schema (1–249, as in Glue). Unset:
     /// every file.
     #[schemars(range(min = 1, max = 249))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_size: Option<i32>,
 }
 
 /// An object-store location the crawler writes its records to (it needs write access there;
 /// the targets themselves are only read).
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CrawlerState {
@@ -124,7 +119,6 @@ pub struct CrawlerState {
     pub location: String,
     /// The Connection that says how to reach an `s3://` location.
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
 }
 
@@ -177,6 +171,7 @@ pub enum RecrawlPolicy {
 }
 
 /// How files are grouped into tables.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new("!has(self.pathTemplates) || !has(self.tableLevel)").message("use either tableLevel or pathTemplates, not both").field_path(".pathTemplates"))]
 #[serde(rename_all = "camelCase")]
@@ -184,7 +179,6 @@ pub struct Grouping {
     /// The folder depth of table roots below the target path (1 = each folder directly under the
     /// target is a table). Unset: decided by comparing schemas, as Glue does.
     #[schemars(range(min = 1, max = 32))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_level: Option<i32>,
     /// Explicit layouts, relative to the target path, tried in order: `{table}` marks the table's
     /// folder, other `{name}` folders are partition keys of that name, `*` matches the files, e.g.
@@ -195,7 +189,6 @@ pub struct Grouping {
     pub path_templates: Vec<String>,
     /// Fail the crawl, writing nothing, when it would create more tables than this.
     #[schemars(range(min = 1, max = 100000))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_threshold: Option<i32>,
     /// Group files with compatible schemas into one table even when folder names differ
     /// (Glue's "create a single schema for each S3 path").
@@ -226,6 +219,7 @@ pub struct CrawlMetrics {
 }
 
 /// What the operator observed of a Crawler, and its crawls.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CrawlerStatus {
@@ -237,9 +231,7 @@ pub struct CrawlerStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<RunRecord<CrawlMetrics>>,
     /// The number of Tables the crawler maintains.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<i32>,
     /// When the schedule fires next.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_scheduled_crawl: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }

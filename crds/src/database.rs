@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{CATALOG_NAME_PATTERN, ObservedStatus, STORAGE_URL_PATTERN};
 
 /// A catalog database.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kglue.dev",
@@ -32,12 +33,10 @@ pub struct DatabaseSpec {
     pub database_name: String,
     /// What the database holds.
     #[schemars(length(max = 2048))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The default location of the database's tables (`s3://bucket/prefix/`): a crawler or job that
     /// creates a table without a location puts it under `<locationUri>/<table>/`.
     #[schemars(pattern(STORAGE_URL_PATTERN), length(max = 2048))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_uri: Option<String>,
     /// Free-form key-value properties, as in Glue.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -45,6 +44,7 @@ pub struct DatabaseSpec {
 }
 
 /// What the operator observed of a Database.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseStatus {
@@ -52,6 +52,5 @@ pub struct DatabaseStatus {
     #[serde(flatten)]
     pub observed: ObservedStatus,
     /// The number of Tables in the namespace that belong to this database.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<i32>,
 }

@@ -12,6 +12,7 @@ use crate::common::{
 };
 
 /// An ETL job.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kglue.dev",
@@ -33,7 +34,6 @@ use crate::common::{
 pub struct JobSpec {
     /// What the job does.
     #[schemars(length(max = 2048))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The inputs. Each is registered in the SQL session as a table named after the source.
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
@@ -54,7 +54,6 @@ pub struct JobSpec {
     /// run's properties, which the nodes after it receive as arguments. Evaluated before the
     /// outputs are committed: a relation that is missing or malformed fails the run.
     #[schemars(pattern(r"^[A-Za-z_][A-Za-z0-9_]*$"), length(max = 128))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_properties_from: Option<String>,
     /// Arguments every run gets unless the start request overrides them.
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))").message("argument names must be SQL identifiers (letters, digits, underscores), because the script refers to them as $name"))]
@@ -102,6 +101,7 @@ fn default_max_concurrent_runs() -> i32 {
 }
 
 /// An input of a job: a catalog table, or files at a location.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("has(self.table) != has(self.storage)").message("a source needs exactly one of table or storage"))]
 #[serde(rename_all = "camelCase")]
@@ -112,10 +112,8 @@ pub struct JobSource {
     pub name: String,
     /// Read a catalog table: its location, format, columns and partitions come from the Table.
     /// Checked by the operator (`Stalled`, reason `TableNotFound`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableRef>,
     /// Read files at a location in a given format.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
 }
 
@@ -132,6 +130,7 @@ pub enum WriteMode {
 }
 
 /// An output of a job.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
     validation = Rule::new("has(self.storage) || has(self.table)").message("a sink needs storage, a table, or both"),
@@ -146,10 +145,8 @@ pub struct JobSink {
     /// The relation of the script (a view or table name) whose rows the sink writes. Default: the
     /// sink's name.
     #[schemars(pattern(SQL_IDENTIFIER_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// Where and how to write. Unset: the location and format of `table`, which must exist.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
     /// Columns whose values become Hive-style folders (`dt=2024-01-01/`), outermost first.
     #[x_kube(merge_strategy = ListMerge::Set)]
@@ -158,7 +155,6 @@ pub struct JobSink {
     pub partition_by: Vec<String>,
     /// The size, in MiB, at which an output file is closed and the next one started. Default 128.
     #[schemars(range(min = 1, max = 10240))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_file_size_mb: Option<i32>,
     /// `Append` (the default): add new files beside the existing ones. `Overwrite`: replace
     /// everything under the location once the run commits. `OverwritePartitions`: replace only the
@@ -167,7 +163,6 @@ pub struct JobSink {
     pub write_mode: WriteMode,
     /// The catalog table to create or update with the output's schema and partitions. If it
     /// exists with `schemaLocked`, output that does not fit fails the run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableRef>,
 }
 
@@ -184,6 +179,7 @@ pub enum BookmarkOption {
 }
 
 /// Job bookmark settings.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct BookmarkSpec {
@@ -196,7 +192,6 @@ pub struct BookmarkSpec {
     /// next run, so that late-arriving and same-second objects are neither skipped nor read twice.
     /// Default 60.
     #[schemars(range(min = 0, max = 86400))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_band_seconds: Option<i32>,
 }
 
@@ -242,14 +237,13 @@ pub struct SinkMetrics {
 }
 
 /// The committed bookmark: what earlier runs processed, per source.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct JobBookmark {
     /// The run whose committed output moved the bookmark here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     /// When it was committed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<Time>,
     /// Per source, keyed by the source's name in the spec.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -257,11 +251,11 @@ pub struct JobBookmark {
 }
 
 /// What has been processed of one source.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceBookmark {
     /// Every object last modified before this instant minus the safety band has been processed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<MicroTime>,
     /// Keys of objects inside the safety band that were already processed, so the next run skips
     /// them.
@@ -270,6 +264,7 @@ pub struct SourceBookmark {
 }
 
 /// What the operator observed of a Job, its runs and bookmark.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStatus {
@@ -281,7 +276,6 @@ pub struct JobStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<RunRecord<JobRunMetrics>>,
     /// The committed bookmark (only the operator writes it, once per successful run).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bookmark: Option<JobBookmark>,
     /// The bookmarks recent committing runs started from, newest first (at most 10), so that
     /// `kglue bookmark rewind --to-run ID` can return to the one run ID read from.
@@ -291,12 +285,12 @@ pub struct JobStatus {
 }
 
 /// The bookmark a run started from.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BookmarkHistoryEntry {
     /// The run that started from it (and whose commit replaced it).
     pub run_id: String,
     /// The bookmark; unset when the run started with none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bookmark: Option<JobBookmark>,
 }

@@ -46,6 +46,7 @@ pub enum AttemptOutcome {
 }
 
 /// One attempt's report.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kglue.dev",
@@ -75,23 +76,20 @@ pub struct RunResultSpec {
     pub outcome: AttemptOutcome,
     /// The error of a failed attempt, naming the source, sink, statement, object or column.
     #[schemars(length(max = 32768))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// When the runner finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
     /// Wall time of the attempt inside the runner, in seconds.
     #[serde(default)]
     pub duration_seconds: f64,
     /// What a Job run did (ownerKind Job).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobAttemptReport>,
     /// What a crawl did (ownerKind Crawler).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crawl: Option<CrawlMetrics>,
 }
 
 /// A Job attempt's figures and bookmark.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct JobAttemptReport {
@@ -100,10 +98,8 @@ pub struct JobAttemptReport {
     #[serde(default)]
     pub metrics: JobRunMetrics,
     /// The bookmark the attempt read from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_from: Option<JobBookmark>,
     /// The bookmark to commit with the run (bookmark option Enable, outcome Succeeded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_bookmark: Option<JobBookmark>,
     /// The run properties the attempt set (`spec.runPropertiesFrom`, outcome Succeeded).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{CATALOG_NAME_PATTERN, Column, ObservedStatus, StorageSpec};
 
 /// A catalog table.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kglue.dev",
@@ -42,7 +43,6 @@ pub struct TableSpec {
     pub table_name: String,
     /// What the table holds.
     #[schemars(length(max = 2048))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Where the table's files live and how they are encoded.
     pub storage: StorageSpec,
@@ -74,6 +74,7 @@ impl Table {
 }
 
 /// What the operator, crawlers and jobs observed of a Table.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TableStatus {
@@ -82,19 +83,18 @@ pub struct TableStatus {
     #[serde(flatten)]
     pub observed: ObservedStatus,
     /// A summary of the partitions (bounded in size whatever their number).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<PartitionSummary>,
     /// True when the data behind the table disappeared and the crawler's delete behaviour is
     /// DeprecateInDatabase: the table is kept for reference but no longer crawled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deprecated: bool,
     /// The last crawl or job run that changed the table.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated: Option<TableUpdate>,
 }
 
 /// A bounded summary of a table's partitions (see docs/catalog-at-scale.md): a Table with 100,000
 /// partitions must still fit in one object, so partitions are resolved from the layout or the index.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionSummary {
@@ -107,21 +107,19 @@ pub struct PartitionSummary {
     pub newest: Vec<String>,
     /// The URL of the partition index object that lists every partition (written by the crawler
     /// or job that last updated the table). Unset: list the Hive-style layout under the location.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<String>,
     /// Partitions whose folders disappeared and that are kept as deprecated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecated: Option<i64>,
 }
 
 /// Who last changed a table, and when.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TableUpdate {
     /// `Crawler/<name>` or `Job/<name>`.
     pub by: String,
     /// The run id of the crawl or job run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     /// When.
     pub time: Time,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{OBJECT_NAME_PATTERN, ObservedStatus, RunState, STORAGE_URL_PATTERN, Schedule};
 
 /// A trigger.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kglue.dev",
@@ -43,16 +44,12 @@ pub struct TriggerSpec {
     pub type_: TriggerType,
     /// What the trigger is for.
     #[schemars(length(max = 2048))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// When a Scheduled trigger fires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<TriggerSchedule>,
     /// The run states a Conditional trigger waits for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicate: Option<Predicate>,
     /// The objects an Event trigger watches for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<EventSource>,
     /// What to start when the trigger fires.
     #[schemars(length(min = 1, max = 50))]
@@ -78,6 +75,7 @@ pub enum TriggerType {
 }
 
 /// A schedule with CronJob-like overlap and catch-up rules.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerSchedule {
@@ -92,7 +90,6 @@ pub struct TriggerSchedule {
     /// in seconds; only the latest missed tick fires. Unset: a tick fires only when it is less
     /// than a minute late.
     #[schemars(range(min = 0, max = 86400))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_deadline_seconds: Option<i64>,
 }
 
@@ -132,6 +129,7 @@ pub struct Predicate {
 }
 
 /// A watched run: the latest run of this job (or crawler) ended in this state.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
     validation = Rule::new("has(self.job) != has(self.crawler)").message("a condition names exactly one of job or crawler"),
@@ -141,17 +139,16 @@ pub struct Predicate {
 pub struct PredicateCondition {
     /// A Job in this namespace.
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
     /// A Crawler in this namespace.
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crawler: Option<String>,
     /// The final state the latest run must be in.
     pub state: RunState,
 }
 
 /// New objects under a prefix, gathered into batches.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EventSource {
@@ -160,7 +157,6 @@ pub struct EventSource {
     pub location: String,
     /// The Connection that says how to reach the location.
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
     /// Fire when this many new objects have arrived. Default 1.
     #[schemars(range(min = 1, max = 10000))]
@@ -173,7 +169,6 @@ pub struct EventSource {
     pub batch_window_seconds: i32,
     /// How often to list the prefix, in seconds. Default 30.
     #[schemars(range(min = 5, max = 3600))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval_seconds: Option<i32>,
 }
 
@@ -186,21 +181,19 @@ fn default_batch_window() -> i32 {
 }
 
 /// Something a trigger starts.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("[has(self.job), has(self.crawler), has(self.workflow)].filter(x, x).size() == 1").message("an action names exactly one of job, crawler or workflow"))]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerAction {
     /// A Job in this namespace.
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
     /// A Crawler in this namespace.
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crawler: Option<String>,
     /// A Workflow in this namespace.
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<String>,
     /// Arguments of the job run (or run properties of the workflow run).
     #[schemars(extend("maxProperties" = 64))]
@@ -223,6 +216,7 @@ pub struct TriggerFire {
 }
 
 /// What the operator observed of a Trigger.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerStatus {
@@ -230,10 +224,8 @@ pub struct TriggerStatus {
     #[serde(flatten)]
     pub observed: ObservedStatus,
     /// When the trigger last fired.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fired: Option<Time>,
     /// When a Scheduled trigger fires next.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_fire_time: Option<Time>,
     /// Recent fires, newest first, at most 20.
     #[schemars(length(max = 20))]
@@ -245,24 +237,21 @@ pub struct TriggerStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_satisfied_by: Vec<String>,
     /// Event triggers: new objects seen and not yet part of a fired batch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_objects: Option<i32>,
     /// Scheduled triggers: every tick up to this instant fired or was skipped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_schedule_time: Option<Time>,
     /// Event triggers: how far the prefix has been followed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_cursor: Option<EventCursor>,
 }
 
 /// How far an Event trigger has followed its prefix. An object is new when it was modified after
 /// `modifiedAfter`, or within the safety band before it and is not among `recentKeys` (objects
 /// can show up in a listing later than their modification time says).
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EventCursor {
     /// The newest modification time seen.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_after: Option<Time>,
     /// Hashes (16 hex digits of SHA-256) of the keys already counted whose modification time is
     /// within the safety band before `modifiedAfter`.
@@ -270,12 +259,9 @@ pub struct EventCursor {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_keys: Vec<String>,
     /// When the first object of the pending batch was seen.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_since: Option<Time>,
     /// When the prefix was last listed; it is listed again a poll interval later.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed_at: Option<Time>,
     /// Why the last listing failed, if it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -13,6 +13,7 @@ use crate::common::{OBJECT_NAME_PATTERN, ObservedStatus, RunState, StartedBy, de
 const NODE_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
 
 /// A workflow.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kglue.dev",
@@ -34,7 +35,6 @@ const NODE_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
 pub struct WorkflowSpec {
     /// What the workflow does.
     #[schemars(length(max = 2048))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The nodes. A node without dependencies starts when the run starts; cycles are reported by
     /// the operator (`Stalled`, reason `CycleDetected`) since CEL cannot see them.
@@ -60,6 +60,7 @@ fn default_max_concurrent_runs() -> i32 {
 }
 
 /// A step of a workflow: one job or crawler.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
     validation = Rule::new("has(self.job) != has(self.crawler)").message("a node runs exactly one of job or crawler"),
@@ -72,11 +73,9 @@ pub struct WorkflowNode {
     pub name: String,
     /// A Job in this namespace.
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
     /// A Crawler in this namespace.
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crawler: Option<String>,
     /// The nodes that must end first, and in which state. All must hold.
     #[x_kube(merge_strategy = ListMerge::Map(vec!["node".into()]))]
@@ -107,13 +106,13 @@ fn default_dependency_state() -> RunState {
 }
 
 /// One run of a workflow.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowRun {
     /// The run id.
     pub id: String,
     /// The start request this run answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// What started the run.
     pub started_by: StartedBy,
@@ -126,50 +125,43 @@ pub struct WorkflowRun {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub run_properties: BTreeMap<String, String>,
     /// When the run started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     /// When it reached a final state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
     /// How many times the run was resumed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumes: Option<i32>,
     /// Every node's state in this run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeRun>,
     /// What happened, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 /// A node's part in a workflow run.
+#[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRun {
     /// The node's name.
     pub name: String,
     /// The state of the node's run; unset while the node is not yet due.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<RunState>,
     /// True when the node will not run in this run: a node it depends on ended in a state it does
     /// not wait for (or was skipped itself).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
     /// The id of the job run or crawl the node started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     /// When the node's run started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     /// When it ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
     /// What happened, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 /// What the operator observed of a Workflow, and its runs.
+#[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowStatus {
@@ -177,7 +169,6 @@ pub struct WorkflowStatus {
     #[serde(flatten)]
     pub observed: ObservedStatus,
     /// The number of nodes in the spec.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_count: Option<i32>,
     /// Recent runs, newest first, at most `spec.runHistoryLimit`.
     #[schemars(length(max = 100))]

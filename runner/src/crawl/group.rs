@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kglue_crds::glue_type::{GlueType, infer_text};
+use kglue_crds::glue_type::GlueType;
+
+use crate::crawl::text_type::infer_text;
 
 use super::classify::FileSchema;
 use super::infer::InferredColumn;

@@ -3,7 +3,9 @@
 
 use arrow_schema::{DataType, Field};
 use kglue_crds::classifier::HeaderPolicy;
-use kglue_crds::glue_type::{GlueType, StructField, infer_text};
+use kglue_crds::glue_type::{GlueType, StructField};
+
+use super::text_type::infer_text;
 
 use super::json::Value;
 

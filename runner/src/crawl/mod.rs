@@ -14,3 +14,4 @@ pub mod local;
 pub mod plan;
 pub mod sniff;
 pub mod state;
+pub mod text_type;

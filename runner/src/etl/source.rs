@@ -27,7 +27,9 @@ use datafusion::prelude::SessionContext;
 use futures::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::common::{Compression, DataFormat, FormatSpec};
-use kglue_crds::glue_type::{GlueType, infer_text};
+use kglue_crds::glue_type::GlueType;
+
+use crate::crawl::text_type::infer_text;
 use kglue_crds::job::SourceBookmark;
 use object_store::path::Path;
 use object_store::{
