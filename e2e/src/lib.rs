@@ -18,6 +18,7 @@ use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::{Api, Client, Config};
 use serde_json::Value;
 
+pub mod harness;
 pub mod node;
 pub mod s3;
 pub use s3::S3Server;
@@ -506,53 +507,74 @@ impl Applier {
 }
 
 /// A binary of any workspace package (`kglue`, `kglue-node-agent`, `kglue-operator`), for
-/// integration tests, which Cargo only gives their own package's binaries.
+/// integration tests, which Cargo gives only their own package's binaries.
 ///
-/// It runs the README's test build with `--no-run` first: with exactly the same packages and
-/// targets, feature unification is the same, so this is a fingerprint check when the outer
-/// `cargo test` has built everything (it has released its lock by then), and it never rebuilds
-/// DataFusion under another feature set. Run by hand on one test, it builds what is stale.
+/// The test command's one `cargo test --workspace --lib --bins --tests` builds every binary before
+/// any test runs (each package's integration tests need its own), so this takes the binary that
+/// build made, next to the test executable, and never starts a second build: a nested cargo
+/// inherits the test's environment, and `ring`'s build script reruns when `CARGO_MANIFEST_DIR`
+/// changes, so ring, rustls, kube, object_store and DataFusion were compiled again — and again by
+/// the next outer build. A binary older than a source file of the crates it is built from is
+/// refused rather than tested stale: run by hand, build first (`cargo build --workspace --bins`).
 pub fn workspace_binary(bin: &str) -> Result<PathBuf, Error> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let spawn_error = |source| Error::Spawn {
-        what: format!("{cargo} test --no-run"),
-        source,
-    };
     // A test binary is <target>/debug/deps/<name>-<hash>; the binaries are in <target>/debug.
-    let exe = std::env::current_exe().map_err(spawn_error)?;
+    let exe = std::env::current_exe().map_err(|source| Error::Spawn {
+        what: "locating the test executable".into(),
+        source,
+    })?;
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .ok_or_else(|| Error::Manifest(format!("cannot locate {bin} next to {}", exe.display())))?;
-    let mut command = Command::new(&cargo);
-    command
-        .args([
-            "test",
-            "--workspace",
-            "--locked",
-            "--lib",
-            "--bins",
-            "--tests",
-            "--no-run",
-            "--quiet",
-        ])
-        .current_dir(repo_root())
-        .stdout(std::process::Stdio::null());
-    // Build where this test binary was built, even when it is started by hand without the
-    // CARGO_TARGET_DIR it was built with.
-    if let Some(target_dir) = profile_dir.parent() {
-        command.env("CARGO_TARGET_DIR", target_dir);
-    }
-    let status = command.status().map_err(spawn_error)?;
-    if !status.success() {
+    let path = profile_dir.join(bin);
+    let built = std::fs::metadata(&path).and_then(|m| m.modified()).map_err(|_| {
+        Error::Manifest(format!(
+            "{} was not built; build the workspace's binaries first: cargo build --workspace --bins",
+            path.display()
+        ))
+    })?;
+    if let Some(newer) = newest_source(&repo_root(), bin).filter(|(modified, _)| *modified > built) {
         return Err(Error::Manifest(format!(
-            "building the workspace for {bin} failed ({status})"
+            "{} is older than {}; rebuild the workspace's binaries: cargo build --workspace --bins",
+            path.display(),
+            newer.1.display()
         )));
     }
-    let path = profile_dir.join(bin);
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(Error::Manifest(format!("{} was not built", path.display())))
+    Ok(path)
+}
+
+/// The most recently modified Rust source or manifest of the workspace crates `bin` is built from.
+fn newest_source(root: &Path, bin: &str) -> Option<(std::time::SystemTime, PathBuf)> {
+    // Each binary's package and the workspace packages it depends on (see their Cargo.toml).
+    let crates: &[&str] = match bin {
+        "kglue" => &["runner", "crds"],
+        "kglue-operator" => &["operator", "crds"],
+        "kglue-node-agent" => &["e2e", "runner", "crds"],
+        _ => &["crds", "runner", "operator", "e2e"],
+    };
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut pending: Vec<PathBuf> = crates
+        .iter()
+        .flat_map(|krate| [root.join(krate).join("src"), root.join(krate).join("Cargo.toml")])
+        .chain([root.join("Cargo.lock")])
+        .collect();
+    while let Some(path) = pending.pop() {
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if metadata.is_dir() {
+            pending.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else if let Ok(modified) = metadata.modified()
+            && newest.as_ref().is_none_or(|(time, _)| modified > *time)
+        {
+            newest = Some((modified, path));
+        }
     }
+    newest
 }

@@ -8,15 +8,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use kglue_e2e::harness::{self, ClusterEnv, namespaced_trial as trial};
 use kglue_e2e::{ControlPlane, HOST_IMAGE, NodeAgent};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
@@ -32,21 +32,29 @@ struct Env {
     kubectl: PathBuf,
 }
 
+impl ClusterEnv for Env {
+    fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn failure_log(&self) -> Option<PathBuf> {
+        Some(self.agent.log())
+    }
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let control_plane = match ControlPlane::start() {
+    let control_plane = match harness::start_control_plane() {
         Ok(control_plane) => control_plane,
-        Err(error) => {
-            eprintln!("starting the control plane failed: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    let env = match setup(&control_plane) {
-        Ok(env) => Arc::new(env),
-        Err(error) => {
-            eprintln!("setup failed: {error}");
-            return ExitCode::FAILURE;
-        }
+    let env = match harness::set_up(|| setup(&control_plane)) {
+        Ok(env) => env,
+        Err(code) => return code,
     };
     let trials = vec![
         trial(&env, "job_completes_and_its_output_is_in_the_log_file", job_completes),
@@ -98,26 +106,6 @@ fn main() -> ExitCode {
     conclusion.exit_code()
 }
 
-fn trial(env: &Arc<Env>, name: &str, check: fn(&Env, &str) -> Result<(), Failed>) -> Trial {
-    let env = env.clone();
-    // Each case's namespace is derived from its name (at most 63 characters).
-    let namespace: String = name.replace('_', "-").chars().take(50).collect();
-    let namespace = namespace.trim_end_matches('-').to_string();
-    Trial::test(name, move || {
-        env.runtime.block_on(create_namespace(&env.client, &namespace))?;
-        let result = check(&env, &namespace);
-        if result.is_err() {
-            let log = std::fs::read_to_string(env.agent.log()).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- last lines of the agent's log ---");
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-        result
-    })
-}
-
 fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let client = runtime.block_on(control_plane.client())?;
@@ -145,42 +133,6 @@ fn bin_dir() -> Result<PathBuf, kglue_e2e::Error> {
             source,
         })?;
     Ok(Path::new(String::from_utf8_lossy(&output.stdout).trim()).join("kubectl"))
-}
-
-/// Creates a namespace and waits for what pods need in it: the `default` ServiceAccount and the
-/// `kube-root-ca.crt` ConfigMap.
-async fn create_namespace(client: &Client, namespace: &str) -> Result<(), Failed> {
-    kglue_e2e::create_namespace(client, namespace).await?;
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    poll(
-        "the namespace's default ServiceAccount and kube-root-ca.crt",
-        || async {
-            Ok(
-                accounts.get_opt("default").await?.is_some()
-                    && config_maps.get_opt("kube-root-ca.crt").await?.is_some(),
-            )
-        },
-    )
-    .await
-}
-
-/// Polls `check` every 100 ms until it says true, for at most [`TIMEOUT`].
-async fn poll<F, Fut>(what: &str, mut check: F) -> Result<(), Failed>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, Failed>>,
-{
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("timed out after {}s waiting for {what}", TIMEOUT.as_secs()).into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A batch/v1 Job running one container; `container` and `job_spec` are merged into the defaults.
@@ -592,7 +544,7 @@ fn service_account_rbac(env: &Env, namespace: &str) -> Result<(), Failed> {
             json!({ "args": [kubectl] }),
         );
         let reader = json!({ "name": "main", "image": HOST_IMAGE, "command": [kubectl, "get", "configmaps", "-o", "name"] });
-        poll("the service accounts", || async { Ok(accounts.get_opt("reader").await?.is_some() && accounts.get_opt("nobody").await?.is_some()) }).await?;
+        harness::wait_until("the service accounts", TIMEOUT, || async { Ok(accounts.get_opt("reader").await?.is_some() && accounts.get_opt("nobody").await?.is_some()) }).await?;
         create_job(env, namespace, &job("nobody", nobody, json!({ "serviceAccountName": "nobody" }), json!({}))?).await?;
         create_job(env, namespace, &job("reader", reader, json!({ "serviceAccountName": "reader" }), json!({}))?).await?;
         let unmounted = host_container("test -z \"$KUBECONFIG\" && echo no-credentials", json!({}));
@@ -662,7 +614,7 @@ fn delete_kills(env: &Env, namespace: &str) -> Result<(), Failed> {
         }
         let dir = pod_dir(env, &pod);
         pods.delete("sleeper", &DeleteParams::default()).await?;
-        poll("the pod to disappear", || async {
+        harness::wait_until("the pod to disappear", TIMEOUT, || async {
             Ok(pods.get_opt("sleeper").await?.is_none())
         })
         .await?;
@@ -713,7 +665,7 @@ fn job_deadline(env: &Env, namespace: &str) -> Result<(), Failed> {
         }
         let pods: Api<Pod> = Api::namespaced(env.client.clone(), namespace);
         let name = pod.name_any();
-        poll("the Job's pod to be deleted", || async {
+        harness::wait_until("the Job's pod to be deleted", TIMEOUT, || async {
             Ok(pods.get_opt(&name).await?.is_none())
         })
         .await?;

@@ -7,17 +7,17 @@
 //! A custom harness (libtest-mimic): one control plane and one agent serve every case; each case
 //! works in its own namespace and every wait has a timeout.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{AsyncBufReadExt, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
+use kglue_e2e::harness::{self, ClusterEnv, namespaced_trial as trial};
 use kglue_e2e::{ControlPlane, HOST_IMAGE, Kubectl, NodeAgent};
 use kube::Client;
 use kube::api::{Api, LogParams, PostParams};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
@@ -33,21 +33,29 @@ struct Env {
     pki: std::path::PathBuf,
 }
 
+impl ClusterEnv for Env {
+    fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn failure_log(&self) -> Option<PathBuf> {
+        Some(self.agent.log())
+    }
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let control_plane = match ControlPlane::start() {
+    let control_plane = match harness::start_control_plane() {
         Ok(control_plane) => control_plane,
-        Err(error) => {
-            eprintln!("starting the control plane failed: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    let env = match setup(&control_plane) {
-        Ok(env) => Arc::new(env),
-        Err(error) => {
-            eprintln!("setup failed: {error}");
-            return ExitCode::FAILURE;
-        }
+    let env = match harness::set_up(|| setup(&control_plane)) {
+        Ok(env) => env,
+        Err(code) => return code,
     };
     let trials = vec![
         trial(
@@ -65,25 +73,6 @@ fn main() -> ExitCode {
     conclusion.exit_code()
 }
 
-fn trial(env: &Arc<Env>, name: &str, check: fn(&Env, &str) -> Result<(), Failed>) -> Trial {
-    let env = env.clone();
-    let namespace: String = name.replace('_', "-").chars().take(50).collect();
-    let namespace = namespace.trim_end_matches('-').to_string();
-    Trial::test(name, move || {
-        env.runtime.block_on(create_namespace(&env.client, &namespace))?;
-        let result = check(&env, &namespace);
-        if result.is_err() {
-            let log = std::fs::read_to_string(env.agent.log()).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- last lines of the agent's log ---");
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-        result
-    })
-}
-
 fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let client = runtime.block_on(control_plane.client())?;
@@ -96,21 +85,6 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
         kubectl: control_plane.kubectl()?,
         pki: control_plane.state_dir().join("pki"),
     })
-}
-
-/// Creates a namespace and waits for what pods need in it.
-async fn create_namespace(client: &Client, namespace: &str) -> Result<(), Failed> {
-    kglue_e2e::create_namespace(client, namespace).await?;
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let deadline = Instant::now() + TIMEOUT;
-    while !(accounts.get_opt("default").await?.is_some() && config_maps.get_opt("kube-root-ca.crt").await?.is_some()) {
-        if Instant::now() > deadline {
-            return Err("the namespace's default ServiceAccount and kube-root-ca.crt did not appear".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 /// A bare pod with one host-image container `c` running `sh -c script`.

@@ -22,6 +22,7 @@ use tokio::sync::watch as channel;
 pub mod binder;
 pub mod kubelet;
 pub mod logs;
+pub mod model;
 pub mod pod;
 pub mod process;
 pub mod registration;

@@ -3,16 +3,12 @@
 //! processes, write its status as a kubelet does, kill it when it is deleted or its deadline
 //! passes, and finally delete it with grace period 0.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
-    HostIP, Pod, PodCondition, PodIP, PodSpec, PodStatus,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
@@ -22,9 +18,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::logs::ContainerLog;
+use super::model::{Event, Exit, Model, Restart, Slot, all_slots, containers, lost};
 use super::process::{self, ExitStatus, ProcessSpec, Registry};
 use super::registration::Capacity;
-use super::resolve::{self, LOCAL_IP, PrepareError, Sources};
+use super::resolve::{self, PrepareError, Sources};
 use super::spec::{self, ImageMap, ImageTarget, PathRewriter};
 
 /// What every pod worker shares.
@@ -66,37 +63,6 @@ const TOKEN_SECONDS: i64 = 3600;
 /// Grace period when a pod vanished from the API without a graceful deletion.
 const GONE_GRACE: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Slot {
-    Init(usize),
-    Main(usize),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Restart {
-    Never,
-    OnFailure,
-    Always,
-}
-
-impl Restart {
-    fn of(spec: &PodSpec) -> Restart {
-        match spec.restart_policy.as_deref() {
-            Some("Never") => Restart::Never,
-            Some("OnFailure") => Restart::OnFailure,
-            _ => Restart::Always,
-        }
-    }
-
-    fn again(self, exit: &ExitStatus) -> bool {
-        match self {
-            Restart::Never => false,
-            Restart::OnFailure => exit.code != 0,
-            Restart::Always => true,
-        }
-    }
-}
-
 /// A container ready to start.
 struct Prepared {
     slot: Slot,
@@ -104,26 +70,6 @@ struct Prepared {
     process: ProcessSpec,
     termination_file: PathBuf,
     fallback_to_logs: bool,
-}
-
-enum Event {
-    Started {
-        slot: Slot,
-        pid: i32,
-        at: Timestamp,
-    },
-    Exited {
-        slot: Slot,
-        exit: ExitStatus,
-        reason: &'static str,
-        started: Timestamp,
-        finished: Timestamp,
-        message: Option<String>,
-    },
-    BackOff {
-        slot: Slot,
-        message: String,
-    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -141,218 +87,6 @@ impl Stop {
         match self {
             Stop::Deleted(grace) | Stop::Deadline(grace) => grace,
             Stop::Gone => GONE_GRACE,
-        }
-    }
-}
-
-fn now() -> Time {
-    Time(Timestamp::now())
-}
-
-fn waiting(reason: &str, message: Option<String>) -> ContainerState {
-    ContainerState {
-        waiting: Some(ContainerStateWaiting {
-            reason: Some(reason.into()),
-            message,
-        }),
-        ..Default::default()
-    }
-}
-
-/// The pod's status as this agent knows it.
-struct Model {
-    phase: &'static str,
-    reason: Option<String>,
-    message: Option<String>,
-    start_time: Time,
-    initialized: bool,
-    init: Vec<ContainerStatus>,
-    main: Vec<ContainerStatus>,
-    ever_started: HashMap<Slot, bool>,
-    transitions: BTreeMap<&'static str, (bool, Time)>,
-}
-
-impl Model {
-    fn new(pod: &Pod, spec: &PodSpec) -> Model {
-        let status = |c: &Container, reason: &str| ContainerStatus {
-            name: c.name.clone(),
-            image: c.image.clone().unwrap_or_default(),
-            image_id: String::new(),
-            ready: false,
-            restart_count: 0,
-            started: Some(false),
-            state: Some(waiting(reason, None)),
-            ..Default::default()
-        };
-        let init: Vec<ContainerStatus> = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .map(|c| status(c, "PodInitializing"))
-            .collect();
-        let main_reason = if init.is_empty() {
-            "ContainerCreating"
-        } else {
-            "PodInitializing"
-        };
-        Model {
-            phase: "Pending",
-            reason: None,
-            message: None,
-            start_time: pod
-                .status
-                .as_ref()
-                .and_then(|s| s.start_time.clone())
-                .unwrap_or_else(now),
-            initialized: init.is_empty(),
-            init,
-            main: spec.containers.iter().map(|c| status(c, main_reason)).collect(),
-            ever_started: HashMap::new(),
-            transitions: BTreeMap::new(),
-        }
-    }
-
-    fn status_mut(&mut self, slot: Slot) -> Option<&mut ContainerStatus> {
-        match slot {
-            Slot::Init(i) => self.init.get_mut(i),
-            Slot::Main(i) => self.main.get_mut(i),
-        }
-    }
-
-    fn set_waiting(&mut self, slot: Slot, reason: &str, message: &str) {
-        if let Some(status) = self.status_mut(slot) {
-            status.state = Some(waiting(reason, Some(message.into())));
-        }
-    }
-
-    fn fail(&mut self, reason: Option<&str>, message: Option<String>) {
-        self.phase = "Failed";
-        self.reason = reason.map(str::to_string);
-        self.message = message;
-    }
-
-    fn apply(&mut self, event: Event) {
-        match event {
-            Event::Started { slot, pid, at } => {
-                let restarted = self.ever_started.insert(slot, true).is_some();
-                if let Some(status) = self.status_mut(slot) {
-                    if restarted {
-                        status.restart_count += 1;
-                        if status.state.as_ref().is_some_and(|s| s.terminated.is_some()) {
-                            status.last_state = status.state.take();
-                        }
-                    }
-                    status.state = Some(ContainerState {
-                        running: Some(ContainerStateRunning {
-                            started_at: Some(Time(at)),
-                        }),
-                        ..Default::default()
-                    });
-                    status.container_id = Some(format!("kglue://{pid}"));
-                    status.started = Some(true);
-                    status.ready = matches!(slot, Slot::Main(_));
-                }
-                if matches!(slot, Slot::Main(_)) {
-                    self.phase = "Running";
-                }
-            }
-            Event::Exited {
-                slot,
-                exit,
-                reason,
-                started,
-                finished,
-                message,
-            } => {
-                if let Some(status) = self.status_mut(slot) {
-                    status.state = Some(ContainerState {
-                        terminated: Some(ContainerStateTerminated {
-                            exit_code: exit.code,
-                            signal: exit.signal,
-                            reason: Some(reason.into()),
-                            message: message.filter(|m| !m.is_empty()),
-                            started_at: Some(Time(started)),
-                            finished_at: Some(Time(finished)),
-                            container_id: status.container_id.clone(),
-                        }),
-                        ..Default::default()
-                    });
-                    status.started = Some(false);
-                    status.ready = false;
-                }
-            }
-            Event::BackOff { slot, message } => {
-                if let Some(status) = self.status_mut(slot) {
-                    status.last_state = status.state.take();
-                    status.state = Some(waiting("CrashLoopBackOff", Some(message)));
-                }
-            }
-        }
-    }
-
-    fn terminated_ok(statuses: &[ContainerStatus]) -> bool {
-        statuses.iter().all(|s| {
-            s.state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0)
-        })
-    }
-
-    /// Succeeded when every container ended with 0, Failed otherwise.
-    fn settle(&mut self) {
-        if self.initialized && Model::terminated_ok(&self.main) {
-            self.phase = "Succeeded";
-        } else {
-            self.phase = "Failed";
-        }
-    }
-
-    fn condition(&mut self, type_: &'static str, ok: bool, reason: Option<&str>) -> PodCondition {
-        let time = match self.transitions.get(type_) {
-            Some((previous, time)) if *previous == ok => time.clone(),
-            _ => {
-                let time = now();
-                self.transitions.insert(type_, (ok, time.clone()));
-                time
-            }
-        };
-        PodCondition {
-            type_: type_.into(),
-            status: if ok { "True" } else { "False" }.into(),
-            reason: if ok { None } else { reason.map(str::to_string) },
-            last_transition_time: Some(time),
-            last_probe_time: None,
-            ..Default::default()
-        }
-    }
-
-    fn pod_status(&mut self) -> PodStatus {
-        let ready = self.phase == "Running" && self.main.iter().all(|s| s.ready);
-        let not_ready = if self.phase == "Succeeded" {
-            "PodCompleted"
-        } else {
-            "ContainersNotReady"
-        };
-        let conditions = vec![
-            self.condition("PodScheduled", true, None),
-            self.condition("Initialized", self.initialized, Some("ContainersNotInitialized")),
-            self.condition("ContainersReady", ready, Some(not_ready)),
-            self.condition("Ready", ready, Some(not_ready)),
-        ];
-        PodStatus {
-            phase: Some(self.phase.into()),
-            reason: self.reason.clone(),
-            message: self.message.clone(),
-            start_time: Some(self.start_time.clone()),
-            conditions: Some(conditions),
-            host_ip: Some(LOCAL_IP.into()),
-            host_ips: Some(vec![HostIP { ip: LOCAL_IP.into() }]),
-            pod_ip: Some(LOCAL_IP.into()),
-            pod_ips: Some(vec![PodIP { ip: LOCAL_IP.into() }]),
-            init_container_statuses: (!self.init.is_empty()).then(|| self.init.clone()),
-            container_statuses: Some(self.main.clone()),
-            ..Default::default()
         }
     }
 }
@@ -910,49 +644,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A container status from before an agent restart: a container that had not terminated is
-/// reported the way the kubelet reports a container it cannot find.
-fn lost(mut status: ContainerStatus) -> ContainerStatus {
-    if status.state.as_ref().is_some_and(|s| s.terminated.is_some()) {
-        return status;
-    }
-    let started = status
-        .state
-        .as_ref()
-        .and_then(|s| s.running.as_ref())
-        .and_then(|r| r.started_at.clone());
-    status.state = Some(ContainerState {
-        terminated: Some(ContainerStateTerminated {
-            exit_code: 137,
-            reason: Some("ContainerStatusUnknown".into()),
-            message: Some("The container could not be located when the pod was terminated".into()),
-            started_at: started,
-            finished_at: Some(now()),
-            container_id: status.container_id.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    status.ready = false;
-    status.started = Some(false);
-    status
-}
-
-fn containers(spec: &PodSpec) -> impl Iterator<Item = (Slot, &Container)> {
-    let init = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| (Slot::Init(i), c));
-    let main = spec.containers.iter().enumerate().map(|(i, c)| (Slot::Main(i), c));
-    init.chain(main)
-}
-
-fn all_slots(spec: &PodSpec) -> impl Iterator<Item = Slot> + '_ {
-    containers(spec).map(|(slot, _)| slot)
-}
-
 /// Resolves when the pod must stop: deleted (with its grace period), gone, or past its deadline.
 async fn next_stop(updates: &mut watch::Receiver<Option<Pod>>, deadline: Option<Instant>, grace: Duration) -> Stop {
     loop {
@@ -1062,14 +753,14 @@ async fn run_container(
             reason,
             "container exited"
         );
-        let _ = events.send(Event::Exited {
+        let _ = events.send(Event::Exited(Exit {
             slot,
             exit,
             reason,
             started,
             finished,
             message,
-        });
+        }));
         if stop.borrow().is_some() || !restart.again(&exit) {
             return;
         }

@@ -78,49 +78,33 @@ impl Sources {
 
     /// The data of a Secret (`None` if it does not exist).
     pub async fn secret(&mut self, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, PrepareError> {
-        if !self.secrets.contains_key(name) {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-            let secret = api.get_opt(name).await.map_err(|source| PrepareError::Api {
-                what: format!("reading Secret {name}"),
-                source,
-            })?;
-            self.secrets.insert(name.into(), secret);
-        }
-        Ok(self.secrets.get(name).and_then(Option::as_ref).map(|secret| {
-            let mut data: BTreeMap<String, Vec<u8>> = secret
-                .data
+        let secret = read_once(&self.client, &self.namespace, &mut self.secrets, "Secret", name).await?;
+        Ok(secret.map(|secret| {
+            let data = secret.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()));
+            let text = secret
+                .string_data
                 .iter()
                 .flatten()
-                .map(|(k, v)| (k.clone(), v.0.clone()))
-                .collect();
-            for (k, v) in secret.string_data.iter().flatten() {
-                data.insert(k.clone(), v.clone().into_bytes());
-            }
-            data
+                .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
+            data.chain(text).collect()
         }))
     }
 
     /// The data (and binary data) of a ConfigMap (`None` if it does not exist).
     pub async fn config_map(&mut self, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, PrepareError> {
-        if !self.config_maps.contains_key(name) {
-            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-            let config_map = api.get_opt(name).await.map_err(|source| PrepareError::Api {
-                what: format!("reading ConfigMap {name}"),
-                source,
-            })?;
-            self.config_maps.insert(name.into(), config_map);
-        }
-        Ok(self.config_maps.get(name).and_then(Option::as_ref).map(|config_map| {
-            let mut data: BTreeMap<String, Vec<u8>> = config_map
+        let config_map = read_once(&self.client, &self.namespace, &mut self.config_maps, "ConfigMap", name).await?;
+        Ok(config_map.map(|config_map| {
+            let text = config_map
                 .data
                 .iter()
                 .flatten()
-                .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-                .collect();
-            for (k, v) in config_map.binary_data.iter().flatten() {
-                data.insert(k.clone(), v.0.clone());
-            }
-            data
+                .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
+            let binary = config_map
+                .binary_data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone()));
+            text.chain(binary).collect()
         }))
     }
 
@@ -440,15 +424,38 @@ fn write_file(dir: &Path, relative: &str, contents: &[u8], mode: i32) -> Result<
 
 /// Writes the keys of a Secret or ConfigMap into `dir`: every key, or only `items` (key → path).
 #[allow(clippy::too_many_arguments)]
-async fn write_keys(
-    sources: &mut Sources,
+/// The keys of a Secret or ConfigMap a volume (or a projection) holds.
+struct Keys<'a> {
     kind: Kind,
-    name: &str,
-    items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>,
-    optional: bool,
-    default_mode: i32,
-    dir: &Path,
-) -> Result<(), PrepareError> {
+    name: &'a str,
+    items: Option<&'a Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+    optional: Option<bool>,
+}
+
+impl<'a> Keys<'a> {
+    fn new(
+        kind: Kind,
+        name: &'a str,
+        items: Option<&'a Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+        optional: Option<bool>,
+    ) -> Self {
+        Keys {
+            kind,
+            name,
+            items,
+            optional,
+        }
+    }
+}
+
+async fn write_keys(sources: &mut Sources, keys: Keys<'_>, default_mode: i32, dir: &Path) -> Result<(), PrepareError> {
+    let Keys {
+        kind,
+        name,
+        items,
+        optional,
+    } = keys;
+    let optional = optional.unwrap_or(false);
     let data = match kind {
         Kind::Secret => sources.secret(name).await?,
         Kind::ConfigMap => sources.config_map(name).await?,
@@ -520,32 +527,22 @@ pub async fn materialise(
         return Ok(());
     }
     if let Some(secret) = &volume.secret {
-        let name = secret.secret_name.clone().unwrap_or_default();
-        let mode = secret.default_mode.unwrap_or(DEFAULT_MODE);
-        return write_keys(
-            sources,
+        let keys = Keys::new(
             Kind::Secret,
-            &name,
+            secret.secret_name.as_deref().unwrap_or_default(),
             secret.items.as_ref(),
-            secret.optional.unwrap_or(false),
-            mode,
-            dir,
-        )
-        .await;
+            secret.optional,
+        );
+        return write_keys(sources, keys, secret.default_mode.unwrap_or(DEFAULT_MODE), dir).await;
     }
     if let Some(config_map) = &volume.config_map {
-        let mode = config_map.default_mode.unwrap_or(DEFAULT_MODE);
-        let optional = config_map.optional.unwrap_or(false);
-        return write_keys(
-            sources,
+        let keys = Keys::new(
             Kind::ConfigMap,
             &config_map.name,
             config_map.items.as_ref(),
-            optional,
-            mode,
-            dir,
-        )
-        .await;
+            config_map.optional,
+        );
+        return write_keys(sources, keys, config_map.default_mode.unwrap_or(DEFAULT_MODE), dir).await;
     }
     if let Some(downward) = &volume.downward_api {
         let mode = downward.default_mode.unwrap_or(DEFAULT_MODE);
@@ -558,29 +555,16 @@ pub async fn materialise(
         let mode = projected.default_mode.unwrap_or(DEFAULT_MODE);
         for source in projected.sources.iter().flatten() {
             if let Some(secret) = &source.secret {
-                let optional = secret.optional.unwrap_or(false);
-                write_keys(
-                    sources,
-                    Kind::Secret,
-                    &secret.name,
-                    secret.items.as_ref(),
-                    optional,
-                    mode,
-                    dir,
-                )
-                .await?;
+                let keys = Keys::new(Kind::Secret, &secret.name, secret.items.as_ref(), secret.optional);
+                write_keys(sources, keys, mode, dir).await?;
             } else if let Some(config_map) = &source.config_map {
-                let optional = config_map.optional.unwrap_or(false);
-                write_keys(
-                    sources,
+                let keys = Keys::new(
                     Kind::ConfigMap,
                     &config_map.name,
                     config_map.items.as_ref(),
-                    optional,
-                    mode,
-                    dir,
-                )
-                .await?;
+                    config_map.optional,
+                );
+                write_keys(sources, keys, mode, dir).await?;
             } else if let Some(downward) = &source.downward_api {
                 for item in downward.items.iter().flatten() {
                     downward_file(pod, item, capacity, mode, dir)?;
@@ -607,4 +591,29 @@ pub async fn materialise(
         "volume {}: unsupported volume type (supported: emptyDir, secret, configMap, downwardAPI, projected)",
         volume.name
     )))
+}
+/// `name` of kind `K` in `namespace`, read once per pod and kept in `cache` (`None`: it does not
+/// exist).
+async fn read_once<'c, K>(
+    client: &Client,
+    namespace: &str,
+    cache: &'c mut HashMap<String, Option<K>>,
+    kind: &str,
+    name: &str,
+) -> Result<Option<&'c K>, PrepareError>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if !cache.contains_key(name) {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        let object = api.get_opt(name).await.map_err(|source| PrepareError::Api {
+            what: format!("reading {kind} {name}"),
+            source,
+        })?;
+        cache.insert(name.into(), object);
+    }
+    Ok(cache.get(name).and_then(Option::as_ref))
 }
