@@ -12,16 +12,23 @@
 //! tested in each controller's module; `tests/controllers.rs` runs the binary against a real
 //! control plane.
 
+pub mod context;
 pub mod controllers;
+pub mod graph;
 pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;
 pub mod runs;
 pub mod schedule;
+pub mod settings;
 pub mod starts;
 pub mod triggers;
 pub mod workflows;
+pub mod writes;
+
+#[cfg(test)]
+mod layering;
 
 /// The field manager of every write the operator makes, so `managedFields` show who owns what.
 pub const FIELD_MANAGER: &str = "kglue-operator";

@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use futures::FutureExt;
 use futures::future::FusedFuture;
-use kglue_operator::controllers::{self, Context};
+use kglue_operator::context::Context;
+use kglue_operator::controllers;
 use kglue_operator::health::{self, HealthState};
 use kglue_operator::leader::{LeaderConfig, LeaderError, Leadership};
 use kglue_operator::metrics::Metrics;
@@ -100,8 +101,8 @@ struct Args {
 
     /// The CPU and memory of worker sizes, as JSON: `{"Small":{"cpu":1,"memoryGiB":4}}`. Sizes not
     /// named keep their defaults (Small 1/2, Medium 2/8, Large 4/16, XLarge 8/32).
-    #[arg(long, env = "KGLUE_WORKER_SIZES", value_parser = kglue_operator::runs::WorkerSizes::parse)]
-    worker_sizes: Option<kglue_operator::runs::WorkerSizes>,
+    #[arg(long, env = "KGLUE_WORKER_SIZES", value_parser = kglue_operator::settings::WorkerSizes::parse)]
+    worker_sizes: Option<kglue_operator::settings::WorkerSizes>,
 
     /// Do not start runs (start requests stay pending): for a replica that should only validate.
     #[arg(long)]
@@ -297,7 +298,7 @@ async fn run(args: Args) -> Result<(), MainError> {
 
     let mut context = Context::new(client, metrics.clone(), args.namespace.clone(), Some(identity));
     if !args.no_runs {
-        context = context.with_runner(kglue_operator::runs::RunnerSettings {
+        context = context.with_runner(kglue_operator::settings::RunnerSettings {
             image: args.runner_image.clone(),
             service_account: args.runner_service_account.clone(),
             ttl_seconds: args.run_ttl_seconds,

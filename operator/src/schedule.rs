@@ -22,6 +22,10 @@ pub struct CronSchedule {
 /// The time zone used when a schedule names none.
 pub const DEFAULT_TIME_ZONE: &str = "UTC";
 
+/// How late a tick may fire when no starting deadline says otherwise: an operator that was down
+/// does not make up for ticks it missed by more.
+pub const ON_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl CronSchedule {
     /// Parses `expression` in `time_zone` (default UTC). The error says what to fix.
     pub fn parse(expression: &str, time_zone: Option<&str>) -> Result<Self, String> {

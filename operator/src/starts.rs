@@ -10,13 +10,15 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kglue_crds::common::{RunRecord, RunState, StartedBy};
+use kglue_crds::protocol::ids::{CRAWL_RUN_PREFIX, JOB_RUN_PREFIX, WORKFLOW_RUN_PREFIX, derived_id, run_id};
+use kglue_crds::protocol::requests::{Request, StartBody};
 use kglue_crds::{Crawler, Job, Workflow};
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use kube::api::Api;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
-use crate::controllers::Error;
-use crate::runs::request::{START_PREFIX, STOP_PREFIX, StartBody, run_id};
+use crate::context::Error;
+use crate::writes::put_requests;
 
 /// The kinds that runs can be started on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,9 +35,9 @@ impl TargetKind {
     /// The prefix of the kind's run ids.
     pub fn run_prefix(self) -> &'static str {
         match self {
-            TargetKind::Job => "jr-",
-            TargetKind::Crawler => "cr-",
-            TargetKind::Workflow => "wr-",
+            TargetKind::Job => JOB_RUN_PREFIX,
+            TargetKind::Crawler => CRAWL_RUN_PREFIX,
+            TargetKind::Workflow => WORKFLOW_RUN_PREFIX,
         }
     }
 
@@ -132,7 +134,7 @@ impl TargetState {
     }
 }
 
-/// The id the run answering `request_id` gets on `target` (see `runs::request::run_id`).
+/// The id the run answering `request_id` gets on `target` (see `kglue_crds::protocol::ids`).
 pub fn run_id_on(target: &Target, state: &TargetState, request_id: &str) -> String {
     run_id(target.kind.run_prefix(), &state.uid, request_id)
 }
@@ -140,7 +142,28 @@ pub fn run_id_on(target: &Target, state: &TargetState, request_id: &str) -> Stri
 /// A request id derived from the starter's UID and a key naming what it starts and why: `prefix`
 /// and ten hex digits.
 pub fn request_id(prefix: &str, starter_uid: &str, key: &str) -> String {
-    run_id(prefix, starter_uid, key)
+    derived_id(prefix, starter_uid, key)
+}
+
+/// A kind whose runs a starter follows.
+trait HasRuns:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug
+{
+    /// One entry per run (not per attempt), newest first.
+    fn run_summaries(&self) -> Vec<RunSummary>;
+}
+
+fn summary<M>(record: &RunRecord<M>) -> RunSummary {
+    RunSummary {
+        id: record.id.clone(),
+        request_id: record.request_id.clone(),
+        started_by: record.started_by.clone(),
+        state: record.state,
+        started_at: record.started_at.clone(),
+        completed_at: record.completed_at.clone(),
+        message: record.message.clone(),
+        run_properties: record.run_properties.clone(),
+    }
 }
 
 fn summaries<M>(records: &[RunRecord<M>]) -> Vec<RunSummary> {
@@ -149,62 +172,55 @@ fn summaries<M>(records: &[RunRecord<M>]) -> Vec<RunSummary> {
     records
         .iter()
         .filter(|r| seen.insert(r.id.clone()))
-        .map(|r| RunSummary {
-            id: r.id.clone(),
-            request_id: r.request_id.clone(),
-            started_by: r.started_by.clone(),
-            state: r.state,
-            started_at: r.started_at.clone(),
-            completed_at: r.completed_at.clone(),
-            message: r.message.clone(),
-            run_properties: r.run_properties.clone(),
-        })
+        .map(summary)
         .collect()
+}
+
+impl HasRuns for Job {
+    fn run_summaries(&self) -> Vec<RunSummary> {
+        self.status.as_ref().map(|s| summaries(&s.runs)).unwrap_or_default()
+    }
+}
+
+impl HasRuns for Crawler {
+    fn run_summaries(&self) -> Vec<RunSummary> {
+        self.status.as_ref().map(|s| summaries(&s.runs)).unwrap_or_default()
+    }
+}
+
+impl HasRuns for Workflow {
+    fn run_summaries(&self) -> Vec<RunSummary> {
+        let runs = self.status.as_ref().map(|s| s.runs.as_slice()).unwrap_or_default();
+        runs.iter()
+            .map(|r| RunSummary {
+                id: r.id.clone(),
+                request_id: r.request_id.clone(),
+                started_by: r.started_by.clone(),
+                state: r.state,
+                started_at: r.started_at.clone(),
+                completed_at: r.completed_at.clone(),
+                message: r.message.clone(),
+                run_properties: BTreeMap::new(),
+            })
+            .collect()
+    }
+}
+
+async fn read_state<K: HasRuns>(client: &Client, namespace: &str, name: &str) -> Result<Option<TargetState>, Error> {
+    let object = Api::<K>::namespaced(client.clone(), namespace).get_opt(name).await?;
+    Ok(object.map(|object| TargetState {
+        uid: object.uid().unwrap_or_default(),
+        runs: object.run_summaries(),
+    }))
 }
 
 /// Reads `target` in `namespace`; None when it does not exist.
 pub async fn read_target(client: &Client, namespace: &str, target: &Target) -> Result<Option<TargetState>, Error> {
-    Ok(match target.kind {
-        TargetKind::Job => Api::<Job>::namespaced(client.clone(), namespace)
-            .get_opt(&target.name)
-            .await?
-            .map(|job| TargetState {
-                uid: job.uid().unwrap_or_default(),
-                runs: summaries(&job.status.as_ref().map(|s| s.runs.clone()).unwrap_or_default()),
-            }),
-        TargetKind::Crawler => Api::<Crawler>::namespaced(client.clone(), namespace)
-            .get_opt(&target.name)
-            .await?
-            .map(|crawler| TargetState {
-                uid: crawler.uid().unwrap_or_default(),
-                runs: summaries(&crawler.status.as_ref().map(|s| s.runs.clone()).unwrap_or_default()),
-            }),
-        TargetKind::Workflow => Api::<Workflow>::namespaced(client.clone(), namespace)
-            .get_opt(&target.name)
-            .await?
-            .map(|workflow| TargetState {
-                uid: workflow.uid().unwrap_or_default(),
-                runs: workflow
-                    .status
-                    .as_ref()
-                    .map(|s| {
-                        s.runs
-                            .iter()
-                            .map(|r| RunSummary {
-                                id: r.id.clone(),
-                                request_id: r.request_id.clone(),
-                                started_by: r.started_by.clone(),
-                                state: r.state,
-                                started_at: r.started_at.clone(),
-                                completed_at: r.completed_at.clone(),
-                                message: r.message.clone(),
-                                run_properties: BTreeMap::new(),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }),
-    })
+    match target.kind {
+        TargetKind::Job => read_state::<Job>(client, namespace, &target.name).await,
+        TargetKind::Crawler => read_state::<Crawler>(client, namespace, &target.name).await,
+        TargetKind::Workflow => read_state::<Workflow>(client, namespace, &target.name).await,
+    }
 }
 
 /// Reads every target in `targets` that exists.
@@ -246,29 +262,31 @@ pub enum Ask {
     },
 }
 
-/// The annotations `asks` put on each target.
-pub fn annotations_by_target(asks: &[Ask]) -> BTreeMap<Target, serde_json::Map<String, Value>> {
-    let mut by_target: BTreeMap<Target, serde_json::Map<String, Value>> = BTreeMap::new();
-    for ask in asks {
-        match ask {
-            Ask::Start {
-                target,
-                request_id,
-                body,
-            } => {
-                let value = serde_json::to_string(body).unwrap_or_default();
-                by_target
-                    .entry(target.clone())
-                    .or_default()
-                    .insert(format!("{START_PREFIX}{request_id}"), Value::String(value));
-            }
-            Ask::Stop { target, run_id } => {
-                by_target
-                    .entry(target.clone())
-                    .or_default()
-                    .insert(format!("{STOP_PREFIX}{run_id}"), Value::String(String::new()));
-            }
+impl Ask {
+    /// The object the request goes on.
+    pub fn target(&self) -> &Target {
+        match self {
+            Ask::Start { target, .. } | Ask::Stop { target, .. } => target,
         }
+    }
+
+    /// The request, as the target reads it.
+    pub fn request(&self) -> Request {
+        match self {
+            Ask::Start { request_id, body, .. } => Request::Start {
+                request_id: request_id.clone(),
+                body: body.clone(),
+            },
+            Ask::Stop { run_id, .. } => Request::Stop { run_id: run_id.clone() },
+        }
+    }
+}
+
+/// The requests `asks` put on each target.
+pub fn requests_by_target(asks: &[Ask]) -> BTreeMap<Target, Vec<Request>> {
+    let mut by_target: BTreeMap<Target, Vec<Request>> = BTreeMap::new();
+    for ask in asks {
+        by_target.entry(ask.target().clone()).or_default().push(ask.request());
     }
     by_target
 }
@@ -277,29 +295,21 @@ pub fn annotations_by_target(asks: &[Ask]) -> BTreeMap<Target, serde_json::Map<S
 /// vanished meanwhile is skipped: its run can never start, which the starter sees on its next
 /// read (the target is missing, so the starter is Stalled).
 pub async fn ask(client: &Client, namespace: &str, asks: &[Ask]) -> Result<(), Error> {
-    for (target, annotations) in annotations_by_target(asks) {
-        let patch = Patch::Merge(json!({"metadata": {"annotations": annotations}}));
-        let params = PatchParams::default();
-        let result = match target.kind {
-            TargetKind::Job => Api::<Job>::namespaced(client.clone(), namespace)
-                .patch_metadata(&target.name, &params, &patch)
-                .await
-                .map(|_| ()),
-            TargetKind::Crawler => Api::<Crawler>::namespaced(client.clone(), namespace)
-                .patch_metadata(&target.name, &params, &patch)
-                .await
-                .map(|_| ()),
-            TargetKind::Workflow => Api::<Workflow>::namespaced(client.clone(), namespace)
-                .patch_metadata(&target.name, &params, &patch)
-                .await
-                .map(|_| ()),
-        };
-        match result {
-            Ok(()) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                tracing::warn!(%namespace, %target, "the target of a start or stop request is gone");
+    for (target, requests) in requests_by_target(asks) {
+        let name = &target.name;
+        let put = match target.kind {
+            TargetKind::Job => {
+                put_requests(&Api::<Job>::namespaced(client.clone(), namespace), name, &requests).await?
             }
-            Err(error) => return Err(error.into()),
+            TargetKind::Crawler => {
+                put_requests(&Api::<Crawler>::namespaced(client.clone(), namespace), name, &requests).await?
+            }
+            TargetKind::Workflow => {
+                put_requests(&Api::<Workflow>::namespaced(client.clone(), namespace), name, &requests).await?
+            }
+        };
+        if !put {
+            tracing::warn!(%namespace, %target, "the target of a start or stop request is gone");
         }
     }
     Ok(())
@@ -335,13 +345,14 @@ mod tests {
                 body,
             },
         ];
-        let by_target = annotations_by_target(&asks);
+        let by_target = requests_by_target(&asks);
         assert_eq!(by_target.len(), 2);
-        let clean = &by_target[&Target::job("clean")];
+        let patch = Request::patch_of(&by_target[&Target::job("clean")]);
+        let clean = &patch["metadata"]["annotations"];
         assert_eq!(clean["stop.kglue.dev/jr-aaaaaaaaaa"], "");
         let value = clean["run.kglue.dev/t-0123456789"].as_str().expect("a string");
         // The value is what the run machine reads back.
-        let requests = crate::runs::request::read_requests(
+        let requests = kglue_crds::protocol::requests::Requests::from_annotations(
             &[("run.kglue.dev/t-0123456789".to_string(), value.to_string())].into(),
         );
         let read = requests.starts[0].body.as_ref().expect("readable");

@@ -11,15 +11,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::orders_json;
 use k8s_openapi::api::core::v1::Secret;
+use kglue_e2e::harness::{self, trial};
 use kglue_e2e::{ControlPlane, Kubectl, NodeAgent, S3Server, repo_root, workspace_binary};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
@@ -47,12 +47,9 @@ struct Env {
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    let env = match setup() {
-        Ok(env) => Arc::new(env),
-        Err(error) => {
-            eprintln!("setup failed: {error}");
-            return ExitCode::FAILURE;
-        }
+    let env = match harness::set_up(setup) {
+        Ok(env) => env,
+        Err(code) => return code,
     };
     let trials = vec![
         trial(&env, "helm_lint_passes_with_default_and_full_values", helm_lint),
@@ -72,11 +69,6 @@ fn main() -> ExitCode {
         trial(&env, "gitops_objects_point_at_what_exists", gitops_objects),
     ];
     libtest_mimic::run(&args, trials).exit_code()
-}
-
-fn trial(env: &Arc<Env>, name: &str, check: fn(&Env) -> Result<(), Failed>) -> Trial {
-    let env = env.clone();
-    Trial::test(name, move || check(&env))
 }
 
 fn setup() -> Result<Env, Box<dyn std::error::Error>> {

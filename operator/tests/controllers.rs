@@ -16,6 +16,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Table, Trigger, Workflow};
+use kglue_e2e::harness::{self, trial};
 use kglue_e2e::{Applier, ControlPlane, Kubectl, Manifest, load_manifests, repo_root};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -49,24 +50,13 @@ fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     // The cases share two operator processes and the last ones kill the leader: run in order.
     args.test_threads = Some(1);
-    let control_plane = match ControlPlane::start() {
+    let control_plane = match harness::start_control_plane() {
         Ok(control_plane) => control_plane,
-        Err(error) => {
-            eprintln!("starting the control plane failed: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    eprintln!(
-        "control plane up in {:.1}s (state in {})",
-        control_plane.start_time.as_secs_f64(),
-        control_plane.state_dir().display()
-    );
-    let env = match setup(&control_plane) {
-        Ok(env) => Arc::new(env),
-        Err(error) => {
-            eprintln!("setup failed: {error}");
-            return ExitCode::FAILURE;
-        }
+    let env = match harness::set_up(|| setup(&control_plane)) {
+        Ok(env) => env,
+        Err(code) => return code,
     };
     let mut trials = vec![
         trial(
@@ -124,11 +114,6 @@ fn main() -> ExitCode {
         }
     }
     conclusion.exit_code()
-}
-
-fn trial(env: &Arc<Env>, name: &str, check: fn(&Env) -> Result<(), Failed>) -> Trial {
-    let env = env.clone();
-    Trial::test(name, move || check(&env))
 }
 
 fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>> {

@@ -10,13 +10,13 @@ mod common;
 mod gitops;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Cluster, Operator, orders_json, tail};
+use kglue_e2e::harness::{self, trial};
 use kglue_e2e::{load_manifests, repo_root};
 use kube::api::{Patch, PatchParams};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
@@ -45,12 +45,9 @@ impl std::ops::Deref for Env {
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    let env = match setup() {
-        Ok(env) => Arc::new(env),
-        Err(error) => {
-            eprintln!("setup failed: {error}");
-            return ExitCode::FAILURE;
-        }
+    let env = match harness::set_up(setup) {
+        Ok(env) => env,
+        Err(code) => return code,
     };
     let trials = vec![
         trial(
@@ -74,11 +71,6 @@ fn main() -> ExitCode {
         );
     }
     conclusion.exit_code()
-}
-
-fn trial(env: &Arc<Env>, name: &str, check: fn(&Env) -> Result<(), Failed>) -> Trial {
-    let env = env.clone();
-    Trial::test(name, move || check(&env))
 }
 
 fn setup() -> Result<Env, Box<dyn std::error::Error>> {

@@ -20,11 +20,12 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use kglue_crds::common::RunState;
 use kglue_crds::{Job, RunResult, Table};
+use kglue_e2e::harness::{self, trial};
 use kglue_e2e::{load_manifests, repo_root};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, Config, ResourceExt};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
@@ -51,12 +52,9 @@ impl std::ops::Deref for Env {
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    let env = match setup() {
-        Ok(env) => Arc::new(env),
-        Err(error) => {
-            eprintln!("setup failed: {error}");
-            return ExitCode::FAILURE;
-        }
+    let env = match harness::set_up(setup) {
+        Ok(env) => env,
+        Err(code) => return code,
     };
     let trials = vec![
         trial(
@@ -96,11 +94,6 @@ fn main() -> ExitCode {
         eprintln!("--- {} ---\n{}", operator.log.display(), tail(&operator.log_text(), 80));
     }
     conclusion.exit_code()
-}
-
-fn trial(env: &Arc<Env>, name: &str, check: fn(&Env) -> Result<(), Failed>) -> Trial {
-    let env = env.clone();
-    Trial::test(name, move || check(&env))
 }
 
 fn operator_flags() -> Vec<&'static str> {

@@ -2,25 +2,13 @@
 //! the same grok engine the crawler uses.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use kglue_crds::Classifier;
-use kglue_crds::common::ObservedStatus;
-use kube::Client;
-use tokio::sync::watch;
 
-use super::{Context, Error, Problem, Reason, Reconcile, controller};
+use super::pipeline::{Problem, Reason, Reconcile};
 
 impl Reconcile for Classifier {
     type Refs = ();
-
-    fn observed(&self) -> Option<&ObservedStatus> {
-        self.status.as_ref()
-    }
-
-    async fn read(&self, _client: &Client, _namespace: &str) -> Result<(), Error> {
-        Ok(())
-    }
 
     fn validate(&self, _refs: &()) -> Vec<Problem> {
         self.spec
@@ -55,12 +43,6 @@ fn named_capture(pattern: &str) -> bool {
             .and_then(|body| body.split('=').next())
             .is_some_and(|head| head.split(':').nth(1).is_some_and(|alias| !alias.is_empty()))
     })
-}
-
-/// Runs the Classifier controller (it refers to nothing).
-pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
-    let controller = controller::<Classifier>(&ctx);
-    super::run(controller, ctx, shutdown).await;
 }
 
 #[cfg(test)]

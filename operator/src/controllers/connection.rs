@@ -2,22 +2,18 @@
 //! (`SecretKeyNotFound`). Only the Secret's key names are looked at, never its values.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use kglue_crds::Connection;
-use kglue_crds::common::ObservedStatus;
 use kglue_crds::connection::S3CredentialsSecretRef;
+use kube::Client;
 use kube::api::Api;
-use kube::{Client, ResourceExt};
-use tokio::sync::watch;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Controller;
 
-use super::{Context, Error, Problem, Reason, Reconcile, controller, referrers};
-
-/// The key of the access key id when the Connection names none.
-pub const DEFAULT_ACCESS_KEY_ID_KEY: &str = "AWS_ACCESS_KEY_ID";
-/// The key of the secret access key when the Connection names none.
-pub const DEFAULT_SECRET_ACCESS_KEY_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+use super::pipeline::{Problem, Reason, Reconcile, controller};
+use super::refs::{ReadRefs, Rechecks};
+use crate::context::{Context, Error};
 
 /// What the Connection reconcile reads.
 pub enum Refs {
@@ -29,15 +25,9 @@ pub enum Refs {
     SecretKeys(BTreeSet<String>),
 }
 
-impl Reconcile for Connection {
-    type Refs = Refs;
-
-    fn observed(&self) -> Option<&ObservedStatus> {
-        self.status.as_ref()
-    }
-
-    async fn read(&self, client: &Client, namespace: &str) -> Result<Refs, Error> {
-        let Some(secret_ref) = secret_ref(self) else {
+impl ReadRefs<Connection> for Refs {
+    async fn read(connection: &Connection, client: &Client, namespace: &str) -> Result<Refs, Error> {
+        let Some(secret_ref) = secret_ref(connection) else {
             return Ok(Refs::NoSecret);
         };
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -54,6 +44,10 @@ impl Reconcile for Connection {
             ),
         })
     }
+}
+
+impl Reconcile for Connection {
+    type Refs = Refs;
 
     fn validate(&self, refs: &Refs) -> Vec<Problem> {
         let Some(secret_ref) = secret_ref(self) else {
@@ -66,11 +60,12 @@ impl Reconcile for Connection {
                 Reason::SecretNotFound,
                 format!(
                     "spec.s3.credentialsSecretRef.name is {name:?}, but that Secret does not exist in this namespace; create it with the keys {}",
-                    required_keys(secret_ref).join(" and ")
+                    secret_ref.required_keys().join(" and ")
                 ),
             )],
             Refs::SecretKeys(keys) => {
-                let absent: Vec<String> = required_keys(secret_ref)
+                let absent: Vec<String> = secret_ref
+                    .required_keys()
                     .into_iter()
                     .filter(|key| !keys.contains(key))
                     .collect();
@@ -87,41 +82,18 @@ impl Reconcile for Connection {
             }
         }
     }
+
+    /// The Connection controller; creating, changing or deleting a Secret re-checks the
+    /// Connections that name it.
+    fn controller(ctx: &Context) -> Controller<DeserializeGuard<Self>> {
+        controller::<Connection>(ctx).recheck::<Secret>(ctx, |connection, name, _| {
+            secret_ref(connection).is_some_and(|r| r.name == name)
+        })
+    }
 }
 
 fn secret_ref(connection: &Connection) -> Option<&S3CredentialsSecretRef> {
     connection.spec.s3.as_ref()?.credentials_secret_ref.as_ref()
-}
-
-/// The keys the Secret must hold: the access key id and secret key (named or default), and the
-/// session token only when a key is named for it (by default it is optional).
-pub fn required_keys(secret_ref: &S3CredentialsSecretRef) -> Vec<String> {
-    let mut keys = vec![
-        secret_ref
-            .access_key_id_key
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ACCESS_KEY_ID_KEY.into()),
-        secret_ref
-            .secret_access_key_key
-            .clone()
-            .unwrap_or_else(|| DEFAULT_SECRET_ACCESS_KEY_KEY.into()),
-    ];
-    keys.extend(secret_ref.session_token_key.clone());
-    keys
-}
-
-/// Runs the Connection controller; creating, changing or deleting a Secret re-checks the
-/// Connections that name it.
-pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
-    let controller = controller::<Connection>(&ctx);
-    let store = controller.store();
-    let controller = controller.watches(ctx.watch_api::<Secret>(), Default::default(), move |secret: Secret| {
-        let name = secret.name_any();
-        referrers(&store, secret.namespace().as_deref(), |c: &Connection| {
-            secret_ref(c).is_some_and(|r| r.name == name)
-        })
-    });
-    super::run(controller, ctx, shutdown).await;
 }
 
 #[cfg(test)]

@@ -1,17 +1,15 @@
 //! Database: always valid once accepted (the schema checks its fields); the operator records how
 //! many Tables in the namespace belong to it, so `kubectl get kgdb` shows it.
 
-use std::sync::Arc;
-
-use kglue_crds::common::ObservedStatus;
 use kglue_crds::{Database, Table};
-use kube::api::{Api, ListParams};
+use kube::Client;
 use kube::core::DeserializeGuard;
-use kube::{Client, ResourceExt};
+use kube::runtime::controller::Controller;
 use serde_json::{Map, Value, json};
-use tokio::sync::watch;
 
-use super::{Context, Error, Problem, Reconcile, controller, referrers};
+use super::pipeline::{Problem, Reconcile, controller};
+use super::refs::{ReadRefs, Rechecks, readable};
+use crate::context::{Context, Error};
 
 /// What the Database reconcile reads: the namespace's Tables' database names.
 pub struct Refs {
@@ -19,24 +17,21 @@ pub struct Refs {
     pub table_databases: Vec<String>,
 }
 
+impl ReadRefs<Database> for Refs {
+    async fn read(_database: &Database, client: &Client, namespace: &str) -> Result<Refs, Error> {
+        // One entry per Table object (its name makes it unique): the count is of tables.
+        let tables = readable::<Table, _>(client, namespace, |t| {
+            (t.spec.database_name, t.metadata.name.unwrap_or_default())
+        })
+        .await?;
+        Ok(Refs {
+            table_databases: tables.into_iter().map(|(database, _)| database).collect(),
+        })
+    }
+}
+
 impl Reconcile for Database {
     type Refs = Refs;
-
-    fn observed(&self) -> Option<&ObservedStatus> {
-        self.status.as_ref().map(|s| &s.observed)
-    }
-
-    async fn read(&self, client: &Client, namespace: &str) -> Result<Refs, Error> {
-        let tables: Api<DeserializeGuard<Table>> = Api::namespaced(client.clone(), namespace);
-        let table_databases = tables
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter_map(|guard| guard.0.ok().map(|t| t.spec.database_name))
-            .collect();
-        Ok(Refs { table_databases })
-    }
 
     fn validate(&self, _refs: &Refs) -> Vec<Problem> {
         Vec::new()
@@ -47,6 +42,13 @@ impl Reconcile for Database {
         extra.insert("tables".into(), json!(table_count(self, refs)));
         extra
     }
+
+    /// The Database controller; a Table change recounts its Database.
+    fn controller(ctx: &Context) -> Controller<DeserializeGuard<Self>> {
+        controller::<Database>(ctx).recheck::<Table>(ctx, |db, _, table| {
+            table.is_some_and(|t| t.spec.database_name == db.spec.database_name)
+        })
+    }
 }
 
 /// How many Tables belong to `database`.
@@ -55,26 +57,6 @@ pub fn table_count(database: &Database, refs: &Refs) -> usize {
         .iter()
         .filter(|name| **name == database.spec.database_name)
         .count()
-}
-
-/// Runs the Database controller; a Table change recounts its Database.
-pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
-    let controller = controller::<Database>(&ctx);
-    let store = controller.store();
-    let controller = controller.watches(
-        ctx.watch_api::<DeserializeGuard<Table>>(),
-        Default::default(),
-        move |table: DeserializeGuard<Table>| {
-            let namespace = table.namespace();
-            match table.0 {
-                Ok(table) => referrers(&store, namespace.as_deref(), |db: &Database| {
-                    db.spec.database_name == table.spec.database_name
-                }),
-                Err(_) => Vec::new(),
-            }
-        },
-    );
-    super::run(controller, ctx, shutdown).await;
 }
 
 #[cfg(test)]

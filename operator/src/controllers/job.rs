@@ -3,160 +3,44 @@
 //! (`ConnectionNotFound`). The SQL check (`InvalidScript`) is not done yet: it needs the runner's
 //! planner.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
-use kglue_crds::common::{ObservedStatus, TableRef};
-use kglue_crds::{Connection, Job, Table};
-use kube::api::{Api, ListParams};
+use kglue_crds::references::{NamedKind, References};
+use kglue_crds::{Job, Table};
 use kube::core::DeserializeGuard;
-use kube::{Client, ResourceExt};
-use tokio::sync::watch;
+use kube::runtime::controller::Controller;
 
-use super::{Context, Error, Problem, Reason, Reconcile, controller, existing_names, missing, referrers};
-
-/// What the Job reconcile reads.
-pub struct Refs {
-    /// `(databaseName, tableName)` of every readable Table in the namespace.
-    pub tables: BTreeSet<(String, String)>,
-    /// The referenced Connections that exist.
-    pub connections: BTreeSet<String>,
-}
-
-/// The Tables a Job must find, with the field that names each: table sources, and sinks that
-/// write only to a catalog table (a sink with `storage` creates its table).
-pub fn table_refs(job: &Job) -> Vec<(&TableRef, String)> {
-    let sources = job.spec.sources.iter().enumerate().filter_map(|(i, source)| {
-        source
-            .table
-            .as_ref()
-            .map(|table| (table, format!("spec.sources[{i}].table")))
-    });
-    let sinks = job
-        .spec
-        .sinks
-        .iter()
-        .enumerate()
-        .filter_map(|(i, sink)| match (&sink.table, &sink.storage) {
-            (Some(table), None) => Some((table, format!("spec.sinks[{i}].table"))),
-            _ => None,
-        });
-    sources.chain(sinks).collect()
-}
-
-/// The Connections a Job refers to, with the field that names each.
-pub fn connection_refs(job: &Job) -> Vec<(&str, String)> {
-    let sources = job.spec.sources.iter().enumerate().filter_map(|(i, source)| {
-        source
-            .storage
-            .as_ref()
-            .and_then(|s| s.connection.as_deref())
-            .map(|name| (name, format!("spec.sources[{i}].storage.connection")))
-    });
-    let sinks = job.spec.sinks.iter().enumerate().filter_map(|(i, sink)| {
-        sink.storage
-            .as_ref()
-            .and_then(|s| s.connection.as_deref())
-            .map(|name| (name, format!("spec.sinks[{i}].storage.connection")))
-    });
-    sources.chain(sinks).collect()
-}
+use super::pipeline::{Problem, Reconcile, controller_with_attempts};
+use super::refs::{Found, Rechecks};
+use crate::context::{Act, Context};
 
 impl Reconcile for Job {
-    type Refs = Refs;
+    type Refs = Found;
+    const ACT: Option<Act> = Some(crate::runs::reconcile::<Job>);
 
-    fn observed(&self) -> Option<&ObservedStatus> {
-        self.status.as_ref().map(|s| &s.observed)
-    }
-
-    async fn read(&self, client: &Client, namespace: &str) -> Result<Refs, Error> {
-        let tables: Api<DeserializeGuard<Table>> = Api::namespaced(client.clone(), namespace);
-        let tables = tables
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter_map(|guard| guard.0.ok().map(|t| (t.spec.database_name, t.spec.table_name)))
-            .collect();
-        let connections = connection_refs(self).into_iter().map(|(name, _)| name.to_string());
-        Ok(Refs {
-            tables,
-            connections: existing_names::<Connection>(client, namespace, connections).await?,
-        })
-    }
-
-    async fn reconcile_runs(
-        ctx: &Context,
-        namespace: &str,
-        name: &str,
-        blocked: Option<String>,
-    ) -> Result<Option<std::time::Duration>, Error> {
-        crate::runs::reconcile_runs::<Job>(ctx, namespace, name, blocked).await
-    }
-
-    fn validate(&self, refs: &Refs) -> Vec<Problem> {
-        let mut problems: Vec<Problem> = table_refs(self)
-            .into_iter()
-            .filter(|(table, _)| !refs.tables.contains(&(table.database.clone(), table.table.clone())))
-            .map(|(table, field)| {
-                Problem::new(
-                    Reason::TableNotFound,
-                    format!(
-                        "{field} names {}.{}, but no Table in this namespace has that databaseName and tableName; create the Table (or run the Crawler that creates it) or fix the name",
-                        table.database, table.table
-                    ),
-                )
-            })
-            .collect();
-        problems.extend(missing(
-            connection_refs(self),
-            &refs.connections,
-            Reason::ConnectionNotFound,
-            "Connection",
-        ));
+    fn validate(&self, found: &Found) -> Vec<Problem> {
+        let mut problems = found.missing_tables(self);
+        problems.extend(found.missing(self, NamedKind::Connection));
         problems
     }
-}
 
-/// Runs the Job controller; Table and Connection changes re-check the Jobs that use them.
-pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
-    let controller = controller::<Job>(&ctx).owns(
-        ctx.watch_api::<k8s_openapi::api::batch::v1::Job>(),
-        kube::runtime::watcher::Config::default().labels("app.kubernetes.io/managed-by=kglue-operator"),
-    );
-    let (by_table, by_connection) = (controller.store(), controller.store());
-    let controller = controller
-        .watches(
-            ctx.watch_api::<DeserializeGuard<Table>>(),
-            Default::default(),
-            move |table: DeserializeGuard<Table>| {
-                let namespace = table.namespace();
-                match table.0 {
-                    Ok(t) => referrers(&by_table, namespace.as_deref(), |job: &Job| {
-                        table_refs(job)
-                            .iter()
-                            .any(|(r, _)| r.database == t.spec.database_name && r.table == t.spec.table_name)
-                    }),
-                    Err(_) => Vec::new(),
-                }
-            },
-        )
-        .watches(
-            ctx.watch_api::<DeserializeGuard<Connection>>(),
-            Default::default(),
-            move |connection: DeserializeGuard<Connection>| {
-                let name = connection.name_any();
-                referrers(&by_connection, connection.namespace().as_deref(), |job: &Job| {
-                    connection_refs(job).iter().any(|(n, _)| *n == name)
+    /// The Job controller; its attempts' Kubernetes Jobs, and Table and Connection changes,
+    /// re-check the Jobs they belong to or that use them.
+    fn controller(ctx: &Context) -> Controller<DeserializeGuard<Self>> {
+        controller_with_attempts::<Job>(ctx)
+            .recheck::<Table>(ctx, |job, _, table| {
+                table.is_some_and(|t| {
+                    job.table_refs()
+                        .iter()
+                        .any(|(r, _)| r.database == t.spec.database_name && r.table == t.spec.table_name)
                 })
-            },
-        );
-    super::run(controller, ctx, shutdown).await;
+            })
+            .recheck_references(ctx)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::pipeline::Reason;
 
     const JOB: &str = r#"
 apiVersion: kglue.dev/v1alpha1
@@ -180,10 +64,15 @@ spec:
         serde_saphyr::from_str(JOB).expect("a Job")
     }
 
-    fn refs(tables: &[(&str, &str)], connections: &[&str]) -> Refs {
-        Refs {
+    fn refs(tables: &[(&str, &str)], connections: &[&str]) -> Found {
+        Found {
             tables: tables.iter().map(|(d, t)| (d.to_string(), t.to_string())).collect(),
-            connections: connections.iter().map(|c| c.to_string()).collect(),
+            named: [(
+                NamedKind::Connection,
+                connections.iter().map(|c| c.to_string()).collect(),
+            )]
+            .into(),
+            ..Found::default()
         }
     }
 

@@ -1,43 +1,17 @@
 //! Table: nested column types parse (`InvalidColumnType`), its Database exists
 //! (`DatabaseNotFound`), and the Connection of its storage exists (`ConnectionNotFound`).
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
-use kglue_crds::common::ObservedStatus;
-use kglue_crds::connection::Connection;
+use kglue_crds::Table;
 use kglue_crds::glue_type::validate_columns;
-use kglue_crds::{Database, Table};
-use kube::api::{Api, ListParams};
-use kube::core::DeserializeGuard;
-use kube::{Client, ResourceExt};
-use tokio::sync::watch;
+use kglue_crds::references::NamedKind;
 
-use super::{Context, Error, Problem, Reason, Reconcile, controller, existing_names, missing, referrers};
-
-/// What the Table reconcile reads.
-pub struct Refs {
-    /// `spec.databaseName` of every readable Database in the namespace.
-    pub databases: BTreeSet<String>,
-    /// The referenced Connections that exist.
-    pub connections: BTreeSet<String>,
-}
+use super::pipeline::{Problem, Reason, Reconcile};
+use super::refs::Found;
 
 impl Reconcile for Table {
-    type Refs = Refs;
+    type Refs = Found;
 
-    fn observed(&self) -> Option<&ObservedStatus> {
-        self.status.as_ref().map(|s| &s.observed)
-    }
-
-    async fn read(&self, client: &Client, namespace: &str) -> Result<Refs, Error> {
-        Ok(Refs {
-            databases: database_names(client, namespace).await?,
-            connections: existing_names::<Connection>(client, namespace, self.spec.storage.connection.clone()).await?,
-        })
-    }
-
-    fn validate(&self, refs: &Refs) -> Vec<Problem> {
+    fn validate(&self, found: &Found) -> Vec<Problem> {
         let mut problems = Vec::new();
         for (field, columns) in [
             ("spec.columns", &self.spec.columns),
@@ -50,75 +24,10 @@ impl Reconcile for Table {
                 ));
             }
         }
-        if !refs.databases.contains(&self.spec.database_name) {
-            problems.push(database_not_found("spec.databaseName", &self.spec.database_name));
-        }
-        problems.extend(missing(
-            self.spec
-                .storage
-                .connection
-                .as_deref()
-                .map(|name| (name, "spec.storage.connection".to_string())),
-            &refs.connections,
-            Reason::ConnectionNotFound,
-            "Connection",
-        ));
+        problems.extend(found.missing_databases(self));
+        problems.extend(found.missing(self, NamedKind::Connection));
         problems
     }
-}
-
-/// The problem of a `databaseName` no Database in the namespace declares.
-pub fn database_not_found(field: &str, database_name: &str) -> Problem {
-    Problem::new(
-        Reason::DatabaseNotFound,
-        format!(
-            "{field} is {database_name:?}, but no Database in this namespace has spec.databaseName {database_name:?}; create that Database or fix the name"
-        ),
-    )
-}
-
-/// `spec.databaseName` of every readable Database in `namespace`.
-pub async fn database_names(client: &Client, namespace: &str) -> Result<BTreeSet<String>, Error> {
-    let databases: Api<DeserializeGuard<Database>> = Api::namespaced(client.clone(), namespace);
-    Ok(databases
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|guard| guard.0.ok().map(|db| db.spec.database_name))
-        .collect())
-}
-
-/// Runs the Table controller; a change of a Database or Connection re-checks the Tables that use it.
-pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
-    let controller = controller::<Table>(&ctx);
-    let by_database = controller.store();
-    let by_connection = controller.store();
-    let controller = controller
-        .watches(
-            ctx.watch_api::<DeserializeGuard<Database>>(),
-            Default::default(),
-            move |database: DeserializeGuard<Database>| {
-                let namespace = database.namespace();
-                match database.0 {
-                    Ok(db) => referrers(&by_database, namespace.as_deref(), |t: &Table| {
-                        t.spec.database_name == db.spec.database_name
-                    }),
-                    Err(_) => Vec::new(),
-                }
-            },
-        )
-        .watches(
-            ctx.watch_api::<DeserializeGuard<Connection>>(),
-            Default::default(),
-            move |connection: DeserializeGuard<Connection>| {
-                let name = connection.name_any();
-                referrers(&by_connection, connection.namespace().as_deref(), |t: &Table| {
-                    t.spec.storage.connection.as_deref() == Some(name.as_str())
-                })
-            },
-        );
-    super::run(controller, ctx, shutdown).await;
 }
 
 #[cfg(test)]
@@ -144,10 +53,15 @@ spec:
     - {name: dt, type: date}
 "#;
 
-    fn refs(databases: &[&str], connections: &[&str]) -> Refs {
-        Refs {
+    fn refs(databases: &[&str], connections: &[&str]) -> Found {
+        Found {
             databases: databases.iter().map(|s| s.to_string()).collect(),
-            connections: connections.iter().map(|s| s.to_string()).collect(),
+            named: [(
+                NamedKind::Connection,
+                connections.iter().map(|s| s.to_string()).collect(),
+            )]
+            .into(),
+            ..Found::default()
         }
     }
 

@@ -12,42 +12,14 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kglue_crds::common::{WorkerResources, WorkerSize};
 use kglue_crds::connection::S3CredentialsSecretRef;
+use kglue_crds::protocol::attempt::{
+    AttemptCommand, LABEL_ATTEMPT, LABEL_OWNER_UID, POD_ENV, SECRETS_DIR, SPILL_DIR, TERMINATION_LOG, run_labels,
+};
+use kglue_crds::protocol::storage::secret_keys;
 use kglue_crds::run_result::RunOwnerKind;
 
 use super::machine::{AttemptJob, Launch};
-
-/// Where the runner finds the Secrets of its Connections (`kglue --secrets-dir`).
-pub const SECRETS_DIR: &str = "/var/run/secrets/kglue";
-/// Where the runner spills (an emptyDir).
-pub const SPILL_DIR: &str = "/var/lib/kglue/spill";
-/// The container's termination message file.
-pub const TERMINATION_LOG: &str = "/dev/termination-log";
-
-/// Label: the kind of the object a run belongs to.
-pub const LABEL_OWNER_KIND: &str = "kglue.dev/owner-kind";
-/// Label: the object's name (when it fits a label value).
-pub const LABEL_OWNER_NAME: &str = "kglue.dev/owner-name";
-/// Label: the object's UID, which the operator selects an object's attempts by.
-pub const LABEL_OWNER_UID: &str = "kglue.dev/owner-uid";
-/// Label: the run id.
-pub const LABEL_RUN_ID: &str = "kglue.dev/run-id";
-/// Label: the attempt.
-pub const LABEL_ATTEMPT: &str = "kglue.dev/attempt";
-
-/// How runs are launched (operator flags).
-#[derive(Clone, Debug)]
-pub struct RunnerSettings {
-    /// The runner image.
-    pub image: String,
-    /// The service account runs use.
-    pub service_account: String,
-    /// Seconds a finished Kubernetes Job (with its pod, log and RunResult) is kept.
-    pub ttl_seconds: i32,
-    /// The first retry's delay.
-    pub retry_backoff: std::time::Duration,
-    /// The CPU and memory of each worker size.
-    pub worker_sizes: WorkerSizes,
-}
+use crate::settings::RunnerSettings;
 
 /// The object a run belongs to.
 #[derive(Clone, Debug)]
@@ -62,66 +34,18 @@ pub struct Owner {
     pub uid: String,
 }
 
-/// The CPU and memory of each worker size: the defaults of `WorkerSize`, or what the operator was
-/// configured with (`--worker-sizes`, the chart's `workerSizes`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WorkerSizes([WorkerResources; 4]);
-
-impl Default for WorkerSizes {
-    fn default() -> Self {
-        WorkerSizes(WorkerSize::ALL.map(WorkerSize::default_resources))
-    }
-}
-
-impl WorkerSizes {
-    /// The defaults with the sizes named in `json` replaced, e.g.
-    /// `{"Small":{"cpu":1,"memoryGiB":4}}`. Sizes not named keep their defaults.
-    pub fn parse(json: &str) -> Result<Self, String> {
-        let given: BTreeMap<String, WorkerResources> =
-            serde_json::from_str(json).map_err(|e| format!("--worker-sizes is not valid: {e}"))?;
-        let mut sizes = WorkerSizes::default();
-        for (name, resources) in given {
-            let index = WorkerSize::ALL
-                .iter()
-                .position(|size| size.as_str() == name)
-                .ok_or_else(|| {
-                    format!(
-                        "--worker-sizes: unknown worker size {name:?}; the sizes are Small, Medium, Large and XLarge"
-                    )
-                })?;
-            if resources.cpu == 0 || resources.memory_gib == 0 {
-                return Err(format!(
-                    "--worker-sizes: {name} needs at least 1 CPU and 1 GiB of memory"
-                ));
-            }
-            sizes.0[index] = resources;
-        }
-        Ok(sizes)
-    }
-
-    /// The resources of `size`.
-    pub fn get(&self, size: WorkerSize) -> WorkerResources {
-        let index = WorkerSize::ALL.iter().position(|s| *s == size).unwrap_or_default();
-        self.0[index]
-    }
-}
-
 /// The labels of an attempt's Kubernetes Job and pod.
 pub fn labels(owner: &Owner, run_id: &str, attempt: i32) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([
+    let mut labels = run_labels(owner.kind, &owner.name, run_id);
+    labels.extend([
         ("app.kubernetes.io/name".to_string(), "kglue-runner".to_string()),
         (
             "app.kubernetes.io/managed-by".to_string(),
             crate::FIELD_MANAGER.to_string(),
         ),
-        (LABEL_OWNER_KIND.to_string(), owner.kind.as_str().to_string()),
         (LABEL_OWNER_UID.to_string(), owner.uid.clone()),
-        (LABEL_RUN_ID.to_string(), run_id.to_string()),
         (LABEL_ATTEMPT.to_string(), attempt.to_string()),
     ]);
-    if owner.name.len() <= 63 {
-        labels.insert(LABEL_OWNER_NAME.to_string(), owner.name.clone());
-    }
     labels
 }
 
@@ -145,24 +69,9 @@ pub fn secret_projections(refs: &[&S3CredentialsSecretRef]) -> Vec<VolumeProject
     let mut required: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut optional: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for secret in refs {
-        let keys = required.entry(secret.name.as_str()).or_default();
-        keys.insert(secret.access_key_id_key.clone().unwrap_or("AWS_ACCESS_KEY_ID".into()));
-        keys.insert(
-            secret
-                .secret_access_key_key
-                .clone()
-                .unwrap_or("AWS_SECRET_ACCESS_KEY".into()),
-        );
-        match &secret.session_token_key {
-            Some(key) => {
-                keys.insert(key.clone());
-            }
-            None => {
-                optional
-                    .entry(secret.name.as_str())
-                    .or_default()
-                    .insert("AWS_SESSION_TOKEN".into());
-            }
+        for (key, must) in secret_keys(secret) {
+            let keys = if must { &mut required } else { &mut optional };
+            keys.entry(secret.name.as_str()).or_default().insert(key);
         }
     }
     let projection = |name: &str, keys: &BTreeSet<String>, optional: bool| VolumeProjection {
@@ -207,31 +116,16 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
         ("cpu".to_string(), Quantity(cpu.to_string())),
         ("memory".to_string(), Quantity(format!("{memory_gib}Gi"))),
     ]);
-    let mut args = vec![
-        "attempt".to_string(),
-        "--kind".into(),
-        owner.kind.as_str().into(),
-        "--name".into(),
-        owner.name.clone(),
-        "--run-id".into(),
-        launch.run_id.clone(),
-        "--attempt".into(),
-        launch.attempt.to_string(),
-        "--worker-size".into(),
-        spec.worker.as_str().into(),
-        "--cpus".into(),
-        cpu.to_string(),
-        "--memory-gib".into(),
-        memory_gib.to_string(),
-        "--spill-dir".into(),
-        SPILL_DIR.into(),
-        "--termination-log".into(),
-        TERMINATION_LOG.into(),
-    ];
-    if !launch.arguments.is_empty() {
-        args.push("--arguments".into());
-        args.push(serde_json::to_string(&launch.arguments).unwrap_or_else(|_| "{}".into()));
-    }
+    let args = AttemptCommand::in_pod(
+        owner.kind,
+        &owner.name,
+        &launch.run_id,
+        launch.attempt,
+        &launch.arguments,
+        spec.worker,
+        WorkerResources { cpu, memory_gib },
+    )
+    .to_args();
     let mut volumes = vec![Volume {
         name: "spill".into(),
         empty_dir: Some(EmptyDirVolumeSource {
@@ -247,8 +141,6 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
     }];
     let projections = secret_projections(&spec.secrets);
     if !projections.is_empty() {
-        args.push("--secrets-dir".into());
-        args.push(SECRETS_DIR.into());
         volumes.push(Volume {
             name: "connection-secrets".into(),
             projected: Some(ProjectedVolumeSource {
@@ -268,11 +160,7 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
         name: "runner".into(),
         image: Some(settings.image.clone()),
         args: Some(args),
-        env: Some(vec![
-            field_env("KGLUE_NAMESPACE", "metadata.namespace"),
-            field_env("KGLUE_JOB_NAME", "metadata.labels['batch.kubernetes.io/job-name']"),
-            field_env("KGLUE_JOB_UID", "metadata.labels['batch.kubernetes.io/controller-uid']"),
-        ]),
+        env: Some(POD_ENV.iter().map(|(name, path)| field_env(name, path)).collect()),
         resources: Some(ResourceRequirements {
             requests: Some(resources.clone()),
             limits: Some(resources),
@@ -415,6 +303,8 @@ fn pod_detail(pods: &[Pod]) -> Option<String> {
 mod tests {
     use super::*;
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+
+    use crate::settings::WorkerSizes;
 
     fn owner() -> Owner {
         Owner {

@@ -12,7 +12,10 @@ use kglue_crds::common::{RunRecord, RunState};
 use kglue_crds::job::{BookmarkHistoryEntry, JobBookmark};
 use kglue_crds::run_result::AttemptOutcome;
 
-use super::request::{BookmarkRequest, Requests, attempt_job_name, run_id};
+use kglue_crds::protocol::ids::{attempt_job_name, run_id};
+use kglue_crds::protocol::requests::{BookmarkRequest, Requests, StartBody};
+
+use crate::writes::Notice;
 
 /// How many replaced bookmarks `status.bookmarkHistory` keeps.
 pub const BOOKMARK_HISTORY: usize = 10;
@@ -106,18 +109,6 @@ pub struct Observed<M> {
     pub bookmarks: Option<Bookmarks>,
 }
 
-/// Something worth a Kubernetes Event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunEvent {
-    /// Whether it is a Warning.
-    pub warning: bool,
-    /// CamelCase reason: RunStarted, RunSucceeded, RunFailed, RunTimeout, RunStopped, RunRetrying,
-    /// RunError, BookmarkReset, BookmarkRewound, BookmarkRefused.
-    pub reason: &'static str,
-    /// What happened.
-    pub note: String,
-}
-
 /// An attempt to start: its Kubernetes Job's name and the record it belongs to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Launch {
@@ -145,7 +136,7 @@ pub struct Decision<M> {
     /// Annotations whose requests are now recorded in `runs` (or refused), to remove.
     pub handled: Vec<String>,
     /// Events to publish.
-    pub events: Vec<RunEvent>,
+    pub events: Vec<Notice>,
     /// When to look again without a watch event (a retry's backoff).
     pub requeue_after: Option<Duration>,
     /// Runs that reached a final state in this decision, with their duration, for the metrics.
@@ -181,107 +172,135 @@ fn finish<M>(record: &mut RunRecord<M>, state: RunState, message: Option<String>
     seconds
 }
 
-/// Decides. Pure.
+/// Decides. Pure. One step per method of [`Machine`], in this order.
 pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
-    let Observed {
-        now,
-        name,
-        uid,
-        run_prefix,
-        mut runs,
-        requests,
-        jobs,
-        mut reports,
-        blocked,
-        limits,
-        bookmarks,
-    } = observed;
-    let mut decision = Decision {
-        runs: Vec::new(),
-        launch: Vec::new(),
-        delete: Vec::new(),
-        bookmarks: None,
-        handled: Vec::new(),
-        events: Vec::new(),
-        requeue_after: None,
-        finished: Vec::new(),
-    };
-    let mut bookmark_state = bookmarks.clone();
-    let stops: std::collections::BTreeSet<&str> = requests.stops.iter().map(|(_, run)| run.as_str()).collect();
+    let mut machine = Machine::new(observed);
+    machine.take_start_requests();
+    machine.advance_attempts();
+    machine.answer_stop_requests();
+    machine.start_waiting_runs();
+    machine.answer_bookmark_request();
+    machine.bound_history();
+    machine.into_decision()
+}
 
-    // 1. New start requests become Waiting runs (or Error runs when unreadable). A request whose
-    //    run is already recorded was handled before the operator could remove its annotation.
-    for request in &requests.starts {
-        decision.handled.push(request.annotation.clone());
-        if runs.iter().any(|r| r.request_id.as_deref() == Some(&request.id)) {
-            continue;
+/// The decision in the making: what was observed, the runs as they change, and what to do.
+struct Machine<M> {
+    observed: Observed<M>,
+    /// The bookmark state as it changes (Jobs only).
+    bookmark_state: Option<Bookmarks>,
+    /// Retries queued by failed attempts, oldest first.
+    retries: Vec<RunRecord<M>>,
+    decision: Decision<M>,
+}
+
+impl<M: Clone> Machine<M> {
+    fn new(observed: Observed<M>) -> Self {
+        Machine {
+            bookmark_state: observed.bookmarks.clone(),
+            observed,
+            retries: Vec::new(),
+            decision: Decision {
+                runs: Vec::new(),
+                launch: Vec::new(),
+                delete: Vec::new(),
+                bookmarks: None,
+                handled: Vec::new(),
+                events: Vec::new(),
+                requeue_after: None,
+                finished: Vec::new(),
+            },
         }
-        let id = run_id(run_prefix, &uid, &request.id);
-        let body = request.body.clone();
-        let (started_by, arguments) = match &body {
-            Ok(body) => (body.started_by.clone(), body.arguments.clone()),
-            Err(_) => (super::request::StartBody::default().started_by, BTreeMap::new()),
-        };
-        let mut record = RunRecord {
-            id: id.clone(),
-            attempt: 0,
-            request_id: Some(request.id.clone()),
-            started_by,
-            arguments,
-            state: RunState::Waiting,
-            started_at: Some(time(now)),
-            completed_at: None,
-            duration_seconds: None,
-            not_before: None,
-            kubernetes_job: None,
-            message: None,
-            metrics: None,
-            run_properties: BTreeMap::new(),
-        };
-        if let Err(message) = body {
-            end(&mut decision, &mut record, RunState::Error, message, now);
-        }
-        runs.insert(0, record);
     }
 
-    // 2. Advance every active or waiting attempt from what its Kubernetes Job and report say.
-    let mut retries: Vec<RunRecord<M>> = Vec::new();
-    for record in runs.iter_mut().filter(|r| !r.state.is_final()) {
-        let job_name = attempt_job_name(&name, &record.id, record.attempt);
-        let stop = stops.contains(record.id.as_str());
-        let job = jobs.get(&job_name);
+    fn now(&self) -> Timestamp {
+        self.observed.now
+    }
+
+    /// 1. New start requests become Waiting runs (or Error runs when unreadable). A request whose
+    ///    run is already recorded was handled before the operator could remove its annotation.
+    fn take_start_requests(&mut self) {
+        let now = self.now();
+        let starts = std::mem::take(&mut self.observed.requests.starts);
+        for request in starts {
+            self.decision.handled.push(request.annotation.clone());
+            if self
+                .observed
+                .runs
+                .iter()
+                .any(|r| r.request_id.as_deref() == Some(&request.id))
+            {
+                continue;
+            }
+            let id = run_id(self.observed.run_prefix, &self.observed.uid, &request.id);
+            let (started_by, arguments) = match &request.body {
+                Ok(body) => (body.started_by.clone(), body.arguments.clone()),
+                Err(_) => (StartBody::default().started_by, BTreeMap::new()),
+            };
+            let mut record = RunRecord {
+                id,
+                attempt: 0,
+                request_id: Some(request.id.clone()),
+                started_by,
+                arguments,
+                state: RunState::Waiting,
+                started_at: Some(time(now)),
+                completed_at: None,
+                duration_seconds: None,
+                not_before: None,
+                kubernetes_job: None,
+                message: None,
+                metrics: None,
+                run_properties: BTreeMap::new(),
+            };
+            if let Err(message) = request.body {
+                self.end(&mut record, RunState::Error, message);
+            }
+            self.observed.runs.insert(0, record);
+        }
+    }
+
+    /// 2. Advances every active or waiting attempt from what its Kubernetes Job and report say;
+    ///    failed attempts with retries left queue their next attempt.
+    fn advance_attempts(&mut self) {
+        let mut runs = std::mem::take(&mut self.observed.runs);
+        for record in runs.iter_mut().filter(|r| !r.state.is_final()) {
+            self.advance(record);
+        }
+        for retry in std::mem::take(&mut self.retries).into_iter().rev() {
+            runs.insert(0, retry);
+        }
+        self.observed.runs = runs;
+    }
+
+    fn stop_asked(&self, run: &str) -> bool {
+        self.observed.requests.stops.iter().any(|(_, id)| id == run)
+    }
+
+    fn advance(&mut self, record: &mut RunRecord<M>) {
+        let job_name = attempt_job_name(&self.observed.name, &record.id, record.attempt);
+        let stop = self.stop_asked(&record.id);
+        let job = self.observed.jobs.get(&job_name).cloned();
         match (record.state, job) {
             (RunState::Waiting, None) if stop => {
-                end(
-                    &mut decision,
-                    record,
-                    RunState::Stopped,
-                    "stopped before it started".into(),
-                    now,
-                );
+                self.end(record, RunState::Stopped, "stopped before it started".into());
             }
             (RunState::Waiting, None) => {}
             (RunState::Stopping, None) => {
-                end(
-                    &mut decision,
-                    record,
-                    RunState::Stopped,
-                    "stopped on request".into(),
-                    now,
-                );
+                self.end(record, RunState::Stopped, "stopped on request".into());
             }
             (_, None) => {
                 let message = format!(
                     "the Kubernetes Job {job_name} was deleted before the attempt finished; the run's outputs were not committed"
                 );
-                end(&mut decision, record, RunState::Error, message, now);
+                self.end(record, RunState::Error, message);
             }
             (_, Some(AttemptJob::Pending | AttemptJob::Running)) if stop || record.state == RunState::Stopping => {
                 // An attempt that already finished is recorded as it ended instead: a completed
                 // one has committed its outputs, so its bookmark must be committed too.
                 record.state = RunState::Stopping;
                 record.kubernetes_job = Some(job_name.clone());
-                decision.delete.push(job_name);
+                self.decision.delete.push(job_name);
             }
             (_, Some(AttemptJob::Pending)) => {
                 record.state = RunState::Starting;
@@ -293,261 +312,294 @@ pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
             }
             (_, Some(AttemptJob::Complete)) => {
                 record.kubernetes_job = Some(job_name.clone());
-                match reports.remove(&job_name) {
-                    Some(report) if report.outcome == AttemptOutcome::Succeeded => {
-                        record.metrics = report.metrics;
-                        record.run_properties = report.run_properties;
-                        let seconds = finish(record, RunState::Succeeded, None, now);
-                        decision.finished.push((RunState::Succeeded, seconds));
-                        if let (Some(state), Some(next)) = (bookmark_state.as_mut(), report.next_bookmark) {
-                            let replaced = state.current.take();
-                            state.history.insert(
-                                0,
-                                BookmarkHistoryEntry {
-                                    run_id: record.id.clone(),
-                                    bookmark: replaced,
-                                },
-                            );
-                            state.history.truncate(BOOKMARK_HISTORY);
-                            state.current = Some(JobBookmark {
-                                run_id: Some(record.id.clone()),
-                                committed_at: Some(time(now)),
-                                ..next
-                            });
-                        }
-                        decision.events.push(RunEvent {
-                            warning: false,
-                            reason: "RunSucceeded",
-                            note: format!(
-                                "run {} attempt {} succeeded in {:.1} s",
-                                record.id, record.attempt, seconds
-                            ),
-                        });
-                    }
-                    Some(report) => {
-                        record.metrics = report.metrics;
-                        let message = report.error.unwrap_or_else(|| "the runner reported a failure".into());
-                        fail(record, message, &limits, now, &mut decision, &mut retries);
-                    }
-                    None => {
-                        let message = "the runner exited successfully without reporting a result (no RunResult); nothing of this attempt is committed".to_string();
-                        fail(record, message, &limits, now, &mut decision, &mut retries);
-                    }
-                }
+                self.completed(record, &job_name);
             }
             (_, Some(AttemptJob::Failed { reason, detail })) => {
                 record.kubernetes_job = Some(job_name.clone());
-                let report = reports.remove(&job_name);
-                if reason == "DeadlineExceeded" {
-                    let message = format!(
-                        "ran past timeoutMinutes ({} min); the attempt was stopped",
-                        limits.timeout_minutes
-                    );
-                    record.metrics = report.and_then(|r| r.metrics);
-                    end(&mut decision, record, RunState::Timeout, message, now);
-                    continue;
-                }
-                let message = match report {
-                    Some(report) => {
-                        record.metrics = report.metrics;
-                        report.error.unwrap_or_else(|| detail.clone())
-                    }
-                    None => format!("the runner ended without reporting a result: {detail}"),
-                };
-                fail(record, message, &limits, now, &mut decision, &mut retries);
+                self.failed(record, &job_name, &reason, &detail);
             }
         }
     }
-    for retry in retries.into_iter().rev() {
-        runs.insert(0, retry);
+
+    /// An attempt whose Kubernetes Job completed: what its report says decides.
+    fn completed(&mut self, record: &mut RunRecord<M>, job_name: &str) {
+        match self.observed.reports.remove(job_name) {
+            Some(report) if report.outcome == AttemptOutcome::Succeeded => self.succeeded(record, report),
+            Some(report) => {
+                record.metrics = report.metrics;
+                let message = report.error.unwrap_or_else(|| "the runner reported a failure".into());
+                self.fail(record, message);
+            }
+            None => {
+                let message = "the runner exited successfully without reporting a result (no RunResult); nothing of this attempt is committed".to_string();
+                self.fail(record, message);
+            }
+        }
     }
 
-    // 3. Stop requests for runs that are final or unknown are done.
-    for (key, run) in &requests.stops {
-        decision.handled.push(key.clone());
-        if !runs.iter().any(|r| &r.id == run) {
-            decision.events.push(RunEvent {
-                warning: true,
-                reason: "RunError",
-                note: format!("{key}: there is no run {run} in the history"),
+    /// A succeeded attempt: its figures and run properties, and its bookmark committed.
+    fn succeeded(&mut self, record: &mut RunRecord<M>, report: Report<M>) {
+        let now = self.now();
+        record.metrics = report.metrics;
+        record.run_properties = report.run_properties;
+        let seconds = finish(record, RunState::Succeeded, None, now);
+        self.decision.finished.push((RunState::Succeeded, seconds));
+        if let (Some(state), Some(next)) = (self.bookmark_state.as_mut(), report.next_bookmark) {
+            let replaced = state.current.take();
+            state.history.insert(
+                0,
+                BookmarkHistoryEntry {
+                    run_id: record.id.clone(),
+                    bookmark: replaced,
+                },
+            );
+            state.history.truncate(BOOKMARK_HISTORY);
+            state.current = Some(JobBookmark {
+                run_id: Some(record.id.clone()),
+                committed_at: Some(time(now)),
+                ..next
             });
         }
+        self.notice(
+            false,
+            "RunSucceeded",
+            format!(
+                "run {} attempt {} succeeded in {:.1} s",
+                record.id, record.attempt, seconds
+            ),
+        );
     }
 
-    // 4. Start waiting runs, oldest first, while the concurrency limit allows.
-    let limit = match &bookmark_state {
-        Some(state) if state.serialize => 1,
-        _ => limits.max_concurrent.max(1),
-    };
-    let mut running = runs.iter().filter(|r| active(r.state)).count();
-    let mut next_check: Option<Duration> = None;
-    for record in runs.iter_mut().rev().filter(|r| r.state == RunState::Waiting) {
-        if let Some(reason) = &blocked {
-            end(
-                &mut decision,
-                record,
-                RunState::Error,
-                format!("not started: {reason}"),
-                now,
+    /// An attempt whose Kubernetes Job failed: a timeout, or a failure (retried if it may be).
+    fn failed(&mut self, record: &mut RunRecord<M>, job_name: &str, reason: &str, detail: &str) {
+        let report = self.observed.reports.remove(job_name);
+        if reason == "DeadlineExceeded" {
+            let message = format!(
+                "ran past timeoutMinutes ({} min); the attempt was stopped",
+                self.observed.limits.timeout_minutes
             );
-            continue;
+            record.metrics = report.and_then(|r| r.metrics);
+            self.end(record, RunState::Timeout, message);
+            return;
         }
-        if let Some(not_before) = &record.not_before {
-            let wait = not_before.0.duration_since(now);
-            if wait > SignedDuration::ZERO {
-                let wait = Duration::from_secs_f64(wait.as_secs_f64());
-                next_check = Some(next_check.map_or(wait, |n| n.min(wait)));
-                continue;
+        let message = match report {
+            Some(report) => {
+                record.metrics = report.metrics;
+                report.error.unwrap_or_else(|| detail.to_string())
+            }
+            None => format!("the runner ended without reporting a result: {detail}"),
+        };
+        self.fail(record, message);
+    }
+
+    /// 3. Stop requests for runs that are final or unknown are done.
+    fn answer_stop_requests(&mut self) {
+        for (key, run) in &self.observed.requests.stops {
+            self.decision.handled.push(key.clone());
+            if !self.observed.runs.iter().any(|r| &r.id == run) {
+                self.decision.events.push(Notice {
+                    warning: true,
+                    reason: "RunError",
+                    note: format!("{key}: there is no run {run} in the history"),
+                });
             }
         }
-        if running >= limit {
-            record.message = Some(format!(
-                "waiting: {running} run(s) active, the limit is {limit}{}",
-                if limit == 1 && limits.max_concurrent > 1 {
-                    " (runs that read a bookmark run one at a time)"
-                } else {
-                    ""
+    }
+
+    /// 4. Starts waiting runs, oldest first, while the concurrency limit allows.
+    fn start_waiting_runs(&mut self) {
+        let now = self.now();
+        let limit = match &self.bookmark_state {
+            Some(state) if state.serialize => 1,
+            _ => self.observed.limits.max_concurrent.max(1),
+        };
+        let mut running = self.observed.runs.iter().filter(|r| active(r.state)).count();
+        let mut next_check: Option<Duration> = None;
+        let mut runs = std::mem::take(&mut self.observed.runs);
+        for record in runs.iter_mut().rev().filter(|r| r.state == RunState::Waiting) {
+            if let Some(reason) = self.observed.blocked.clone() {
+                self.end(record, RunState::Error, format!("not started: {reason}"));
+                continue;
+            }
+            if let Some(not_before) = &record.not_before {
+                let wait = not_before.0.duration_since(now);
+                if wait > SignedDuration::ZERO {
+                    let wait = Duration::from_secs_f64(wait.as_secs_f64());
+                    next_check = Some(next_check.map_or(wait, |n| n.min(wait)));
+                    continue;
                 }
-            ));
-            continue;
+            }
+            if running >= limit {
+                record.message = Some(format!(
+                    "waiting: {running} run(s) active, the limit is {limit}{}",
+                    if limit == 1 && self.observed.limits.max_concurrent > 1 {
+                        " (runs that read a bookmark run one at a time)"
+                    } else {
+                        ""
+                    }
+                ));
+                continue;
+            }
+            running += 1;
+            self.launch(record);
         }
-        running += 1;
-        let job_name = attempt_job_name(&name, &record.id, record.attempt);
+        self.observed.runs = runs;
+        self.decision.requeue_after = next_check;
+    }
+
+    fn launch(&mut self, record: &mut RunRecord<M>) {
+        let job_name = attempt_job_name(&self.observed.name, &record.id, record.attempt);
         record.state = RunState::Starting;
         record.not_before = None;
         record.message = None;
         record.kubernetes_job = Some(job_name.clone());
-        decision.events.push(RunEvent {
-            warning: false,
-            reason: "RunStarted",
-            note: format!(
+        self.notice(
+            false,
+            "RunStarted",
+            format!(
                 "run {} attempt {} started as Kubernetes Job {job_name}",
                 record.id, record.attempt
             ),
-        });
-        decision.launch.push(Launch {
+        );
+        self.decision.launch.push(Launch {
             job_name,
             run_id: record.id.clone(),
             attempt: record.attempt,
             arguments: record.arguments.clone(),
         });
     }
-    decision.requeue_after = next_check;
 
-    // 5. Bookmark requests, refused while a run is active.
-    if let (Some((key, request)), Some(state)) = (&requests.bookmark, bookmark_state.as_mut()) {
-        decision.handled.push(key.clone());
-        if runs.iter().any(|r| active(r.state)) {
-            decision.events.push(RunEvent {
-                warning: true,
-                reason: "BookmarkRefused",
-                note: format!("{key}: refused while a run is active; stop it or wait, then ask again"),
-            });
-        } else {
-            match request {
-                BookmarkRequest::Reset => {
+    /// 5. A bookmark request, refused while a run is active.
+    fn answer_bookmark_request(&mut self) {
+        let Some((key, request)) = self.observed.requests.bookmark.clone() else {
+            return;
+        };
+        if self.bookmark_state.is_none() {
+            return;
+        }
+        self.decision.handled.push(key.clone());
+        if self.observed.runs.iter().any(|r| active(r.state)) {
+            self.notice(
+                true,
+                "BookmarkRefused",
+                format!("{key}: refused while a run is active; stop it or wait, then ask again"),
+            );
+            return;
+        }
+        match request {
+            BookmarkRequest::Reset => {
+                if let Some(state) = self.bookmark_state.as_mut() {
                     state.current = None;
-                    decision.events.push(RunEvent {
-                        warning: false,
-                        reason: "BookmarkReset",
-                        note: "the bookmark was reset: the next run reads every object".into(),
-                    });
                 }
-                BookmarkRequest::Rewind(run) => {
-                    let position = match run {
-                        Some(run) => state.history.iter().position(|e| &e.run_id == run),
-                        None => (!state.history.is_empty()).then_some(0),
-                    };
-                    match position {
-                        Some(index) => {
-                            let entry = state.history[index].clone();
-                            state.current = entry.bookmark;
-                            state.history.drain(..=index);
-                            decision.events.push(RunEvent {
-                                warning: false,
-                                reason: "BookmarkRewound",
-                                note: format!(
-                                    "the bookmark was rewound to the one run {} started from",
-                                    entry.run_id
-                                ),
-                            });
-                        }
-                        None => decision.events.push(RunEvent {
-                            warning: true,
-                            reason: "BookmarkRefused",
-                            note: format!(
-                                "{key}: {} is not in status.bookmarkHistory (the last {BOOKMARK_HISTORY} committing runs)",
-                                run.as_deref().unwrap_or("an earlier run")
-                            ),
-                        }),
-                    }
-                }
+                self.notice(
+                    false,
+                    "BookmarkReset",
+                    "the bookmark was reset: the next run reads every object".into(),
+                );
             }
+            BookmarkRequest::Rewind(run) => self.rewind(&key, run.as_deref()),
         }
     }
 
-    // 6. Bound the history: the newest final runs up to the limit; active runs always stay.
-    let mut kept_final = 0;
-    runs.retain(|r| {
-        if !r.state.is_final() {
-            return true;
-        }
-        kept_final += 1;
-        kept_final <= limits.history
-    });
-    decision.runs = runs;
-    if bookmark_state != bookmarks {
-        decision.bookmarks = bookmark_state;
+    fn rewind(&mut self, key: &str, run: Option<&str>) {
+        let Some(state) = self.bookmark_state.as_mut() else {
+            return;
+        };
+        let position = match run {
+            Some(run) => state.history.iter().position(|e| e.run_id == run),
+            None => (!state.history.is_empty()).then_some(0),
+        };
+        let Some(index) = position else {
+            let note = format!(
+                "{key}: {} is not in status.bookmarkHistory (the last {BOOKMARK_HISTORY} committing runs)",
+                run.unwrap_or("an earlier run")
+            );
+            self.notice(true, "BookmarkRefused", note);
+            return;
+        };
+        let entry = state.history[index].clone();
+        state.current = entry.bookmark;
+        state.history.drain(..=index);
+        self.notice(
+            false,
+            "BookmarkRewound",
+            format!("the bookmark was rewound to the one run {} started from", entry.run_id),
+        );
     }
-    decision
-}
 
-/// Ends `record` in a final `state` other than Succeeded or Failed, counts it and publishes its
-/// Event (`RunStopped`, `RunTimeout` or `RunError`).
-fn end<M>(decision: &mut Decision<M>, record: &mut RunRecord<M>, state: RunState, message: String, now: Timestamp) {
-    let seconds = finish(record, state, Some(message.clone()), now);
-    decision.finished.push((state, seconds));
-    let (warning, reason) = match state {
-        RunState::Stopped => (false, "RunStopped"),
-        RunState::Timeout => (true, "RunTimeout"),
-        _ => (true, "RunError"),
-    };
-    decision.events.push(RunEvent {
-        warning,
-        reason,
-        note: format!("run {} attempt {}: {message}", record.id, record.attempt),
-    });
-}
+    /// 6. Bounds the history: the newest final runs up to the limit; active runs always stay.
+    fn bound_history(&mut self) {
+        let limit = self.observed.limits.history;
+        let mut kept_final = 0;
+        self.observed.runs.retain(|r| {
+            if !r.state.is_final() {
+                return true;
+            }
+            kept_final += 1;
+            kept_final <= limit
+        });
+    }
 
-/// Records a failed attempt and, when retries remain, queues the next one.
-fn fail<M: Clone>(
-    record: &mut RunRecord<M>,
-    message: String,
-    limits: &Limits,
-    now: Timestamp,
-    decision: &mut Decision<M>,
-    retries: &mut Vec<RunRecord<M>>,
-) {
-    let seconds = finish(record, RunState::Failed, Some(message.clone()), now);
-    decision.finished.push((RunState::Failed, seconds));
-    if record.attempt < limits.max_retries {
+    fn into_decision(mut self) -> Decision<M> {
+        self.decision.runs = self.observed.runs;
+        if self.bookmark_state != self.observed.bookmarks {
+            self.decision.bookmarks = self.bookmark_state;
+        }
+        self.decision
+    }
+
+    fn notice(&mut self, warning: bool, reason: &'static str, note: String) {
+        self.decision.events.push(Notice { warning, reason, note });
+    }
+
+    /// Ends `record` in a final `state` other than Succeeded or Failed, counts it and publishes
+    /// its Event (`RunStopped`, `RunTimeout` or `RunError`).
+    fn end(&mut self, record: &mut RunRecord<M>, state: RunState, message: String) {
+        let seconds = finish(record, state, Some(message.clone()), self.now());
+        self.decision.finished.push((state, seconds));
+        let (warning, reason) = match state {
+            RunState::Stopped => (false, "RunStopped"),
+            RunState::Timeout => (true, "RunTimeout"),
+            _ => (true, "RunError"),
+        };
+        self.notice(
+            warning,
+            reason,
+            format!("run {} attempt {}: {message}", record.id, record.attempt),
+        );
+    }
+
+    /// Records a failed attempt and, when retries remain, queues the next one.
+    fn fail(&mut self, record: &mut RunRecord<M>, message: String) {
+        let now = self.now();
+        let limits = &self.observed.limits;
+        let seconds = finish(record, RunState::Failed, Some(message.clone()), now);
+        self.decision.finished.push((RunState::Failed, seconds));
+        if record.attempt >= limits.max_retries {
+            self.notice(
+                true,
+                "RunFailed",
+                format!("run {} attempt {} failed: {message}", record.id, record.attempt),
+            );
+            return;
+        }
         let attempt = record.attempt + 1;
+        let max_retries = limits.max_retries;
         let delay = retry_delay(limits.retry_backoff, attempt);
         let not_before = now
             .checked_add(SignedDuration::from_secs_f64(delay.as_secs_f64()))
             .unwrap_or(now);
-        decision.events.push(RunEvent {
-            warning: true,
-            reason: "RunRetrying",
-            note: format!(
-                "run {} attempt {} failed: {message}; attempt {attempt} of {} starts in {} s",
+        self.notice(
+            true,
+            "RunRetrying",
+            format!(
+                "run {} attempt {} failed: {message}; attempt {attempt} of {max_retries} starts in {} s",
                 record.id,
                 record.attempt,
-                limits.max_retries,
                 delay.as_secs()
             ),
-        });
-        retries.push(RunRecord {
+        );
+        self.retries.push(RunRecord {
             attempt,
             state: RunState::Waiting,
             started_at: Some(time(now)),
@@ -555,15 +607,9 @@ fn fail<M: Clone>(
             duration_seconds: None,
             not_before: Some(time(not_before)),
             kubernetes_job: None,
-            message: Some(format!("retry {attempt} of {} after: {message}", limits.max_retries)),
+            message: Some(format!("retry {attempt} of {max_retries} after: {message}")),
             metrics: None,
             ..record.clone()
-        });
-    } else {
-        decision.events.push(RunEvent {
-            warning: true,
-            reason: "RunFailed",
-            note: format!("run {} attempt {} failed: {message}", record.id, record.attempt),
         });
     }
 }

@@ -18,15 +18,14 @@ use kglue_crds::trigger::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::runs::machine::RunEvent;
-use crate::runs::request::{Requests, StartBody};
-use crate::schedule::CronSchedule;
+use kglue_crds::protocol::requests::{Requests, StartBody};
+
+use crate::schedule::{CronSchedule, ON_TIME};
 use crate::starts::{Ask, Target, TargetState, request_id, run_id_on};
+use crate::writes::Notice;
 
 /// How many fires `status.fires` keeps.
 pub const FIRE_HISTORY: usize = 20;
-/// How late a tick may fire when `startingDeadlineSeconds` is unset.
-pub const ON_TIME: Duration = Duration::from_secs(60);
 /// Objects modified up to this long before the newest one seen may still show up as new.
 pub const EVENT_SAFETY_BAND: Duration = Duration::from_secs(60);
 /// The most key hashes the event cursor keeps.
@@ -78,7 +77,7 @@ pub struct Decision {
     /// Annotations (fire requests) to remove.
     pub handled: Vec<String>,
     /// Events to publish.
-    pub events: Vec<RunEvent>,
+    pub events: Vec<Notice>,
     /// When to look again without a watch event.
     pub requeue_after: Option<Duration>,
     /// How many times the trigger fired in this decision.
@@ -160,7 +159,7 @@ struct Decider<'a> {
 
 impl Decider<'_> {
     fn note(&mut self, warning: bool, reason: &'static str, note: String) {
-        self.decision.events.push(RunEvent { warning, reason, note });
+        self.decision.events.push(Notice { warning, reason, note });
     }
 
     fn requeue(&mut self, after: Duration) {

@@ -2,65 +2,27 @@
 //! only, never data, through the Connection the trigger names (its endpoint and the access key in
 //! its Secret) or, without one, the standard AWS environment of the operator's pod.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Connection;
+use kglue_crds::protocol::storage::{Location, SecretValues, Store, s3_builder};
 use kglue_crds::trigger::EventSource;
 use kube::Client;
 use kube::api::Api;
-use object_store::aws::AmazonS3Builder;
+use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
 use super::decide::Listed;
 
 /// The longest one listing may take.
 pub const LISTING_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A location split into its store and prefix.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Place {
-    /// A bucket and a key prefix.
-    S3 {
-        /// The bucket.
-        bucket: String,
-        /// The prefix, without a trailing `/`.
-        prefix: String,
-    },
-    /// An absolute local path.
-    File {
-        /// The path, without its leading `/`.
-        path: String,
-    },
-}
-
-/// Splits `s3://bucket/prefix/` or `file:///path/`.
-pub fn parse_location(url: &str) -> Result<Place, String> {
-    if let Some(rest) = url.strip_prefix("s3://").or_else(|| url.strip_prefix("s3a://")) {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(format!("{url:?} names no bucket"));
-        }
-        Ok(Place::S3 {
-            bucket: bucket.to_string(),
-            prefix: prefix.trim_end_matches('/').to_string(),
-        })
-    } else if let Some(path) = url.strip_prefix("file://") {
-        if !path.starts_with('/') {
-            return Err(format!("{url:?}: a file URL needs an absolute path (file:///…)"));
-        }
-        Ok(Place::File {
-            path: path.trim_matches('/').to_string(),
-        })
-    } else {
-        Err(format!("{url:?} is not an s3:// or file:// location"))
-    }
-}
 
 /// Whether an object is data rather than a marker or a file being written: names starting with
 /// `_` or `.` (`_SUCCESS`, `.part-0.tmp`) do not count, as in Spark and Hive.
@@ -69,71 +31,68 @@ pub fn counts(key: &str) -> bool {
     !name.is_empty() && !name.starts_with('_') && !name.starts_with('.')
 }
 
-async fn secret_value(secrets: &Api<Secret>, name: &str, key: &str) -> Result<String, String> {
-    let secret = secrets
-        .get_opt(name)
-        .await
-        .map_err(|e| format!("reading Secret {name}: {e}"))?
-        .ok_or_else(|| format!("Secret {name} does not exist"))?;
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .ok_or_else(|| format!("Secret {name} has no key {key}"))?;
-    String::from_utf8(bytes.0.clone()).map_err(|_| format!("Secret {name} key {key} is not UTF-8"))
+/// The Secret a Connection names, as the operator read it (`None`: it does not exist).
+struct ReadSecret {
+    name: String,
+    data: Option<BTreeMap<String, ByteString>>,
+}
+
+impl SecretValues for ReadSecret {
+    type Error = String;
+
+    fn value(&mut self, _secret: &str, key: &str) -> Result<Option<String>, String> {
+        let Some(data) = &self.data else {
+            return Err(format!("Secret {} does not exist", self.name));
+        };
+        data.get(key)
+            .map(|bytes| {
+                String::from_utf8(bytes.0.clone()).map_err(|_| format!("Secret {} key {key} is not UTF-8", self.name))
+            })
+            .transpose()
+    }
+
+    fn missing(&self, secret: &str, key: &str) -> String {
+        format!("Secret {secret} has no key {key}")
+    }
 }
 
 async fn open(client: &Client, namespace: &str, source: &EventSource) -> Result<(Arc<dyn ObjectStore>, Path), String> {
-    match parse_location(&source.location)? {
-        Place::File { path } => Ok((
-            Arc::new(LocalFileSystem::new()),
-            Path::parse(&path).map_err(|e| e.to_string())?,
-        )),
-        Place::S3 { bucket, prefix } => {
-            let retry = RetryConfig {
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(20),
-                ..RetryConfig::default()
-            };
-            let options = ClientOptions::new().with_connect_timeout(Duration::from_secs(5));
-            let mut builder = AmazonS3Builder::from_env()
-                .with_client_options(options)
-                .with_retry(retry)
-                .with_bucket_name(&bucket);
-            if let Some(name) = &source.connection {
-                let connection = Api::<Connection>::namespaced(client.clone(), namespace)
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| format!("reading Connection {name}: {e}"))?
-                    .ok_or_else(|| format!("Connection {name} does not exist"))?;
-                if let Some(s3) = connection.spec.s3 {
-                    if let Some(endpoint) = &s3.endpoint {
-                        builder = builder
-                            .with_endpoint(endpoint)
-                            .with_allow_http(endpoint.starts_with("http://"))
-                            .with_virtual_hosted_style_request(!s3.force_path_style);
-                    }
-                    builder = builder.with_region(s3.region.as_deref().unwrap_or("us-east-1"));
-                    if let Some(secret) = &s3.credentials_secret_ref {
-                        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-                        let key_id = secret.access_key_id_key.as_deref().unwrap_or("AWS_ACCESS_KEY_ID");
-                        let secret_key = secret
-                            .secret_access_key_key
-                            .as_deref()
-                            .unwrap_or("AWS_SECRET_ACCESS_KEY");
-                        builder = builder
-                            .with_access_key_id(secret_value(&secrets, &secret.name, key_id).await?)
-                            .with_secret_access_key(secret_value(&secrets, &secret.name, secret_key).await?);
-                        if let Some(token_key) = &secret.session_token_key {
-                            builder = builder.with_token(secret_value(&secrets, &secret.name, token_key).await?);
-                        }
-                    }
-                }
-            }
-            let store = builder.build().map_err(|e| e.to_string())?;
-            Ok((Arc::new(store), Path::parse(&prefix).map_err(|e| e.to_string())?))
+    let location: Location = source
+        .location
+        .parse()
+        .map_err(|e: kglue_crds::protocol::storage::LocationError| e.to_string())?;
+    let Store::S3 { bucket } = &location.store else {
+        return Ok((Arc::new(LocalFileSystem::new()), location.prefix));
+    };
+    let s3 = match &source.connection {
+        Some(name) => {
+            let connection = Api::<Connection>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .map_err(|e| format!("reading Connection {name}: {e}"))?
+                .ok_or_else(|| format!("Connection {name} does not exist"))?;
+            connection.spec.s3
         }
+        None => None,
+    };
+    let mut secret = ReadSecret {
+        name: String::new(),
+        data: None,
+    };
+    if let Some(secret_ref) = s3.as_ref().and_then(|s3| s3.credentials_secret_ref.as_ref()) {
+        let read = Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_opt(&secret_ref.name)
+            .await
+            .map_err(|e| format!("reading Secret {}: {e}", secret_ref.name))?;
+        secret = ReadSecret {
+            name: secret_ref.name.clone(),
+            data: read.map(|s| s.data.unwrap_or_default()),
+        };
     }
+    let environment: Vec<(String, String)> = std::env::vars().collect();
+    let builder = s3_builder(bucket, s3.as_ref(), &environment, &mut secret)?;
+    let store = builder.build().map_err(|e| e.to_string())?;
+    Ok((Arc::new(store), location.prefix))
 }
 
 /// Every object under the trigger's prefix that counts, with its modification time.
@@ -167,21 +126,35 @@ mod tests {
 
     #[test]
     fn locations_split_into_store_and_prefix() {
+        let s3: Location = "s3://landing/orders/".parse().expect("valid");
         assert_eq!(
-            parse_location("s3://landing/orders/"),
-            Ok(Place::S3 {
-                bucket: "landing".into(),
-                prefix: "orders".into()
-            })
+            s3.store,
+            Store::S3 {
+                bucket: "landing".into()
+            }
         );
-        assert_eq!(
-            parse_location("file:///data/raw/"),
-            Ok(Place::File {
-                path: "data/raw".into()
-            })
-        );
-        assert!(parse_location("gs://x/").is_err());
-        assert!(parse_location("file://relative").is_err());
+        assert_eq!(s3.prefix.as_ref(), "orders");
+        let file: Location = "file:///data/raw/".parse().expect("valid");
+        assert_eq!(file.store, Store::File);
+        assert_eq!(file.prefix.as_ref(), "data/raw");
+        assert!("gs://x/".parse::<Location>().is_err());
+        assert!("file://relative".parse::<Location>().is_err());
+    }
+
+    #[test]
+    fn secret_values_say_what_is_missing() {
+        let mut absent = ReadSecret {
+            name: "creds".into(),
+            data: None,
+        };
+        assert_eq!(absent.value("creds", "k"), Err("Secret creds does not exist".into()));
+        let mut present = ReadSecret {
+            name: "creds".into(),
+            data: Some(BTreeMap::from([("k".to_string(), ByteString(b"v".to_vec()))])),
+        };
+        assert_eq!(present.value("creds", "k"), Ok(Some("v".into())));
+        assert_eq!(present.value("creds", "other"), Ok(None));
+        assert_eq!(present.missing("creds", "other"), "Secret creds has no key other");
     }
 
     #[test]

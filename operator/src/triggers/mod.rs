@@ -15,15 +15,15 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Trigger;
 use kglue_crds::trigger::{TriggerStatus, TriggerType};
-use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use kglue_crds::protocol::requests::Requests;
+
 use self::decide::{Observed, decide, listing_due, targets};
-use crate::controllers::{Context, Error};
-use crate::runs::request::read_requests;
-use crate::runs::{apply_status, publish, remove_annotations};
+use crate::context::{ActOn, Error, created};
 use crate::starts::{ask, read_targets};
+use crate::writes::{apply_status, publish, remove_annotations};
 
 /// The field manager of the fire history in a Trigger's status.
 pub const TRIGGERS_MANAGER: &str = "kglue-operator-triggers";
@@ -35,23 +35,19 @@ fn owned_part(status: Option<&TriggerStatus>) -> TriggerStatus {
     status
 }
 
+/// [`reconcile_trigger`] as the controller calls it after the conditions.
+pub fn reconcile(on: ActOn<'_>) -> futures::future::BoxFuture<'_, Result<Option<Duration>, Error>> {
+    Box::pin(reconcile_trigger(on))
+}
+
 /// Reads, decides and fires `name`. `blocked` is the Stalled message when the Trigger cannot fire.
 /// Returns when to look again without a watch event.
-pub async fn reconcile_trigger(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    blocked: Option<String>,
-) -> Result<Option<Duration>, Error> {
-    // Without runs (`--no-runs`) nothing could answer a fire.
-    if ctx.runner.is_none() {
-        return Ok(None);
-    }
-    let api: Api<Trigger> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(trigger) = api.get_opt(name).await? else {
+pub async fn reconcile_trigger(on: ActOn<'_>) -> Result<Option<Duration>, Error> {
+    let (ctx, namespace, name, blocked) = (on.ctx, on.namespace, on.name, on.blocked);
+    let Some((api, trigger)) = ctx.fresh::<Trigger>(namespace, name).await? else {
         return Ok(None);
     };
-    let requests = read_requests(trigger.annotations());
+    let requests = Requests::from_annotations(trigger.annotations());
     let wanted = targets(&trigger.spec);
     let found = read_targets(&ctx.client, namespace, wanted.iter()).await?;
     let before = owned_part(trigger.status.as_ref());
@@ -62,12 +58,7 @@ pub async fn reconcile_trigger(
         }
         _ => None,
     };
-    let created = trigger
-        .meta()
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or_else(Timestamp::now);
+    let created = created(trigger.meta());
     let uid = trigger.uid().unwrap_or_default();
     let decision = decide(&Observed {
         now,

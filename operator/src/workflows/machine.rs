@@ -15,62 +15,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::common::{RunState, StartedBy, StartedByKind};
 use kglue_crds::workflow::{NodeRun, WorkflowNode, WorkflowRun, WorkflowSpec};
-use serde::Deserialize;
 
-use crate::runs::machine::RunEvent;
-use crate::runs::request::{Requests, StartBody, run_id};
+use kglue_crds::protocol::ids::run_id;
+use kglue_crds::protocol::requests::{Requests, StartBody, WorkflowRequests};
+
 use crate::starts::{Ask, Target, TargetState, request_id, run_id_on};
-
-/// The prefix of a resume request's annotation key: `resume.kglue.dev/<run-id>`.
-pub const RESUME_PREFIX: &str = "resume.kglue.dev/";
-/// The prefix of a run-properties update's annotation key: `properties.kglue.dev/<run-id>`.
-pub const PROPERTIES_PREFIX: &str = "properties.kglue.dev/";
-
-/// The value of a resume annotation.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ResumeBody {
-    /// The nodes to run again (with everything downstream). Empty: the nodes that failed.
-    #[serde(default)]
-    pub nodes: Vec<String>,
-}
-
-/// A request about an existing run: `(annotation key, run id, body or why it is unreadable)`.
-pub type RunRequest<T> = (String, String, Result<T, String>);
-
-/// The workflow-only requests in annotations.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct WorkflowRequests {
-    /// Resume requests.
-    pub resumes: Vec<RunRequest<ResumeBody>>,
-    /// Run-properties updates.
-    pub properties: Vec<RunRequest<BTreeMap<String, String>>>,
-}
-
-/// Reads resume and properties requests from `annotations`.
-pub fn read_workflow_requests(annotations: &BTreeMap<String, String>) -> WorkflowRequests {
-    let mut requests = WorkflowRequests::default();
-    for (key, value) in annotations {
-        if let Some(run) = key.strip_prefix(RESUME_PREFIX) {
-            let body = if value.trim().is_empty() {
-                Ok(ResumeBody::default())
-            } else {
-                serde_json::from_str(value).map_err(|e| {
-                    format!("annotation {key}: the value must be empty or JSON like {{\"nodes\": [\"clean\"]}}: {e}")
-                })
-            };
-            requests.resumes.push((key.clone(), run.to_string(), body));
-        } else if let Some(run) = key.strip_prefix(PROPERTIES_PREFIX) {
-            let body = serde_json::from_str(value).map_err(|e| {
-                format!(
-                    "annotation {key}: the value must be a JSON object of strings like {{\"day\": \"2024-05-01\"}}: {e}"
-                )
-            });
-            requests.properties.push((key.clone(), run.to_string(), body));
-        }
-    }
-    requests
-}
+use crate::writes::Notice;
 
 /// Everything a workflow decision depends on.
 #[derive(Clone, Debug)]
@@ -105,7 +55,7 @@ pub struct Decision {
     /// Annotations to remove.
     pub handled: Vec<String>,
     /// Events to publish.
-    pub events: Vec<RunEvent>,
+    pub events: Vec<Notice>,
     /// Runs that reached a final state, with their duration in seconds.
     pub finished: Vec<(RunState, f64)>,
 }
@@ -173,7 +123,7 @@ struct Decider<'a> {
 
 impl Decider<'_> {
     fn note(&mut self, warning: bool, reason: &'static str, note: String) {
-        self.d.events.push(RunEvent { warning, reason, note });
+        self.d.events.push(Notice { warning, reason, note });
     }
 
     fn end(&mut self, run: &mut WorkflowRun, state: RunState, message: Option<String>) {

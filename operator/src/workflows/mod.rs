@@ -12,42 +12,36 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Workflow;
-use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use self::machine::{Observed, decide, node_target, read_workflow_requests};
-use crate::controllers::{Context, Error};
-use crate::runs::request::read_requests;
-use crate::runs::{apply_status, publish, remove_annotations};
+use kglue_crds::protocol::requests::{Requests, WorkflowRequests};
+
+use self::machine::{Observed, decide, node_target};
+use crate::context::{ActOn, Error};
 use crate::starts::{Target, ask, read_targets};
+use crate::writes::{apply_status, publish, remove_annotations};
 
 /// The field manager of `status.runs` of Workflows.
 pub const WORKFLOWS_MANAGER: &str = "kglue-operator-workflows";
 
+/// [`reconcile_workflow`] as the controller calls it after the conditions.
+pub fn reconcile(on: ActOn<'_>) -> futures::future::BoxFuture<'_, Result<Option<Duration>, Error>> {
+    Box::pin(reconcile_workflow(on))
+}
+
 /// Reads, decides and applies the runs of Workflow `name`. Returns when to look again.
-pub async fn reconcile_workflow(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    blocked: Option<String>,
-) -> Result<Option<Duration>, Error> {
-    if ctx.runner.is_none() {
-        return Ok(None);
-    }
-    let api: Api<Workflow> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(workflow) = api.get_opt(name).await? else {
+pub async fn reconcile_workflow(on: ActOn<'_>) -> Result<Option<Duration>, Error> {
+    let (ctx, namespace, name, blocked) = (on.ctx, on.namespace, on.name, on.blocked);
+    let Some((api, workflow)) = ctx.fresh::<Workflow>(namespace, name).await? else {
         return Ok(None);
     };
     let annotations = workflow.annotations();
-    let requests = read_requests(annotations);
-    let workflow_requests = read_workflow_requests(annotations);
+    let requests = Requests::from_annotations(annotations);
+    let workflow_requests = WorkflowRequests::from_annotations(annotations);
     let runs = workflow.status.as_ref().map(|s| s.runs.clone()).unwrap_or_default();
     let idle = runs.iter().all(|r| r.state.is_final());
-    let asked = !requests.starts.is_empty()
-        || !requests.stops.is_empty()
-        || !workflow_requests.resumes.is_empty()
-        || !workflow_requests.properties.is_empty();
+    let asked = !requests.starts.is_empty() || !requests.stops.is_empty() || !workflow_requests.is_empty();
     if idle && !asked {
         return Ok(None);
     }

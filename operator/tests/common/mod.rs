@@ -11,20 +11,17 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kglue_e2e::{Applier, ControlPlane, NodeAgent, S3Server, load_manifests, repo_root};
+use kglue_e2e::{Applier, ControlPlane, NodeAgent, S3Server};
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
-use kube::runtime::wait::{await_condition, conditions};
 use libtest_mimic::Failed;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
-/// The field manager of the tests' own writes.
-pub const FIELD_MANAGER: &str = "kglue-e2e";
+pub use kglue_e2e::harness::{FIELD_MANAGER, install_crds};
 /// Short, so the takeover case is quick; renewal every 4 s.
 pub const LEASE_SECONDS: u64 = 6;
 /// Renew this long before the Lease expires.
@@ -145,25 +142,6 @@ pub fn http_get(port: u16, path: &str) -> Result<String, Failed> {
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Installs the committed CRDs and waits until they are established.
-pub async fn install_crds(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for manifest in load_manifests(&repo_root().join("crds/yaml"))? {
-        let crd: CustomResourceDefinition = serde_json::from_value(manifest.object)?;
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
-            .await?;
-    }
-    for crd in kglue_crds::crds() {
-        let name = crd.metadata.name.unwrap_or_default();
-        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
-        tokio::time::timeout(Duration::from_secs(30), established)
-            .await
-            .map_err(|_| format!("CRD {name} did not become Established within 30s"))??;
-    }
-    Ok(())
 }
 
 /// The image name the node agent maps to the `kglue` binary.

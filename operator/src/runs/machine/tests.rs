@@ -1,7 +1,7 @@
 use super::*;
-use crate::runs::request::read_requests;
 use kglue_crds::common::StartedByKind;
 use kglue_crds::job::JobRunMetrics;
+use kglue_crds::protocol::requests::Requests;
 
 fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).expect("valid")
@@ -14,7 +14,7 @@ fn observed(now: i64, runs: Vec<RunRecord<JobRunMetrics>>, annotations: &[(&str,
         uid: "uid-1".into(),
         run_prefix: "jr-",
         runs,
-        requests: read_requests(
+        requests: Requests::from_annotations(
             &annotations
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,7 +1,7 @@
 use super::*;
-use crate::runs::request::read_requests;
 use crate::starts::RunSummary;
 use kglue_crds::Trigger;
+use kglue_crds::protocol::requests::Requests;
 
 fn at(text: &str) -> Timestamp {
     text.parse().expect("an RFC 3339 time")
@@ -425,7 +425,7 @@ spec:
       arguments: {mode: full, day: "1"}
 "#,
     );
-    world.requests = read_requests(
+    world.requests = Requests::from_annotations(
         &[(
             "run.kglue.dev/cli-1".to_string(),
             r#"{"arguments": {"day": "2"}}"#.to_string(),

@@ -1,7 +1,7 @@
 use super::*;
-use crate::runs::request::read_requests;
 use crate::starts::RunSummary;
 use kglue_crds::Workflow;
+use kglue_crds::protocol::requests::Requests;
 
 fn at(text: &str) -> Timestamp {
     text.parse().expect("an RFC 3339 time")
@@ -64,8 +64,8 @@ impl World {
     /// removed, start requests taken in by the targets as Starting runs).
     fn step(&mut self) -> Decision {
         self.clock += 1;
-        let requests = read_requests(&self.annotations);
-        let workflow_requests = read_workflow_requests(&self.annotations);
+        let requests = Requests::from_annotations(&self.annotations);
+        let workflow_requests = kglue_crds::protocol::requests::WorkflowRequests::from_annotations(&self.annotations);
         let decision = decide(&Observed {
             now: Timestamp::from_second(1_900_000_000 + self.clock).expect("a time"),
             name: "daily",

@@ -1,0 +1,85 @@
+//! What keeps an object from working: a [`Problem`] with its [`Reason`], as the validate step of
+//! every kind reports it and the conditions carry it.
+
+/// Why an object is Stalled: CamelCase words, as kstatus and `docs/validation.md` name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A nested column type does not parse.
+    InvalidColumnType,
+    /// The Database with the named `databaseName` does not exist in the namespace.
+    DatabaseNotFound,
+    /// A referenced Connection does not exist.
+    ConnectionNotFound,
+    /// The credentials Secret does not exist.
+    SecretNotFound,
+    /// The credentials Secret lacks a named key.
+    SecretKeyNotFound,
+    /// A listed Classifier does not exist.
+    ClassifierNotFound,
+    /// A referenced Table does not exist.
+    TableNotFound,
+    /// A referenced Job does not exist.
+    JobNotFound,
+    /// A referenced Crawler does not exist.
+    CrawlerNotFound,
+    /// A referenced Workflow does not exist.
+    WorkflowNotFound,
+    /// The cron expression or time zone does not parse.
+    InvalidSchedule,
+    /// An exclusion glob does not compile.
+    InvalidExclusion,
+    /// The grok pattern does not compile.
+    InvalidPattern,
+    /// Workflow nodes depend on each other in a cycle.
+    CycleDetected,
+    /// The object cannot be read as its kind (accepted by an older or newer schema).
+    InvalidSpec,
+}
+
+impl Reason {
+    /// The CamelCase word written to conditions and Events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidColumnType => "InvalidColumnType",
+            Reason::DatabaseNotFound => "DatabaseNotFound",
+            Reason::ConnectionNotFound => "ConnectionNotFound",
+            Reason::SecretNotFound => "SecretNotFound",
+            Reason::SecretKeyNotFound => "SecretKeyNotFound",
+            Reason::ClassifierNotFound => "ClassifierNotFound",
+            Reason::TableNotFound => "TableNotFound",
+            Reason::JobNotFound => "JobNotFound",
+            Reason::CrawlerNotFound => "CrawlerNotFound",
+            Reason::WorkflowNotFound => "WorkflowNotFound",
+            Reason::InvalidSchedule => "InvalidSchedule",
+            Reason::InvalidExclusion => "InvalidExclusion",
+            Reason::InvalidPattern => "InvalidPattern",
+            Reason::CycleDetected => "CycleDetected",
+            Reason::InvalidSpec => "InvalidSpec",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that keeps an object from working as specified, with what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The condition reason.
+    pub reason: Reason,
+    /// What is wrong and what to fix, naming the field.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with a reason and a message.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Problem {
+            reason,
+            message: message.into(),
+        }
+    }
+}

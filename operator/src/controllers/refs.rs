@@ -1,0 +1,343 @@
+//! References between objects, for every controller: the read step that finds which referenced
+//! objects exist ([`find`]), the problems of those that do not ([`Found::missing`]), and the
+//! watches that re-check the objects that refer to one when it changes ([`recheck`],
+//! [`recheck_named`]). What each kind refers to is the API crate's
+//! ([`kglue_crds::references::References`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::future::Future;
+
+use k8s_openapi::NamespaceResourceScope;
+use kglue_crds::references::{Named, NamedKind, References};
+use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Table, Workflow};
+use kube::api::{Api, ListParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::problem::{Problem, Reason};
+use crate::context::{Context, Error};
+
+/// What exists of what an object refers to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Found {
+    /// Per kind, the named objects that exist.
+    pub named: BTreeMap<NamedKind, BTreeSet<String>>,
+    /// `spec.databaseName` of every readable Database in the namespace (read when the object
+    /// names a database).
+    pub databases: BTreeSet<String>,
+    /// `(databaseName, tableName)` of every readable Table in the namespace (read when the object
+    /// names a table).
+    pub tables: BTreeSet<(String, String)>,
+}
+
+/// The reason of a missing object of `kind`.
+pub fn not_found(kind: NamedKind) -> Reason {
+    match kind {
+        NamedKind::Connection => Reason::ConnectionNotFound,
+        NamedKind::Classifier => Reason::ClassifierNotFound,
+        NamedKind::Job => Reason::JobNotFound,
+        NamedKind::Crawler => Reason::CrawlerNotFound,
+        NamedKind::Workflow => Reason::WorkflowNotFound,
+    }
+}
+
+impl Found {
+    /// What was found of named objects, per kind (databases and tables: none).
+    pub fn of_named(named: &[(NamedKind, &[&str])]) -> Self {
+        Found {
+            named: named
+                .iter()
+                .map(|(kind, names)| (*kind, names.iter().map(|n| n.to_string()).collect()))
+                .collect(),
+            ..Found::default()
+        }
+    }
+
+    /// One problem per object of `kind` that `object` names and that does not exist, in spec
+    /// order.
+    pub fn missing<K: References>(&self, object: &K, kind: NamedKind) -> Vec<Problem> {
+        let empty = BTreeSet::new();
+        let found = self.named.get(&kind).unwrap_or(&empty);
+        missing(
+            object.names_of(kind).into_iter().map(|r| (r.name, r.field)),
+            found,
+            not_found(kind),
+            kind.as_str(),
+        )
+    }
+
+    /// One problem per `databaseName` of `object` that no Database declares.
+    pub fn missing_databases<K: References>(&self, object: &K) -> Vec<Problem> {
+        object
+            .database_refs()
+            .into_iter()
+            .filter(|(name, _)| !self.databases.contains(*name))
+            .map(|(name, field)| database_not_found(&field, name))
+            .collect()
+    }
+
+    /// One problem per Table of `object` that no Table in the namespace declares.
+    pub fn missing_tables<K: References>(&self, object: &K) -> Vec<Problem> {
+        object
+            .table_refs()
+            .into_iter()
+            .filter(|(table, _)| !self.tables.contains(&(table.database.clone(), table.table.clone())))
+            .map(|(table, field)| {
+                Problem::new(
+                    Reason::TableNotFound,
+                    format!(
+                        "{field} names {}.{}, but no Table in this namespace has that databaseName and tableName; create the Table (or run the Crawler that creates it) or fix the name",
+                        table.database, table.table
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The problem of a `databaseName` no Database in the namespace declares.
+pub fn database_not_found(field: &str, database_name: &str) -> Problem {
+    Problem::new(
+        Reason::DatabaseNotFound,
+        format!(
+            "{field} is {database_name:?}, but no Database in this namespace has spec.databaseName {database_name:?}; create that Database or fix the name"
+        ),
+    )
+}
+
+/// Reads which of the objects `object` refers to exist in `namespace`.
+pub async fn find<K: References>(client: &Client, namespace: &str, object: &K) -> Result<Found, Error> {
+    let mut wanted: BTreeMap<NamedKind, Vec<String>> = BTreeMap::new();
+    for reference in object.name_refs() {
+        wanted
+            .entry(reference.kind)
+            .or_default()
+            .push(reference.name.to_string());
+    }
+    let mut found = Found::default();
+    for (kind, names) in wanted {
+        let existing = match kind {
+            NamedKind::Connection => existing_names::<Connection>(client, namespace, names).await?,
+            NamedKind::Classifier => existing_names::<Classifier>(client, namespace, names).await?,
+            NamedKind::Job => existing_names::<Job>(client, namespace, names).await?,
+            NamedKind::Crawler => existing_names::<Crawler>(client, namespace, names).await?,
+            NamedKind::Workflow => existing_names::<Workflow>(client, namespace, names).await?,
+        };
+        found.named.insert(kind, existing);
+    }
+    if !object.database_refs().is_empty() {
+        found.databases = readable::<Database, _>(client, namespace, |db| db.spec.database_name).await?;
+    }
+    if !object.table_refs().is_empty() {
+        found.tables = readable::<Table, _>(client, namespace, |t| (t.spec.database_name, t.spec.table_name)).await?;
+    }
+    Ok(found)
+}
+
+/// The read step of a kind: what its spec refers to, read from the API. The only step that calls
+/// the API.
+pub trait ReadRefs<K>: Sized + Send + Sync {
+    /// Reads what `object` refers to in `namespace`.
+    fn read(object: &K, client: &Client, namespace: &str) -> impl Future<Output = Result<Self, Error>> + Send;
+}
+
+/// A kind that refers to nothing reads nothing.
+impl<K: Sync> ReadRefs<K> for () {
+    async fn read(_object: &K, _client: &Client, _namespace: &str) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// The read step of every kind whose references are all by name or catalog name.
+impl<K: References + Sync> ReadRefs<K> for Found {
+    async fn read(object: &K, client: &Client, namespace: &str) -> Result<Found, Error> {
+        find(client, namespace, object).await
+    }
+}
+
+/// `key` of every object of `K` in `namespace` that can be read as `K`.
+pub async fn readable<K, T: Ord>(client: &Client, namespace: &str, key: impl Fn(K) -> T) -> Result<BTreeSet<T>, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
+    let api: Api<DeserializeGuard<K>> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|guard| guard.0.ok().map(&key))
+        .collect())
+}
+
+/// Which of `names` exist as `K` in `namespace`, by GET.
+pub async fn existing_names<K>(
+    client: &Client,
+    namespace: &str,
+    names: impl IntoIterator<Item = String>,
+) -> Result<BTreeSet<String>, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
+    // Metadata only: existence is all that is asked, and a malformed object still exists.
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let mut found = BTreeSet::new();
+    for name in names.into_iter().collect::<BTreeSet<_>>() {
+        if api.get_metadata_opt(&name).await?.is_some() {
+            found.insert(name);
+        }
+    }
+    Ok(found)
+}
+
+/// One problem per name in `wanted` that is not in `found`, in `wanted`'s order.
+pub fn missing<'a>(
+    wanted: impl IntoIterator<Item = (&'a str, String)>,
+    found: &BTreeSet<String>,
+    reason: Reason,
+    kind: &str,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (name, field) in wanted {
+        if !found.contains(name) && seen.insert(name.to_string()) {
+            problems.push(Problem::new(
+                reason,
+                format!(
+                    "{field} names {kind} {name:?}, which does not exist in this namespace; create it or fix the name"
+                ),
+            ));
+        }
+    }
+    problems
+}
+
+/// The objects in `store` in `namespace` for which `refers` holds: the mapper of a watch on a
+/// referenced kind.
+pub fn referrers<K>(
+    store: &Store<DeserializeGuard<K>>,
+    namespace: Option<&str>,
+    refers: impl Fn(&K) -> bool,
+) -> Vec<ObjectRef<DeserializeGuard<K>>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter(|guard| guard.meta().namespace.as_deref() == namespace)
+        .filter(|guard| guard.0.as_ref().is_ok_and(&refers))
+        .map(|guard| ObjectRef::from_obj(guard.as_ref()))
+        .collect()
+}
+
+/// A namespaced kind a controller can watch.
+pub trait Watchable:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+impl<R> Watchable for R where
+    R: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Watches that re-check the objects of a controller when something they refer to changes.
+pub trait Rechecks: Sized {
+    /// The kind the controller reconciles.
+    type Kind: References + Watchable;
+
+    /// Adds a watch on `R`: when an `R` changes, the objects `k` for which `refers(k, name, r)`
+    /// holds are reconciled again (`r` is `None` when the `R` cannot be read as its kind; it still
+    /// has a name).
+    fn recheck<R: Watchable>(
+        self,
+        ctx: &Context,
+        refers: impl Fn(&Self::Kind, &str, Option<&R>) -> bool + Send + Sync + 'static,
+    ) -> Self;
+
+    /// [`Rechecks::recheck`] for a kind referred to by object name: the objects that name the
+    /// changed `R`.
+    fn recheck_named<R: Named + Watchable>(self, ctx: &Context) -> Self {
+        self.recheck::<R>(ctx, |k, name, _| k.refers_to(R::NAMED_KIND, name))
+    }
+
+    /// Every watch the kind's references need ([`References::NAMED`],
+    /// [`References::NAMES_DATABASES`]).
+    fn recheck_references(self, ctx: &Context) -> Self {
+        let mut controller = self;
+        for kind in <Self::Kind as References>::NAMED {
+            controller = match kind {
+                NamedKind::Connection => controller.recheck_named::<Connection>(ctx),
+                NamedKind::Classifier => controller.recheck_named::<Classifier>(ctx),
+                NamedKind::Job => controller.recheck_named::<Job>(ctx),
+                NamedKind::Crawler => controller.recheck_named::<Crawler>(ctx),
+                NamedKind::Workflow => controller.recheck_named::<Workflow>(ctx),
+            };
+        }
+        if <Self::Kind as References>::NAMES_DATABASES {
+            controller = controller.recheck_databases(ctx);
+        }
+        controller
+    }
+
+    /// [`Rechecks::recheck`] on Databases, for a kind that names a `databaseName`.
+    fn recheck_databases(self, ctx: &Context) -> Self {
+        self.recheck::<Database>(ctx, |k, _, database| {
+            database.is_some_and(|db| k.database_refs().iter().any(|(name, _)| *name == db.spec.database_name))
+        })
+    }
+}
+
+impl<K: References + Watchable> Rechecks for Controller<DeserializeGuard<K>> {
+    type Kind = K;
+
+    fn recheck<R: Watchable>(
+        self,
+        ctx: &Context,
+        refers: impl Fn(&K, &str, Option<&R>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        let store = self.store();
+        self.watches(
+            ctx.watch_api::<DeserializeGuard<R>>(),
+            Default::default(),
+            move |changed: DeserializeGuard<R>| {
+                let name = changed.name_any();
+                let object = changed.0.as_ref().ok();
+                referrers(&store, changed.namespace().as_deref(), |k: &K| refers(k, &name, object))
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_names_are_reported_once_in_order() {
+        let found = ["b".to_string()].into_iter().collect();
+        let problems = missing(
+            [
+                ("a", "spec.x[0]".to_string()),
+                ("b", "spec.x[1]".to_string()),
+                ("a", "spec.x[2]".to_string()),
+            ],
+            &found,
+            Reason::ClassifierNotFound,
+            "Classifier",
+        );
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].message.contains("spec.x[0] names Classifier \"a\""));
+    }
+}
