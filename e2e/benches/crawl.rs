@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kglue_e2e::S3Server;
-use kglue_runner::crawl::local::{crawl_dir, read_crawler};
+use kglue_runner::local::{crawl_dir, read_crawler};
 use kglue_runner::storage::{Credentials, SecretsDir};
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};

@@ -6,14 +6,13 @@
 //! when they are done, whatever their outcome.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kglue_e2e::harness::{self, install_crds, trial};
 use kglue_e2e::{Applier, ControlPlane, Kubectl, Manifest, load_manifests, repo_root};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::api::Api;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
@@ -35,24 +34,13 @@ fn main() -> ExitCode {
     let args = Arguments::from_args();
     // Owned by main and dropped when main returns, so the control plane stops whatever the cases
     // did (a panicking case is caught by the harness; a killed process is caught by --owner-pid).
-    let control_plane = match ControlPlane::start() {
+    let control_plane = match harness::start_control_plane() {
         Ok(control_plane) => control_plane,
-        Err(error) => {
-            eprintln!("starting the control plane failed: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    eprintln!(
-        "control plane up in {:.1}s (state in {})",
-        control_plane.start_time.as_secs_f64(),
-        control_plane.state_dir().display()
-    );
-    let env = match setup(&control_plane) {
-        Ok(env) => Arc::new(env),
-        Err(error) => {
-            eprintln!("setup failed: {error}");
-            return ExitCode::FAILURE;
-        }
+    let env = match harness::set_up(|| setup(&control_plane)) {
+        Ok(env) => env,
+        Err(code) => return code,
     };
 
     let mut trials = vec![
@@ -103,11 +91,6 @@ fn main() -> ExitCode {
     libtest_mimic::run(&args, trials).exit_code()
 }
 
-fn trial(env: &Arc<Env>, name: &str, check: fn(&Env) -> Result<(), Failed>) -> Trial {
-    let env = env.clone();
-    Trial::test(name, move || check(&env))
-}
-
 fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let client = runtime.block_on(control_plane.client())?;
@@ -146,27 +129,6 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
         applier,
         examples,
     })
-}
-
-/// Installs the committed CRD YAML (what users install), not the in-memory types, and waits until
-/// every CRD is Established.
-async fn install_crds(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for manifest in load_manifests(&repo_root().join("crds/yaml"))? {
-        let crd: CustomResourceDefinition = serde_json::from_value(manifest.object)?;
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
-            .await
-            .map_err(|e| format!("installing CRD {name} failed: {e}"))?;
-    }
-    for crd in kglue_crds::crds() {
-        let name = crd.metadata.name.unwrap_or_default();
-        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
-        tokio::time::timeout(Duration::from_secs(30), established)
-            .await
-            .map_err(|_| format!("CRD {name} did not become Established within 30s"))??;
-    }
-    Ok(())
 }
 
 fn crds_are_established(env: &Env) -> Result<(), Failed> {
@@ -342,13 +304,15 @@ fn crawl(
     namespace: &str,
 ) -> Result<kglue_runner::crawl::plan::CrawlPlan, Failed> {
     let secrets = kglue_runner::storage::Credentials::default();
-    Ok(env.runtime.block_on(kglue_runner::crawl::cluster::crawl_cluster(
-        crawler,
-        env.client.clone(),
-        namespace,
-        secrets,
-        false,
-    ))?)
+    Ok(env.runtime.block_on(async {
+        let name = crawler.metadata.name.as_deref().unwrap_or_default();
+        let owner = kglue_crds::run_result::RunOwnerKind::Crawler;
+        let mut catalog =
+            kglue_runner::cluster::ClusterCatalog::read(env.client.clone(), namespace, owner, name).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+            kglue_runner::crawl::crawl(crawler, &mut catalog, secrets, false).await?,
+        )
+    })?)
 }
 
 fn crawler_writes_tables(env: &Env) -> Result<(), Failed> {

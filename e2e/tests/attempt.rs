@@ -6,36 +6,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job as BatchJob;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kglue_crds::run_result::AttemptOutcome;
 use kglue_crds::{Crawler, Database, Job, RunResult, Table};
+use kglue_e2e::harness::install_crds;
 use kglue_e2e::{ControlPlane, create_namespace};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 const NAMESPACE: &str = "runs";
-
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in kglue_crds::crds() {
-        let name = crd.name_any();
-        crds.patch(&name, &PatchParams::apply("kglue-test").force(), &Patch::Apply(&crd))
-            .await
-            .expect("CRD applied");
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .expect("CRD established in time")
-        .expect("CRD watch");
-    }
-}
 
 /// A batch/v1 Job standing for the attempt's Kubernetes Job: suspended, so no pod is made; it
 /// only has to exist so the RunResult's owner reference points at a real UID.
@@ -148,7 +129,7 @@ async fn kglue_attempt_reports_a_run_result_owned_by_its_job_and_applies_its_tab
     let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary");
     let control_plane = ControlPlane::start().expect("the control plane starts");
     let client = control_plane.client().await.expect("client");
-    install_crds(&client).await;
+    install_crds(&client).await.expect("CRDs installed and Established");
     create_namespace(&client, NAMESPACE).await.expect("namespace");
     let env = Env {
         client: client.clone(),

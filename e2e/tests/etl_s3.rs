@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use kglue_e2e::S3Server;
 use kglue_runner::catalog::DirCatalog;
-use kglue_runner::etl::run::{Resources, RunOutcome, RunRequest, RunResult, plan_run, read_job};
+use kglue_runner::etl::run::{Resources, RunOutcome, RunRequest, RunResult, plan_run};
+use kglue_runner::local::read_job;
 use kglue_runner::storage::{Credentials, SecretsDir, StoreResolver};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};

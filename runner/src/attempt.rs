@@ -8,24 +8,24 @@
 //! is still reported, as a Failed result that says what went wrong.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
-use kglue_crds::common::{WorkerResources, WorkerSize};
 use kglue_crds::crawler::CrawlMetrics;
 use kglue_crds::job::BookmarkOption;
+use kglue_crds::protocol::attempt::{AttemptArgs, run_labels};
 use kglue_crds::run_result::{AttemptOutcome, JobAttemptReport, RunOwnerKind};
 use kglue_crds::{Crawler, Job, RunResult, RunResultSpec};
-use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
+use kube::{Client, ResourceExt};
 
-use crate::cluster::{ClusterTables, catalog_snapshot, owner_labels};
-use crate::crawl::cluster::crawl_cluster;
+use crate::catalog::Catalog;
+use crate::cluster::ClusterCatalog;
 use crate::crawl::plan::{Action, CrawlPlan};
-use crate::etl::run::{self, Resources, RunOutcome, RunRequest, failed_before_planning, plan_run};
-use crate::storage::{Credentials, SecretsDir};
+use crate::crawl::run::crawl;
+use crate::etl::run::{self, Resources, RunOutcome, RunRequest};
+use crate::storage::{Credentials, SecretsDir, StoreResolver};
 
 /// The most characters of an error a RunResult keeps (the CRD's `maxLength` of `spec.error`).
 const MAX_ERROR_CHARS: usize = 32768;
@@ -34,34 +34,9 @@ const MAX_ERROR_CHARS: usize = 32768;
 /// file, and the outcome and a reporting failure need room too.
 const TERMINATION_ERROR_BYTES: usize = 3 * 1024;
 
-/// One attempt, as the operator's Kubernetes Job describes it.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    /// Job or Crawler.
-    pub kind: RunOwnerKind,
-    /// The Job's or Crawler's name.
-    pub name: String,
-    /// The run id.
-    pub run_id: String,
-    /// The attempt, 0 for the first.
-    pub attempt: i32,
-    /// The run's arguments as a JSON object of strings (Job only).
-    pub arguments: Option<String>,
-    /// The worker size the pod was given; default: the Job's.
-    pub worker_size: Option<WorkerSize>,
-    /// The CPU and memory the pod was given; default: the worker size's.
-    pub resources: Option<WorkerResources>,
-    /// Where the Secrets of Connections are mounted.
-    pub secrets_dir: PathBuf,
-    /// Where the engine may spill; default: the system's temporary directory.
-    pub spill_dir: Option<PathBuf>,
-    /// The namespace of the run.
-    pub namespace: String,
-    /// The attempt's Kubernetes Job, which names and owns the RunResult.
-    pub kubernetes_job: String,
-    /// That Job's UID.
-    pub kubernetes_job_uid: String,
-}
+/// One attempt, as the operator's Kubernetes Job describes it: the `kglue attempt` command line
+/// (`kglue_crds::protocol::attempt`, the one definition the operator renders and this parses).
+pub type Attempt = AttemptArgs;
 
 /// What stopped an attempt before its work began; the message goes into the Failed result.
 #[derive(Debug, thiserror::Error)]
@@ -109,8 +84,8 @@ pub struct ReportError {
 /// Runs the attempt and returns its report. Never fails: an error becomes a Failed report.
 pub async fn run_attempt(client: &Client, attempt: &Attempt) -> RunResultSpec {
     let started = Instant::now();
-    let mut spec = match attempt.kind {
-        RunOwnerKind::Job => job_attempt(client, attempt, started).await,
+    let mut spec = match attempt.command.kind {
+        RunOwnerKind::Job => job_attempt(client, attempt).await,
         RunOwnerKind::Crawler => crawl_attempt(client, attempt).await,
     };
     // The attempt's wall time inside the runner, reading the catalog included (the ETL result's
@@ -128,38 +103,41 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    Api::<K>::namespaced(client.clone(), &attempt.namespace)
-        .get_opt(&attempt.name)
+    Api::<K>::namespaced(client.clone(), &attempt.pod.namespace)
+        .get_opt(&attempt.command.name)
         .await
         .map_err(|source| AttemptError::Read {
             kind,
-            name: attempt.name.clone(),
+            name: attempt.command.name.clone(),
             source: Box::new(source),
         })?
         .ok_or_else(|| AttemptError::NotFound {
             kind,
-            name: attempt.name.clone(),
-            namespace: attempt.namespace.clone(),
+            name: attempt.command.name.clone(),
+            namespace: attempt.pod.namespace.clone(),
         })
 }
 
 /// Parses `--arguments`.
-pub fn parse_arguments(text: Option<&str>) -> Result<BTreeMap<String, String>, AttemptError> {
-    match text {
-        None => Ok(BTreeMap::new()),
-        Some(text) => serde_json::from_str(text).map_err(|e| AttemptError::Arguments(e.to_string())),
-    }
+pub fn parse_arguments(attempt: &Attempt) -> Result<BTreeMap<String, String>, AttemptError> {
+    attempt.command.arguments().map_err(AttemptError::Arguments)
 }
 
-async fn job_attempt(client: &Client, attempt: &Attempt, started: Instant) -> RunResultSpec {
+async fn job_attempt(client: &Client, attempt: &Attempt) -> RunResultSpec {
     let prepared = async {
         let job: Job = get(client, attempt, "Job").await?;
-        let arguments = parse_arguments(attempt.arguments.as_deref())?;
-        let catalog = catalog_snapshot(client, &attempt.namespace).await?;
+        let arguments = parse_arguments(attempt)?;
+        let catalog = ClusterCatalog::read(
+            client.clone(),
+            &attempt.pod.namespace,
+            RunOwnerKind::Job,
+            &attempt.command.name,
+        )
+        .await?;
         Ok::<_, AttemptError>((job, arguments, catalog))
     }
     .await;
-    let (job, arguments, catalog) = match prepared {
+    let (job, arguments, mut catalog) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => return failed(attempt, error.to_string()),
     };
@@ -169,36 +147,35 @@ async fn job_attempt(client: &Client, attempt: &Attempt, started: Instant) -> Ru
         BookmarkOption::Disable => None,
         BookmarkOption::Enable | BookmarkOption::Pause => job.status.as_ref().and_then(|s| s.bookmark.clone()),
     };
-    let resolver = crate::storage::StoreResolver::new(
-        catalog.connections().clone(),
-        Credentials::from_process(SecretsDir(attempt.secrets_dir.clone())),
+    let resolver = StoreResolver::new(
+        catalog.view().connections().clone(),
+        Credentials::from_process(SecretsDir(attempt.command.secrets_dir.clone())),
     );
     // A folder of this attempt's own under the spill root, so that removing it afterwards never
     // touches the mount point (an emptyDir) or another process's files.
     let spill_dir = attempt
+        .command
         .spill_dir
         .clone()
         .unwrap_or_else(std::env::temp_dir)
-        .join(format!("kglue-{}-{}", attempt.run_id, attempt.attempt));
+        .join(format!("kglue-{}-{}", attempt.command.run_id, attempt.command.attempt));
+    let worker = attempt.command.resources().unwrap_or_else(|| {
+        attempt
+            .command
+            .worker_size
+            .unwrap_or(job.spec.worker_size)
+            .default_resources()
+    });
     let request = RunRequest {
-        job_name: attempt.name.clone(),
+        job_name: attempt.command.name.clone(),
         spec: job.spec.clone(),
-        run_id: attempt.run_id.clone(),
-        attempt: attempt.attempt,
+        run_id: attempt.command.run_id.clone(),
+        attempt: attempt.command.attempt,
         arguments,
         bookmark,
-        resources: Resources::for_resources(
-            attempt
-                .resources
-                .unwrap_or_else(|| attempt.worker_size.unwrap_or(job.spec.worker_size).default_resources()),
-            spill_dir.clone(),
-        ),
+        resources: Resources::for_resources(worker, spill_dir.clone()),
     };
-    let mut tables = ClusterTables::new(client.clone(), &attempt.namespace, &attempt.name);
-    let result = match plan_run(request, &catalog, &resolver).await {
-        Ok(planned) => planned.execute(&mut tables).await,
-        Err((request, error)) => failed_before_planning(&request, &error, started.elapsed()),
-    };
+    let result = run::run(request, &mut catalog, &resolver).await;
     let _ = std::fs::remove_dir_all(&spill_dir);
     job_report(attempt, &result)
 }
@@ -207,9 +184,9 @@ async fn job_attempt(client: &Client, attempt: &Attempt, started: Instant) -> Ru
 pub fn job_report(attempt: &Attempt, result: &run::RunResult) -> RunResultSpec {
     RunResultSpec {
         owner_kind: RunOwnerKind::Job,
-        owner_name: attempt.name.clone(),
-        run_id: attempt.run_id.clone(),
-        attempt: attempt.attempt,
+        owner_name: attempt.command.name.clone(),
+        run_id: attempt.command.run_id.clone(),
+        attempt: attempt.command.attempt,
         outcome: match result.outcome {
             RunOutcome::Succeeded => AttemptOutcome::Succeeded,
             RunOutcome::Failed => AttemptOutcome::Failed,
@@ -232,8 +209,14 @@ async fn crawl_attempt(client: &Client, attempt: &Attempt) -> RunResultSpec {
         Ok(crawler) => crawler,
         Err(error) => return failed(attempt, error.to_string()),
     };
-    let credentials = Credentials::from_process(SecretsDir(attempt.secrets_dir.clone()));
-    match crawl_cluster(&crawler, client.clone(), &attempt.namespace, credentials, false).await {
+    let namespace = &attempt.pod.namespace;
+    let mut catalog =
+        match ClusterCatalog::read(client.clone(), namespace, RunOwnerKind::Crawler, &crawler.name_any()).await {
+            Ok(catalog) => catalog,
+            Err(error) => return failed(attempt, error.to_string()),
+        };
+    let credentials = Credentials::from_process(SecretsDir(attempt.command.secrets_dir.clone()));
+    match crawl(&crawler, &mut catalog, credentials, false).await {
         Ok(plan) => RunResultSpec {
             crawl: Some(crawl_metrics(&plan)),
             ..base(attempt, AttemptOutcome::Succeeded, None)
@@ -270,10 +253,10 @@ pub fn crawl_metrics(plan: &CrawlPlan) -> CrawlMetrics {
 
 fn base(attempt: &Attempt, outcome: AttemptOutcome, error: Option<String>) -> RunResultSpec {
     RunResultSpec {
-        owner_kind: attempt.kind,
-        owner_name: attempt.name.clone(),
-        run_id: attempt.run_id.clone(),
-        attempt: attempt.attempt,
+        owner_kind: attempt.command.kind,
+        owner_name: attempt.command.name.clone(),
+        run_id: attempt.command.run_id.clone(),
+        attempt: attempt.command.attempt,
         outcome,
         error,
         finished_at: None,
@@ -299,18 +282,17 @@ fn cut_error(error: &str) -> String {
 /// with that Job and the operator can check that it belongs to the attempt. Not a controller
 /// reference: the Job controller must not think it owns the result.
 pub fn result_object(attempt: &Attempt, spec: RunResultSpec) -> RunResult {
-    let mut labels = owner_labels(&attempt.name, &attempt.run_id);
-    labels.insert("kglue.dev/owner-kind".into(), attempt.kind.as_str().into());
+    let labels = run_labels(attempt.command.kind, &attempt.command.name, &attempt.command.run_id);
     RunResult {
         metadata: ObjectMeta {
-            name: Some(attempt.kubernetes_job.clone()),
-            namespace: Some(attempt.namespace.clone()),
+            name: Some(attempt.pod.kubernetes_job.clone()),
+            namespace: Some(attempt.pod.namespace.clone()),
             labels: Some(labels),
             owner_references: Some(vec![OwnerReference {
                 api_version: "batch/v1".into(),
                 kind: "Job".into(),
-                name: attempt.kubernetes_job.clone(),
-                uid: attempt.kubernetes_job_uid.clone(),
+                name: attempt.pod.kubernetes_job.clone(),
+                uid: attempt.pod.kubernetes_job_uid.clone(),
                 controller: Some(false),
                 block_owner_deletion: None,
             }]),
@@ -391,6 +373,9 @@ fn cut_bytes(text: &str, bytes: usize) -> &str {
 mod tests {
     use kglue_crds::crawler::CrawlMetrics;
     use kglue_crds::job::{JobRunMetrics, SinkMetrics};
+    use std::path::PathBuf;
+
+    use kglue_crds::protocol::attempt::{AttemptCommand, AttemptPod};
     use kglue_crds::{Table, TableSpec};
     use serde_json::json;
 
@@ -399,18 +384,24 @@ mod tests {
 
     fn attempt(kind: RunOwnerKind) -> Attempt {
         Attempt {
-            kind,
-            name: "clean-orders".into(),
-            run_id: "jr-3fa29c01d2".into(),
-            attempt: 1,
-            arguments: None,
-            worker_size: None,
-            resources: None,
-            secrets_dir: PathBuf::from("/var/run/secrets/kglue"),
-            spill_dir: None,
-            namespace: "sales".into(),
-            kubernetes_job: "clean-orders-jr-3fa29c01d2-1".into(),
-            kubernetes_job_uid: "0b6f0c4e-1111-2222-3333-444455556666".into(),
+            command: AttemptCommand {
+                kind,
+                name: "clean-orders".into(),
+                run_id: "jr-3fa29c01d2".into(),
+                attempt: 1,
+                arguments: None,
+                worker_size: None,
+                cpus: None,
+                memory_gib: None,
+                secrets_dir: PathBuf::from("/var/run/secrets/kglue"),
+                spill_dir: None,
+                termination_log: PathBuf::from("/dev/termination-log"),
+            },
+            pod: AttemptPod {
+                namespace: "sales".into(),
+                kubernetes_job: "clean-orders-jr-3fa29c01d2-1".into(),
+                kubernetes_job_uid: "0b6f0c4e-1111-2222-3333-444455556666".into(),
+            },
         }
     }
 
@@ -478,12 +469,17 @@ mod tests {
 
     #[test]
     fn parse_arguments_wants_an_object_of_strings() {
+        let with = |arguments: Option<&str>| {
+            let mut attempt = attempt(RunOwnerKind::Job);
+            attempt.command.arguments = arguments.map(str::to_string);
+            parse_arguments(&attempt)
+        };
         assert_eq!(
-            parse_arguments(Some(r#"{"day":"2024-05-01"}"#)).expect("valid"),
+            with(Some(r#"{"day":"2024-05-01"}"#)).expect("valid"),
             BTreeMap::from([("day".to_string(), "2024-05-01".to_string())])
         );
-        assert!(parse_arguments(None).expect("none").is_empty());
-        let error = parse_arguments(Some(r#"{"day":1}"#)).expect_err("a number").to_string();
+        assert!(with(None).expect("none").is_empty());
+        let error = with(Some(r#"{"day":1}"#)).expect_err("a number").to_string();
         assert!(
             error.starts_with("the run's arguments are not a JSON object of strings"),
             "{error}"

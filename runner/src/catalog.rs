@@ -64,17 +64,31 @@ pub enum CatalogError {
     },
 }
 
-/// Where a job run's new and updated Tables go: a catalog directory (`kglue run`), or the API
-/// server (`kglue attempt`, see [`crate::cluster::ClusterTables`]). One trait so that the run's
-/// commit order — data first, then the catalog — is the same code in both places.
+/// The catalog a crawl or a job run works against: a directory of manifests (`kglue crawl|run
+/// --catalog DIR`), or a namespace (`kglue attempt`, `kglue crawl --namespace`: a snapshot to read,
+/// the API server to write; see [`crate::cluster::ClusterCatalog`]). One trait, so that a crawl and
+/// a run are each one piece of code wherever they run, and their commit order — data first, then
+/// the catalog — and their conflicts are the same in both places.
 #[async_trait::async_trait]
-pub trait TableWriter: Send {
-    /// Creates or replaces `table`. `existing` is the table as the run read it (`None`: new), so
+pub trait Catalog: Send {
+    /// The catalog as read before the work began.
+    fn view(&self) -> &DirCatalog;
+
+    /// Where the catalog is, for messages: a directory, or `namespace NAME`.
+    fn place(&self) -> String;
+
+    /// Creates or replaces `table`. `existing` is the table as the work read it (`None`: new), so
     /// a writer can leave alone what did not change.
     async fn write_table(&mut self, existing: Option<&Table>, table: Table) -> Result<(), TableWriteError>;
+
+    /// Creates a Database that does not exist yet.
+    async fn create_database(&mut self, database: Database) -> Result<(), TableWriteError>;
+
+    /// Deletes a Table (one that is already gone is not an error).
+    async fn delete_table(&mut self, table: &Table) -> Result<(), TableWriteError>;
 }
 
-/// Why a Table could not be written.
+/// Why a catalog entry could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum TableWriteError {
     /// The catalog directory could not be written.
@@ -92,19 +106,54 @@ pub enum TableWriteError {
         message: String,
     },
     /// The API server refused or failed the write.
-    #[error("table {table}: {source}")]
+    #[error("{what}: {source}")]
     Api {
-        /// `database.table`.
-        table: String,
+        /// What was being written, e.g. `table sales.orders`.
+        what: String,
         /// The cause.
         source: Box<kube::Error>,
     },
 }
 
+impl TableWriteError {
+    /// Why the write was refused when someone else declared the entry — a field another field
+    /// manager owns, or a manifest file that holds other objects too — so that a crawl reports
+    /// it for that table and goes on, in a directory and in a namespace alike.
+    pub fn conflict(&self) -> Option<String> {
+        match self {
+            TableWriteError::Conflict { message, .. } => Some(format!(
+                "not written: the change would overwrite fields another manager owns ({message})"
+            )),
+            TableWriteError::Catalog(shared @ CatalogError::SharedFile { .. }) => {
+                Some(format!("not written: {shared}"))
+            }
+            _ => None,
+        }
+    }
+}
+
 #[async_trait::async_trait]
-impl TableWriter for DirCatalog {
+impl Catalog for DirCatalog {
+    fn view(&self) -> &DirCatalog {
+        self
+    }
+
+    fn place(&self) -> String {
+        self.dir().display().to_string()
+    }
+
     async fn write_table(&mut self, _existing: Option<&Table>, table: Table) -> Result<(), TableWriteError> {
         self.save_table(table)?;
+        Ok(())
+    }
+
+    async fn create_database(&mut self, database: Database) -> Result<(), TableWriteError> {
+        DirCatalog::create_database(self, database)?;
+        Ok(())
+    }
+
+    async fn delete_table(&mut self, table: &Table) -> Result<(), TableWriteError> {
+        DirCatalog::delete_table(self, &table.spec.database_name, &table.spec.table_name)?;
         Ok(())
     }
 }

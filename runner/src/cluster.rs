@@ -1,20 +1,35 @@
-//! A job run's catalog in the cluster: a snapshot of the namespace's Databases, Tables,
-//! Connections and Classifiers to plan against, and [`ClusterTables`], which writes the Tables a
-//! run creates or updates with server-side apply under the job's own field manager
-//! (`kglue-job-<name>`), as a crawl does under `kglue-crawler-<name>`.
+//! A namespace as the catalog of a job run or a crawl ([`ClusterCatalog`]): a snapshot of its
+//! Databases, Tables, Connections and Classifiers to plan against, and the API server to write
+//! the Tables and Databases the work creates or updates, with server-side apply under the Job's
+//! or Crawler's own field manager (`kglue-job-<name>`, `kglue-crawler-<name>`), never forced for
+//! specs: a Table declared in Git keeps its manager's fields, and a change that would overwrite
+//! them is reported as a conflict.
 
-use std::collections::BTreeMap;
-
+use kglue_crds::protocol::attempt::table_field_manager;
+use kglue_crds::run_result::RunOwnerKind;
 use kglue_crds::{Classifier, Connection, Database, Table};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Map, Value, json};
 
-use crate::catalog::{DirCatalog, TableWriteError, TableWriter};
+use crate::catalog::{Catalog, DirCatalog, TableWriteError};
+use crate::crawl::CONDITION_SCHEMA_DRIFT;
 
-/// The field manager of a job's writes.
-pub fn job_field_manager(job: &str) -> String {
-    format!("kglue-job-{job}")
+/// A namespaced kind read from the API server.
+pub trait NamespacedObject:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> NamespacedObject for K where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
 }
 
 /// The catalog of a namespace could not be read.
@@ -24,7 +39,7 @@ pub struct CatalogReadError {
     /// The namespace.
     pub namespace: String,
     /// The kind being listed.
-    pub kind: &'static str,
+    pub kind: String,
     /// The cause.
     pub source: Box<kube::Error>,
 }
@@ -32,65 +47,87 @@ pub struct CatalogReadError {
 /// Reads the catalog of `namespace` into memory. One list per kind: a run reads each table it
 /// uses once, and planning must not see the catalog change under it.
 pub async fn catalog_snapshot(client: &Client, namespace: &str) -> Result<DirCatalog, CatalogReadError> {
-    let error = |kind: &'static str| {
-        move |source: kube::Error| CatalogReadError {
-            namespace: namespace.to_string(),
-            kind,
-            source: Box::new(source),
-        }
-    };
-    let params = ListParams::default();
-    let databases = Api::<Database>::namespaced(client.clone(), namespace)
-        .list(&params)
-        .await
-        .map_err(error("Database"))?
-        .items;
-    let tables = Api::<Table>::namespaced(client.clone(), namespace)
-        .list(&params)
-        .await
-        .map_err(error("Table"))?
-        .items;
-    let connections = Api::<Connection>::namespaced(client.clone(), namespace)
-        .list(&params)
-        .await
-        .map_err(error("Connection"))?
-        .into_iter()
-        .map(|c| (c.name_any(), c.spec))
-        .collect();
-    let classifiers = Api::<Classifier>::namespaced(client.clone(), namespace)
-        .list(&params)
-        .await
-        .map_err(error("Classifier"))?
-        .into_iter()
-        .map(|c| (c.name_any(), c.spec))
-        .collect();
-    Ok(DirCatalog::snapshot(databases, tables, connections, classifiers))
+    let databases = list::<Database>(client, namespace).await?;
+    let tables = list::<Table>(client, namespace).await?;
+    let connections = list::<Connection>(client, namespace).await?;
+    let classifiers = list::<Classifier>(client, namespace).await?;
+    Ok(DirCatalog::snapshot(
+        databases,
+        tables,
+        connections.into_iter().map(|c| (c.name_any(), c.spec)).collect(),
+        classifiers.into_iter().map(|c| (c.name_any(), c.spec)).collect(),
+    ))
 }
 
-/// Writes a job run's Tables to the API server.
-pub struct ClusterTables {
-    api: Api<Table>,
+/// Every `K` of `namespace`.
+async fn list<K>(client: &Client, namespace: &str) -> Result<Vec<K>, CatalogReadError>
+where
+    K: NamespacedObject,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map(|list| list.items)
+        .map_err(|source| CatalogReadError {
+            namespace: namespace.to_string(),
+            kind: K::kind(&()).into_owned(),
+            source: Box::new(source),
+        })
+}
+
+/// A namespace's catalog for a job run or a crawl: the snapshot it planned against, and the API
+/// server it writes to under its own field manager.
+pub struct ClusterCatalog {
+    snapshot: DirCatalog,
+    namespace: String,
+    tables: Api<Table>,
+    databases: Api<Database>,
+    owner: RunOwnerKind,
     manager: String,
 }
 
-impl ClusterTables {
-    /// The writer for the Job `job` in `namespace`.
-    pub fn new(client: Client, namespace: &str, job: &str) -> Self {
-        ClusterTables {
-            api: Api::namespaced(client, namespace),
-            manager: job_field_manager(job),
+impl ClusterCatalog {
+    /// Reads the catalog of `namespace` for the Job or Crawler `owner`.
+    pub async fn read(
+        client: Client,
+        namespace: &str,
+        owner: RunOwnerKind,
+        name: &str,
+    ) -> Result<Self, CatalogReadError> {
+        Ok(ClusterCatalog {
+            snapshot: catalog_snapshot(&client, namespace).await?,
+            namespace: namespace.to_string(),
+            tables: Api::namespaced(client.clone(), namespace),
+            databases: Api::namespaced(client, namespace),
+            owner,
+            manager: table_field_manager(owner, name),
+        })
+    }
+
+    fn api_error(what: String) -> impl FnOnce(kube::Error) -> TableWriteError {
+        move |source| TableWriteError::Api {
+            what,
+            source: Box::new(source),
         }
     }
 }
 
 #[async_trait::async_trait]
-impl TableWriter for ClusterTables {
+impl Catalog for ClusterCatalog {
+    fn view(&self) -> &DirCatalog {
+        &self.snapshot
+    }
+
+    fn place(&self) -> String {
+        format!("namespace {}", self.namespace)
+    }
+
     async fn write_table(&mut self, existing: Option<&Table>, table: Table) -> Result<(), TableWriteError> {
         let what = format!("{}.{}", table.spec.database_name, table.spec.table_name);
         let name = table.name_any();
-        // The spec is applied only when the run changed it (a new table, new columns): a job
-        // that appends to a table declared in Git or made by a crawler would otherwise claim
-        // fields of theirs, and an unchanged spec needs no write.
+        // The spec is applied only when it changed (a new table, new columns): a job that appends
+        // to a table declared in Git or made by a crawler would otherwise claim fields of theirs,
+        // and an unchanged spec needs no write.
         if existing.is_none_or(|e| e.spec != table.spec) {
             let mut metadata = json!({"name": name});
             if let Some(labels) = &table.metadata.labels {
@@ -102,10 +139,10 @@ impl TableWriter for ClusterTables {
                 "metadata": metadata,
                 "spec": table.spec,
             });
-            // Never forced: a conflict means someone else declared these fields, and the run
+            // Never forced: a conflict means someone else declared these fields, and the work
             // says so instead of overwriting their manifest.
             match self
-                .api
+                .tables
                 .patch(&name, &PatchParams::apply(&self.manager), &Patch::Apply(&patch))
                 .await
             {
@@ -116,37 +153,57 @@ impl TableWriter for ClusterTables {
                         message: status.message.clone(),
                     });
                 }
-                Err(source) => {
-                    return Err(TableWriteError::Api {
-                        table: what,
-                        source: Box::new(source),
-                    });
-                }
+                Err(source) => return Err(Self::api_error(format!("table {what}"))(source)),
             }
         }
+        let (fields, force) = match self.owner {
+            // Forced: the partition summary and "last updated by" are facts about the data the
+            // run has just committed, and supersede whatever the previous writer recorded.
+            RunOwnerKind::Job => (job_status_fields(&table), true),
+            // Not forced: a crawl records what it found, beside what others own.
+            RunOwnerKind::Crawler => (crawl_status_fields(&table), false),
+        };
         let patch = json!({
             "apiVersion": "kglue.dev/v1alpha1",
             "kind": "Table",
             "metadata": {"name": name},
-            "status": status_fields(&table),
+            "status": fields,
         });
-        // Forced, unlike the spec: the partition summary and "last updated by" are facts about
-        // the data this run has just committed, and supersede whatever the previous writer (a
-        // crawl, another job) recorded. Refusing would leave committed data with a stale summary.
-        self.api
-            .patch_status(&name, &PatchParams::apply(&self.manager).force(), &Patch::Apply(&patch))
+        let mut params = PatchParams::apply(&self.manager);
+        params.force = force;
+        self.tables
+            .patch_status(&name, &params, &Patch::Apply(&patch))
             .await
-            .map_err(|source| TableWriteError::Api {
-                table: what,
-                source: Box::new(source),
-            })?;
+            .map_err(Self::api_error(format!("table {what}")))?;
         Ok(())
+    }
+
+    async fn create_database(&mut self, database: Database) -> Result<(), TableWriteError> {
+        let what = format!("database {}", database.spec.database_name);
+        self.databases
+            .patch(
+                &database.name_any(),
+                &PatchParams::apply(&self.manager),
+                &Patch::Apply(&database),
+            )
+            .await
+            .map_err(Self::api_error(what))?;
+        Ok(())
+    }
+
+    async fn delete_table(&mut self, table: &Table) -> Result<(), TableWriteError> {
+        let name = table.name_any();
+        match self.tables.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(Self::api_error(format!("deleting Table {name}"))(source)),
+        }
     }
 }
 
 /// The status fields a job run owns: the partition summary and who last updated the table. Only
 /// those present, since an explicit null in an apply would be a claim on the field too.
-fn status_fields(table: &Table) -> Value {
+fn job_status_fields(table: &Table) -> Value {
     let mut fields = Map::new();
     if let Some(status) = &table.status {
         if let Some(partitions) = &status.partitions {
@@ -159,14 +216,22 @@ fn status_fields(table: &Table) -> Value {
     Value::Object(fields)
 }
 
-/// The labels every object a run writes could carry, kept here so the writer and tests agree.
-pub fn owner_labels(owner_name: &str, run_id: &str) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([("kglue.dev/run-id".to_string(), run_id.to_string())]);
-    // A label value holds at most 63 characters; a longer name is found through the spec.
-    if owner_name.len() <= 63 {
-        labels.insert("kglue.dev/owner-name".into(), owner_name.to_string());
-    }
-    labels
+/// The status fields a crawl owns: its `SchemaDrift` condition, the partition summary, whether
+/// the table is deprecated and who last updated it.
+fn crawl_status_fields(table: &Table) -> Value {
+    let status = table.status.clone().unwrap_or_default();
+    let drift: Vec<_> = status
+        .observed
+        .conditions
+        .iter()
+        .filter(|c| c.type_ == CONDITION_SCHEMA_DRIFT)
+        .collect();
+    json!({
+        "conditions": drift,
+        "partitions": status.partitions,
+        "deprecated": status.deprecated,
+        "lastUpdated": status.last_updated,
+    })
 }
 
 #[cfg(test)]
@@ -184,22 +249,8 @@ mod tests {
         }))
         .expect("valid table");
         assert_eq!(
-            status_fields(&table),
+            job_status_fields(&table),
             json!({"lastUpdated": {"by": "Job/load", "runId": "jr-1", "time": "2024-05-01T00:00:00Z"}})
         );
-    }
-
-    #[test]
-    fn owner_name_label_only_when_it_fits() {
-        assert_eq!(
-            owner_labels("load", "jr-1")
-                .get("kglue.dev/owner-name")
-                .map(String::as_str),
-            Some("load")
-        );
-        let long = "x".repeat(64);
-        let labels = owner_labels(&long, "jr-1");
-        assert!(!labels.contains_key("kglue.dev/owner-name"));
-        assert_eq!(labels.get("kglue.dev/run-id").map(String::as_str), Some("jr-1"));
     }
 }

@@ -17,4 +17,6 @@ pub mod control;
 pub mod crawl;
 pub mod ddl;
 pub mod etl;
+pub mod local;
+pub mod manifest;
 pub mod storage;

@@ -488,3 +488,34 @@ fn orc_and_ragged_csv_files_are_reported_with_their_key_and_reason() {
         ["id int", "amount double", "ordered_at timestamp"]
     );
 }
+
+#[test]
+fn a_table_whose_manifest_holds_other_objects_is_a_conflict_and_the_crawl_goes_on() {
+    let fixture = fixture();
+    // raw.orders is declared beside its Database in one file, as a GitOps folder may hold it: the
+    // crawl must not rewrite that file, so the change is reported as a conflict (as a field owned
+    // by another manager is in a namespace), and the other table is still written.
+    write(
+        &fixture.catalog.join("database.yaml"),
+        format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Database\nmetadata: {{name: raw}}\nspec: {{databaseName: raw}}\n---\n\
+             apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {{name: raw.orders}}\n\
+             spec: {{databaseName: raw, tableName: orders, storage: {{location: \"file://{}/orders/\", format: Csv}}, columns: [{{name: id, type: bigint}}]}}\n",
+            fixture.landing.display()
+        )
+        .as_bytes(),
+    );
+    let before = std::fs::read_to_string(fixture.catalog.join("database.yaml")).expect("read");
+    let stdout = crawl(&fixture, &[]);
+    assert!(stdout.contains("conflict   raw.orders"), "{stdout}");
+    assert!(
+        stdout.contains("not written:") && stdout.contains("holds several objects"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fixture.catalog.join("database.yaml")).expect("read"),
+        before,
+        "the shared file is left as it was"
+    );
+    assert_eq!(table(&fixture, "raw.customers.yaml").spec.table_name, "customers");
+}

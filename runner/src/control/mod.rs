@@ -1,33 +1,27 @@
-//! The `kglue` commands that drive runs in the cluster: start, stop, list runs, reset or rewind a
-//! bookmark, read a run's log. Each writes the annotations of docs/runs.md and reads status, so
-//! anything the CLI does can be done with `kubectl annotate` and `kubectl get` too; the operator
-//! alone acts on them. Workflows and Triggers have their commands in [`pipelines`].
+//! The `kglue` commands that drive work in the cluster: start, stop, list runs, reset or rewind a
+//! bookmark, read a run's log, resume a workflow run, fire a trigger. Each writes the annotations
+//! of docs/runs.md (the requests of `kglue_crds::protocol::requests`) and reads status, so anything
+//! the CLI does can be done with `kubectl annotate` and `kubectl get` too; the operator alone acts
+//! on them. [`Cluster`] takes a command for any kind and hands it to the module that knows the
+//! kind: [`runs`] for Jobs and Crawlers, [`pipelines`] for Workflows and Triggers. Output goes to
+//! a [`Console`], never straight to the process's streams.
 
 pub mod pipelines;
+pub mod render;
+pub mod runs;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kglue_crds::common::{RunRecord, RunState};
-use kglue_crds::crawler::CrawlMetrics;
-use kglue_crds::job::JobRunMetrics;
+use kglue_crds::common::RunState;
+use kglue_crds::protocol::requests::{Request, StartBody, check_request_id};
 use kglue_crds::run_result::RunOwnerKind;
-use kglue_crds::{Crawler, Job};
-use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Config};
-use serde_json::{Value, json};
 
-/// The prefix of a start request's annotation key.
-pub const START_PREFIX: &str = "run.kglue.dev/";
-/// The prefix of a stop request's annotation key.
-pub const STOP_PREFIX: &str = "stop.kglue.dev/";
-/// Reset a Job's bookmark.
-pub const BOOKMARK_RESET: &str = "bookmark.kglue.dev/reset";
-/// Rewind a Job's bookmark (value: a run id, or empty for the last committing run).
-pub const BOOKMARK_REWIND: &str = "bookmark.kglue.dev/rewind";
+use crate::cluster::NamespacedObject;
+use serde_json::Value;
 
 /// The field manager of the CLI's annotation writes.
 const FIELD_MANAGER: &str = "kglue-cli";
@@ -35,12 +29,21 @@ const FIELD_MANAGER: &str = "kglue-cli";
 /// How long `kglue start` waits for the operator to record the request.
 const RECORD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The widest message the runs table shows.
-const MESSAGE_CHARS: usize = 60;
+/// Where a cluster command's output goes: what it reports (stdout in the CLI) and its notes and
+/// warnings (stderr). The library writes here and never to the process's streams itself.
+pub struct Console<'a> {
+    /// What the command reports.
+    pub out: &'a mut dyn std::io::Write,
+    /// Notes and warnings.
+    pub err: &'a mut dyn std::io::Write,
+}
 
 /// What can go wrong driving runs in the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// The output could not be written (a closed pipe).
+    #[error("writing the output: {0}")]
+    Output(#[from] std::io::Error),
     /// The kubeconfig could not be read or the client not built.
     #[error("cannot reach the cluster: {0}")]
     Connect(String),
@@ -123,6 +126,9 @@ pub enum ControlError {
         /// The Kubernetes Job.
         job: String,
     },
+    /// The command is not for this kind.
+    #[error("{0}")]
+    WrongKind(String),
     /// The operator handled a request without doing what it asked.
     #[error("{what}")]
     Refused {
@@ -134,7 +140,7 @@ pub enum ControlError {
     Json(#[from] serde_json::Error),
 }
 
-fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ControlError {
+pub(crate) fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ControlError {
     let what = what.into();
     move |source| ControlError::Api {
         what,
@@ -144,7 +150,7 @@ fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ControlErro
 
 /// A client for the current kubeconfig context (or the pod's service account) and the namespace
 /// to use: `namespace` if given, else the context's, else `default`.
-pub async fn connect(namespace: Option<String>) -> Result<(Client, String), ControlError> {
+async fn connect(namespace: Option<String>) -> Result<(Client, String), ControlError> {
     let config = Config::infer()
         .await
         .map_err(|e| ControlError::Connect(e.to_string()))?;
@@ -153,31 +159,14 @@ pub async fn connect(namespace: Option<String>) -> Result<(Client, String), Cont
     Ok((client, namespace))
 }
 
-/// Checks that `id` can be the name part of an annotation key: 1–63 letters, digits, `-`, `_`,
-/// `.`, starting and ending with a letter or digit (the rule the operator applies too).
+/// Checks that `id` can be the name part of an annotation key (the rule the operator applies
+/// too, `kglue_crds::protocol::requests::check_request_id`).
 pub fn validate_id(what: &'static str, id: &str) -> Result<(), ControlError> {
-    let invalid = |reason: &str| ControlError::InvalidId {
+    check_request_id(id).map_err(|reason| ControlError::InvalidId {
         what,
         id: id.to_string(),
-        reason: reason.to_string(),
-    };
-    if id.is_empty() {
-        return Err(invalid("it is empty"));
-    }
-    if id.len() > 63 {
-        return Err(invalid(&format!("it is {} characters long", id.len())));
-    }
-    if let Some(bad) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(invalid(&format!("{bad:?} is not allowed")));
-    }
-    let bytes = id.as_bytes();
-    if !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
-        return Err(invalid("it must start and end with a letter or digit"));
-    }
-    Ok(())
+        reason,
+    })
 }
 
 /// A request id: `cli-<unix seconds>-<6 hex digits>`. The clock keeps ids sortable; the random
@@ -196,90 +185,76 @@ pub fn random_u32() -> u32 {
     hasher.finish() as u32
 }
 
-/// The value of a start annotation: the run's arguments and who started it.
-pub fn start_value(arguments: &BTreeMap<String, String>, user: Option<&str>) -> String {
-    let mut started_by = json!({"kind": "Manual"});
-    if let Some(user) = user.filter(|u| !u.is_empty()) {
-        started_by["name"] = json!(user);
+/// The start request of a run started from the CLI by `user`.
+pub fn start_request(request_id: &str, arguments: BTreeMap<String, String>, user: Option<&str>) -> Request {
+    Request::Start {
+        request_id: request_id.to_string(),
+        body: StartBody::manual(arguments, user),
     }
-    let mut value = json!({"startedBy": started_by});
-    if !arguments.is_empty() {
-        value["arguments"] = json!(arguments);
-    }
-    value.to_string()
 }
 
-/// A JSON merge patch that sets one annotation.
-pub fn annotation_patch(key: &str, value: &str) -> Value {
-    json!({"metadata": {"annotations": {key: value}}})
+/// Reads `name`; a missing object is [`ControlError::NotFound`].
+pub(crate) async fn read_object<K>(
+    client: &Client,
+    namespace: &str,
+    kind: &'static str,
+    name: &str,
+) -> Result<K, ControlError>
+where
+    K: NamespacedObject,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(api_error(format!("reading {kind} {name}")))?
+        .ok_or_else(|| ControlError::NotFound {
+            kind,
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        })
 }
 
-/// The merge patch of a start request.
-pub fn start_patch(request_id: &str, arguments: &BTreeMap<String, String>, user: Option<&str>) -> Value {
-    annotation_patch(&format!("{START_PREFIX}{request_id}"), &start_value(arguments, user))
+/// Makes a start request of `options` (the request id given, or a new one), puts it with `put`
+/// (the merge patch of the object's annotations) and says so: `request <id>: <what>`. Returns the
+/// request id.
+pub(crate) async fn put_start(
+    options: StartOptions,
+    what: &str,
+    console: &mut Console<'_>,
+    put: impl AsyncFnOnce(&Value) -> Result<(), ControlError>,
+) -> Result<String, ControlError> {
+    let StartOptions {
+        request_id,
+        arguments,
+        user,
+        ..
+    } = options;
+    let request_id = request_id.unwrap_or_else(|| new_request_id(Timestamp::now(), random_u32()));
+    validate_id("request id", &request_id)?;
+    put(&start_request(&request_id, arguments, user.as_deref()).to_patch()).await?;
+    writeln!(console.out, "request {request_id}: {what}")?;
+    Ok(request_id)
 }
 
-/// The merge patch of a stop request.
-pub fn stop_patch(run_id: &str) -> Value {
-    annotation_patch(&format!("{STOP_PREFIX}{run_id}"), "")
-}
-
-/// The merge patch of a bookmark reset.
-pub fn bookmark_reset_patch() -> Value {
-    annotation_patch(BOOKMARK_RESET, "")
-}
-
-/// The merge patch of a bookmark rewind (`None`: to where the last committing run started).
-pub fn bookmark_rewind_patch(to_run: Option<&str>) -> Value {
-    annotation_patch(BOOKMARK_REWIND, to_run.unwrap_or(""))
-}
-
-/// What the CLI needs of a Job or Crawler: its runs (metrics left as JSON, so one code path
-/// serves both kinds) and how many retries a failed run gets.
-struct Runs {
-    records: Vec<RunRecord<Value>>,
-    max_retries: i32,
-}
-
-fn kind_name(kind: RunOwnerKind) -> &'static str {
-    kind.as_str()
-}
-
-async fn read_runs(client: &Client, namespace: &str, kind: RunOwnerKind, name: &str) -> Result<Runs, ControlError> {
-    let not_found = || ControlError::NotFound {
-        kind: kind_name(kind),
-        name: name.to_string(),
-        namespace: namespace.to_string(),
+/// Asks to stop run `run_id` by putting the stop request with `put`, and says so:
+/// `stop requested: run <id> of <what>`.
+pub(crate) async fn put_stop(
+    run_id: &str,
+    what: &str,
+    console: &mut Console<'_>,
+    put: impl AsyncFnOnce(&Value) -> Result<(), ControlError>,
+) -> Result<(), ControlError> {
+    validate_id("run id", run_id)?;
+    let stop = Request::Stop {
+        run_id: run_id.to_string(),
     };
-    let what = format!("reading {} {name}", kind_name(kind));
-    let (runs, max_retries) = match kind {
-        RunOwnerKind::Job => {
-            let job = Api::<Job>::namespaced(client.clone(), namespace)
-                .get_opt(name)
-                .await
-                .map_err(api_error(what))?
-                .ok_or_else(not_found)?;
-            let runs = job.status.map(|s| serde_json::to_value(s.runs)).transpose()?;
-            (runs, job.spec.max_retries)
-        }
-        RunOwnerKind::Crawler => {
-            let crawler = Api::<Crawler>::namespaced(client.clone(), namespace)
-                .get_opt(name)
-                .await
-                .map_err(api_error(what))?
-                .ok_or_else(not_found)?;
-            (crawler.status.map(|s| serde_json::to_value(s.runs)).transpose()?, 0)
-        }
-    };
-    let records = match runs {
-        Some(runs) => serde_json::from_value(runs)?,
-        None => Vec::new(),
-    };
-    Ok(Runs { records, max_retries })
+    put(&stop.to_patch()).await?;
+    writeln!(console.out, "stop requested: run {run_id} of {what}")?;
+    Ok(())
 }
 
 /// Sets annotations on `name` with a JSON merge patch; a missing object is [`ControlError::NotFound`].
-async fn annotate<K>(
+pub(crate) async fn annotate<K>(
     client: &Client,
     namespace: &str,
     kind: &'static str,
@@ -287,10 +262,7 @@ async fn annotate<K>(
     patch: &Value,
 ) -> Result<(), ControlError>
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -310,132 +282,6 @@ where
     }
 }
 
-async fn merge_patch(
-    client: &Client,
-    namespace: &str,
-    kind: RunOwnerKind,
-    name: &str,
-    patch: &Value,
-) -> Result<(), ControlError> {
-    match kind {
-        RunOwnerKind::Job => annotate::<Job>(client, namespace, kind_name(kind), name, patch).await,
-        RunOwnerKind::Crawler => annotate::<Crawler>(client, namespace, kind_name(kind), name, patch).await,
-    }
-}
-
-/// `kglue start`: asks for a run, prints the request id and, once the operator recorded it, the
-/// run id; with `wait`, follows the run to its end. Returns whether the run succeeded (or, not
-/// waiting, whether the request was recorded).
-#[allow(clippy::too_many_arguments)]
-pub async fn start(
-    client: &Client,
-    namespace: &str,
-    kind: RunOwnerKind,
-    name: &str,
-    request_id: Option<String>,
-    arguments: BTreeMap<String, String>,
-    user: Option<&str>,
-    wait: bool,
-) -> Result<bool, ControlError> {
-    if kind == RunOwnerKind::Crawler && !arguments.is_empty() {
-        return Err(ControlError::ArgumentsForCrawler);
-    }
-    let request_id = request_id.unwrap_or_else(|| new_request_id(Timestamp::now(), random_u32()));
-    validate_id("request id", &request_id)?;
-    merge_patch(
-        client,
-        namespace,
-        kind,
-        name,
-        &start_patch(&request_id, &arguments, user),
-    )
-    .await?;
-    println!("request {request_id}: start {} {name}", kind_name(kind).to_lowercase());
-
-    let started = Instant::now();
-    let run_id = loop {
-        let runs = read_runs(client, namespace, kind, name).await?;
-        if let Some(record) = runs
-            .records
-            .iter()
-            .find(|r| r.request_id.as_deref() == Some(request_id.as_str()))
-        {
-            break record.id.clone();
-        }
-        if started.elapsed() >= RECORD_TIMEOUT {
-            let error = ControlError::NotRecorded {
-                request_id,
-                seconds: RECORD_TIMEOUT.as_secs(),
-            };
-            if wait {
-                return Err(error);
-            }
-            eprintln!("kglue: {error}");
-            return Ok(true);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    println!("run {run_id}");
-    if !wait {
-        return Ok(true);
-    }
-    let mut last: Option<(i32, RunState)> = None;
-    loop {
-        let runs = read_runs(client, namespace, kind, name).await?;
-        let Some(newest) = runs.records.iter().filter(|r| r.id == run_id).max_by_key(|r| r.attempt) else {
-            return Err(ControlError::RunNotFound {
-                kind: kind_name(kind),
-                name: name.to_string(),
-                run_id,
-            });
-        };
-        if last != Some((newest.attempt, newest.state)) {
-            last = Some((newest.attempt, newest.state));
-            println!("run {run_id} attempt {}: {:?}", newest.attempt, newest.state);
-        }
-        if run_is_over(newest, runs.max_retries) {
-            if let Some(message) = &newest.message {
-                println!("{message}");
-            }
-            return Ok(newest.state == RunState::Succeeded);
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-/// Whether a run's newest attempt is final and no retry follows it (a Failed attempt below
-/// `maxRetries` is retried as a new attempt of the same run).
-pub fn run_is_over<M>(newest: &RunRecord<M>, max_retries: i32) -> bool {
-    newest.state.is_final() && !(newest.state == RunState::Failed && newest.attempt < max_retries)
-}
-
-/// `kglue stop`: asks the operator to stop a run.
-pub async fn stop(
-    client: &Client,
-    namespace: &str,
-    kind: RunOwnerKind,
-    name: &str,
-    run_id: &str,
-) -> Result<(), ControlError> {
-    validate_id("run id", run_id)?;
-    merge_patch(client, namespace, kind, name, &stop_patch(run_id)).await?;
-    println!(
-        "stop requested: run {run_id} of {} {name}",
-        kind_name(kind).to_lowercase()
-    );
-    Ok(())
-}
-
-/// `kglue bookmark reset|rewind job NAME`: asks the operator to reset or rewind a Job's
-/// bookmark (refused, with a Warning Event, while a run is active).
-pub async fn bookmark(client: &Client, namespace: &str, name: &str, patch: &Value) -> Result<(), ControlError> {
-    merge_patch(client, namespace, RunOwnerKind::Job, name, patch).await?;
-    println!(
-        "bookmark request written on job {name}; the operator applies it unless a run is active (`kubectl describe kgjob {name}` shows a Warning Event then)"
-    );
-    Ok(())
-}
-
 /// How `kglue runs` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunsOutput {
@@ -445,244 +291,149 @@ pub enum RunsOutput {
     Json,
 }
 
-/// `kglue runs`: prints the run history.
-pub async fn runs(
-    client: &Client,
-    namespace: &str,
-    kind: RunOwnerKind,
-    name: &str,
-    output: RunsOutput,
-) -> Result<(), ControlError> {
-    let runs = read_runs(client, namespace, kind, name).await?;
-    match output {
-        RunsOutput::Json => println!("{}", serde_json::to_string_pretty(&runs.records)?),
-        RunsOutput::Table => print!("{}", render_runs(kind, &runs.records)),
-    }
-    Ok(())
+/// The kinds the cluster commands act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A kglue Job.
+    Job,
+    /// A Crawler.
+    Crawler,
+    /// A Workflow.
+    Workflow,
+    /// A Trigger.
+    Trigger,
 }
 
-/// The figures column of a run: rows read and written for a job, tables for a crawl.
-fn summary(kind: RunOwnerKind, metrics: Option<&Value>) -> String {
-    let Some(metrics) = metrics else {
-        return String::new();
-    };
-    match kind {
-        RunOwnerKind::Job => match serde_json::from_value::<JobRunMetrics>(metrics.clone()) {
-            Ok(m) => format!(
-                "{} read / {} written",
-                m.sources.values().map(|s| s.rows).sum::<i64>(),
-                m.sinks.values().map(|s| s.rows).sum::<i64>()
-            ),
-            Err(_) => String::new(),
-        },
-        RunOwnerKind::Crawler => match serde_json::from_value::<CrawlMetrics>(metrics.clone()) {
-            Ok(m) => format!(
-                "{} created, {} updated, {} unchanged",
-                m.tables_created, m.tables_updated, m.tables_unchanged
-            ),
-            Err(_) => String::new(),
-        },
-    }
-}
-
-fn duration(seconds: f64) -> String {
-    if seconds < 60.0 {
-        format!("{seconds:.1}s")
-    } else {
-        let whole = seconds.round() as u64;
-        if whole < 3600 {
-            format!("{}m{:02}s", whole / 60, whole % 60)
-        } else {
-            format!("{}h{:02}m", whole / 3600, (whole % 3600) / 60)
+impl ObjectKind {
+    /// The run owner kind of jobs and crawlers; `command` names the command for the error.
+    fn run_owner(self, command: &str) -> Result<RunOwnerKind, ControlError> {
+        match self {
+            ObjectKind::Job => Ok(RunOwnerKind::Job),
+            ObjectKind::Crawler => Ok(RunOwnerKind::Crawler),
+            ObjectKind::Workflow => Err(ControlError::WrongKind(format!(
+                "{command} is for jobs and crawlers; a workflow's nodes are jobs and crawlers (`kglue runs workflow NAME` shows their run ids)"
+            ))),
+            ObjectKind::Trigger => Err(ControlError::WrongKind(format!(
+                "{command} is for jobs and crawlers; a trigger has no runs of its own"
+            ))),
         }
     }
 }
 
-fn cut_chars(text: &str, chars: usize) -> String {
-    // One line per run: a multi-line error is shown up to its first line break.
-    let line = text.lines().next().unwrap_or_default();
-    match line.char_indices().nth(chars.saturating_sub(1)) {
-        Some((at, _)) if line.chars().count() > chars => format!("{}…", &line[..at]),
-        _ if line.len() < text.trim_end().len() => format!("{line} …"),
-        _ => line.to_string(),
-    }
+/// What `kglue start` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// The request id; default: a new one ([`new_request_id`]).
+    pub request_id: Option<String>,
+    /// The run's arguments (a workflow's run properties; a trigger's extra action arguments).
+    pub arguments: BTreeMap<String, String>,
+    /// Who asks, recorded as the starter's name.
+    pub user: Option<String>,
+    /// Follow the run to its end.
+    pub wait: bool,
 }
 
-/// The run history as a table, newest first as in status.
-pub fn render_runs(kind: RunOwnerKind, records: &[RunRecord<Value>]) -> String {
-    let figures = match kind {
-        RunOwnerKind::Job => "ROWS",
-        RunOwnerKind::Crawler => "TABLES",
-    };
-    let mut rows: Vec<[String; 8]> = vec![[
-        "RUN".into(),
-        "ATTEMPT".into(),
-        "STATE".into(),
-        "STARTED BY".into(),
-        "STARTED".into(),
-        "DURATION".into(),
-        figures.into(),
-        "MESSAGE".into(),
-    ]];
-    for record in records {
-        let started_by = match &record.started_by.name {
-            Some(name) => format!("{:?}/{name}", record.started_by.kind),
-            None => format!("{:?}", record.started_by.kind),
-        };
-        rows.push([
-            record.id.clone(),
-            record.attempt.to_string(),
-            format!("{:?}", record.state),
-            started_by,
-            record
-                .started_at
-                .as_ref()
-                .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-                .unwrap_or_default(),
-            record.duration_seconds.map(duration).unwrap_or_default(),
-            summary(kind, record.metrics.as_ref()),
-            record
-                .message
-                .as_deref()
-                .map(|m| cut_chars(m, MESSAGE_CHARS))
-                .unwrap_or_default(),
-        ]);
-    }
-    if records.is_empty() {
-        return "no runs\n".into();
-    }
-    render_table(&rows)
+/// A namespace of the cluster, for the cluster commands.
+pub struct Cluster {
+    client: Client,
+    namespace: String,
 }
 
-/// Rows as aligned columns, the last column unpadded.
-pub fn render_table<R: AsRef<[String]>>(rows: &[R]) -> String {
-    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
-    let mut widths = vec![0usize; columns];
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row.as_ref()) {
-            *width = (*width).max(cell.chars().count());
-        }
+impl Cluster {
+    /// The current kubeconfig context's cluster (or the pod's service account), in `namespace` if
+    /// given, else the context's, else `default`.
+    pub async fn connect(namespace: Option<String>) -> Result<Self, ControlError> {
+        let (client, namespace) = connect(namespace).await?;
+        Ok(Cluster { client, namespace })
     }
-    let mut out = String::new();
-    for row in rows {
-        let row = row.as_ref();
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<width$}   ");
+
+    /// `kglue start`: starts a run of a Job, Crawler or Workflow, or fires a Trigger. Returns
+    /// whether the run succeeded (waiting) or the request was recorded.
+    pub async fn start(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        options: StartOptions,
+        console: &mut Console<'_>,
+    ) -> Result<bool, ControlError> {
+        match kind {
+            ObjectKind::Workflow => pipelines::start_workflow(self, name, options, console).await,
+            ObjectKind::Trigger => {
+                pipelines::fire_trigger(self, name, options, console).await?;
+                Ok(true)
             }
+            kind => runs::start(self, kind.run_owner("start")?, name, options, console).await,
         }
-        out.push_str(line.trim_end());
-        out.push('\n');
     }
-    out
-}
 
-/// `kglue logs`: prints the log of the newest attempt of a run (or of the newest run), read
-/// from its pod through the API server. When the log cannot be read (the node is gone, the
-/// kubelet does not serve logs), says so and prints the pod's termination message instead.
-pub async fn logs(
-    client: &Client,
-    namespace: &str,
-    kind: RunOwnerKind,
-    name: &str,
-    run_id: Option<&str>,
-) -> Result<(), ControlError> {
-    let runs = read_runs(client, namespace, kind, name).await?;
-    let record = match run_id {
-        Some(run_id) => runs
-            .records
-            .iter()
-            .filter(|r| r.id == run_id)
-            .max_by_key(|r| r.attempt)
-            .ok_or_else(|| ControlError::RunNotFound {
-                kind: kind_name(kind),
-                name: name.to_string(),
-                run_id: run_id.to_string(),
-            })?,
-        None => runs.records.first().ok_or_else(|| ControlError::NoRuns {
-            kind: kind_name(kind),
-            name: name.to_string(),
-        })?,
-    };
-    let Some(job) = &record.kubernetes_job else {
-        return Err(ControlError::NoKubernetesJob {
-            run_id: record.id.clone(),
-            attempt: record.attempt,
-            state: record.state,
-        });
-    };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let mut found = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
-        .await
-        .map_err(api_error(format!("listing the pods of Kubernetes Job {job}")))?
-        .items;
-    if found.is_empty() {
-        return Err(ControlError::NoPods { job: job.clone() });
-    }
-    found.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    let several = found.len() > 1;
-    for pod in &found {
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        if several {
-            println!("==> pod {pod_name} <==");
-        }
-        match pods.logs(&pod_name, &LogParams::default()).await {
-            Ok(text) => print!("{text}"),
-            Err(error) => {
-                eprintln!("kglue: cannot read the log of pod {pod_name}: {error}");
-                match termination_messages(pod) {
-                    messages if messages.is_empty() => eprintln!("kglue: pod {pod_name} has no termination message"),
-                    messages => {
-                        eprintln!("kglue: the termination message of pod {pod_name}:");
-                        for message in messages {
-                            println!("{message}");
-                        }
-                    }
-                }
-            }
+    /// `kglue stop`: asks to stop a run of a Job, Crawler or Workflow.
+    pub async fn stop(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        run_id: &str,
+        console: &mut Console<'_>,
+    ) -> Result<(), ControlError> {
+        match kind {
+            ObjectKind::Workflow => pipelines::stop_workflow(self, name, run_id, console).await,
+            kind => runs::stop(self, kind.run_owner("stop")?, name, run_id, console).await,
         }
     }
-    Ok(())
-}
 
-/// The termination messages of a pod's containers (the current or the last state).
-fn termination_messages(pod: &Pod) -> Vec<String> {
-    pod.status
-        .iter()
-        .flat_map(|s| s.container_statuses.iter().flatten())
-        .filter_map(|c| {
-            let terminated = c
-                .state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.as_ref()))?;
-            let message = terminated.message.clone().unwrap_or_default();
-            Some(format!(
-                "{}: exit code {}{}{}",
-                c.name,
-                terminated.exit_code,
-                terminated
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default(),
-                if message.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {message}")
-                }
-            ))
-        })
-        .collect()
+    /// `kglue runs`: the runs of a Job, Crawler or Workflow, or a Trigger's fires.
+    pub async fn runs(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        output: RunsOutput,
+        console: &mut Console<'_>,
+    ) -> Result<(), ControlError> {
+        match kind {
+            ObjectKind::Workflow => pipelines::workflow_runs(self, name, output, console).await,
+            ObjectKind::Trigger => pipelines::trigger_fires(self, name, output, console).await,
+            kind => runs::runs(self, kind.run_owner("runs")?, name, output, console).await,
+        }
+    }
+
+    /// `kglue logs`: the log of a Job run's or a crawl's newest attempt.
+    pub async fn logs(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        run_id: Option<&str>,
+        console: &mut Console<'_>,
+    ) -> Result<(), ControlError> {
+        let kind = kind.run_owner("logs")?;
+        runs::logs(self, kind, name, run_id, console).await
+    }
+
+    /// `kglue resume`: runs a finished workflow run's failed (or named) nodes again.
+    pub async fn resume(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        run_id: &str,
+        nodes: &[String],
+        wait: bool,
+        console: &mut Console<'_>,
+    ) -> Result<bool, ControlError> {
+        if kind != ObjectKind::Workflow {
+            return Err(ControlError::WrongKind(
+                "resume is for workflows: kglue resume workflow NAME --run ID [--node NODE]...".into(),
+            ));
+        }
+        pipelines::resume_workflow(self, name, run_id, nodes, wait, console).await
+    }
+
+    /// `kglue bookmark reset|rewind job NAME`: asks the operator to change a Job's bookmark.
+    pub async fn bookmark(&self, name: &str, request: &Request, console: &mut Console<'_>) -> Result<(), ControlError> {
+        runs::bookmark(self, name, request, console).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use kglue_crds::common::{StartedBy, StartedByKind};
+    use serde_json::json;
 
     use super::*;
 
@@ -719,7 +470,7 @@ mod tests {
     #[test]
     fn start_patch_sets_one_annotation_with_arguments_and_user() {
         let arguments = BTreeMap::from([("day".to_string(), "2024-05-01".to_string())]);
-        let patch = start_patch("backfill-may", &arguments, Some("alice"));
+        let patch = start_request("backfill-may", arguments, Some("alice")).to_patch();
         let value = patch["metadata"]["annotations"]["run.kglue.dev/backfill-may"]
             .as_str()
             .expect("a string value");
@@ -729,120 +480,34 @@ mod tests {
         );
         assert_eq!(patch["metadata"]["annotations"].as_object().map(|o| o.len()), Some(1));
         // No user, no arguments: what a hand-written request would say.
-        assert_eq!(
-            start_value(&BTreeMap::new(), None),
-            r#"{"startedBy":{"kind":"Manual"}}"#
-        );
-        assert_eq!(
-            start_value(&BTreeMap::new(), Some("")),
-            r#"{"startedBy":{"kind":"Manual"}}"#
-        );
+        let value = |user| start_request("r", BTreeMap::new(), user).annotation().1;
+        assert_eq!(value(None), r#"{"startedBy":{"kind":"Manual"}}"#);
+        assert_eq!(value(Some("")), r#"{"startedBy":{"kind":"Manual"}}"#);
     }
 
     #[test]
     fn stop_and_bookmark_patches() {
         assert_eq!(
-            stop_patch("jr-3fa29c01d2"),
+            Request::Stop {
+                run_id: "jr-3fa29c01d2".into()
+            }
+            .to_patch(),
             json!({"metadata": {"annotations": {"stop.kglue.dev/jr-3fa29c01d2": ""}}})
         );
         assert_eq!(
-            bookmark_reset_patch(),
+            Request::BookmarkReset.to_patch(),
             json!({"metadata": {"annotations": {"bookmark.kglue.dev/reset": ""}}})
         );
         assert_eq!(
-            bookmark_rewind_patch(Some("jr-1")),
+            Request::BookmarkRewind {
+                to_run: Some("jr-1".into())
+            }
+            .to_patch(),
             json!({"metadata": {"annotations": {"bookmark.kglue.dev/rewind": "jr-1"}}})
         );
         assert_eq!(
-            bookmark_rewind_patch(None),
+            Request::BookmarkRewind { to_run: None }.to_patch(),
             json!({"metadata": {"annotations": {"bookmark.kglue.dev/rewind": ""}}})
         );
-    }
-
-    fn record(id: &str, attempt: i32, state: RunState) -> RunRecord<Value> {
-        RunRecord {
-            id: id.into(),
-            attempt,
-            request_id: None,
-            started_by: StartedBy {
-                kind: StartedByKind::Manual,
-                name: Some("alice".into()),
-            },
-            arguments: BTreeMap::new(),
-            state,
-            started_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                "2024-05-01T10:00:00Z".parse().expect("time"),
-            )),
-            completed_at: None,
-            duration_seconds: Some(125.0),
-            not_before: None,
-            kubernetes_job: None,
-            message: None,
-            metrics: None,
-            run_properties: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn runs_table_aligns_columns_and_cuts_messages() {
-        let mut failed = record("jr-0000000002", 1, RunState::Failed);
-        failed.message = Some(format!("sink out: {}\nsecond line", "x".repeat(100)));
-        failed.metrics = Some(json!({"sources": {"in": {"rows": 10, "bytes": 1, "objects": 1}}}));
-        let mut ok = record("jr-0000000001", 0, RunState::Succeeded);
-        ok.started_by = StartedBy {
-            kind: StartedByKind::Schedule,
-            name: None,
-        };
-        ok.duration_seconds = Some(1.84);
-        ok.metrics = Some(json!({
-            "sources": {"a": {"rows": 5, "bytes": 1, "objects": 1}, "b": {"rows": 7, "bytes": 1, "objects": 1}},
-            "sinks": {"out": {"rows": 12, "files": 1, "bytes": 1, "partitionsAdded": 0}}
-        }));
-        let table = render_runs(RunOwnerKind::Job, &[failed, ok]);
-        let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 3, "{table}");
-        assert_eq!(
-            lines[0],
-            "RUN             ATTEMPT   STATE       STARTED BY     STARTED                DURATION   ROWS                   MESSAGE"
-        );
-        assert_eq!(
-            lines[1],
-            format!(
-                "jr-0000000002   1         Failed      Manual/alice   2024-05-01T10:00:00Z   2m05s      10 read / 0 written    sink out: {}…",
-                "x".repeat(49)
-            )
-        );
-        assert_eq!(
-            lines[2],
-            "jr-0000000001   0         Succeeded   Schedule       2024-05-01T10:00:00Z   1.8s       12 read / 12 written"
-        );
-        assert_eq!(render_runs(RunOwnerKind::Crawler, &[]), "no runs\n");
-    }
-
-    #[test]
-    fn crawler_runs_show_tables() {
-        let mut crawl = record("cr-0000000001", 0, RunState::Running);
-        crawl.metrics = Some(json!({"tablesCreated": 1, "tablesUpdated": 2, "tablesUnchanged": 3,
-            "tablesDeprecated": 0, "partitionsAdded": 4, "objectsListed": 5, "objectsRead": 5, "objectsSkipped": 0}));
-        crawl.message = Some("short\nmore".into());
-        let table = render_runs(RunOwnerKind::Crawler, &[crawl]);
-        assert!(table.lines().next().is_some_and(|l| l.contains("TABLES")), "{table}");
-        assert!(table.contains("1 created, 2 updated, 3 unchanged   short …"), "{table}");
-    }
-
-    #[test]
-    fn a_failed_attempt_with_retries_left_is_not_over() {
-        assert!(!run_is_over(&record("r", 0, RunState::Failed), 2));
-        assert!(run_is_over(&record("r", 2, RunState::Failed), 2));
-        assert!(run_is_over(&record("r", 0, RunState::Timeout), 2));
-        assert!(!run_is_over(&record("r", 0, RunState::Running), 0));
-        assert!(run_is_over(&record("r", 0, RunState::Succeeded), 0));
-    }
-
-    #[test]
-    fn durations_read_like_kubectl() {
-        assert_eq!(duration(1.84), "1.8s");
-        assert_eq!(duration(125.0), "2m05s");
-        assert_eq!(duration(3.0 * 3600.0 + 120.0), "3h02m");
     }
 }

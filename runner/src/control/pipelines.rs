@@ -5,62 +5,38 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use k8s_openapi::jiff::Timestamp;
 use kglue_crds::common::RunState;
+use kglue_crds::protocol::requests::{Request, ResumeBody};
 use kglue_crds::workflow::WorkflowRun;
 use kglue_crds::{Trigger, Workflow};
 use kube::Client;
-use kube::api::Api;
-use serde_json::json;
 
+use super::render::{MESSAGE_CHARS, cut_chars, duration, render_table};
 use super::{
-    ControlError, MESSAGE_CHARS, RECORD_TIMEOUT, RunsOutput, STOP_PREFIX, annotate, annotation_patch, api_error,
-    cut_chars, duration, new_request_id, random_u32, start_patch, validate_id,
+    Cluster, Console, ControlError, RECORD_TIMEOUT, RunsOutput, StartOptions, annotate, put_start, put_stop,
+    read_object, start_request, validate_id,
 };
-
-/// The prefix of a resume request's annotation key.
-pub const RESUME_PREFIX: &str = "resume.kglue.dev/";
 
 const WORKFLOW: &str = "Workflow";
 const TRIGGER: &str = "Trigger";
 
-/// Reads `name`; a missing object is [`ControlError::NotFound`].
-async fn read<K>(client: &Client, namespace: &str, kind: &'static str, name: &str) -> Result<K, ControlError>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    Api::<K>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(api_error(format!("reading {kind} {name}")))?
-        .ok_or_else(|| ControlError::NotFound {
-            kind,
-            name: name.to_string(),
-            namespace: namespace.to_string(),
-        })
-}
-
 async fn read_workflow(client: &Client, namespace: &str, name: &str) -> Result<Workflow, ControlError> {
-    read(client, namespace, WORKFLOW, name).await
+    read_object(client, namespace, WORKFLOW, name).await
 }
 
 async fn read_trigger(client: &Client, namespace: &str, name: &str) -> Result<Trigger, ControlError> {
-    read(client, namespace, TRIGGER, name).await
+    read_object(client, namespace, TRIGGER, name).await
 }
 
 fn workflow_runs_of(workflow: &Workflow) -> Vec<WorkflowRun> {
     workflow.status.as_ref().map(|s| s.runs.clone()).unwrap_or_default()
 }
 
-/// The value of a resume annotation.
-pub fn resume_value(nodes: &[String]) -> String {
-    if nodes.is_empty() {
-        String::new()
-    } else {
-        json!({ "nodes": nodes }).to_string()
+/// The resume request of `run_id`: `nodes`, or (none given) the failed ones.
+pub fn resume_request(run_id: &str, nodes: &[String]) -> Request {
+    Request::Resume {
+        run_id: run_id.to_string(),
+        body: ResumeBody { nodes: nodes.to_vec() },
     }
 }
 
@@ -88,6 +64,7 @@ async fn follow(
     name: &str,
     run_id: &str,
     resumed_from: Option<i32>,
+    console: &mut Console<'_>,
 ) -> Result<bool, ControlError> {
     let mut last = String::new();
     loop {
@@ -102,13 +79,13 @@ async fn follow(
         };
         let line = format!("run {run_id}: {:?}  {}", run.state, node_states(run));
         if line != last {
-            println!("{line}");
+            writeln!(console.out, "{line}")?;
             last = line;
         }
         let resumed = resumed_from.is_none_or(|from| run.resumes.unwrap_or(0) > from);
         if resumed && run.state.is_final() {
             if let Some(message) = &run.message {
-                println!("{message}");
+                writeln!(console.out, "{message}")?;
             }
             return Ok(run.state == RunState::Succeeded);
         }
@@ -119,25 +96,18 @@ async fn follow(
 /// `kglue start workflow`: asks for a workflow run with run properties; prints the request id
 /// and the run id; with `wait`, follows it to its end.
 pub async fn start_workflow(
-    client: &Client,
-    namespace: &str,
+    cluster: &Cluster,
     name: &str,
-    request_id: Option<String>,
-    properties: BTreeMap<String, String>,
-    user: Option<&str>,
-    wait: bool,
+    options: StartOptions,
+    console: &mut Console<'_>,
 ) -> Result<bool, ControlError> {
-    let request_id = request_id.unwrap_or_else(|| new_request_id(Timestamp::now(), random_u32()));
-    validate_id("request id", &request_id)?;
-    annotate::<Workflow>(
-        client,
-        namespace,
-        WORKFLOW,
-        name,
-        &start_patch(&request_id, &properties, user),
-    )
+    let (client, namespace) = (&cluster.client, cluster.namespace.as_str());
+    let wait = options.wait;
+    let what = format!("start workflow {name}");
+    let request_id = put_start(options, &what, console, async |patch| {
+        annotate::<Workflow>(client, namespace, WORKFLOW, name, patch).await
+    })
     .await?;
-    println!("request {request_id}: start workflow {name}");
     let started = Instant::now();
     let run_id = loop {
         let workflow = read_workflow(client, namespace, name).await?;
@@ -155,32 +125,38 @@ pub async fn start_workflow(
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     };
-    println!("run {run_id}");
+    writeln!(console.out, "run {run_id}")?;
     if !wait {
         return Ok(true);
     }
-    follow(client, namespace, name, &run_id, None).await
+    follow(client, namespace, name, &run_id, None, console).await
 }
 
 /// `kglue stop workflow`: asks to stop a workflow run (its active nodes are stopped).
-pub async fn stop_workflow(client: &Client, namespace: &str, name: &str, run_id: &str) -> Result<(), ControlError> {
-    validate_id("run id", run_id)?;
-    let patch = annotation_patch(&format!("{STOP_PREFIX}{run_id}"), "");
-    annotate::<Workflow>(client, namespace, WORKFLOW, name, &patch).await?;
-    println!("stop requested: run {run_id} of workflow {name}");
-    Ok(())
+pub async fn stop_workflow(
+    cluster: &Cluster,
+    name: &str,
+    run_id: &str,
+    console: &mut Console<'_>,
+) -> Result<(), ControlError> {
+    let (client, namespace) = (&cluster.client, cluster.namespace.as_str());
+    put_stop(run_id, &format!("workflow {name}"), console, async |patch| {
+        annotate::<Workflow>(client, namespace, WORKFLOW, name, patch).await
+    })
+    .await
 }
 
 /// `kglue resume workflow`: runs `nodes` (default: the failed ones) of a finished run again, with
 /// everything downstream of them; upstream nodes keep their results. With `wait`, follows it.
 pub async fn resume_workflow(
-    client: &Client,
-    namespace: &str,
+    cluster: &Cluster,
     name: &str,
     run_id: &str,
     nodes: &[String],
     wait: bool,
+    console: &mut Console<'_>,
 ) -> Result<bool, ControlError> {
+    let (client, namespace) = (&cluster.client, cluster.namespace.as_str());
     validate_id("run id", run_id)?;
     let workflow = read_workflow(client, namespace, name).await?;
     let Some(run) = workflow_runs_of(&workflow).into_iter().find(|r| r.id == run_id) else {
@@ -191,20 +167,21 @@ pub async fn resume_workflow(
         });
     };
     let resumes = run.resumes.unwrap_or(0);
-    let patch = annotation_patch(&format!("{RESUME_PREFIX}{run_id}"), &resume_value(nodes));
+    let patch = resume_request(run_id, nodes).to_patch();
     annotate::<Workflow>(client, namespace, WORKFLOW, name, &patch).await?;
-    println!(
+    writeln!(
+        console.out,
         "resume requested: run {run_id} of workflow {name}{}",
         if nodes.is_empty() {
             " from its failed nodes".to_string()
         } else {
             format!(" from {}", nodes.join(", "))
         }
-    );
+    )?;
     if !wait {
         return Ok(true);
     }
-    follow(client, namespace, name, run_id, Some(resumes)).await
+    follow(client, namespace, name, run_id, Some(resumes), console).await
 }
 
 /// The workflow run history as a table, newest first as in status.
@@ -253,36 +230,38 @@ pub fn render_workflow_runs(runs: &[WorkflowRun]) -> String {
                 .unwrap_or_default(),
         ]);
     }
-    super::render_table(&rows)
+    render_table(&rows)
 }
 
 /// `kglue runs workflow`: prints the workflow's runs.
 pub async fn workflow_runs(
-    client: &Client,
-    namespace: &str,
+    cluster: &Cluster,
     name: &str,
     output: RunsOutput,
+    console: &mut Console<'_>,
 ) -> Result<(), ControlError> {
+    let (client, namespace) = (&cluster.client, cluster.namespace.as_str());
     let runs = workflow_runs_of(&read_workflow(client, namespace, name).await?);
     match output {
-        RunsOutput::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
-        RunsOutput::Table => print!("{}", render_workflow_runs(&runs)),
+        RunsOutput::Json => writeln!(console.out, "{}", serde_json::to_string_pretty(&runs)?)?,
+        RunsOutput::Table => write!(console.out, "{}", render_workflow_runs(&runs))?,
     }
     Ok(())
 }
 
 /// `kglue runs trigger`: prints the trigger's recent fires.
 pub async fn trigger_fires(
-    client: &Client,
-    namespace: &str,
+    cluster: &Cluster,
     name: &str,
     output: RunsOutput,
+    console: &mut Console<'_>,
 ) -> Result<(), ControlError> {
+    let (client, namespace) = (&cluster.client, cluster.namespace.as_str());
     let trigger = read_trigger(client, namespace, name).await?;
     let fires = trigger.status.map(|s| s.fires).unwrap_or_default();
     match output {
-        RunsOutput::Json => println!("{}", serde_json::to_string_pretty(&fires)?),
-        RunsOutput::Table if fires.is_empty() => println!("no fires"),
+        RunsOutput::Json => writeln!(console.out, "{}", serde_json::to_string_pretty(&fires)?)?,
+        RunsOutput::Table if fires.is_empty() => writeln!(console.out, "no fires")?,
         RunsOutput::Table => {
             let mut rows: Vec<Vec<String>> = vec![vec!["FIRED".into(), "REASON".into(), "STARTED".into()]];
             for fire in &fires {
@@ -292,7 +271,7 @@ pub async fn trigger_fires(
                     fire.started.join(", "),
                 ]);
             }
-            print!("{}", super::render_table(&rows));
+            write!(console.out, "{}", render_table(&rows))?;
         }
     }
     Ok(())
@@ -301,24 +280,17 @@ pub async fn trigger_fires(
 /// `kglue start trigger`: fires a trigger (any type) with extra arguments for its actions;
 /// prints what it started once the operator recorded the fire.
 pub async fn fire_trigger(
-    client: &Client,
-    namespace: &str,
+    cluster: &Cluster,
     name: &str,
-    request_id: Option<String>,
-    arguments: BTreeMap<String, String>,
-    user: Option<&str>,
+    options: StartOptions,
+    console: &mut Console<'_>,
 ) -> Result<(), ControlError> {
-    let request_id = request_id.unwrap_or_else(|| new_request_id(Timestamp::now(), random_u32()));
-    validate_id("request id", &request_id)?;
-    annotate::<Trigger>(
-        client,
-        namespace,
-        TRIGGER,
-        name,
-        &start_patch(&request_id, &arguments, user),
-    )
+    let (client, namespace) = (&cluster.client, cluster.namespace.as_str());
+    let what = format!("fire trigger {name}");
+    let request_id = put_start(options, &what, console, async |patch| {
+        annotate::<Trigger>(client, namespace, TRIGGER, name, patch).await
+    })
     .await?;
-    println!("request {request_id}: fire trigger {name}");
     let reason = format!("requested ({request_id})");
     let started = Instant::now();
     loop {
@@ -326,7 +298,7 @@ pub async fn fire_trigger(
         let fires = trigger.status.map(|s| s.fires).unwrap_or_default();
         if let Some(fire) = fires.iter().find(|f| f.reason == reason) {
             for started in &fire.started {
-                println!("started {started}");
+                writeln!(console.out, "started {started}")?;
             }
             return Ok(());
         }
@@ -334,7 +306,7 @@ pub async fn fire_trigger(
             .metadata
             .annotations
             .as_ref()
-            .is_some_and(|a| a.contains_key(&format!("{}{request_id}", super::START_PREFIX)));
+            .is_some_and(|a| a.contains_key(&start_request(&request_id, BTreeMap::new(), None).annotation().0));
         if !pending {
             // Handled without a fire: refused (suspended, or the trigger cannot fire).
             return Err(ControlError::Refused {
@@ -372,8 +344,9 @@ mod tests {
 
     #[test]
     fn resume_values_name_the_nodes_or_are_empty() {
-        assert_eq!(resume_value(&[]), "");
-        assert_eq!(resume_value(&["clean".into()]), r#"{"nodes":["clean"]}"#);
+        let value = |nodes: &[String]| resume_request("wr-1", nodes).annotation().1;
+        assert_eq!(value(&[]), "");
+        assert_eq!(value(&["clean".into()]), r#"{"nodes":["clean"]}"#);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! Tables true to the data (issue: crawlers).
 
 pub mod classify;
-pub mod cluster;
 pub mod container;
 pub mod delimited;
 pub mod grok;
@@ -10,8 +9,10 @@ pub mod group;
 pub mod infer;
 pub mod json;
 pub mod listing;
-pub mod local;
 pub mod plan;
+pub mod run;
 pub mod sniff;
 pub mod state;
 pub mod text_type;
+
+pub use run::{CONDITION_SCHEMA_DRIFT, CrawlRunError, crawl, render};

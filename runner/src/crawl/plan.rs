@@ -19,7 +19,7 @@ use super::group::{FileEntry, GroupOptions, PathTemplate, TableGroup, group};
 use super::infer::InferredColumn;
 use super::listing::{Exclusions, ListingError, list_target};
 use super::state::{CrawlState, StateError};
-use crate::storage::{Location, StorageError, StoreResolver};
+use crate::storage::{Location, LocationError, StorageError, StoreResolver};
 
 /// The label a crawler puts on the Tables it maintains, so a later crawl finds the ones whose
 /// data disappeared.
@@ -178,7 +178,10 @@ pub async fn plan_crawl(
             target: target.path.clone(),
             source,
         };
-        let location: Location = target.path.parse().map_err(storage_error)?;
+        let location: Location = target
+            .path
+            .parse()
+            .map_err(|e: LocationError| storage_error(e.into()))?;
         let store = resolver
             .store(&location, target.connection.as_deref())
             .map_err(storage_error)?;

@@ -50,7 +50,7 @@ pub struct CrawlState {
 impl CrawlState {
     /// The records of crawler `crawler` under `state`.
     pub fn open(resolver: &StoreResolver, state: &CrawlerState, crawler: &str) -> Result<Self, StateError> {
-        let base: Location = state.location.parse()?;
+        let base: Location = state.location.parse().map_err(StorageError::from)?;
         let store = resolver.store(&base, state.connection.as_deref())?;
         let root = Location {
             store: base.store,
@@ -80,7 +80,7 @@ impl CrawlState {
 
     /// Every partition recorded in an index object (`url` as a Table's status gives it).
     pub async fn partitions(&self, url: &str) -> Result<BTreeSet<Vec<String>>, StateError> {
-        let location: Location = url.parse()?;
+        let location: Location = url.parse().map_err(StorageError::from)?;
         Ok(self.read(&location.prefix).await?.unwrap_or_default())
     }
 
@@ -133,38 +133,6 @@ impl CrawlState {
             })?;
         Ok(url)
     }
-}
-
-/// Writes the partition index of every planned table that has partition keys and points its
-/// status at it. Called before the tables are written.
-pub async fn write_indexes(plan: &mut super::plan::CrawlPlan) -> Result<(), StateError> {
-    let Some(state) = plan.state.clone() else {
-        return Ok(());
-    };
-    for planned in &mut plan.tables {
-        if planned.action == super::plan::Action::Delete || planned.table.spec.partition_keys.is_empty() {
-            continue;
-        }
-        let spec = &planned.table.spec;
-        let url = state
-            .write_index(&spec.database_name, &spec.table_name, &planned.partitions)
-            .await?;
-        if let Some(summary) = planned.table.status.as_mut().and_then(|s| s.partitions.as_mut()) {
-            summary.index = Some(url);
-        }
-    }
-    Ok(())
-}
-
-/// Records the folders the crawl read. Called after the tables are written.
-pub async fn record_folders(plan: &super::plan::CrawlPlan) -> Result<(), StateError> {
-    let Some(state) = &plan.state else {
-        return Ok(());
-    };
-    for (target, folders) in &plan.crawled_folders {
-        state.record_folders(target, folders).await?;
-    }
-    Ok(())
 }
 
 /// A file name for a target's record: its URL with everything but letters and digits as `_`.

@@ -22,11 +22,11 @@ use datafusion::prelude::{SessionConfig, SessionContext, cast, col};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kglue_crds::Table;
 use kglue_crds::common::{StorageSpec, TableRef, WorkerResources, WorkerSize};
 use kglue_crds::job::{
     BookmarkOption, JobBookmark, JobRunMetrics, JobSink, JobSpec, SinkMetrics, SourceMetrics, WriteMode,
 };
-use kglue_crds::{Job, Table};
 use serde::{Deserialize, Serialize};
 
 use super::bookmark::{DEFAULT_SAFETY_BAND_SECONDS, job_bookmark, source_bookmark};
@@ -35,7 +35,7 @@ use super::source::{self, Selection, SourceInput};
 use super::table_update::{OutputShape, conform, updated_table};
 use super::types::{fields_of, to_arrow};
 use super::{arguments, script};
-use crate::catalog::{DirCatalog, TableWriter};
+use crate::catalog::{Catalog, DirCatalog};
 use crate::storage::{Location, StoreResolver};
 
 /// Default size of an output file, as the Job CRD documents.
@@ -276,6 +276,16 @@ pub struct PlannedRun {
     run_properties: BTreeMap<String, String>,
 }
 
+/// Plans and executes `request` against `catalog` (planning reads `catalog.view()`; the commit
+/// writes through `catalog`). Never fails: a mistake found while planning is a Failed result too.
+pub async fn run<C: Catalog + ?Sized>(request: RunRequest, catalog: &mut C, resolver: &StoreResolver) -> RunResult {
+    let started = Instant::now();
+    match plan_run(request, catalog.view(), resolver).await {
+        Ok(planned) => planned.execute(catalog).await,
+        Err((request, error)) => failed_before_planning(&request, &error, started.elapsed()),
+    }
+}
+
 /// Resolves sources, runs the script and plans every sink — everything short of writing. A
 /// mistake in the job (an unknown table or column, bad SQL, output that does not fit a locked
 /// table) fails here, before any object is written.
@@ -411,7 +421,7 @@ fn source_input(
     let location: Location = storage
         .location
         .parse()
-        .map_err(|e: crate::storage::StorageError| storage_error(e.to_string()))?;
+        .map_err(|e: crate::storage::LocationError| storage_error(e.to_string()))?;
     let store = resolver
         .store(&location, storage.connection.as_deref())
         .map_err(|e| storage_error(e.to_string()))?;
@@ -507,7 +517,7 @@ async fn prepare_sink(
     let location: Location = storage
         .location
         .parse()
-        .map_err(|e: crate::storage::StorageError| sink_error(e.to_string()))?;
+        .map_err(|e: crate::storage::LocationError| sink_error(e.to_string()))?;
     let store = resolver
         .store(&location, storage.connection.as_deref())
         .map_err(|e| sink_error(e.to_string()))?;
@@ -567,7 +577,7 @@ impl PlannedRun {
     /// Executes, stages and commits every sink and updates the catalog through `tables` (a
     /// catalog directory, or the API server). Never panics on bad data: a failure becomes a Failed
     /// result, with this run's staged files removed.
-    pub async fn execute<W: TableWriter + ?Sized>(mut self, tables: &mut W) -> RunResult {
+    pub async fn execute<W: Catalog + ?Sized>(mut self, tables: &mut W) -> RunResult {
         let outcome = self.execute_inner(tables).await;
         let (error, tables, outcomes) = match outcome {
             Ok((tables, outcomes)) => (None, tables, outcomes),
@@ -583,7 +593,7 @@ impl PlannedRun {
         self.result(error, tables, &outcomes)
     }
 
-    async fn execute_inner<W: TableWriter + ?Sized>(
+    async fn execute_inner<W: Catalog + ?Sized>(
         &mut self,
         catalog: &mut W,
     ) -> Result<(Vec<TableChange>, Vec<SinkOutcome>), RunError> {
@@ -863,22 +873,4 @@ pub fn failed_before_planning(request: &RunRequest, error: &RunError, elapsed: D
         tables: Vec::new(),
         duration_seconds: elapsed.as_secs_f64(),
     }
-}
-
-/// Reads the one Job of a manifest file.
-pub fn read_job(path: &std::path::Path) -> Result<Job, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: not valid YAML: {e}", path.display()))?;
-    let mut jobs = documents
-        .into_iter()
-        .filter(|d| d["kind"] == "Job" && d["apiVersion"] == "kglue.dev/v1alpha1");
-    let (Some(job), None) = (jobs.next(), jobs.next()) else {
-        return Err(format!(
-            "{}: expected exactly one kglue.dev/v1alpha1 Job in the file",
-            path.display()
-        ));
-    };
-    let name = job["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    serde_json::from_value(job).map_err(|e| format!("{}: Job {name:?}: {e}", path.display()))
 }

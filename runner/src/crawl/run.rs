@@ -1,8 +1,10 @@
-//! `kglue crawl` on a laptop: the same Crawler manifest, with a directory of manifests as the
-//! catalog. Tables are written there one object per file, as `kubectl apply` takes them.
+//! One crawl, wherever it runs: the Crawler's targets are listed, classified and grouped into
+//! tables ([`plan_crawl`]), then the plan is written to a [`Catalog`] — a directory of manifests
+//! on a laptop, a namespace in the cluster — with the same order (partition indexes, the Database,
+//! the Tables, the folders crawled), and a table whose entry someone else declared reported as a
+//! conflict in both. `kglue crawl` renders the outcome ([`render`]); `kglue attempt` reports it.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -12,27 +14,16 @@ use kglue_crds::{ClassifierSpec, Crawler, Table};
 use kube::ResourceExt;
 
 use super::plan::{Action, CrawlError, CrawlPlan, new_database, plan_crawl};
-use super::state::{record_folders, write_indexes};
-use crate::catalog::{CatalogError, DirCatalog};
+use super::state::StateError;
+use crate::catalog::{Catalog, TableWriteError};
 use crate::storage::{Credentials, StoreResolver};
 
 /// The condition a crawl sets on a Table whose data disagrees with it beyond widening.
 pub const CONDITION_SCHEMA_DRIFT: &str = "SchemaDrift";
 
-/// What can stop a local crawl.
+/// What can stop a crawl.
 #[derive(Debug, thiserror::Error)]
-pub enum LocalCrawlError {
-    /// The crawler manifest is unreadable or not a single Crawler.
-    #[error("{path}: {message}")]
-    Manifest {
-        /// The manifest file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The catalog directory could not be read or written.
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
+pub enum CrawlRunError {
     /// The crawl itself failed.
     #[error("crawler {crawler}: {source}")]
     Crawl {
@@ -41,57 +32,44 @@ pub enum LocalCrawlError {
         /// The cause (boxed: object-store errors are large).
         source: Box<CrawlError>,
     },
+    /// The catalog could not be written.
+    #[error(transparent)]
+    Catalog(#[from] TableWriteError),
 }
 
-/// Reads the single Crawler of a manifest file.
-pub fn read_crawler(path: &Path) -> Result<Crawler, LocalCrawlError> {
-    let manifest_error = |message: String| LocalCrawlError::Manifest {
-        path: path.display().to_string(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| manifest_error(e.to_string()))?;
-    let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| manifest_error(format!("not valid YAML: {e}")))?;
-    let mut crawlers = documents.into_iter().filter(|d| d["kind"] == "Crawler");
-    let (Some(crawler), None) = (crawlers.next(), crawlers.next()) else {
-        return Err(manifest_error("expected exactly one Crawler in the file".into()));
-    };
-    let name = crawler["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    serde_json::from_value(crawler).map_err(|e| manifest_error(format!("Crawler {name:?}: {e}")))
-}
-
-/// Crawls with `crawler` against the catalog in `catalog_dir`; with `dry_run`, only plans.
-pub async fn crawl_dir(
+/// Crawls with `crawler` against `catalog`; with `dry_run`, only plans.
+pub async fn crawl<C: Catalog + ?Sized>(
     crawler: &Crawler,
-    catalog_dir: &Path,
+    catalog: &mut C,
     credentials: Credentials,
     dry_run: bool,
-) -> Result<CrawlPlan, LocalCrawlError> {
+) -> Result<CrawlPlan, CrawlRunError> {
     let name = crawler.name_any();
-    let crawl_error = |source: CrawlError| LocalCrawlError::Crawl {
+    let crawl_error = |source: CrawlError| CrawlRunError::Crawl {
         crawler: name.clone(),
         source: Box::new(source),
     };
-    let mut catalog = DirCatalog::load(catalog_dir)?;
+    let view = catalog.view();
     let classifiers: Vec<(String, ClassifierSpec)> = crawler
         .spec
         .classifiers
         .iter()
         .map(|c| {
-            catalog
-                .classifiers()
+            view.classifiers()
                 .get(c)
                 .map(|spec| (c.clone(), spec.clone()))
                 .ok_or_else(|| {
                     crawl_error(CrawlError::Invalid(format!(
                         "classifier {c:?} is not defined in {}",
-                        catalog_dir.display()
+                        catalog.place()
                     )))
                 })
         })
         .collect::<Result<_, _>>()?;
-    let resolver = StoreResolver::new(catalog.connections().clone(), credentials);
-    let existing: Vec<Table> = catalog.tables_in(&crawler.spec.database_name).cloned().collect();
+    let resolver = StoreResolver::new(view.connections().clone(), credentials);
+    let database = &crawler.spec.database_name;
+    let existing: Vec<Table> = view.tables_in(database).cloned().collect();
+    let database_exists = view.database(database).is_some();
     let mut plan = plan_crawl(&name, &crawler.spec, &classifiers, &resolver, &existing)
         .await
         .map_err(crawl_error)?;
@@ -101,25 +79,60 @@ pub async fn crawl_dir(
     let started = Instant::now();
     finish_tables(&mut plan, &name, &Time(Timestamp::now()));
     write_indexes(&mut plan).await.map_err(|e| crawl_error(e.into()))?;
-    let database = &crawler.spec.database_name;
-    if !plan.tables.is_empty() && catalog.database(database).is_none() {
-        catalog.create_database(new_database(&name, database))?;
+    if !plan.tables.is_empty() && !database_exists {
+        catalog.create_database(new_database(&name, database)).await?;
         plan.created_database = Some(database.clone());
     }
-    for planned in &plan.tables {
-        let table = &planned.table;
-        match planned.action {
-            Action::Delete => {
-                catalog.delete_table(&table.spec.database_name, &table.spec.table_name)?;
-            }
-            _ => {
-                catalog.save_table(table.clone())?;
+    for planned in &mut plan.tables {
+        let before = existing
+            .iter()
+            .find(|t| t.spec.table_name == planned.table.spec.table_name);
+        let written = match planned.action {
+            Action::Delete => catalog.delete_table(&planned.table).await,
+            _ => catalog.write_table(before, planned.table.clone()).await,
+        };
+        if let Err(error) = written {
+            match error.conflict() {
+                Some(message) => planned.action = Action::Conflict(message),
+                None => return Err(error.into()),
             }
         }
     }
     record_folders(&plan).await.map_err(|e| crawl_error(e.into()))?;
     plan.report.add_time("write", started.elapsed());
     Ok(plan)
+}
+
+/// Writes the partition index of every planned table that has partition keys and points its
+/// status at it. Called before the tables are written.
+pub async fn write_indexes(plan: &mut CrawlPlan) -> Result<(), StateError> {
+    let Some(state) = plan.state.clone() else {
+        return Ok(());
+    };
+    for planned in &mut plan.tables {
+        if planned.action == Action::Delete || planned.table.spec.partition_keys.is_empty() {
+            continue;
+        }
+        let spec = &planned.table.spec;
+        let url = state
+            .write_index(&spec.database_name, &spec.table_name, &planned.partitions)
+            .await?;
+        if let Some(summary) = planned.table.status.as_mut().and_then(|s| s.partitions.as_mut()) {
+            summary.index = Some(url);
+        }
+    }
+    Ok(())
+}
+
+/// Records the folders the crawl read. Called after the tables are written.
+pub async fn record_folders(plan: &CrawlPlan) -> Result<(), StateError> {
+    let Some(state) = &plan.state else {
+        return Ok(());
+    };
+    for (target, folders) in &plan.crawled_folders {
+        state.record_folders(target, folders).await?;
+    }
+    Ok(())
 }
 
 /// Sets what a crawl records in each planned table's status, wherever the table is written: the

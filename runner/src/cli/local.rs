@@ -1,0 +1,172 @@
+//! Local commands: `kglue crawl`, `kglue run`, `kglue table ddl`. `kglue crawl --namespace`
+//! crawls against a namespace of the cluster instead of a directory, with the same driver.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow};
+use clap::{Args, Subcommand};
+use kglue_crds::protocol::attempt::{SECRETS_DIR, SECRETS_DIR_ENV, SPILL_DIR_ENV};
+use kglue_crds::run_result::RunOwnerKind;
+use kglue_runner::catalog::DirCatalog;
+use kglue_runner::cluster::ClusterCatalog;
+use kglue_runner::crawl::{crawl as crawl_catalog, render};
+use kglue_runner::ddl::{Dialect, catalog_table_ddl};
+use kglue_runner::etl::run::RunOutcome;
+use kglue_runner::local::{LocalRun, LocalRunOutput, crawl_dir, read_crawler, read_job, render_run};
+use kglue_runner::storage::{Credentials, SecretsDir};
+use kube::ResourceExt;
+
+use super::parse_argument;
+
+/// `kglue crawl`.
+#[derive(Args)]
+pub struct CrawlArgs {
+    /// The file holding the Crawler manifest.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// The directory of Database, Table, Connection and Classifier manifests to use as the
+    /// catalog; Tables are written there, one per file.
+    #[arg(long, required_unless_present = "namespace", conflicts_with = "namespace")]
+    catalog: Option<PathBuf>,
+    /// Use the catalog of this namespace of the current cluster (kubeconfig, or the pod's
+    /// service account) instead of a directory; Tables are written with server-side apply
+    /// under the field manager kglue-crawler-<name>.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Print the plan (tables, schemas, partitions) and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Where the Secrets that Connections refer to are: one folder per Secret, one file per key.
+    #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
+    secrets_dir: PathBuf,
+}
+
+/// `kglue run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The file holding the Job manifest.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// The directory of Database, Table and Connection manifests to use as the catalog;
+    /// sink tables are created or updated there.
+    #[arg(long)]
+    catalog: PathBuf,
+    /// A run argument, `name=value` (repeatable); the script reads it as `$name`.
+    #[arg(long = "arg", value_parser = parse_argument)]
+    arguments: Vec<(String, String)>,
+    /// The file that keeps the job's bookmark between runs (created if missing). Without it,
+    /// runs start with no bookmark and none is saved.
+    #[arg(long)]
+    bookmarks: Option<PathBuf>,
+    /// The run id, carried by every output file; rerunning with the id of a failed run
+    /// replaces what it wrote. Default: a new id from the clock.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// The attempt number recorded in the result.
+    #[arg(long, default_value_t = 0)]
+    attempt: i32,
+    /// Print the sources selected and each sink's physical plan; write nothing.
+    #[arg(long)]
+    explain: bool,
+    /// Print the run result as JSON (the shape the operator reads) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Where the engine spills when a run outgrows its memory limit.
+    #[arg(long, env = SPILL_DIR_ENV)]
+    spill_dir: Option<PathBuf>,
+    /// Where the Secrets that Connections refer to are: one folder per Secret, one file per key.
+    #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
+    secrets_dir: PathBuf,
+}
+
+/// `kglue table`.
+#[derive(Subcommand)]
+pub enum TableCommand {
+    /// Print a CREATE statement that lets another engine read a catalog table: its location,
+    /// format, columns and partition keys. Notes on what the engine needs besides go to stderr.
+    Ddl {
+        /// The table as DATABASE.TABLE, with the Glue names (e.g. sales_raw.orders).
+        name: String,
+        /// The directory of Database, Table and Connection manifests to use as the catalog.
+        #[arg(long)]
+        catalog: PathBuf,
+        /// The SQL dialect to write.
+        #[arg(long, value_enum)]
+        dialect: Dialect,
+    },
+}
+
+/// Crawls against a directory or a namespace and prints the plan or outcome.
+pub async fn crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
+    let crawler = read_crawler(&args.file)?;
+    let credentials = Credentials::from_process(SecretsDir(args.secrets_dir));
+    let plan = match (args.catalog, args.namespace) {
+        (Some(catalog), _) => crawl_dir(&crawler, &catalog, credentials, args.dry_run).await?,
+        (None, Some(namespace)) => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| anyhow!("cannot reach the cluster: {e}"))?;
+            let mut catalog =
+                ClusterCatalog::read(client, &namespace, RunOwnerKind::Crawler, &crawler.name_any()).await?;
+            crawl_catalog(&crawler, &mut catalog, credentials, args.dry_run).await?
+        }
+        (None, None) => return Err(anyhow!("give --catalog DIR or --namespace NAMESPACE")),
+    };
+    print!("{}", render(&plan, &crawler, args.dry_run));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a Job locally and prints its result (or, with `--explain`, its plan).
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let job = read_job(&args.file)?;
+    let output = kglue_runner::local::run_job(
+        LocalRun {
+            job,
+            catalog: args.catalog,
+            arguments: args.arguments.into_iter().collect(),
+            bookmarks: args.bookmarks,
+            run_id: args.run_id,
+            attempt: args.attempt,
+            spill_dir: args.spill_dir,
+            secrets_dir: args.secrets_dir,
+        },
+        args.explain,
+    )
+    .await?;
+    let result = match output {
+        LocalRunOutput::Explained(plan) => {
+            print!("{plan}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        LocalRunOutput::Ran(result) => result,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).context("printing the run result")?
+        );
+    } else {
+        print!("{}", render_run(&result));
+    }
+    match result.outcome {
+        RunOutcome::Succeeded => Ok(ExitCode::SUCCESS),
+        RunOutcome::Failed => Err(anyhow!(
+            "run {} failed: {}",
+            result.run_id,
+            result.error.as_deref().unwrap_or("unknown error")
+        )),
+    }
+}
+
+/// Prints a table's DDL for another engine; notes go to stderr.
+pub fn table(command: TableCommand) -> anyhow::Result<ExitCode> {
+    let TableCommand::Ddl { name, catalog, dialect } = command;
+    let catalog = DirCatalog::load(&catalog)?;
+    let ddl = catalog_table_ddl(&catalog, &name, dialect)?;
+    print!("{}", ddl.sql);
+    for note in &ddl.notes {
+        eprintln!("kglue: note: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,27 @@
+//! The command line's definitions, grouped: [`local`] commands work on files and a catalog
+//! directory, [`cluster`] commands on the current kubeconfig context's cluster, [`bookmark`] on
+//! either, and [`attempt`] is what an attempt's pod runs. Each module parses, calls the library and
+//! prints what it returns; none does the work itself.
+
+pub mod attempt;
+pub mod bookmark;
+pub mod cluster;
+pub mod local;
+
+use std::process::ExitCode;
+
+/// `name=value`, for `--arg`.
+pub fn parse_argument(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not name=value"))
+}
+
+/// Success or failure as the process's exit code.
+pub fn exit_code(succeeded: bool) -> ExitCode {
+    if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
