@@ -32,12 +32,57 @@ e2e/kglue-cluster build
 e2e/kglue-s3 build
 e2e/kglue-tools build
 
-step "DuckDB for Python (runner/tests/ddl_cli.rs runs the DDL of kglue table ddl in it)"
-if ! python3 -c 'import duckdb' 2>/dev/null; then
-  python3 -m pip install --quiet duckdb
+step "DuckDB for Python in a venv (runner/tests/ddl_cli.rs runs the DDL of kglue table ddl in it)"
+# A venv of the project's own, not the system Python; its python3 comes first on PATH for the tests.
+venv=$cache/venv
+if ! "$venv/bin/python3" -c 'import duckdb' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check duckdb
 fi
+export PATH="$venv/bin:$PATH"
 
-step "cargo test (unit, CRD drift, integration against the local control plane)"
-cargo test --workspace --locked --lib --bins --tests
+step "cargo test --no-run: every test binary, and the binaries the tests run, built once"
+# One build with one selection of packages and targets, so features unify the same way in every
+# step below and nothing is compiled twice. Integration tests take the kglue, kglue-operator and
+# kglue-node-agent binaries this build makes (kglue_e2e::workspace_binary); none builds again.
+cargo test --workspace --locked --lib --bins --tests --no-run
+
+step "cargo test: unit tests, the CRD drift test and the integration suites, in two lanes"
+# The suites are independent (each starts its own control plane, S3 server and node agent on
+# ports of its own), so they run two at a time on two cores: the longest first, spread by their
+# usual wall time so both lanes end together. A suite not in the table counts 30 s.
+lanes=$(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
+import json, sys
+seconds = {"runs": 170, "pipelines": 100, "chart": 45, "controllers": 45, "attempt": 35, "node_agent": 30,
+           "run_cli": 20, "node_logs": 12, "ddl_cli": 10, "api": 10, "crawl_s3": 8, "crawl_cli": 8, "etl_s3": 6, "s3": 5}
+tests = sorted({t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "test" in t["kind"]},
+               key=lambda name: -seconds.get(name, 30))
+lanes = [["--lib", "--bins"], []]
+load = [15, 0]
+for name in tests:
+    lane = load.index(min(load))
+    lanes[lane] += ["--test", name]
+    load[lane] += seconds.get(name, 30)
+print("\n".join(" ".join(lane) for lane in lanes))
+')
+logs=$(mktemp -d)
+lane=0
+while read -r selection; do
+  lane=$((lane + 1))
+  # shellcheck disable=SC2086 # the selection is a list of arguments
+  (cargo test --workspace --locked --no-fail-fast $selection >"$logs/lane$lane.log" 2>&1; echo $? >"$logs/lane$lane.rc") &
+done <<<"$lanes"
+wait
+failed=0
+for log in "$logs"/lane*.log; do
+  printf '\n---- %s: cargo test --workspace --locked --no-fail-fast %s\n' "$(basename "$log" .log)" "$(sed -n "$(basename "$log" .log | tr -dc 0-9)p" <<<"$lanes")"
+  cat "$log"
+  [ "$(cat "${log%.log}.rc")" = 0 ] || failed=1
+done
+rm -rf "$logs"
+if [ "$failed" != 0 ]; then
+  echo "run-tests: tests failed (see the lanes above)" >&2
+  exit 1
+fi
 
 printf '\nrun-tests: all checks passed in %ss\n' "$((SECONDS - t0))"
