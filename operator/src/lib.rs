@@ -8,9 +8,12 @@
 //! describes flags, conditions, metrics and leader election.
 //!
 //! Every controller is a pipeline: read (the only step that calls the API) → validate (pure) →
-//! build status (pure) → apply status with server-side apply → requeue. The pure steps are unit
-//! tested in each controller's module; `tests/controllers.rs` runs the binary against a real
-//! control plane.
+//! build status (pure) → apply status with server-side apply → act → requeue. The pure steps are
+//! unit tested in each module; `tests/*.rs` run the binary against a real control plane.
+//!
+//! The modules are layered (docs/architecture.md; `layering.rs` tests it): `controllers` →
+//! {`runs`, `triggers`, `workflows`} → {`starts`, `schedule`, `writes`} → {`context`, `settings`,
+//! `metrics`}, and nothing points back up.
 
 pub mod context;
 pub mod controllers;

@@ -1,14 +1,17 @@
 //! The kglue data plane: what runs inside a crawl's or a job run's Kubernetes Job, and on a
 //! laptop through the `kglue` CLI (brief §3: one manifest, two places).
 //!
-//! - [`storage`]: object-store locations and the clients that reach them.
-//! - [`catalog`]: the catalog as a directory of manifests, for local runs.
-//! - [`crawl`]: discovering data and keeping Tables true to it.
-//! - [`etl`]: ETL jobs: arguments and the SQL script (in progress).
-//! - [`cluster`]: a job run's catalog in a namespace, and its Tables written back.
+//! - [`storage`]: the clients that reach object-store locations.
+//! - [`catalog`]: the `Catalog` every crawl and run writes through, and the catalog as a directory
+//!   of manifests.
+//! - [`cluster`]: a namespace as a `Catalog` (a snapshot to read, the API server to write).
+//! - [`crawl`]: discovering data and keeping Tables true to it; one driver for both catalogs.
+//! - [`etl`]: ETL jobs: sources with bookmarks, the SQL script, sinks with the staged commit.
+//! - [`local`]: the local commands' work (`kglue crawl --catalog`, `kglue run`, bookmark files).
 //! - [`attempt`]: `kglue attempt`, one run attempt in its Kubernetes Job, reported as a RunResult.
-//! - [`control`]: the CLI's start, stop, runs, logs and bookmark requests against the cluster.
+//! - [`control`]: the cluster commands (start, stop, runs, logs, resume, bookmark requests).
 //! - [`ddl`]: CREATE statements that let DuckDB, Trino, Spark and Athena read a catalog table.
+//! - [`manifest`]: one object read from a `-f` manifest file.
 
 pub mod attempt;
 pub mod catalog;

@@ -1,8 +1,11 @@
-//! Object-store locations (`s3://bucket/prefix/`, `file:///path/`) and the stores that serve them.
+//! The stores that serve object-store locations (`s3://bucket/prefix/`, `file:///path/`), one
+//! client per store and Connection.
 //!
 //! A location names a bucket (or the local filesystem) and a prefix. How an `s3://` bucket is
 //! reached comes from a Connection (endpoint, region, addressing style, credentials from a Secret)
-//! or, without one, from the standard AWS environment variables, as the AWS tools do.
+//! or, without one, from the standard AWS environment variables, as the AWS tools do. Both rules
+//! are the protocol's (`kglue_crds::protocol::storage`), shared with the operator; the runner
+//! supplies the Secret values from the files mounted in its pod (`--secrets-dir`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
