@@ -68,6 +68,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A panic in the engine is caught where a run is driven and becomes a Failed result (see
+    // kglue_runner::etl::run); say where it happened in one line, with a backtrace only when asked
+    // for (RUST_BACKTRACE), rather than the default report meant for crashes.
+    std::panic::set_hook(Box::new(|info| {
+        let message = kglue_runner::etl::inspect::panic_message(info.payload());
+        let location = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
+        eprintln!("kglue: internal error{location}: {message}");
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
     // Run as `kubectl kglue` through a symlink named kubectl-kglue on PATH: the same commands,
     // with help and usage naming them as the user typed them.
     let as_plugin = std::env::args_os()

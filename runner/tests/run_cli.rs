@@ -511,6 +511,16 @@ fn bad_jobs_and_bad_data_fail_with_a_message_naming_what_is_wrong_and_commit_not
     let error = ws.run_failing(&ws.path("job.yaml"), &[]);
     assert!(error.contains("bad.csv") && error.contains("oops"), "{error}");
 
+    // An object of a partitioned table outside its partition folders is named, not read without
+    // partition values or skipped.
+    std::fs::remove_file(ws.path("raw/dt=2024-01-09/bad.csv")).expect("remove");
+    ws.write("raw/stray.csv", "id,amount,region,note\n1,2.5,eu,x\n");
+    let error = ws.run_failing(&ws.path("job.yaml"), &[]);
+    assert!(
+        error.contains("stray.csv") && error.contains("not in the table's partition folders"),
+        "{error}"
+    );
+
     assert!(
         ws.output_files().is_empty(),
         "failed runs leave no files: {:?}",
@@ -563,4 +573,113 @@ fn run_properties_come_from_a_relation_and_a_bad_one_commits_nothing() {
             walk(&ws.path("out"))
         );
     }
+}
+
+/// Writes a Job reading one storage source (`raw/`, `format` as the YAML of its format fields)
+/// into `out/`, selecting every column.
+fn job_reading(ws: &Workspace, format: &str) -> PathBuf {
+    let text = format!(
+        "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: clean-orders}}\nspec:\n  sources:\n    - name: orders\n      storage: {{location: \"{raw}\", {format}}}\n  sql: |\n    CREATE VIEW cleaned AS SELECT * FROM orders;\n  sinks:\n    - name: cleaned\n      storage: {{location: \"{out}\", format: Parquet}}\n",
+        raw = ws.url("raw"),
+        out = ws.url("out"),
+    );
+    let path = ws.path("job.yaml");
+    std::fs::write(&path, text).expect("job");
+    path
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("compress");
+    encoder.finish().expect("finish")
+}
+
+#[test]
+fn bad_source_objects_fail_the_run_naming_the_object_and_line_and_never_panic() {
+    let csv = "id,amount\n1,2.5\n2,3.5\n".repeat(50);
+    let compressed = gzip(csv.as_bytes());
+    let truncated = compressed[..compressed.len() / 2].to_vec();
+    let cases: Vec<(&str, Vec<u8>, &str, Vec<&str>)> = vec![
+        (
+            "ragged.csv",
+            b"id,amount\n1,2\n3,4,5\n".to_vec(),
+            "format: Csv",
+            vec!["ragged.csv", "line 3"],
+        ),
+        (
+            "latin1.csv",
+            b"id,name\n1,caf\xe9\n".to_vec(),
+            "format: Csv",
+            vec!["latin1.csv", "UTF-8"],
+        ),
+        (
+            "bad.json",
+            b"{\"id\": 1}\n{\"id\": \n".to_vec(),
+            "format: Json",
+            vec!["bad.json", "line 2"],
+        ),
+        (
+            "cut.csv.gz",
+            truncated,
+            "format: Csv, compression: Gzip",
+            vec!["cut.csv.gz"],
+        ),
+        (
+            "corrupt.parquet",
+            b"PAR1 this is not a parquet file at all PAR1".to_vec(),
+            "format: Parquet",
+            vec!["corrupt.parquet"],
+        ),
+        (
+            "empty.parquet",
+            Vec::new(),
+            "format: Parquet",
+            vec!["empty.parquet", "0 bytes"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (file, bytes, format, expected) in cases {
+        let ws = Workspace::new();
+        let path = ws.path(&format!("raw/{file}"));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, &bytes).expect("write");
+        let job = job_reading(&ws, format);
+        let output = ws.run(&job, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // 101 is the exit code of a Rust process that died of a panic: the run would go unreported.
+        if output.status.code() == Some(101) {
+            failures.push(format!("{file}: the runner died of a panic:\n{stderr}"));
+            continue;
+        }
+        if output.status.success() {
+            failures.push(format!("{file}: the run should fail"));
+            continue;
+        }
+        let Ok(result) = serde_json::from_slice::<Value>(&output.stdout) else {
+            failures.push(format!("{file}: no JSON result:\n{stderr}"));
+            continue;
+        };
+        let error = result["error"].as_str().unwrap_or_default();
+        if result["outcome"] != "Failed" || !expected.iter().all(|word| error.contains(word)) {
+            failures.push(format!("{file}: expected {expected:?} in the error: {error}"));
+        }
+        if !ws.output_files().is_empty() {
+            failures.push(format!("{file}: files were committed"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn compression_of_a_text_source_is_read_from_its_bytes() {
+    let ws = Workspace::new();
+    let csv = "id,amount\n1,2.5\n2,3.5\n3,4.5\n";
+    let path = ws.path("raw/orders.csv");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    // Gzip bytes under a plain name, and no compression declared: read as what the bytes are.
+    std::fs::write(&path, gzip(csv.as_bytes())).expect("write");
+    let job = job_reading(&ws, "format: Csv");
+    let result = ws.run_ok(&job, &[]);
+    assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], 3, "{result}");
 }

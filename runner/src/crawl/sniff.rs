@@ -107,6 +107,18 @@ pub fn sniff(head: &[u8], whole_file: bool) -> Result<Sniffed, SniffError> {
 
 /// Decompresses up to [`TEXT_SAMPLE_BYTES`] from the start of a (possibly compressed) file.
 /// Returns the bytes and whether they are the whole file.
+/// A reader of the decompressed bytes of `compressed` (itself for Compression::None and the
+/// codecs that live inside Parquet files).
+pub fn decompressing<'a>(compression: Compression, compressed: &'a [u8]) -> std::io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(compressed)?),
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(compressed)),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(compressed)),
+        _ => Box::new(compressed),
+    })
+}
+
 fn decompress_sample(compression: Compression, head: &[u8], whole_file: bool) -> Result<(Vec<u8>, bool), SniffError> {
     let limit = TEXT_SAMPLE_BYTES as u64;
     let mut out = Vec::new();
@@ -114,25 +126,14 @@ fn decompress_sample(compression: Compression, head: &[u8], whole_file: bool) ->
         compression,
         message: e.to_string(),
     };
-    let result = match compression {
-        Compression::Gzip => flate2::read::MultiGzDecoder::new(head)
-            .take(limit + 1)
-            .read_to_end(&mut out),
-        Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::new(head).map_err(corrupt)?;
-            decoder.take(limit + 1).read_to_end(&mut out)
-        }
-        Compression::Bzip2 => bzip2::read::MultiBzDecoder::new(head)
-            .take(limit + 1)
-            .read_to_end(&mut out),
-        Compression::Xz => liblzma::read::XzDecoder::new_multi_decoder(head)
-            .take(limit + 1)
-            .read_to_end(&mut out),
-        _ => {
-            let complete = whole_file && head.len() <= TEXT_SAMPLE_BYTES;
-            return Ok((head[..head.len().min(TEXT_SAMPLE_BYTES)].to_vec(), complete));
-        }
-    };
+    if matches!(compression, Compression::None | Compression::Snappy | Compression::Lz4) {
+        let complete = whole_file && head.len() <= TEXT_SAMPLE_BYTES;
+        return Ok((head[..head.len().min(TEXT_SAMPLE_BYTES)].to_vec(), complete));
+    }
+    let result = decompressing(compression, head)
+        .map_err(corrupt)?
+        .take(limit + 1)
+        .read_to_end(&mut out);
     match result {
         // The whole (compressed) head decoded: complete when it fits the sample.
         Ok(_) => {

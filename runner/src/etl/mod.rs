@@ -3,6 +3,7 @@
 
 pub mod arguments;
 pub mod bookmark;
+pub mod inspect;
 pub mod run;
 pub mod script;
 pub mod sink;

@@ -7,6 +7,7 @@
 //! Succeeded.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,17 +20,18 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::{ExecutionPlan, displayable};
 use datafusion::prelude::{SessionConfig, SessionContext, cast, col};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Table;
-use kglue_crds::common::{StorageSpec, TableRef, WorkerResources, WorkerSize};
+use kglue_crds::common::{Compression, DataFormat, StorageSpec, TableRef, WorkerResources, WorkerSize};
 use kglue_crds::job::{
     BookmarkOption, JobBookmark, JobRunMetrics, JobSink, JobSpec, SinkMetrics, SourceMetrics, WriteMode,
 };
 use serde::{Deserialize, Serialize};
 
 use super::bookmark::{DEFAULT_SAFETY_BAND_SECONDS, job_bookmark, source_bookmark};
+use super::inspect::{bad_json_line, panic_message};
 use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
 use super::source::{self, Selection, SourceInput};
 use super::table_update::{OutputShape, conform, updated_table};
@@ -225,6 +227,10 @@ pub enum RunError {
     /// The engine could not be set up.
     #[error("engine: {0}")]
     Engine(String),
+    /// The engine panicked (a bug in it or in kglue); nothing of the run is committed unless the
+    /// panic came after the commit.
+    #[error("the engine failed unexpectedly: {0}")]
+    Panic(String),
     /// `runPropertiesFrom` names a relation that is missing or does not hold properties.
     #[error("runPropertiesFrom {relation}: {message}")]
     RunProperties {
@@ -280,9 +286,20 @@ pub struct PlannedRun {
 /// writes through `catalog`). Never fails: a mistake found while planning is a Failed result too.
 pub async fn run<C: Catalog + ?Sized>(request: RunRequest, catalog: &mut C, resolver: &StoreResolver) -> RunResult {
     let started = Instant::now();
-    match plan_run(request, catalog.view(), resolver).await {
-        Ok(planned) => planned.execute(catalog).await,
-        Err((request, error)) => failed_before_planning(&request, &error, started.elapsed()),
+    let asked = request.clone();
+    // A panic in the engine while planning (a reader, the optimizer) is a Failed result like any
+    // other failure, never a runner that dies unreported.
+    match AssertUnwindSafe(plan_run(request, catalog.view(), resolver))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(planned)) => planned.execute(catalog).await,
+        Ok(Err((request, error))) => failed_before_planning(&request, &error, started.elapsed()),
+        Err(panic) => failed_before_planning(
+            &asked,
+            &RunError::Panic(panic_message(panic.as_ref())),
+            started.elapsed(),
+        ),
     }
 }
 
@@ -344,8 +361,9 @@ async fn plan_inner(
 
     let mut sources = Vec::new();
     for (index, job_source) in spec.sources.iter().enumerate() {
-        let input = source_input(job_source, catalog, resolver)?;
+        let mut input = source_input(job_source, catalog, resolver)?;
         let selection = source::select(&input, source_bookmark(read_from, &job_source.name), band).await?;
+        source::settle_compression(&mut input, &selection).await?;
         source::register(&ctx, index, &input, &selection).await?;
         sources.push(PreparedSource { input, selection });
     }
@@ -578,7 +596,14 @@ impl PlannedRun {
     /// catalog directory, or the API server). Never panics on bad data: a failure becomes a Failed
     /// result, with this run's staged files removed.
     pub async fn execute<W: Catalog + ?Sized>(mut self, tables: &mut W) -> RunResult {
-        let outcome = self.execute_inner(tables).await;
+        let outcome = match AssertUnwindSafe(self.execute_inner(tables)).catch_unwind().await {
+            Ok(outcome) => outcome,
+            // A panic in the engine names the object it read, when one object alone makes it.
+            Err(panic) => Err(match self.diagnose().await {
+                Some(error) => error,
+                None => RunError::Panic(panic_message(panic.as_ref())),
+            }),
+        };
         let (error, tables, outcomes) = match outcome {
             Ok((tables, outcomes)) => (None, tables, outcomes),
             Err(error) => {
@@ -737,22 +762,33 @@ impl PlannedRun {
                 if source::register(&ctx, index, &input, &single).await.is_err() {
                     continue;
                 }
-                let failure = async {
+                let failure = AssertUnwindSafe(async {
                     let frame = ctx.table(input.name.as_str()).await?;
                     let mut stream = frame.execute_stream().await?;
                     while let Some(batch) = stream.next().await {
                         batch?;
                     }
                     Ok::<(), datafusion::error::DataFusionError>(())
-                }
+                })
+                .catch_unwind()
                 .await;
-                if let Err(error) = failure {
-                    return Some(RunError::BadObject {
-                        source_name: prepared.input.name.clone(),
-                        url: prepared.input.location.url_of(&meta.location),
-                        message: error.to_string(),
-                    });
-                }
+                let message = match failure {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(error)) => error.to_string(),
+                    Err(panic) => format!("the reader failed: {}", panic_message(panic.as_ref())),
+                };
+                let line = match prepared.input.format.format {
+                    DataFormat::Json => {
+                        let compression = prepared.input.format.compression.unwrap_or(Compression::None);
+                        bad_json_line(prepared.input.store.as_ref(), meta, compression).await
+                    }
+                    _ => None,
+                };
+                return Some(RunError::BadObject {
+                    source_name: prepared.input.name.clone(),
+                    url: prepared.input.location.url_of(&meta.location),
+                    message: line.unwrap_or(message),
+                });
             }
         }
         None

@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::SessionContext;
+use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::common::{Compression, DataFormat, FormatSpec};
@@ -38,9 +40,10 @@ use object_store::{
 };
 
 use super::bookmark::{self, Seen};
+use super::inspect::{bad_json_line, compressions, panic_message};
 use super::types::to_arrow;
 use crate::crawl::infer::from_arrow;
-use crate::crawl::listing::{Exclusions, ListingError, list_target};
+use crate::crawl::listing::{Exclusions, ListingError, SkipReason, list_target};
 use crate::storage::Location;
 
 /// How many objects a source's schema is inferred from when no Table declares it.
@@ -77,6 +80,39 @@ pub enum SourceError {
         url: String,
         /// The folder pattern expected.
         expected: String,
+    },
+    /// A zero-byte object where the format has no empty files (Parquet): an upload cut short, or
+    /// a file written by mistake. Text formats read it as no rows.
+    #[error(
+        "source {source_name}: object {url} is empty (0 bytes), which is not a {format:?} file; remove it or write it again"
+    )]
+    EmptyObject {
+        /// The source.
+        source_name: String,
+        /// The object.
+        url: String,
+        /// The source's format.
+        format: DataFormat,
+    },
+    /// The objects of a text source are not all in one compression (read from their bytes).
+    #[error(
+        "source {source_name}: its objects are in different compressions ({examples}); keep one compression per location, or declare it and land objects that match"
+    )]
+    MixedCompression {
+        /// The source.
+        source_name: String,
+        /// An object of each compression found.
+        examples: String,
+    },
+    /// An object's first bytes could not be read to tell its compression.
+    #[error("source {source_name}: reading the start of {url}: {source}")]
+    Sniff {
+        /// The source.
+        source_name: String,
+        /// The location.
+        url: String,
+        /// The store's error.
+        source: Box<object_store::Error>,
     },
     /// Nothing to read and nothing to infer a schema from.
     #[error(
@@ -169,8 +205,17 @@ pub async fn select(
             source_name: input.name.clone(),
             error,
         })?;
-    // Zero-byte objects are listed too: an empty CSV file is data (no rows), not a folder marker
-    // worth hiding from the bookmark.
+    // A zero-byte object of a text format is a file with no rows, left out as the crawler leaves
+    // it; Parquet has no empty files, so one fails the run by name rather than vanish unread.
+    if input.format.format == DataFormat::Parquet
+        && let Some((meta, _)) = listing.skipped.iter().find(|(_, reason)| *reason == SkipReason::Empty)
+    {
+        return Err(SourceError::EmptyObject {
+            source_name: input.name.clone(),
+            url: input.location.url_of(&meta.location),
+            format: input.format.format,
+        });
+    }
     let listed: Vec<ObjectMeta> = listing.objects.into_iter().map(|l| l.meta).collect();
     let selected = listed
         .iter()
@@ -183,6 +228,56 @@ pub async fn select(
         selected,
         listed_at,
     })
+}
+
+/// Settles the compression of a text source whose spec does not declare one, from the bytes of
+/// the objects the run reads (or, reading none, those its schema is inferred from): one
+/// compression for all of them, or an error naming one object of each.
+pub async fn settle_compression(input: &mut SourceInput, selection: &Selection) -> Result<(), SourceError> {
+    let text = matches!(input.format.format, DataFormat::Csv | DataFormat::Json);
+    if !text || input.format.compression.is_some() {
+        return Ok(());
+    }
+    let mut objects: Vec<&ObjectMeta> = selection.selected().collect();
+    if objects.is_empty() {
+        objects = schema_sample(selection);
+    }
+    let found = compressions(input.store.as_ref(), objects)
+        .await
+        .map_err(|source| SourceError::Sniff {
+            source_name: input.name.clone(),
+            url: input.location.to_string(),
+            source: Box::new(source),
+        })?;
+    let mut kinds: Vec<(Compression, String)> = Vec::new();
+    for (meta, compression) in found {
+        if !kinds.iter().any(|(kind, _)| *kind == compression) {
+            kinds.push((compression, input.location.url_of(&meta.location)));
+        }
+    }
+    match kinds.as_slice() {
+        [] => Ok(()),
+        [(compression, _)] => {
+            input.format.compression = Some(*compression);
+            Ok(())
+        }
+        _ => Err(SourceError::MixedCompression {
+            source_name: input.name.clone(),
+            examples: kinds
+                .iter()
+                .map(|(kind, url)| format!("{url} is {kind:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// The objects a source's schema is inferred from when the run reads none: the newest listed.
+fn schema_sample(selection: &Selection) -> Vec<&ObjectMeta> {
+    let mut sample: Vec<&ObjectMeta> = selection.listed.iter().collect();
+    sample.sort_by_key(|m| std::cmp::Reverse(m.last_modified));
+    sample.truncate(SCHEMA_SAMPLE_OBJECTS);
+    sample
 }
 
 /// The DataFusion file format of a source.
@@ -276,8 +371,10 @@ pub async fn register(
             // Infer from the objects being read, newest first, else from the newest objects at
             // all (a run with nothing new still needs the schema to plan its SQL).
             let mut sample: Vec<ObjectMeta> = selection.selected().cloned().collect();
+            sample.sort_by_key(|m| std::cmp::Reverse(m.last_modified));
+            sample.truncate(SCHEMA_SAMPLE_OBJECTS);
             if sample.is_empty() {
-                sample = selection.listed.clone();
+                sample = schema_sample(selection).into_iter().cloned().collect();
             }
             if sample.is_empty() {
                 return Err(SourceError::NoObjects {
@@ -285,8 +382,6 @@ pub async fn register(
                     location: input.location.to_string(),
                 });
             }
-            sample.sort_by_key(|m| std::cmp::Reverse(m.last_modified));
-            sample.truncate(SCHEMA_SAMPLE_OBJECTS);
             infer_schema(ctx, input, options.format.as_ref(), &sample).await?
         }
     };
@@ -318,17 +413,34 @@ async fn infer_schema(
     let state = ctx.state();
     let mut schemas = Vec::new();
     for meta in sample {
-        let schema = format
-            .infer_schema(&state, &input.store, std::slice::from_ref(meta))
-            .await
-            .map_err(|e| SourceError::Engine {
-                source_name: input.name.clone(),
-                message: format!(
-                    "cannot infer the schema of {}: {e}",
-                    input.location.url_of(&meta.location)
-                ),
-            })?;
-        schemas.push(schema);
+        // A reader that panics on a corrupt object (the Parquet footer decoder can) fails the
+        // run by the object's name like any other unreadable object.
+        let inferred = AssertUnwindSafe(format.infer_schema(&state, &input.store, std::slice::from_ref(meta)))
+            .catch_unwind()
+            .await;
+        let message = match inferred {
+            Ok(Ok(schema)) => {
+                schemas.push(schema);
+                continue;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(panic) => format!("the reader failed: {}", panic_message(panic.as_ref())),
+        };
+        let url = input.location.url_of(&meta.location);
+        let line = match input.format.format {
+            DataFormat::Json => {
+                let compression = input.format.compression.unwrap_or(Compression::None);
+                bad_json_line(input.store.as_ref(), meta, compression).await
+            }
+            _ => None,
+        };
+        return Err(SourceError::Engine {
+            source_name: input.name.clone(),
+            message: match line {
+                Some(line) => format!("cannot infer the schema of {url}: {line}"),
+                None => format!("cannot infer the schema of {url}: {message}"),
+            },
+        });
     }
     let Some(first) = schemas.first().cloned() else {
         return Err(SourceError::NoObjects {
