@@ -79,7 +79,8 @@ impl ObservedStatus {
 /// Kubernetes Job is created, its pod not yet running. `Running`, then one of the final states:
 /// `Succeeded`, `Failed` (the run reported an error), `Timeout` (it ran past `timeoutMinutes`),
 /// `Stopped` (stopped on request; `Stopping` until its pod is gone), `Error` (kglue itself could
-/// not run it, e.g. the Kubernetes Job could not be created).
+/// not run it, e.g. the Kubernetes Job could not be created). `Settling`: the attempt decided to
+/// commit and ended before finishing; a settle attempt finishes the commit, then `Succeeded`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RunState {
     /// Accepted, held back by max concurrent runs.
@@ -90,6 +91,9 @@ pub enum RunState {
     Running,
     /// A stop was requested; the pod is being removed.
     Stopping,
+    /// The attempt decided to commit its outputs but its runner ended before finishing; a settle
+    /// attempt is finishing the commit (then the run is Succeeded).
+    Settling,
     /// Stopped on request.
     Stopped,
     /// Finished, outputs committed.
@@ -168,8 +172,11 @@ pub struct RunRecord<M> {
     pub duration_seconds: Option<f64>,
     /// For a Waiting retry: the attempt does not start before this instant (the retry backoff).
     pub not_before: Option<Time>,
-    /// The name of the Kubernetes `batch/v1` Job of the current attempt.
+    /// The name of the Kubernetes `batch/v1` Job of the current attempt (or of the settle
+    /// attempt finishing its commit).
     pub kubernetes_job: Option<String>,
+    /// Settle attempts started to finish this attempt's commit (state Settling).
+    pub settle_attempts: Option<i32>,
     /// What happened, in words: the error of a failed run, the reason of a stop.
     pub message: Option<String>,
     /// Figures the runner reported for the run.
@@ -420,6 +427,14 @@ pub struct Schedule {
     pub time_zone: Option<String>,
 }
 
+/// The schema of a list of arbitrary JSON objects the API server keeps as they are.
+pub fn preserve_unknown_objects(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +446,7 @@ mod tests {
             RunState::Starting,
             RunState::Running,
             RunState::Stopping,
+            RunState::Settling,
             RunState::Stopped,
             RunState::Succeeded,
             RunState::Failed,

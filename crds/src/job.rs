@@ -166,6 +166,22 @@ pub struct JobSink {
     pub table: Option<TableRef>,
 }
 
+impl JobSink {
+    /// Where the sink writes: its own `storage`, else its table's (`table_storage` looks the
+    /// table up). `None` when it has neither (the operator reports that as Stalled). The one
+    /// rule the operator (which serialises writers of a location) and the runner share.
+    pub fn storage_in<'a>(
+        &'a self,
+        table_storage: impl Fn(&TableRef) -> Option<&'a StorageSpec>,
+    ) -> Option<&'a StorageSpec> {
+        match (&self.storage, &self.table) {
+            (Some(storage), _) => Some(storage),
+            (None, Some(table)) => table_storage(table),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Glue's job bookmark option.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BookmarkOption {

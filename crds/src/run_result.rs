@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crawler::CrawlMetrics;
-use crate::job::{JobBookmark, JobRunMetrics};
+use crate::job::{JobBookmark, JobRunMetrics, WriteMode};
 
 /// The kind of object a run belongs to.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,10 @@ pub enum AttemptOutcome {
     Succeeded,
     /// The attempt failed; nothing of it may be committed.
     Failed,
+    /// A Job attempt decided to commit: from this report on, its outputs are committed (the
+    /// decision is creating this RunResult, before any file moves). The runner's exit code 0
+    /// says it finished the commit; otherwise a settle attempt finishes it from `job.commit`.
+    Committing,
 }
 
 /// One attempt's report.
@@ -104,4 +108,53 @@ pub struct JobAttemptReport {
     /// The run properties the attempt set (`spec.runPropertiesFrom`, outcome Succeeded).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub run_properties: BTreeMap<String, String>,
+    /// What finishing the commit takes (outcome Committing): the sinks whose staged files move
+    /// into place, and the catalog writes after them.
+    pub commit: Option<CommitIntent>,
+}
+
+/// What a Job attempt that decided to commit still has to do, so that another attempt can
+/// finish it (docs/runs.md, "Exactly once").
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitIntent {
+    /// The sinks, in the order they commit.
+    #[serde(default)]
+    pub sinks: Vec<CommitSink>,
+    /// The Tables to write once the files are in place, as the runner computed them (Table
+    /// objects: name, labels, spec and the status fields a run sets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::common::preserve_unknown_objects")]
+    pub tables: Vec<serde_json::Value>,
+}
+
+impl CommitSink {
+    /// The commit of `sink`, writing to `storage`.
+    pub fn of(sink: &crate::job::JobSink, storage: &crate::common::StorageSpec) -> Self {
+        CommitSink {
+            name: sink.name.clone(),
+            location: storage.location.clone(),
+            connection: storage.connection.clone(),
+            write_mode: sink.write_mode,
+            partition_by: sink.partition_by.clone(),
+        }
+    }
+}
+
+/// One sink of a commit: where its staged files are and what its write mode replaces.
+#[serde_with::skip_serializing_none]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitSink {
+    /// The sink's name.
+    pub name: String,
+    /// Its location (`s3://bucket/prefix/` or `file:///path/`).
+    pub location: String,
+    /// The Connection whose endpoint and credentials reach it.
+    pub connection: Option<String>,
+    /// What the commit replaces.
+    pub write_mode: WriteMode,
+    /// The partition columns (OverwritePartitions without them replaces the whole location).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
 }

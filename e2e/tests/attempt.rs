@@ -169,7 +169,8 @@ async fn kglue_attempt_reports_a_run_result_owned_by_its_job_and_applies_its_tab
         .await
         .expect("bookmark set in status");
 
-    // A successful run: exit 0, a Succeeded RunResult owned by the attempt's Job, the table applied.
+    // A successful run: exit 0, the RunResult owned by the attempt's Job recording the decision
+    // to commit (outcome Committing, with the sinks to finish it from), the table applied.
     let job = "clean-jr-0000000001-0";
     let uid = attempt_job(&client, job).await;
     let output = env.attempt(
@@ -204,7 +205,25 @@ async fn kglue_attempt_reports_a_run_result_owned_by_its_job_and_applies_its_tab
         Some("clean")
     );
     let spec = &result.spec;
-    assert_eq!(spec.outcome, AttemptOutcome::Succeeded, "{:?}", spec.error);
+    assert_eq!(spec.outcome, AttemptOutcome::Committing, "{:?}", spec.error);
+    let intent = spec
+        .job
+        .as_ref()
+        .and_then(|j| j.commit.as_ref())
+        .expect("the decision's commit intent");
+    assert_eq!(
+        intent
+            .sinks
+            .iter()
+            .map(|s| (s.name.as_str(), s.location.as_str()))
+            .collect::<Vec<_>>(),
+        [("cleaned", env.url("curated/orders").as_str())]
+    );
+    assert_eq!(
+        intent.tables.len(),
+        1,
+        "the catalog write a settle attempt would finish"
+    );
     assert_eq!(
         (spec.owner_name.as_str(), spec.run_id.as_str(), spec.attempt),
         ("clean", "jr-0000000001", 0)

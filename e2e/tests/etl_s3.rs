@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use kglue_e2e::S3Server;
 use kglue_runner::catalog::DirCatalog;
 use kglue_runner::etl::run::{Resources, RunOutcome, RunRequest, RunResult, plan_run};
+use kglue_runner::etl::settle::DirLedger;
 use kglue_runner::local::read_job;
 use kglue_runner::storage::{Credentials, SecretsDir, StoreResolver};
 use object_store::path::Path as Key;
@@ -57,7 +58,11 @@ impl Setup {
             resources: Resources::for_worker(kglue_crds::common::WorkerSize::Small, self.path("spill")),
         };
         match plan_run(request, &catalog, &resolver).await {
-            Ok(planned) => planned.execute(&mut catalog).await,
+            Ok(planned) => {
+                planned
+                    .execute(&mut catalog, &mut DirLedger::new(&self.path("catalog")))
+                    .await
+            }
             Err((_, error)) => panic!("the job does not plan: {error}"),
         }
     }

@@ -51,9 +51,9 @@ pub const RUNNER_RULES: &[Rule] = &[
         verbs: &["create", "patch"],
     },
     Rule {
-        why: "report the attempt's result to the operator (the only writer of run status and bookmarks)",
+        why: "report the attempt's result to the operator (the only writer of run status and bookmarks); read back a decision whose answer was lost, and the decided commit a settle attempt finishes",
         resources: &["runresults"],
-        verbs: &["create"],
+        verbs: &["create", "get"],
     },
 ];
 

@@ -14,8 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::crawler::CrawlMetrics;
 use kglue_crds::job::BookmarkOption;
-use kglue_crds::protocol::attempt::{AttemptArgs, run_labels};
-use kglue_crds::run_result::{AttemptOutcome, JobAttemptReport, RunOwnerKind};
+use kglue_crds::protocol::attempt::{AttemptArgs, SettleMode, run_labels};
+use kglue_crds::protocol::ids::attempt_job_name;
+use kglue_crds::run_result::{AttemptOutcome, CommitIntent, CommitSink, JobAttemptReport, RunOwnerKind};
 use kglue_crds::{Crawler, Job, RunResult, RunResultSpec};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Client, ResourceExt};
@@ -25,6 +26,7 @@ use crate::cluster::ClusterCatalog;
 use crate::crawl::plan::{Action, CrawlPlan};
 use crate::crawl::run::crawl;
 use crate::etl::run::{self, Resources, RunOutcome, RunRequest};
+use crate::etl::settle::{DecideError, Decider, clean_up, finish_commit};
 use crate::storage::{Credentials, SecretsDir, StoreResolver};
 
 /// The most characters of an error a RunResult keeps (the CRD's `maxLength` of `spec.error`).
@@ -81,18 +83,42 @@ pub struct ReportError {
     pub source: Box<kube::Error>,
 }
 
-/// Runs the attempt and returns its report. Never fails: an error becomes a Failed report.
-pub async fn run_attempt(client: &Client, attempt: &Attempt) -> RunResultSpec {
+/// How an attempt ended, and what is left to report.
+#[derive(Debug)]
+pub enum AttemptEnd {
+    /// A crawl, or a Job run that failed before deciding to commit: report this RunResult.
+    Report(RunResultSpec),
+    /// A Job run that decided to commit and finished: its Committing RunResult (created at the
+    /// decision) is the report; the exit code 0 says the commit is complete.
+    Committed(RunResultSpec),
+    /// A Job run that decided to commit but could not finish; a settle attempt will.
+    Unfinished(RunResultSpec),
+    /// A settle attempt: what it did, or why it could not.
+    Settled(Result<String, String>),
+}
+
+/// Runs the attempt. Never fails: an error becomes a Failed report (or, after the decision to
+/// commit, an unfinished commit for a settle attempt to finish).
+pub async fn run_attempt(client: &Client, attempt: &Attempt) -> AttemptEnd {
     let started = Instant::now();
-    let mut spec = match attempt.command.kind {
-        RunOwnerKind::Job => job_attempt(client, attempt).await,
-        RunOwnerKind::Crawler => crawl_attempt(client, attempt).await,
+    let end = match (attempt.command.kind, attempt.command.settle) {
+        (RunOwnerKind::Job, Some(mode)) => return AttemptEnd::Settled(settle_attempt(client, attempt, mode).await),
+        (RunOwnerKind::Job, None) => job_attempt(client, attempt).await,
+        (RunOwnerKind::Crawler, _) => AttemptEnd::Report(crawl_attempt(client, attempt).await),
     };
     // The attempt's wall time inside the runner, reading the catalog included (the ETL result's
     // own figure starts at planning).
-    spec.duration_seconds = started.elapsed().as_secs_f64();
-    spec.finished_at = Some(Time(Timestamp::now()));
-    spec
+    let stamp = |mut spec: RunResultSpec| {
+        spec.duration_seconds = started.elapsed().as_secs_f64();
+        spec.finished_at = Some(Time(Timestamp::now()));
+        spec
+    };
+    match end {
+        AttemptEnd::Report(spec) => AttemptEnd::Report(stamp(spec)),
+        AttemptEnd::Committed(spec) => AttemptEnd::Committed(stamp(spec)),
+        AttemptEnd::Unfinished(spec) => AttemptEnd::Unfinished(stamp(spec)),
+        settled => settled,
+    }
 }
 
 async fn get<K>(client: &Client, attempt: &Attempt, kind: &'static str) -> Result<K, AttemptError>
@@ -123,23 +149,36 @@ pub fn parse_arguments(attempt: &Attempt) -> Result<BTreeMap<String, String>, At
     attempt.command.arguments().map_err(AttemptError::Arguments)
 }
 
-async fn job_attempt(client: &Client, attempt: &Attempt) -> RunResultSpec {
+/// What a Job attempt reads before it works: its Job, arguments and the namespace's catalog.
+async fn read_job(client: &Client, attempt: &Attempt) -> Result<(Job, ClusterCatalog), AttemptError> {
+    let job: Job = get(client, attempt, "Job").await?;
+    let catalog = ClusterCatalog::read(
+        client.clone(),
+        &attempt.pod.namespace,
+        RunOwnerKind::Job,
+        &attempt.command.name,
+    )
+    .await?;
+    Ok((job, catalog))
+}
+
+fn resolver(attempt: &Attempt, catalog: &ClusterCatalog) -> StoreResolver {
+    StoreResolver::new(
+        catalog.view().connections().clone(),
+        Credentials::from_process(SecretsDir(attempt.command.secrets_dir.clone())),
+    )
+}
+
+async fn job_attempt(client: &Client, attempt: &Attempt) -> AttemptEnd {
     let prepared = async {
-        let job: Job = get(client, attempt, "Job").await?;
+        let (job, catalog) = read_job(client, attempt).await?;
         let arguments = parse_arguments(attempt)?;
-        let catalog = ClusterCatalog::read(
-            client.clone(),
-            &attempt.pod.namespace,
-            RunOwnerKind::Job,
-            &attempt.command.name,
-        )
-        .await?;
         Ok::<_, AttemptError>((job, arguments, catalog))
     }
     .await;
     let (job, arguments, mut catalog) = match prepared {
         Ok(prepared) => prepared,
-        Err(error) => return failed(attempt, error.to_string()),
+        Err(error) => return AttemptEnd::Report(failed(attempt, error.to_string())),
     };
     // The committed bookmark is the operator's, in status; a run with bookmarks disabled reads
     // everything whatever is there.
@@ -147,10 +186,7 @@ async fn job_attempt(client: &Client, attempt: &Attempt) -> RunResultSpec {
         BookmarkOption::Disable => None,
         BookmarkOption::Enable | BookmarkOption::Pause => job.status.as_ref().and_then(|s| s.bookmark.clone()),
     };
-    let resolver = StoreResolver::new(
-        catalog.view().connections().clone(),
-        Credentials::from_process(SecretsDir(attempt.command.secrets_dir.clone())),
-    );
+    let resolver = resolver(attempt, &catalog);
     // A folder of this attempt's own under the spill root, so that removing it afterwards never
     // touches the mount point (an emptyDir) or another process's files.
     let spill_dir = attempt
@@ -175,9 +211,119 @@ async fn job_attempt(client: &Client, attempt: &Attempt) -> RunResultSpec {
         bookmark,
         resources: Resources::for_resources(worker, spill_dir.clone()),
     };
-    let result = run::run(request, &mut catalog, &resolver).await;
+    let mut decider = ReportDecider {
+        client: client.clone(),
+        attempt: attempt.clone(),
+    };
+    let result = run::run(request, &mut catalog, &resolver, &mut decider).await;
     let _ = std::fs::remove_dir_all(&spill_dir);
-    job_report(attempt, &result)
+    let spec = job_report(attempt, &result);
+    match result.outcome {
+        RunOutcome::Succeeded => AttemptEnd::Committed(spec),
+        RunOutcome::Failed => AttemptEnd::Report(spec),
+        RunOutcome::Unfinished => AttemptEnd::Unfinished(spec),
+    }
+}
+
+/// Records a Job attempt's decision to commit as its RunResult, outcome Committing, with what
+/// finishing takes: the operator reads it, and a settle attempt finishes from it.
+pub struct ReportDecider {
+    client: Client,
+    attempt: Attempt,
+}
+
+#[async_trait::async_trait]
+impl Decider for ReportDecider {
+    async fn decide(&mut self, result: &run::RunResult, intent: &CommitIntent) -> Result<(), DecideError> {
+        let mut spec = job_report(&self.attempt, result);
+        spec.outcome = AttemptOutcome::Committing;
+        spec.finished_at = Some(Time(Timestamp::now()));
+        if let Some(job) = spec.job.as_mut() {
+            job.commit = Some(intent.clone());
+        }
+        let object = result_object(&self.attempt, spec);
+        let error = match report(&self.client, &object).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        // A refusal (4xx) wrote nothing. Anything else may have been written with its answer
+        // lost: read it back to know.
+        let refused =
+            matches!(error.source.as_ref(), kube::Error::Api(status) if status.code < 500 && status.code != 429);
+        if refused {
+            return Err(DecideError::refused(error));
+        }
+        let api: Api<RunResult> = Api::namespaced(self.client.clone(), &self.attempt.pod.namespace);
+        match api.get_opt(&self.attempt.pod.kubernetes_job).await {
+            Ok(Some(found)) if found.spec.outcome == AttemptOutcome::Committing => Ok(()),
+            Ok(_) => Err(DecideError::refused(error)),
+            Err(read) => Err(DecideError {
+                message: format!("{error}; reading it back: {read}"),
+                maybe_recorded: true,
+            }),
+        }
+    }
+}
+
+/// A settle attempt (docs/runs.md, "Exactly once"): finish the commit attempt `--attempt`
+/// decided, from its Committing RunResult, or remove what an attempt that never decided left.
+/// Returns what it did, or why it could not.
+async fn settle_attempt(client: &Client, attempt: &Attempt, mode: SettleMode) -> Result<String, String> {
+    let command = &attempt.command;
+    let (job, mut catalog) = read_job(client, attempt).await.map_err(|e| e.to_string())?;
+    let resolver = resolver(attempt, &catalog);
+    let run_id = &command.run_id;
+    match mode {
+        SettleMode::Commit => {
+            let name = attempt_job_name(&command.name, run_id, command.attempt);
+            let api: Api<RunResult> = Api::namespaced(client.clone(), &attempt.pod.namespace);
+            let decided = api
+                .get_opt(&name)
+                .await
+                .map_err(|e| format!("reading RunResult {name}: {e}"))?
+                .ok_or_else(|| format!("RunResult {name} does not exist: there is no decided commit to finish"))?;
+            let intent = decided
+                .spec
+                .job
+                .as_ref()
+                .and_then(|job| job.commit.as_ref())
+                .filter(|_| decided.spec.outcome == AttemptOutcome::Committing)
+                .ok_or_else(|| {
+                    format!(
+                        "RunResult {name} is not a decided commit (outcome {:?})",
+                        decided.spec.outcome
+                    )
+                })?;
+            finish_commit(intent, run_id, &mut catalog, &resolver)
+                .await
+                .map_err(|e| format!("finishing the commit of run {run_id} attempt {}: {e}", command.attempt))?;
+            Ok(format!(
+                "finished the commit of run {run_id} attempt {}: {} sink(s), {} table(s)",
+                command.attempt,
+                intent.sinks.len(),
+                intent.tables.len()
+            ))
+        }
+        SettleMode::Cleanup => {
+            let sinks: Vec<CommitSink> = job
+                .spec
+                .sinks
+                .iter()
+                .filter_map(|sink| {
+                    let storage =
+                        sink.storage_in(|t| catalog.view().table(&t.database, &t.table).map(|t| &t.spec.storage))?;
+                    Some(CommitSink::of(sink, storage))
+                })
+                .collect();
+            let cleaned = clean_up(&sinks, run_id, &resolver)
+                .await
+                .map_err(|e| format!("removing what run {run_id} attempt {} left: {e}", command.attempt))?;
+            Ok(format!(
+                "nothing of run {run_id} attempt {} was committed; removed {} staged object(s) and {} incomplete upload(s)",
+                command.attempt, cleaned.staging_objects, cleaned.uploads_aborted
+            ))
+        }
+    }
 }
 
 /// The report of a Job attempt from the ETL run's result.
@@ -190,6 +336,7 @@ pub fn job_report(attempt: &Attempt, result: &run::RunResult) -> RunResultSpec {
         outcome: match result.outcome {
             RunOutcome::Succeeded => AttemptOutcome::Succeeded,
             RunOutcome::Failed => AttemptOutcome::Failed,
+            RunOutcome::Unfinished => AttemptOutcome::Committing,
         },
         error: result.error.as_deref().map(cut_error),
         finished_at: None,
@@ -199,6 +346,7 @@ pub fn job_report(attempt: &Attempt, result: &run::RunResult) -> RunResultSpec {
             started_from: result.started_from.clone(),
             next_bookmark: result.next_bookmark.clone(),
             run_properties: result.run_properties.clone(),
+            commit: None,
         }),
         crawl: None,
     }
@@ -345,6 +493,7 @@ pub fn termination_message(spec: &RunResultSpec, report_error: Option<&str>) -> 
     let mut message = match spec.outcome {
         AttemptOutcome::Succeeded => "Succeeded".to_string(),
         AttemptOutcome::Failed => "Failed".to_string(),
+        AttemptOutcome::Committing => "Committing".to_string(),
     };
     if let Some(error) = report_error {
         message.push_str(&format!(" (not reported: {})", cut_bytes(error, 512)));
@@ -396,6 +545,7 @@ mod tests {
                 secrets_dir: PathBuf::from("/var/run/secrets/kglue"),
                 spill_dir: None,
                 termination_log: PathBuf::from("/dev/termination-log"),
+                settle: None,
             },
             pod: AttemptPod {
                 namespace: "sales".into(),

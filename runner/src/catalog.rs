@@ -81,6 +81,10 @@ pub trait Catalog: Send {
     /// a writer can leave alone what did not change.
     async fn write_table(&mut self, existing: Option<&Table>, table: Table) -> Result<(), TableWriteError>;
 
+    /// Whether [`Catalog::write_table`] would succeed, changing nothing (a dry run): a job checks
+    /// its Tables before it decides to commit, so a conflict fails it with the old data intact.
+    async fn check_table(&mut self, existing: Option<&Table>, table: &Table) -> Result<(), TableWriteError>;
+
     /// Creates a Database that does not exist yet.
     async fn create_database(&mut self, database: Database) -> Result<(), TableWriteError>;
 
@@ -144,6 +148,11 @@ impl Catalog for DirCatalog {
 
     async fn write_table(&mut self, _existing: Option<&Table>, table: Table) -> Result<(), TableWriteError> {
         self.save_table(table)?;
+        Ok(())
+    }
+
+    async fn check_table(&mut self, _existing: Option<&Table>, table: &Table) -> Result<(), TableWriteError> {
+        self.table_file(table)?;
         Ok(())
     }
 
@@ -350,20 +359,7 @@ impl DirCatalog {
     /// `<metadata.name>.yaml` for a new one. Written to a temporary file first and renamed, so a
     /// crash never leaves a half-written manifest.
     pub fn save_table(&mut self, table: Table) -> Result<PathBuf, CatalogError> {
-        let what = format!("table {}.{}", table.spec.database_name, table.spec.table_name);
-        let position = self.tables.iter().position(|e| {
-            e.object.spec.database_name == table.spec.database_name && e.object.spec.table_name == table.spec.table_name
-        });
-        let file = match position {
-            Some(i) if !self.tables[i].alone => {
-                return Err(CatalogError::SharedFile {
-                    path: self.tables[i].file.clone(),
-                    what,
-                });
-            }
-            Some(i) => self.tables[i].file.clone(),
-            None => self.dir().join(format!("{}.yaml", table.name_any())),
-        };
+        let (position, file) = self.table_file(&table)?;
         if self.dir.is_some() {
             write_manifest(&file, &table)?;
         }
@@ -377,6 +373,22 @@ impl DirCatalog {
             None => self.tables.push(entry),
         }
         Ok(file)
+    }
+
+    /// Where [`DirCatalog::save_table`] would write `table` (and its entry, if it exists), or why
+    /// it cannot: a file that holds other objects too.
+    fn table_file(&self, table: &Table) -> Result<(Option<usize>, PathBuf), CatalogError> {
+        let position = self.tables.iter().position(|e| {
+            e.object.spec.database_name == table.spec.database_name && e.object.spec.table_name == table.spec.table_name
+        });
+        match position {
+            Some(i) if !self.tables[i].alone => Err(CatalogError::SharedFile {
+                path: self.tables[i].file.clone(),
+                what: format!("table {}.{}", table.spec.database_name, table.spec.table_name),
+            }),
+            Some(i) => Ok((position, self.tables[i].file.clone())),
+            None => Ok((None, self.dir().join(format!("{}.yaml", table.name_any())))),
+        }
     }
 
     /// Removes a Table and its file (only if the file holds nothing else).

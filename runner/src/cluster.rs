@@ -104,6 +104,66 @@ impl ClusterCatalog {
         })
     }
 
+    /// Applies `table` (with `dry_run`, only asks the API server whether it would apply).
+    async fn apply_table(&self, existing: Option<&Table>, table: &Table, dry_run: bool) -> Result<(), TableWriteError> {
+        let what = format!("{}.{}", table.spec.database_name, table.spec.table_name);
+        let name = table.name_any();
+        // The spec is applied only when it changed (a new table, new columns): a job that appends
+        // to a table declared in Git or made by a crawler would otherwise claim fields of theirs,
+        // and an unchanged spec needs no write.
+        if existing.is_none_or(|e| e.spec != table.spec) {
+            let mut params = PatchParams::apply(&self.manager);
+            params.dry_run = dry_run;
+            let mut metadata = json!({"name": name});
+            if let Some(labels) = &table.metadata.labels {
+                metadata["labels"] = json!(labels);
+            }
+            let patch = json!({
+                "apiVersion": "kglue.dev/v1alpha1",
+                "kind": "Table",
+                "metadata": metadata,
+                "spec": table.spec,
+            });
+            // Never forced: a conflict means someone else declared these fields, and the work
+            // says so instead of overwriting their manifest.
+            match self.tables.patch(&name, &params, &Patch::Apply(&patch)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.is_conflict() => {
+                    return Err(TableWriteError::Conflict {
+                        table: what,
+                        message: status.message.clone(),
+                    });
+                }
+                Err(source) => return Err(Self::api_error(format!("table {what}"))(source)),
+            }
+        }
+        // The status is forced for a job (it cannot conflict) and a table new to this run has no
+        // status to try yet: a dry run stops at the spec.
+        if dry_run {
+            return Ok(());
+        }
+        let (fields, force) = match self.owner {
+            // Forced: the partition summary and "last updated by" are facts about the data the
+            // run has just committed, and supersede whatever the previous writer recorded.
+            RunOwnerKind::Job => (job_status_fields(table), true),
+            // Not forced: a crawl records what it found, beside what others own.
+            RunOwnerKind::Crawler => (crawl_status_fields(table), false),
+        };
+        let patch = json!({
+            "apiVersion": "kglue.dev/v1alpha1",
+            "kind": "Table",
+            "metadata": {"name": name},
+            "status": fields,
+        });
+        let mut params = PatchParams::apply(&self.manager);
+        params.force = force;
+        self.tables
+            .patch_status(&name, &params, &Patch::Apply(&patch))
+            .await
+            .map_err(Self::api_error(format!("table {what}")))?;
+        Ok(())
+    }
+
     fn api_error(what: String) -> impl FnOnce(kube::Error) -> TableWriteError {
         move |source| TableWriteError::Api {
             what,
@@ -123,59 +183,11 @@ impl Catalog for ClusterCatalog {
     }
 
     async fn write_table(&mut self, existing: Option<&Table>, table: Table) -> Result<(), TableWriteError> {
-        let what = format!("{}.{}", table.spec.database_name, table.spec.table_name);
-        let name = table.name_any();
-        // The spec is applied only when it changed (a new table, new columns): a job that appends
-        // to a table declared in Git or made by a crawler would otherwise claim fields of theirs,
-        // and an unchanged spec needs no write.
-        if existing.is_none_or(|e| e.spec != table.spec) {
-            let mut metadata = json!({"name": name});
-            if let Some(labels) = &table.metadata.labels {
-                metadata["labels"] = json!(labels);
-            }
-            let patch = json!({
-                "apiVersion": "kglue.dev/v1alpha1",
-                "kind": "Table",
-                "metadata": metadata,
-                "spec": table.spec,
-            });
-            // Never forced: a conflict means someone else declared these fields, and the work
-            // says so instead of overwriting their manifest.
-            match self
-                .tables
-                .patch(&name, &PatchParams::apply(&self.manager), &Patch::Apply(&patch))
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.is_conflict() => {
-                    return Err(TableWriteError::Conflict {
-                        table: what,
-                        message: status.message.clone(),
-                    });
-                }
-                Err(source) => return Err(Self::api_error(format!("table {what}"))(source)),
-            }
-        }
-        let (fields, force) = match self.owner {
-            // Forced: the partition summary and "last updated by" are facts about the data the
-            // run has just committed, and supersede whatever the previous writer recorded.
-            RunOwnerKind::Job => (job_status_fields(&table), true),
-            // Not forced: a crawl records what it found, beside what others own.
-            RunOwnerKind::Crawler => (crawl_status_fields(&table), false),
-        };
-        let patch = json!({
-            "apiVersion": "kglue.dev/v1alpha1",
-            "kind": "Table",
-            "metadata": {"name": name},
-            "status": fields,
-        });
-        let mut params = PatchParams::apply(&self.manager);
-        params.force = force;
-        self.tables
-            .patch_status(&name, &params, &Patch::Apply(&patch))
-            .await
-            .map_err(Self::api_error(format!("table {what}")))?;
-        Ok(())
+        self.apply_table(existing, &table, false).await
+    }
+
+    async fn check_table(&mut self, existing: Option<&Table>, table: &Table) -> Result<(), TableWriteError> {
+        self.apply_table(existing, table, true).await
     }
 
     async fn create_database(&mut self, database: Database) -> Result<(), TableWriteError> {

@@ -22,4 +22,5 @@ pub mod ddl;
 pub mod etl;
 pub mod local;
 pub mod manifest;
+pub mod multipart;
 pub mod storage;

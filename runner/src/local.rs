@@ -17,6 +17,7 @@ use crate::crawl::plan::CrawlPlan;
 use crate::crawl::run::{CrawlRunError, crawl};
 use crate::etl::bookmark::{BookmarkFile, BookmarkFileError};
 use crate::etl::run::{self, Resources, RunOutcome, RunRequest, RunResult, plan_run};
+use crate::etl::settle::{DirLedger, finish_commit};
 use crate::manifest::{ManifestError, read_one};
 use crate::storage::{Credentials, SecretsDir, StoreResolver};
 
@@ -35,6 +36,9 @@ pub enum LocalError {
     /// The bookmark file could not be read or written.
     #[error(transparent)]
     Bookmarks(#[from] BookmarkFileError),
+    /// The record of a decided commit could not be read or removed.
+    #[error("the record of a decided commit: {0}")]
+    Ledger(String),
     /// `kglue bookmark rewind --bookmarks FILE` without `--to-run`.
     #[error("rewinding a bookmark file needs --to-run ID (`kglue bookmark show --bookmarks FILE` lists the runs)")]
     RewindNeedsRun,
@@ -130,13 +134,28 @@ pub async fn run_job(run: LocalRun, explain: bool) -> Result<LocalRunOutput, Loc
             ))),
         });
     }
-    let result = run::run(request, &mut catalog, &resolver).await;
+    // A run that decided to commit and was cut short is finished, not run again: its record in
+    // the catalog directory says what it committed (docs/etl.md, "Sinks and idempotent writes").
+    let mut ledger = DirLedger::new(&run.catalog);
+    let result = match ledger.recorded(&run_id).map_err(LocalError::Ledger)? {
+        Some(recorded) => match finish_commit(&recorded.intent, &run_id, &mut catalog, &resolver).await {
+            Ok(()) => recorded.result,
+            Err(error) => RunResult {
+                outcome: RunOutcome::Unfinished,
+                error: Some(format!("finishing the commit run {run_id} decided: {error}")),
+                next_bookmark: None,
+                ..recorded.result
+            },
+        },
+        None => run::run(request, &mut catalog, &resolver, &mut ledger).await,
+    };
     let _ = std::fs::remove_dir_all(&spill_dir);
-    if let (Some(path), Some(next)) = (&run.bookmarks, &result.next_bookmark)
-        && result.outcome == RunOutcome::Succeeded
-    {
-        bookmark_file.commit(&run_id, result.started_from.clone(), next.clone(), Timestamp::now());
-        bookmark_file.save(path)?;
+    if result.outcome == RunOutcome::Succeeded {
+        if let (Some(path), Some(next)) = (&run.bookmarks, &result.next_bookmark) {
+            bookmark_file.commit(&run_id, result.started_from.clone(), next.clone(), Timestamp::now());
+            bookmark_file.save(path)?;
+        }
+        ledger.remove(&run_id).map_err(LocalError::Ledger)?;
     }
     Ok(LocalRunOutput::Ran(Box::new(result)))
 }

@@ -17,6 +17,8 @@ use kglue_crds::protocol::storage::{SecretValues, s3_builder};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 
+use crate::multipart::S3Requests;
+
 /// What can go wrong resolving a location to a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -120,7 +122,14 @@ pub struct StoreResolver {
     connections: BTreeMap<String, ConnectionSpec>,
     secrets: SecretsDir,
     environment: Vec<(String, String)>,
-    cache: Mutex<BTreeMap<StoreKey, Arc<dyn ObjectStore>>>,
+    cache: Mutex<BTreeMap<StoreKey, Opened>>,
+}
+
+/// A store as opened: the object store, and for S3 the requests it does not make.
+#[derive(Clone)]
+struct Opened {
+    store: Arc<dyn ObjectStore>,
+    s3: Option<Arc<S3Requests>>,
 }
 
 impl StoreResolver {
@@ -136,14 +145,31 @@ impl StoreResolver {
 
     /// The store serving `location`, reached through `connection` when given.
     pub fn store(&self, location: &Location, connection: Option<&str>) -> Result<Arc<dyn ObjectStore>, StorageError> {
+        Ok(self.open(location, connection)?.store)
+    }
+
+    /// For an S3 location, the multipart requests object_store does not make (listing and
+    /// aborting incomplete uploads, copying objects over 5 GiB); `None` for a local folder.
+    pub fn s3_requests(
+        &self,
+        location: &Location,
+        connection: Option<&str>,
+    ) -> Result<Option<Arc<S3Requests>>, StorageError> {
+        Ok(self.open(location, connection)?.s3)
+    }
+
+    fn open(&self, location: &Location, connection: Option<&str>) -> Result<Opened, StorageError> {
         let key = (location.store.clone(), connection.map(str::to_string));
         // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(store) = cache.get(&key) {
-            return Ok(store.clone());
+        if let Some(opened) = cache.get(&key) {
+            return Ok(opened.clone());
         }
-        let store: Arc<dyn ObjectStore> = match &location.store {
-            Store::File => Arc::new(LocalFileSystem::new()),
+        let opened = match &location.store {
+            Store::File => Opened {
+                store: Arc::new(LocalFileSystem::new()),
+                s3: None,
+            },
             Store::S3 { bucket } => {
                 let s3 = match connection {
                     Some(name) => self
@@ -159,14 +185,20 @@ impl StoreResolver {
                     dir: &self.secrets,
                 };
                 let builder = s3_builder(bucket, s3, &self.environment, &mut secrets)?;
-                Arc::new(builder.build().map_err(|source| StorageError::Open {
+                let open_error = |source: object_store::Error| StorageError::Open {
                     url: location.to_string(),
                     source: Box::new(source),
-                })?)
+                };
+                let store = Arc::new(builder.clone().build().map_err(open_error)?);
+                let requests = S3Requests::new(&builder, store.clone()).map_err(open_error)?;
+                Opened {
+                    store,
+                    s3: Some(Arc::new(requests)),
+                }
             }
         };
-        cache.insert(key, store.clone());
-        Ok(store)
+        cache.insert(key, opened.clone());
+        Ok(opened)
     }
 }
 

@@ -109,6 +109,11 @@ pub struct AttemptCommand {
     /// Where the one-line summary goes that the kubelet keeps as the termination message.
     #[arg(long, default_value = TERMINATION_LOG)]
     pub termination_log: PathBuf,
+    /// A settle attempt instead of the work: `commit` finishes the commit attempt `--attempt`
+    /// decided (its RunResult says Committing), `cleanup` removes what an attempt that ended
+    /// without deciding left in the sinks' locations.
+    #[arg(long, value_parser = parse_settle)]
+    pub settle: Option<SettleMode>,
 }
 
 /// Which pod an attempt runs in, from the downward API.
@@ -161,7 +166,14 @@ impl AttemptCommand {
             secrets_dir: PathBuf::from(SECRETS_DIR),
             spill_dir: Some(PathBuf::from(SPILL_DIR)),
             termination_log: PathBuf::from(TERMINATION_LOG),
+            settle: None,
         }
+    }
+
+    /// This attempt's settle attempt: the same command with `--settle`.
+    pub fn settling(mut self, mode: SettleMode) -> Self {
+        self.settle = Some(mode);
+        self
     }
 
     /// The container's arguments: the subcommand and every field, the way [`AttemptArgs`]
@@ -197,6 +209,9 @@ impl AttemptCommand {
             flag("arguments", arguments.clone());
         }
         flag("secrets-dir", self.secrets_dir.display().to_string());
+        if let Some(mode) = self.settle {
+            flag("settle", mode.as_str().into());
+        }
         args
     }
 
@@ -214,6 +229,33 @@ impl AttemptCommand {
             .zip(self.memory_gib)
             .map(|(cpu, memory_gib)| WorkerResources { cpu, memory_gib })
     }
+}
+
+/// What a settle attempt does (docs/runs.md, "Exactly once").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleMode {
+    /// Finish a decided commit: move the staged files into place, apply the write mode, write
+    /// the catalog. Idempotent.
+    Commit,
+    /// Remove an undecided attempt's staging folders and abort its uploads.
+    Cleanup,
+}
+
+impl SettleMode {
+    /// The flag's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettleMode::Commit => "commit",
+            SettleMode::Cleanup => "cleanup",
+        }
+    }
+}
+
+fn parse_settle(text: &str) -> Result<SettleMode, String> {
+    [SettleMode::Commit, SettleMode::Cleanup]
+        .into_iter()
+        .find(|mode| mode.as_str() == text)
+        .ok_or_else(|| format!("{text:?} is not commit or cleanup"))
 }
 
 fn parse_kind(text: &str) -> Result<RunOwnerKind, String> {
@@ -291,6 +333,11 @@ mod tests {
                 Some(WorkerResources { cpu: 3, memory_gib: 6 })
             );
             assert_eq!(parsed.pod.kubernetes_job, "clean-jr-1-0");
+            for mode in [SettleMode::Commit, SettleMode::Cleanup] {
+                let settle = command.clone().settling(mode);
+                let parsed = parse(&settle.to_args()).expect("a settle command parses");
+                assert_eq!(parsed.command, settle);
+            }
         }
     }
 

@@ -61,6 +61,12 @@ pub fn attempt_job_name(object: &str, run_id: &str, attempt: i32) -> String {
     format!("{base}-{run_id}-{attempt}")
 }
 
+/// The Kubernetes Job of settle attempt `settle` (0, 1, …) of attempt `attempt`: the attempt's
+/// own name and `-s<settle>` (at most 40 + 1 + 13 + 1 + 3 + 3 characters, within a label value).
+pub fn settle_job_name(object: &str, run_id: &str, attempt: i32, settle: i32) -> String {
+    format!("{}-s{settle}", attempt_job_name(object, run_id, attempt))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +89,12 @@ mod tests {
         assert!(name.len() <= 63, "{name}");
         assert_eq!(name, format!("{}-jr-0123456789-10", "a".repeat(39)));
         assert_eq!(attempt_job_name("clean", "jr-0123456789", 0), "clean-jr-0123456789-0");
+        let settle = settle_job_name(&long, "jr-0123456789", 10, 2);
+        assert!(settle.len() <= 63, "{settle}");
+        assert_eq!(
+            settle_job_name("clean", "jr-0123456789", 0, 1),
+            "clean-jr-0123456789-0-s1"
+        );
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
         ("cpu".to_string(), Quantity(cpu.to_string())),
         ("memory".to_string(), Quantity(format!("{memory_gib}Gi"))),
     ]);
-    let args = AttemptCommand::in_pod(
+    let mut command = AttemptCommand::in_pod(
         owner.kind,
         &owner.name,
         &launch.run_id,
@@ -124,8 +124,11 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
         &launch.arguments,
         spec.worker,
         WorkerResources { cpu, memory_gib },
-    )
-    .to_args();
+    );
+    if let Some(mode) = launch.settle {
+        command = command.settling(mode);
+    }
+    let args = command.to_args();
     let mut volumes = vec![Volume {
         name: "spill".into(),
         empty_dir: Some(EmptyDirVolumeSource {
@@ -228,8 +231,10 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
     }
 }
 
-/// What an attempt's Kubernetes Job is doing, from its status. `pods` are its pods, read only
-/// for a failed Job, to say how the runner ended. Pure.
+/// What an attempt's Kubernetes Job is doing, from its status and its pods. An attempt is over
+/// only when no pod of it runs any more: a Job past its deadline (condition FailureTarget) or
+/// suspended to stop its run is still running while its pod terminates, so that a retry or a
+/// settle attempt never works beside a process that may still write. Pure.
 pub fn attempt_state(job: &BatchJob, pods: &[Pod]) -> AttemptJob {
     let status = job.status.clone().unwrap_or_default();
     let condition = |type_: &str| {
@@ -240,27 +245,35 @@ pub fn attempt_state(job: &BatchJob, pods: &[Pod]) -> AttemptJob {
             .find(|c| c.type_ == type_ && c.status == "True")
             .cloned()
     };
+    let pod_alive = pods.iter().any(pod_alive);
+    let drained = !pod_alive && status.active.unwrap_or(0) == 0 && status.terminating.unwrap_or(0) == 0;
     if condition("Complete").is_some() {
         return AttemptJob::Complete;
     }
-    if let Some(failed) = condition("Failed") {
+    if let Some(failed) = condition("Failed").filter(|_| drained) {
         return AttemptJob::Failed {
             reason: failed.reason.clone().unwrap_or_default(),
             detail: pod_detail(pods).unwrap_or_else(|| failed.message.clone().unwrap_or_default()),
         };
     }
-    // A deadline is reported as the FailureTarget condition first; the Job is as good as failed.
-    if let Some(target) = condition("FailureTarget") {
-        return AttemptJob::Failed {
-            reason: target.reason.clone().unwrap_or_default(),
-            detail: pod_detail(pods).unwrap_or_else(|| target.message.clone().unwrap_or_default()),
-        };
+    let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
+    if suspended && condition("Suspended").is_some() && drained {
+        return AttemptJob::Suspended;
     }
-    if status.ready.unwrap_or(0) > 0 || pods.iter().any(pod_running) {
+    let ending = condition("FailureTarget").is_some() || condition("Failed").is_some();
+    if status.ready.unwrap_or(0) > 0 || pods.iter().any(pod_running) || ending {
         AttemptJob::Running
     } else {
         AttemptJob::Pending
     }
+}
+
+/// Whether a pod may still run the runner: not ended, whether or not it is being deleted.
+fn pod_alive(pod: &Pod) -> bool {
+    !matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 fn pod_running(pod: &Pod) -> bool {
@@ -373,6 +386,7 @@ mod tests {
             run_id: "jr-0123456789".into(),
             attempt: 0,
             arguments: BTreeMap::from([("day".to_string(), "2024-05-01".to_string())]),
+            settle: None,
         }
     }
 
@@ -451,5 +465,75 @@ mod tests {
             attempt_state(&job_with(&[("Failed", "DeadlineExceeded")], 0), &[]),
             AttemptJob::Failed { reason, .. } if reason == "DeadlineExceeded"
         ));
+    }
+
+    fn pod(phase: &str) -> Pod {
+        Pod {
+            status: Some(k8s_openapi::api::core::v1::PodStatus {
+                phase: Some(phase.into()),
+                ..Default::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn an_attempt_is_over_only_when_no_pod_of_it_runs() {
+        // Past its deadline, its pod still terminating: still running, so nothing follows it yet.
+        let deadline = job_with(&[("FailureTarget", "DeadlineExceeded")], 0);
+        assert_eq!(attempt_state(&deadline, &[pod("Running")]), AttemptJob::Running);
+        assert_eq!(attempt_state(&deadline, &[]), AttemptJob::Running);
+        let failed = job_with(&[("Failed", "DeadlineExceeded")], 0);
+        assert_eq!(attempt_state(&failed, &[pod("Running")]), AttemptJob::Running);
+        assert!(matches!(
+            attempt_state(&failed, &[pod("Failed")]),
+            AttemptJob::Failed { .. }
+        ));
+        let mut terminating = failed.clone();
+        if let Some(status) = terminating.status.as_mut() {
+            status.terminating = Some(1);
+        }
+        assert_eq!(attempt_state(&terminating, &[]), AttemptJob::Running);
+
+        // Suspended to stop it: Suspended once the Job controller says so and its pod is gone.
+        let mut suspended = job_with(&[("Suspended", "JobSuspended")], 0);
+        suspended.spec = Some(BatchJobSpec {
+            suspend: Some(true),
+            ..BatchJobSpec::default()
+        });
+        assert_eq!(attempt_state(&suspended, &[pod("Running")]), AttemptJob::Running);
+        assert_eq!(attempt_state(&suspended, &[pod("Failed")]), AttemptJob::Suspended);
+        let mut asked = job_with(&[], 0);
+        asked.spec = suspended.spec.clone();
+        assert_eq!(
+            attempt_state(&asked, &[]),
+            AttemptJob::Pending,
+            "not yet seen by the Job controller"
+        );
+    }
+
+    #[test]
+    fn a_settle_attempt_runs_the_runner_in_settle_mode_for_the_attempt() {
+        let spec = AttemptSpec {
+            worker: WorkerSize::Small,
+            timeout_minutes: 30,
+            secrets: vec![],
+        };
+        let settle = Launch {
+            job_name: "clean-jr-0123456789-0-s1".into(),
+            settle: Some(kglue_crds::protocol::attempt::SettleMode::Commit),
+            ..launch()
+        };
+        let value = serde_json::to_value(build_job(&owner(), &settle, &spec, &settings())).expect("serialises");
+        assert_eq!(value["metadata"]["name"], "clean-jr-0123456789-0-s1");
+        let args: Vec<&str> = value["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        let after = |flag: &str| args.iter().position(|a| *a == flag).map(|i| args[i + 1]);
+        assert_eq!(after("--settle"), Some("commit"));
+        assert_eq!(after("--attempt"), Some("0"));
     }
 }

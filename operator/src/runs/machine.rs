@@ -12,7 +12,8 @@ use kglue_crds::common::{RunRecord, RunState};
 use kglue_crds::job::{BookmarkHistoryEntry, JobBookmark};
 use kglue_crds::run_result::AttemptOutcome;
 
-use kglue_crds::protocol::ids::{attempt_job_name, run_id};
+use kglue_crds::protocol::attempt::SettleMode;
+use kglue_crds::protocol::ids::{attempt_job_name, run_id, settle_job_name};
 use kglue_crds::protocol::requests::{BookmarkRequest, Requests, StartBody};
 
 use crate::writes::Notice;
@@ -23,6 +24,9 @@ pub const BOOKMARK_HISTORY: usize = 10;
 /// The longest a retry waits.
 pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(300);
 
+/// How many settle attempts may try to finish a decided commit before the run ends in Error.
+pub const MAX_SETTLE_ATTEMPTS: i32 = 3;
+
 /// What the Kubernetes Job of an attempt is doing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttemptJob {
@@ -32,7 +36,9 @@ pub enum AttemptJob {
     Running,
     /// Finished successfully (condition Complete).
     Complete,
-    /// Finished unsuccessfully (condition Failed).
+    /// Suspended to stop its run, and drained: no pod of it runs any more.
+    Suspended,
+    /// Finished unsuccessfully (condition Failed; its pods have ended).
     Failed {
         /// The condition's reason (`DeadlineExceeded` for a timeout).
         reason: String,
@@ -44,7 +50,8 @@ pub enum AttemptJob {
 /// What a runner reported for an attempt (its RunResult, owner checked).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report<M> {
-    /// Succeeded or Failed.
+    /// Succeeded, Failed, or Committing (a Job run decided to commit: its outputs are, or will
+    /// be, in place; the attempt's Job completing says the commit is finished).
     pub outcome: AttemptOutcome,
     /// The error of a failed attempt.
     pub error: Option<String>,
@@ -120,6 +127,8 @@ pub struct Launch {
     pub attempt: i32,
     /// The run's arguments.
     pub arguments: BTreeMap<String, String>,
+    /// For a settle attempt, what it does for attempt `attempt`.
+    pub settle: Option<SettleMode>,
 }
 
 /// What to do.
@@ -129,7 +138,10 @@ pub struct Decision<M> {
     pub runs: Vec<RunRecord<M>>,
     /// Kubernetes Jobs to create.
     pub launch: Vec<Launch>,
-    /// Kubernetes Jobs to delete (stopped runs).
+    /// Kubernetes Jobs to suspend (runs asked to stop): their pods go, the Jobs and their
+    /// RunResults stay, so a commit decided before the stop is still seen and finished.
+    pub suspend: Vec<String>,
+    /// Kubernetes Jobs to delete (suspended attempts of runs now recorded as stopped).
     pub delete: Vec<String>,
     /// The new bookmark state, when it changed.
     pub bookmarks: Option<Bookmarks>,
@@ -148,7 +160,10 @@ fn time(t: Timestamp) -> Time {
 }
 
 fn active(state: RunState) -> bool {
-    matches!(state, RunState::Starting | RunState::Running | RunState::Stopping)
+    matches!(
+        state,
+        RunState::Starting | RunState::Running | RunState::Stopping | RunState::Settling
+    )
 }
 
 /// The delay before retry `attempt` (1 for the first retry): `base`, doubling, capped.
@@ -203,6 +218,7 @@ impl<M: Clone> Machine<M> {
             decision: Decision {
                 runs: Vec::new(),
                 launch: Vec::new(),
+                suspend: Vec::new(),
                 delete: Vec::new(),
                 bookmarks: None,
                 handled: Vec::new(),
@@ -249,6 +265,7 @@ impl<M: Clone> Machine<M> {
                 duration_seconds: None,
                 not_before: None,
                 kubernetes_job: None,
+                settle_attempts: None,
                 message: None,
                 metrics: None,
                 run_properties: BTreeMap::new(),
@@ -278,6 +295,10 @@ impl<M: Clone> Machine<M> {
     }
 
     fn advance(&mut self, record: &mut RunRecord<M>) {
+        if record.state == RunState::Settling {
+            self.settle(record);
+            return;
+        }
         let job_name = attempt_job_name(&self.observed.name, &record.id, record.attempt);
         let stop = self.stop_asked(&record.id);
         let job = self.observed.jobs.get(&job_name).cloned();
@@ -295,12 +316,15 @@ impl<M: Clone> Machine<M> {
                 );
                 self.end(record, RunState::Error, message);
             }
-            (_, Some(AttemptJob::Pending | AttemptJob::Running)) if stop || record.state == RunState::Stopping => {
-                // An attempt that already finished is recorded as it ended instead: a completed
-                // one has committed its outputs, so its bookmark must be committed too.
+            (state, Some(AttemptJob::Pending | AttemptJob::Running)) if stop || state == RunState::Stopping => {
+                // Suspended, not deleted: its pod goes, while the Job and any RunResult stay, so
+                // that a commit the attempt decided before the stop is seen and finished. An
+                // attempt that already finished is recorded as it ended instead.
+                if state != RunState::Stopping {
+                    self.decision.suspend.push(job_name.clone());
+                }
                 record.state = RunState::Stopping;
-                record.kubernetes_job = Some(job_name.clone());
-                self.decision.delete.push(job_name);
+                record.kubernetes_job = Some(job_name);
             }
             (_, Some(AttemptJob::Pending)) => {
                 record.state = RunState::Starting;
@@ -318,13 +342,18 @@ impl<M: Clone> Machine<M> {
                 record.kubernetes_job = Some(job_name.clone());
                 self.failed(record, &job_name, &reason, &detail);
             }
+            (_, Some(AttemptJob::Suspended)) => {
+                record.kubernetes_job = Some(job_name.clone());
+                self.suspended(record, &job_name);
+            }
         }
     }
 
-    /// An attempt whose Kubernetes Job completed: what its report says decides.
+    /// An attempt whose Kubernetes Job completed: what its report says decides. A decided commit
+    /// (Committing) with a completed Job is a finished commit: the runner exits 0 only then.
     fn completed(&mut self, record: &mut RunRecord<M>, job_name: &str) {
         match self.observed.reports.remove(job_name) {
-            Some(report) if report.outcome == AttemptOutcome::Succeeded => self.succeeded(record, report),
+            Some(report) if report.outcome != AttemptOutcome::Failed => self.succeeded(record, report),
             Some(report) => {
                 record.metrics = report.metrics;
                 let message = report.error.unwrap_or_else(|| "the runner reported a failure".into());
@@ -371,25 +400,125 @@ impl<M: Clone> Machine<M> {
     }
 
     /// An attempt whose Kubernetes Job failed: a timeout, or a failure (retried if it may be).
+    /// What the runner reported first wins: a decided commit is finished, whatever ended the
+    /// pod afterwards, and a reported success is a success.
     fn failed(&mut self, record: &mut RunRecord<M>, job_name: &str, reason: &str, detail: &str) {
         let report = self.observed.reports.remove(job_name);
-        if reason == "DeadlineExceeded" {
-            let message = format!(
-                "ran past timeoutMinutes ({} min); the attempt was stopped",
-                self.observed.limits.timeout_minutes
-            );
-            record.metrics = report.and_then(|r| r.metrics);
-            self.end(record, RunState::Timeout, message);
-            return;
-        }
-        let message = match report {
+        let ended = if reason == "DeadlineExceeded" {
+            format!("ran past timeoutMinutes ({} min)", self.observed.limits.timeout_minutes)
+        } else {
+            format!("the attempt's pod ended: {detail}")
+        };
+        match report {
+            Some(report) if report.outcome == AttemptOutcome::Committing => self.begin_settling(record, &ended),
+            Some(report) if report.outcome == AttemptOutcome::Succeeded => self.succeeded(record, report),
+            report if reason == "DeadlineExceeded" => {
+                record.metrics = report.and_then(|r| r.metrics);
+                self.end(record, RunState::Timeout, format!("{ended}; the attempt was stopped"));
+            }
             Some(report) => {
                 record.metrics = report.metrics;
-                report.error.unwrap_or_else(|| detail.to_string())
+                let message = report.error.unwrap_or_else(|| detail.to_string());
+                self.fail(record, message);
             }
-            None => format!("the runner ended without reporting a result: {detail}"),
+            None => self.fail(record, format!("the runner ended without reporting a result: {detail}")),
+        }
+    }
+
+    /// An attempt suspended on a stop request, its pod gone: stopped, unless it had decided to
+    /// commit, in which case the commit is finished and the run succeeds.
+    fn suspended(&mut self, record: &mut RunRecord<M>, job_name: &str) {
+        match self.observed.reports.remove(job_name) {
+            Some(report) if report.outcome == AttemptOutcome::Committing => {
+                self.begin_settling(record, "stopped on request after it decided to commit");
+            }
+            Some(report) if report.outcome == AttemptOutcome::Succeeded => self.succeeded(record, report),
+            _ => {
+                self.end(record, RunState::Stopped, "stopped on request".into());
+                self.decision.delete.push(job_name.to_string());
+            }
+        }
+    }
+
+    /// The attempt decided to commit but did not say it finished: a settle attempt finishes the
+    /// commit from the decision (docs/runs.md, "Exactly once").
+    fn begin_settling(&mut self, record: &mut RunRecord<M>, why: &str) {
+        record.state = RunState::Settling;
+        record.settle_attempts = Some(0);
+        record.message = Some(format!("{why}; finishing the commit it decided"));
+        self.launch_settle(record);
+    }
+
+    fn launch_settle(&mut self, record: &mut RunRecord<M>) {
+        let index = record.settle_attempts.unwrap_or(0);
+        let job_name = settle_job_name(&self.observed.name, &record.id, record.attempt, index);
+        record.settle_attempts = Some(index + 1);
+        self.notice(
+            false,
+            "RunSettling",
+            format!(
+                "run {} attempt {} decided to commit and ended before finishing: settle attempt {} of {MAX_SETTLE_ATTEMPTS} ({job_name}) finishes it",
+                record.id,
+                record.attempt,
+                index + 1
+            ),
+        );
+        self.decision.launch.push(Launch {
+            job_name,
+            run_id: record.id.clone(),
+            attempt: record.attempt,
+            arguments: record.arguments.clone(),
+            settle: Some(SettleMode::Commit),
+        });
+    }
+
+    /// A run finishing a decided commit: its settle attempt completes (Succeeded, the bookmark
+    /// committed), fails (the next settle attempt, up to [`MAX_SETTLE_ATTEMPTS`], then Error), or
+    /// is still at work. A stop request does not interrupt it: the commit is already decided.
+    fn settle(&mut self, record: &mut RunRecord<M>) {
+        let attempt_job = attempt_job_name(&self.observed.name, &record.id, record.attempt);
+        let report = self
+            .observed
+            .reports
+            .remove(&attempt_job)
+            .filter(|r| r.outcome == AttemptOutcome::Committing);
+        let Some(report) = report else {
+            let message = format!(
+                "the decision to commit (RunResult {attempt_job}) is gone before the commit was finished; the run's outputs may be partly in place and the bookmark did not move"
+            );
+            self.end(record, RunState::Error, message);
+            return;
         };
-        self.fail(record, message);
+        let launched = record.settle_attempts.unwrap_or(0);
+        if launched == 0 {
+            self.launch_settle(record);
+            return;
+        }
+        let current = settle_job_name(&self.observed.name, &record.id, record.attempt, launched - 1);
+        let detail = match self.observed.jobs.get(&current).cloned() {
+            Some(AttemptJob::Pending | AttemptJob::Running) => return,
+            Some(AttemptJob::Complete) => {
+                let why = record.message.take().unwrap_or_default();
+                let why = why.trim_end_matches("; finishing the commit it decided");
+                self.succeeded(record, report);
+                record.message = Some(format!(
+                    "{why}; settle attempt {launched} finished the commit it decided"
+                ));
+                return;
+            }
+            Some(AttemptJob::Failed { detail, .. }) => detail,
+            Some(AttemptJob::Suspended) => "it was suspended".to_string(),
+            None => format!("its Kubernetes Job {current} was deleted"),
+        };
+        if launched < MAX_SETTLE_ATTEMPTS {
+            self.launch_settle(record);
+            return;
+        }
+        let message = format!(
+            "the commit attempt {} decided could not be finished in {MAX_SETTLE_ATTEMPTS} settle attempts (the last: {detail}); its outputs may be partly in place and the bookmark did not move",
+            record.attempt
+        );
+        self.end(record, RunState::Error, message);
     }
 
     /// 3. Stop requests for runs that are final or unknown are done.
@@ -466,6 +595,7 @@ impl<M: Clone> Machine<M> {
             run_id: record.id.clone(),
             attempt: record.attempt,
             arguments: record.arguments.clone(),
+            settle: None,
         });
     }
 
@@ -607,6 +737,7 @@ impl<M: Clone> Machine<M> {
             duration_seconds: None,
             not_before: Some(time(not_before)),
             kubernetes_job: None,
+            settle_attempts: None,
             message: Some(format!("retry {attempt} of {max_retries} after: {message}")),
             metrics: None,
             ..record.clone()

@@ -27,11 +27,11 @@ use kglue_crds::protocol::requests::Requests;
 use kglue_crds::run_result::RunResult;
 use kglue_crds::{Connection, Table};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::{Value, json};
 
 use self::batch::{AttemptSpec, Owner, attempt_state, build_job};
-use self::machine::{Decision, Observed, Report, decide};
+use self::machine::{AttemptJob, Decision, Observed, Report, decide};
 pub use self::runnable::Runnable;
 use self::scheduled::scheduled_start;
 use crate::context::{ActOn, Context, Error, created, is_status};
@@ -137,7 +137,7 @@ async fn read<K: Runnable>(
     let mut reports = BTreeMap::new();
     for job in listed.items {
         let job_name = job.name_any();
-        let pods = if finished(&job) {
+        let pods = if ending(&job) {
             pods_api
                 .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job_name}")))
                 .await?
@@ -146,9 +146,11 @@ async fn read<K: Runnable>(
             Vec::new()
         };
         let state = attempt_state(&job, &pods);
-        if finished(&job)
-            && let Some(result) = results_api.get_opt(&job_name).await?
-        {
+        let over = matches!(
+            state,
+            AttemptJob::Complete | AttemptJob::Failed { .. } | AttemptJob::Suspended
+        );
+        if over && let Some(result) = results_api.get_opt(&job_name).await? {
             let job_uid = job.metadata.uid.clone().unwrap_or_default();
             let owned = result
                 .metadata
@@ -179,15 +181,19 @@ async fn read<K: Runnable>(
     })
 }
 
-/// Whether a Kubernetes Job has finished, one way or the other.
-fn finished(job: &BatchJob) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c.status == "True" && matches!(c.type_.as_str(), "Complete" | "Failed" | "FailureTarget"))
-        })
+/// Whether a Kubernetes Job has finished or is ending (past its deadline, or suspended): then
+/// its pods are read, to know whether they are gone and how the runner ended.
+fn ending(job: &BatchJob) -> bool {
+    let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
+    suspended
+        || job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.status == "True" && matches!(c.type_.as_str(), "Complete" | "Failed" | "FailureTarget"))
+            })
 }
 
 fn report<K: Runnable>(result: &RunResult) -> Report<K::Metrics> {
@@ -201,7 +207,8 @@ fn report<K: Runnable>(result: &RunResult) -> Report<K::Metrics> {
     }
 }
 
-/// Creates the Kubernetes Jobs of the attempts to launch and deletes those of stopped runs.
+/// Creates the Kubernetes Jobs of the attempts to launch, suspends those of runs asked to stop and
+/// deletes those of stopped runs.
 /// Returns the runs to record: the decision's, with an attempt the API server refused to create
 /// ended as Error.
 async fn act<K: Runnable>(
@@ -249,6 +256,14 @@ async fn act<K: Runnable>(
                 }
                 Err(error) => return Err(error.into()),
             }
+        }
+    }
+    for job_name in &decision.suspend {
+        let patch = Patch::Merge(json!({"spec": {"suspend": true}}));
+        match jobs_api.patch(job_name, &PatchParams::default(), &patch).await {
+            Ok(_) => {}
+            Err(error) if is_status(&error, 404) => {}
+            Err(error) => return Err(error.into()),
         }
     }
     for job_name in &decision.delete {
@@ -338,7 +353,6 @@ async fn record<K: Runnable>(
 mod tests {
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
 
-    use super::machine::AttemptJob;
     use super::*;
 
     fn job(conditions: &[(&str, &str)]) -> BatchJob {
@@ -361,11 +375,11 @@ mod tests {
     }
 
     #[test]
-    fn a_job_is_finished_by_a_true_final_condition() {
-        assert!(!finished(&job(&[])));
-        assert!(!finished(&job(&[("Complete", "False")])));
-        assert!(finished(&job(&[("Complete", "True")])));
-        assert!(finished(&job(&[("FailureTarget", "True")])));
+    fn a_job_is_ending_by_a_true_final_condition() {
+        assert!(!ending(&job(&[])));
+        assert!(!ending(&job(&[("Complete", "False")])));
+        assert!(ending(&job(&[("Complete", "True")])));
+        assert!(ending(&job(&[("FailureTarget", "True")])));
         assert!(matches!(
             attempt_state(&job(&[("Complete", "True")]), &[]),
             AttemptJob::Complete

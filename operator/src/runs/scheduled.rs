@@ -77,6 +77,7 @@ mod tests {
             duration_seconds: None,
             not_before: None,
             kubernetes_job: None,
+            settle_attempts: None,
             message: None,
             metrics: None,
             run_properties: BTreeMap::new(),

@@ -156,6 +156,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             result.run_id,
             result.error.as_deref().unwrap_or("unknown error")
         )),
+        RunOutcome::Unfinished => Err(anyhow!(
+            "run {} is unfinished: {}; run it again with --run-id {} to finish it",
+            result.run_id,
+            result.error.as_deref().unwrap_or("unknown error"),
+            result.run_id
+        )),
     }
 }
 

@@ -396,6 +396,7 @@ mod tests {
             duration_seconds: Some(125.0),
             not_before: None,
             kubernetes_job: None,
+            settle_attempts: None,
             message: None,
             metrics: None,
             run_properties: BTreeMap::new(),

@@ -6,6 +6,7 @@ pub mod bookmark;
 pub mod inspect;
 pub mod run;
 pub mod script;
+pub mod settle;
 pub mod sink;
 pub mod source;
 pub mod table_update;

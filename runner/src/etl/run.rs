@@ -28,10 +28,12 @@ use kglue_crds::common::{Compression, DataFormat, StorageSpec, TableRef, WorkerR
 use kglue_crds::job::{
     BookmarkOption, JobBookmark, JobRunMetrics, JobSink, JobSpec, SinkMetrics, SourceMetrics, WriteMode,
 };
+use kglue_crds::run_result::{CommitIntent, CommitSink};
 use serde::{Deserialize, Serialize};
 
 use super::bookmark::{DEFAULT_SAFETY_BAND_SECONDS, job_bookmark, source_bookmark};
 use super::inspect::{bad_json_line, panic_message};
+use super::settle::Decider;
 use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
 use super::source::{self, Selection, SourceInput};
 use super::table_update::{OutputShape, conform, updated_table};
@@ -111,9 +113,12 @@ pub struct RunRequest {
 pub enum RunOutcome {
     /// Outputs and catalog committed; the proposed bookmark may be committed.
     Succeeded,
-    /// Nothing was committed (or, for an error during commit, a retry with the same run id will
-    /// finish the job); the bookmark must not move.
+    /// Nothing was committed; the bookmark must not move.
     Failed,
+    /// The run decided to commit but could not finish (the error says why): its outputs are
+    /// committed as far as it got, and finishing is idempotent — a settle attempt in the cluster,
+    /// `kglue run --run-id ID` again on a laptop. Until then the bookmark must not move.
+    Unfinished,
 }
 
 /// A table the run created or updated.
@@ -231,6 +236,12 @@ pub enum RunError {
     /// panic came after the commit.
     #[error("the engine failed unexpectedly: {0}")]
     Panic(String),
+    /// The decision to commit could not be recorded, so nothing was committed.
+    #[error("the decision to commit could not be recorded, so nothing was committed: {0}")]
+    Decide(String),
+    /// A Table could not be written, or would not be (checked before the decision).
+    #[error(transparent)]
+    TableWrite(#[from] crate::catalog::TableWriteError),
     /// `runPropertiesFrom` names a relation that is missing or does not hold properties.
     #[error("runPropertiesFrom {relation}: {message}")]
     RunProperties {
@@ -247,6 +258,8 @@ pub const MAX_RUN_PROPERTIES: usize = 64;
 /// A sink ready to run: its target, plan and catalog table.
 struct PreparedSink {
     spec: JobSink,
+    /// What a settle attempt needs to finish this sink's commit.
+    commit: CommitSink,
     target: SinkTarget,
     plan: Arc<dyn ExecutionPlan>,
     shape: OutputShape,
@@ -280,11 +293,31 @@ pub struct PlannedRun {
     started: Instant,
     /// The run properties `runPropertiesFrom` gave, once evaluated.
     run_properties: BTreeMap<String, String>,
+    /// Whether the run decided to commit: from then on it only goes forward.
+    decided: Decided,
+}
+
+/// Where a run stands with its decision to commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decided {
+    /// Not decided: a failure removes what the run staged.
+    No,
+    /// Decided: the run only goes forward.
+    Yes,
+    /// The record may or may not exist: the run stops, keeping what it staged, and whoever
+    /// settles it goes the way the record says.
+    Unknown,
 }
 
 /// Plans and executes `request` against `catalog` (planning reads `catalog.view()`; the commit
-/// writes through `catalog`). Never fails: a mistake found while planning is a Failed result too.
-pub async fn run<C: Catalog + ?Sized>(request: RunRequest, catalog: &mut C, resolver: &StoreResolver) -> RunResult {
+/// writes through `catalog`), recording the decision to commit with `decider`. Never fails: a
+/// mistake found while planning is a Failed result too.
+pub async fn run<C: Catalog + ?Sized>(
+    request: RunRequest,
+    catalog: &mut C,
+    resolver: &StoreResolver,
+    decider: &mut dyn Decider,
+) -> RunResult {
     let started = Instant::now();
     let asked = request.clone();
     // A panic in the engine while planning (a reader, the optimizer) is a Failed result like any
@@ -293,7 +326,7 @@ pub async fn run<C: Catalog + ?Sized>(request: RunRequest, catalog: &mut C, reso
         .catch_unwind()
         .await
     {
-        Ok(Ok(planned)) => planned.execute(catalog).await,
+        Ok(Ok(planned)) => planned.execute(catalog, decider).await,
         Ok(Err((request, error))) => failed_before_planning(&request, &error, started.elapsed()),
         Err(panic) => failed_before_planning(
             &asked,
@@ -322,6 +355,7 @@ pub async fn plan_run(
             phases,
             started,
             run_properties: BTreeMap::new(),
+            decided: Decided::No,
         }),
         Err(error) => Err((request, error)),
     }
@@ -539,6 +573,9 @@ async fn prepare_sink(
     let store = resolver
         .store(&location, storage.connection.as_deref())
         .map_err(|e| sink_error(e.to_string()))?;
+    let s3 = resolver
+        .s3_requests(&location, storage.connection.as_deref())
+        .map_err(|e| sink_error(e.to_string()))?;
     let target = SinkTarget {
         name: job_sink.name.clone(),
         store,
@@ -550,8 +587,10 @@ async fn prepare_sink(
             .map_or(DEFAULT_TARGET_FILE_MB, |mb| mb.max(1) as u64)
             << 20,
         write_mode: job_sink.write_mode,
+        s3,
     };
     Ok(PreparedSink {
+        commit: CommitSink::of(job_sink, &storage),
         spec: job_sink.clone(),
         target,
         plan,
@@ -592,36 +631,48 @@ impl PlannedRun {
         text
     }
 
-    /// Executes, stages and commits every sink and updates the catalog through `tables` (a
-    /// catalog directory, or the API server). Never panics on bad data: a failure becomes a Failed
-    /// result, with this run's staged files removed.
-    pub async fn execute<W: Catalog + ?Sized>(mut self, tables: &mut W) -> RunResult {
-        let outcome = match AssertUnwindSafe(self.execute_inner(tables)).catch_unwind().await {
+    /// Executes and stages every sink, decides to commit (through `decider`), then commits every
+    /// sink and updates the catalog through `tables` (a catalog directory, or the API server).
+    /// Never panics on bad data: a failure before the decision becomes a Failed result with this
+    /// run's staged files removed; one after it an Unfinished result that leaves everything for
+    /// finishing.
+    pub async fn execute<W: Catalog + ?Sized>(mut self, tables: &mut W, decider: &mut dyn Decider) -> RunResult {
+        let outcome = match AssertUnwindSafe(self.execute_inner(tables, decider))
+            .catch_unwind()
+            .await
+        {
             Ok(outcome) => outcome,
             // A panic in the engine names the object it read, when one object alone makes it.
-            Err(panic) => Err(match self.diagnose().await {
+            Err(panic) if self.decided == Decided::No => Err(match self.diagnose().await {
                 Some(error) => error,
                 None => RunError::Panic(panic_message(panic.as_ref())),
             }),
+            Err(panic) => Err(RunError::Panic(panic_message(panic.as_ref()))),
         };
-        let (error, tables, outcomes) = match outcome {
-            Ok((tables, outcomes)) => (None, tables, outcomes),
-            Err(error) => {
+        match (outcome, self.decided) {
+            (Ok((result, _)), _) => result,
+            (Err(error), Decided::Yes) => self.unfinished(format!(
+                "the run decided to commit but could not finish (its outputs are committed as far as it got; finishing it is safe): {error}"
+            )),
+            (Err(error), Decided::Unknown) => self.unfinished(format!(
+                "it cannot be told whether the run's decision to commit was recorded ({error}); what it staged is kept, and settling the run commits it if the decision was recorded and removes it if not"
+            )),
+            (Err(error), Decided::No) => {
                 // Leave nothing behind: the staging folders of this run go, so a failed attempt
                 // has no orphan files (a retry would remove them too).
                 for sink in &self.sinks {
                     let _ = sink::clean_attempt(&sink.target, &self.request.run_id).await;
                 }
-                (Some(error.to_string()), Vec::new(), Vec::new())
+                self.result(Some(error.to_string()), Vec::new(), &[])
             }
-        };
-        self.result(error, tables, &outcomes)
+        }
     }
 
     async fn execute_inner<W: Catalog + ?Sized>(
         &mut self,
         catalog: &mut W,
-    ) -> Result<(Vec<TableChange>, Vec<SinkOutcome>), RunError> {
+        decider: &mut dyn Decider,
+    ) -> Result<(RunResult, Vec<SinkOutcome>), RunError> {
         let run_id = self.request.run_id.clone();
         let limits = WriteLimits {
             max_open_writers: self.request.resources.max_open_writers,
@@ -645,20 +696,20 @@ impl PlannedRun {
         self.run_properties = self.evaluate_run_properties().await?;
         self.phases.add("execute", started);
 
+        // What the commit will do, and the Tables it will write, each checked before deciding
+        // (a Table another manager owns fails here, with the old data untouched).
         let started = Instant::now();
-        let mut outcomes = Vec::new();
+        let mut plans = Vec::new();
         for (sink, files) in self.sinks.iter().zip(staged) {
-            outcomes.push(sink::commit(&sink.target, files, &run_id).await?);
+            plans.push(sink::plan(&sink.target, files, &run_id).await?);
         }
-        self.phases.add("write", started);
-
-        let started = Instant::now();
         let now = Time(Timestamp::now());
-        let mut tables = Vec::new();
-        for (sink, outcome) in self.sinks.iter().zip(&outcomes) {
+        let mut writes = Vec::new();
+        for (sink, plan) in self.sinks.iter().zip(&plans) {
             let Some((table_ref, existing, storage)) = &sink.table else {
                 continue;
             };
+            let outcome = &plan.outcome;
             // An existing table is left alone by a run that wrote nothing to it (and replaced
             // nothing): its schema and partitions did not change.
             if existing.is_some() && outcome.rows == 0 && sink.target.write_mode != WriteMode::Overwrite {
@@ -676,18 +727,57 @@ impl PlannedRun {
                 &run_id,
                 &now,
             );
-            catalog
-                .write_table(existing.as_ref(), table)
-                .await
-                .map_err(|e| RunError::Catalog(e.to_string()))?;
-            tables.push(TableChange {
+            catalog.check_table(existing.as_ref(), &table).await?;
+            let change = TableChange {
                 table: format!("{}.{}", table_ref.database, table_ref.table),
                 action: if existing.is_some() { "Updated" } else { "Created" }.into(),
                 partitions_added: outcome.partitions_added.len(),
-            });
+            };
+            writes.push((existing.clone(), table, change));
+        }
+        let outcomes: Vec<SinkOutcome> = plans.iter().map(|p| p.outcome.clone()).collect();
+        let changes: Vec<TableChange> = writes.iter().map(|(_, _, change)| change.clone()).collect();
+        self.phases.add("write", started);
+
+        // The decision: from here on the run only goes forward.
+        let intent = CommitIntent {
+            sinks: self.sinks.iter().map(|s| s.commit.clone()).collect(),
+            tables: writes
+                .iter()
+                .map(|(_, table, _)| serde_json::to_value(table))
+                .collect::<Result<_, _>>()
+                .map_err(|e| RunError::Decide(e.to_string()))?,
+        };
+        let decided = self.result(None, changes.clone(), &outcomes);
+        if let Err(error) = decider.decide(&decided, &intent).await {
+            if error.maybe_recorded {
+                self.decided = Decided::Unknown;
+            }
+            return Err(RunError::Decide(error.message));
+        }
+        self.decided = Decided::Yes;
+
+        let started = Instant::now();
+        for (sink, plan) in self.sinks.iter().zip(plans) {
+            forward(|| sink::apply(&sink.target, plan.clone())).await?;
+        }
+        self.phases.add("write", started);
+
+        let started = Instant::now();
+        for (existing, table, _) in writes {
+            let mut delays = forward_delays();
+            loop {
+                match catalog.write_table(existing.as_ref(), table.clone()).await {
+                    Ok(()) => break,
+                    Err(error) => match delays.next() {
+                        Some(delay) => tokio::time::sleep(delay).await,
+                        None => return Err(error.into()),
+                    },
+                }
+            }
         }
         self.phases.add("catalog", started);
-        Ok((tables, outcomes))
+        Ok((self.result(None, changes, &outcomes), outcomes))
     }
 
     /// The rows of `spec.runPropertiesFrom` as name → value.
@@ -794,6 +884,16 @@ impl PlannedRun {
         None
     }
 
+    /// The result of a run that stopped after (or perhaps after) deciding to commit.
+    fn unfinished(&self, error: String) -> RunResult {
+        let mut result = self.result(None, Vec::new(), &[]);
+        result.outcome = RunOutcome::Unfinished;
+        result.error = Some(error);
+        result.next_bookmark = None;
+        result.run_properties = BTreeMap::new();
+        result
+    }
+
     fn result(&self, error: Option<String>, tables: Vec<TableChange>, outcomes: &[SinkOutcome]) -> RunResult {
         let mut rows_by_store: BTreeMap<String, u64> = BTreeMap::new();
         for sink in &self.sinks {
@@ -873,6 +973,30 @@ impl PlannedRun {
             run_properties,
             tables,
             duration_seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// The waits between tries of a step of a decided commit (three tries, 1 s then 2 s apart):
+/// after the decision a passing outage should not leave the commit for a settle attempt.
+fn forward_delays() -> impl Iterator<Item = Duration> {
+    [Duration::from_secs(1), Duration::from_secs(2)].into_iter()
+}
+
+/// Tries a step of a decided commit as [`forward_delays`] says.
+async fn forward<T, E, F, Fut>(mut step: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut delays = forward_delays();
+    loop {
+        match step().await {
+            Ok(value) => return Ok(value),
+            Err(error) => match delays.next() {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(error),
+            },
         }
     }
 }

@@ -1,18 +1,19 @@
 //! Writing a sink's rows: staged, partitioned files named after the run, committed per write mode.
 //!
-//! A sink is written in three steps so that runs are idempotent (brief §3.4) and a job with
-//! several sinks commits nothing unless every sink staged:
+//! A sink is written in steps so that runs are idempotent (brief §3.4) and a job with several
+//! sinks commits nothing unless every sink staged (docs/runs.md, "Exactly once"):
 //!
 //! 1. [`clean_attempt`] removes what an earlier attempt of the same run left behind: its staging
-//!    folder, and final files whose names carry the run id (an attempt killed mid-commit).
+//!    folder and incomplete multipart uploads (an attempt that never decided to commit).
 //! 2. [`stage`] executes the plan, one task per output partition, and writes files under
 //!    `<location>/_kglue_staging/<run id>/<partition folders>/part-<run id>-<stream>-<seq>.<ext>`.
 //!    Nothing outside the staging folder changes, so a failed stage leaves the table as it was.
-//! 3. [`commit`] moves the staged files to their final folders, then applies the write mode
+//! 3. [`plan`] works out what the commit replaces (nothing changes yet); the run then decides
+//!    to commit (in the cluster: its RunResult says Committing).
+//! 4. [`apply`] moves the staged files to their final folders, then applies the write mode
 //!    (deleting old files), then removes the staging folder. Moving before deleting means an
-//!    interrupted commit can leave old and new data side by side, never neither; the retry's
-//!    [`clean_attempt`] removes this run's half-committed files and its own commit removes the old
-//!    data, so a run that succeeds leaves exactly one run's data.
+//!    interrupted commit leaves old and new data side by side, never neither, and every step is
+//!    idempotent: [`settle`] finishes a commit cut short from what the location holds.
 //!
 //! Writers are bounded (brief §7): at most [`WriteLimits::max_open_writers`] files open across
 //! the sink, the least recently used closed first, and Parquet row groups held in memory bounded
@@ -42,9 +43,10 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-pub use commit::{clean_attempt, commit};
+pub use commit::{CommitPlan, apply, clean_attempt, commit, plan, settle, staged_runs};
 pub use partition::HIVE_DEFAULT_PARTITION;
 
+use crate::multipart::S3Requests;
 use crate::storage::Location;
 use file::OutputFormat;
 use stream::{SinkPlan, StreamOutput, write_stream};
@@ -71,6 +73,9 @@ pub struct SinkTarget {
     pub target_file_bytes: u64,
     /// What happens to data already at the location.
     pub write_mode: WriteMode,
+    /// For S3, the multipart requests object_store does not make (aborting a killed attempt's
+    /// uploads, moving files over 5 GiB).
+    pub s3: Option<Arc<S3Requests>>,
 }
 
 /// Bounds on what a sink holds while it writes.
@@ -178,8 +183,8 @@ pub struct SinkOutcome {
 pub struct CleanOutcome {
     /// Objects removed from this run's staging folder.
     pub staging_objects: u64,
-    /// Files outside the staging folder whose names carry the run id (a commit cut short).
-    pub committed_objects: u64,
+    /// Incomplete multipart uploads aborted (S3).
+    pub uploads_aborted: u64,
 }
 
 /// A boxed cause, for encoders whose error types differ.
@@ -284,6 +289,14 @@ pub enum SinkError {
         url: String,
         /// The store's error (boxed: it is large).
         source: Box<object_store::Error>,
+    },
+    /// A multipart request object_store does not make (abort, part copy) failed.
+    #[error("sink {sink:?}: {source}")]
+    Multipart {
+        /// The sink.
+        sink: String,
+        /// The request's error.
+        source: Box<crate::multipart::S3Error>,
     },
     /// A path built from the location, the run id and partition values is not a valid object path.
     #[error("sink {sink:?}: {path:?} is not a valid object path: {source}")]

@@ -66,7 +66,7 @@ local function conditions_health(obj)
 end
 
 -- Run states (Glue's): still going, and ended badly. Stopped is a stop someone asked for.
-local active_states = {Waiting = true, Starting = true, Running = true, Stopping = true}
+local active_states = {Waiting = true, Starting = true, Running = true, Stopping = true, Settling = true}
 local failed_states = {Failed = true, Timeout = true, Error = true}
 
 -- "run jr-1 Failed: message" of a run record (Job, Crawler or Workflow run).

@@ -289,19 +289,200 @@ fn a_deadline_is_a_timeout_and_is_not_retried() {
 }
 
 #[test]
-fn stopping_deletes_the_kubernetes_job_then_records_stopped() {
+fn stopping_suspends_the_kubernetes_job_then_records_stopped_and_deletes_it() {
     let (run, job) = started(0);
     let stop_key = format!("stop.kglue.dev/{}", run.id);
     let mut stopping = observed(2, vec![run.clone()], &[(stop_key.as_str(), "")]);
     stopping.jobs.insert(job.clone(), AttemptJob::Running);
     let decision = decide(stopping);
     assert_eq!(decision.runs[0].state, RunState::Stopping);
-    assert_eq!(decision.delete, vec![job.clone()]);
+    assert_eq!(decision.suspend, vec![job.clone()]);
+    assert!(decision.delete.is_empty(), "the Job stays until its pod is gone");
     assert_eq!(decision.handled, vec![stop_key]);
 
-    let gone = decide(observed(3, decision.runs.clone(), &[]));
+    // Still terminating: nothing more to do, and the suspension is not asked again.
+    let mut terminating = observed(3, decision.runs.clone(), &[]);
+    terminating.jobs.insert(job.clone(), AttemptJob::Running);
+    let waiting = decide(terminating);
+    assert_eq!(waiting.runs[0].state, RunState::Stopping);
+    assert!(waiting.suspend.is_empty() && waiting.delete.is_empty());
+
+    let mut drained = observed(4, decision.runs.clone(), &[]);
+    drained.jobs.insert(job.clone(), AttemptJob::Suspended);
+    let stopped = decide(drained);
+    assert_eq!(stopped.runs[0].state, RunState::Stopped);
+    assert_eq!(stopped.finished, vec![(RunState::Stopped, 4.0)]);
+    assert_eq!(stopped.delete, vec![job]);
+
+    // A Job deleted underneath a stopping run is a stop too.
+    let gone = decide(observed(5, decision.runs.clone(), &[]));
     assert_eq!(gone.runs[0].state, RunState::Stopped);
-    assert_eq!(gone.finished, vec![(RunState::Stopped, 3.0)]);
+}
+
+fn committing(next: Option<JobBookmark>) -> Report<JobRunMetrics> {
+    Report {
+        outcome: AttemptOutcome::Committing,
+        ..succeeded(next)
+    }
+}
+
+/// Observes `run` with its attempt's Job in `state` and a Committing report.
+fn decided(now: i64, run: RunRecord<JobRunMetrics>, job: &str, state: AttemptJob) -> Observed<JobRunMetrics> {
+    let mut seen = observed(now, vec![run], &[]);
+    seen.bookmarks = Some(Bookmarks {
+        serialize: true,
+        current: Some(bookmark("jr-before")),
+        history: vec![],
+    });
+    seen.jobs.insert(job.to_string(), state);
+    seen.reports.insert(job.to_string(), committing(Some(bookmark("next"))));
+    seen
+}
+
+#[test]
+fn a_decided_commit_whose_job_completed_is_a_success_with_its_bookmark() {
+    let (run, job) = started(0);
+    let decision = decide(decided(5, run, &job, AttemptJob::Complete));
+    assert_eq!(decision.runs[0].state, RunState::Succeeded);
+    let bookmarks = decision.bookmarks.expect("the bookmark moved");
+    assert_eq!(
+        bookmarks.current.and_then(|b| b.run_id),
+        Some(decision.runs[0].id.clone())
+    );
+    assert!(decision.launch.is_empty());
+}
+
+#[test]
+fn a_commit_decided_before_the_pod_failed_is_settled_then_succeeds_once() {
+    let (run, job) = started(0);
+    let mut seen = decided(
+        5,
+        run,
+        &job,
+        AttemptJob::Failed {
+            reason: "BackoffLimitExceeded".into(),
+            detail: "exit code 137 (OOMKilled)".into(),
+        },
+    );
+    seen.limits.max_retries = 3;
+    let decision = decide(seen.clone());
+    let record = &decision.runs[0];
+    assert_eq!(
+        decision.runs.len(),
+        1,
+        "a decided commit is never retried as a new attempt"
+    );
+    assert_eq!(record.state, RunState::Settling);
+    assert_eq!(record.settle_attempts, Some(1));
+    assert!(
+        decision.bookmarks.is_none(),
+        "the bookmark moves only when the commit is finished"
+    );
+    assert_eq!(decision.launch.len(), 1);
+    let settle = &decision.launch[0];
+    assert_eq!(settle.job_name, format!("{job}-s0"));
+    assert_eq!((settle.attempt, settle.settle), (0, Some(SettleMode::Commit)));
+    assert_eq!(decision.events.last().map(|e| e.reason), Some("RunSettling"));
+    assert!(record.message.as_deref().unwrap_or_default().contains("OOMKilled"));
+
+    // The settle attempt is at work; a stop request does not interrupt a decided commit.
+    let stop_key = format!("stop.kglue.dev/{}", record.id);
+    let mut working = seen.clone();
+    working.runs = decision.runs.clone();
+    working.requests = Requests::from_annotations(&BTreeMap::from([(stop_key.clone(), String::new())]));
+    working.jobs.insert(settle.job_name.clone(), AttemptJob::Running);
+    let still = decide(working);
+    assert_eq!(still.runs[0].state, RunState::Settling);
+    assert!(still.launch.is_empty() && still.suspend.is_empty() && still.delete.is_empty());
+    assert_eq!(still.handled, vec![stop_key]);
+
+    let mut finished = seen;
+    finished.runs = decision.runs.clone();
+    finished.jobs.insert(settle.job_name.clone(), AttemptJob::Complete);
+    let done = decide(finished);
+    assert_eq!(done.runs[0].state, RunState::Succeeded);
+    assert!(
+        done.runs[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("settle attempt 1 finished")
+    );
+    let bookmarks = done.bookmarks.expect("the bookmark moved");
+    assert_eq!(bookmarks.current.and_then(|b| b.run_id), Some(record.id.clone()));
+    assert_eq!(bookmarks.history[0].bookmark, Some(bookmark("jr-before")));
+}
+
+#[test]
+fn a_timeout_or_a_stop_after_the_decision_to_commit_finishes_the_commit() {
+    let (run, job) = started(0);
+    let timeout = AttemptJob::Failed {
+        reason: "DeadlineExceeded".into(),
+        detail: String::new(),
+    };
+    let late = decide(decided(300, run.clone(), &job, timeout));
+    assert_eq!(late.runs[0].state, RunState::Settling);
+    assert!(
+        late.runs[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("timeoutMinutes")
+    );
+
+    let mut stopping = run;
+    stopping.state = RunState::Stopping;
+    let stopped = decide(decided(10, stopping, &job, AttemptJob::Suspended));
+    assert_eq!(stopped.runs[0].state, RunState::Settling);
+    assert!(stopped.delete.is_empty(), "the decision must stay readable");
+    assert_eq!(stopped.launch[0].settle, Some(SettleMode::Commit));
+}
+
+#[test]
+fn a_commit_that_three_settle_attempts_cannot_finish_is_an_error_naming_why() {
+    let (run, job) = started(0);
+    let failed = |detail: &str| AttemptJob::Failed {
+        reason: "BackoffLimitExceeded".into(),
+        detail: detail.into(),
+    };
+    let mut seen = decided(5, run, &job, failed("exit code 3"));
+    let mut launched = Vec::new();
+    for round in 0..MAX_SETTLE_ATTEMPTS {
+        let decision = decide(seen.clone());
+        assert_eq!(decision.runs[0].state, RunState::Settling, "round {round}");
+        launched.push(decision.launch[0].job_name.clone());
+        seen.runs = decision.runs;
+        seen.jobs.insert(
+            decision.launch[0].job_name.clone(),
+            failed("exit code 1: finishing the commit: access denied"),
+        );
+    }
+    assert_eq!(
+        launched,
+        [format!("{job}-s0"), format!("{job}-s1"), format!("{job}-s2")]
+    );
+    let decision = decide(seen.clone());
+    assert_eq!(decision.runs[0].state, RunState::Error);
+    let message = decision.runs[0].message.clone().unwrap_or_default();
+    assert!(
+        message.contains("3 settle attempts") && message.contains("access denied"),
+        "{message}"
+    );
+    assert!(decision.bookmarks.is_none());
+
+    // A decision that is gone (its Job deleted with its RunResult) cannot be finished either.
+    let mut lost = seen;
+    lost.runs[0].settle_attempts = Some(1);
+    lost.reports.clear();
+    let decision = decide(lost);
+    assert_eq!(decision.runs[0].state, RunState::Error);
+    assert!(
+        decision.runs[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("is gone")
+    );
 }
 
 #[test]

@@ -154,39 +154,79 @@ fn parent_dir(path: &Path) -> Option<String> {
     path.as_ref().rsplit_once('/').map(|(parent, _)| parent.to_string())
 }
 
-/// Removes everything an earlier (failed or killed) attempt of `run_id` left: its staging folder,
-/// and final files whose names carry the run id (from a commit cut short). Call it before an
-/// attempt stages. Other runs' files and staging folders are not touched.
+/// Removes what an earlier attempt of `run_id` that did not decide to commit left: its staging
+/// folder and, on S3, its incomplete multipart uploads. Call it before an attempt stages, and
+/// after one fails. Nothing outside the run's staging folder is touched: files reach their final
+/// folders only after a run decided to commit, and a decided run is finished ([`settle`]), never
+/// cleaned.
 pub async fn clean_attempt(target: &SinkTarget, run_id: &str) -> Result<CleanOutcome, SinkError> {
     check_run_id(&target.name, run_id)?;
     let staging = parse_path(&target.name, &staging_root(&target.location, run_id))?;
     let staged = list(target, &staging).await?;
-    let mut dirs: BTreeSet<String> = staged.iter().filter_map(parent_dir).collect();
+    let dirs: BTreeSet<String> = staged.iter().filter_map(parent_dir).collect();
     let staging_objects = delete_all(target, staged).await?;
+    let uploads_aborted = abort_uploads(target, &staging).await?;
     remove_interrupted_uploads(target, &staging).await?;
-
-    let committed: Vec<Path> = list(target, &target.location.prefix)
-        .await?
-        .into_iter()
-        .filter(|p| !in_staging(target, p) && p.filename().is_some_and(|name| written_by_run(name, run_id)))
-        .collect();
-    dirs.extend(committed.iter().filter_map(parent_dir));
-    let committed_objects = delete_all(target, committed).await?;
     prune_empty_dirs(target, dirs, &staging).await;
     Ok(CleanOutcome {
         staging_objects,
-        committed_objects,
+        uploads_aborted,
     })
 }
 
-/// Moves the staged files into place, then applies the write mode, then removes the staging
-/// folder; returns the figures and partitions for the run's metrics and the catalog update.
+/// Aborts the incomplete multipart uploads under `prefix` (S3; a local folder has none that
+/// outlive its process but the `#<n>` files [`remove_interrupted_uploads`] removes).
+async fn abort_uploads(target: &SinkTarget, prefix: &Path) -> Result<u64, SinkError> {
+    let Some(s3) = &target.s3 else {
+        return Ok(0);
+    };
+    let folder = format!("{prefix}/");
+    let uploads = s3
+        .incomplete_uploads(&folder)
+        .await
+        .map_err(|e| multipart_error(target, e))?;
+    for upload in &uploads {
+        s3.abort(upload).await.map_err(|e| multipart_error(target, e))?;
+    }
+    Ok(uploads.len() as u64)
+}
+
+fn multipart_error(target: &SinkTarget, error: crate::multipart::S3Error) -> SinkError {
+    SinkError::Multipart {
+        sink: target.name.clone(),
+        source: Box::new(error),
+    }
+}
+
+/// One staged file's move into place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Move {
+    from: Path,
+    to: Path,
+    bytes: u64,
+}
+
+/// What committing a sink does, worked out before the run decides to commit (so the decision
+/// carries the figures) and carried out after ([`apply`]): the moves, the objects the write mode
+/// replaces, and the figures.
+#[derive(Debug, Clone)]
+pub struct CommitPlan {
+    moves: Vec<Move>,
+    deletes: Vec<Path>,
+    dirs: BTreeSet<String>,
+    staging: Path,
+    /// What the commit will have done.
+    pub outcome: SinkOutcome,
+}
+
+/// Plans the commit of what [`stage`](super::stage) wrote: lists what the write mode replaces
+/// and which partitions held data before. Changes nothing.
 ///
-/// Append keeps every other file. Overwrite deletes every object under the location that is not
+/// Append keeps every other file. Overwrite replaces every object under the location that is not
 /// one of this run's files (other runs' staging folders excepted); with an empty result it empties
-/// the location, as Spark does. OverwritePartitions deletes the other files of the partition
+/// the location, as Spark does. OverwritePartitions replaces the other files of the partition
 /// folders this run wrote, and nothing else.
-pub async fn commit(target: &SinkTarget, staged: Staged, run_id: &str) -> Result<SinkOutcome, SinkError> {
+pub async fn plan(target: &SinkTarget, staged: Staged, run_id: &str) -> Result<CommitPlan, SinkError> {
     if staged.run_id != run_id || staged.sink != target.name {
         return Err(SinkError::StagedElsewhere {
             sink: target.name.clone(),
@@ -197,35 +237,19 @@ pub async fn commit(target: &SinkTarget, staged: Staged, run_id: &str) -> Result
     }
     let mut moves = Vec::with_capacity(staged.files.len());
     for file in &staged.files {
-        moves.push((
-            parse_path(&target.name, &file.staging_path)?,
-            parse_path(&target.name, &file.final_path)?,
-        ));
+        moves.push(Move {
+            from: parse_path(&target.name, &file.staging_path)?,
+            to: parse_path(&target.name, &file.final_path)?,
+            bytes: file.bytes,
+        });
     }
-    let ours: HashSet<Path> = moves.iter().map(|(_, to)| to.clone()).collect();
+    let ours: HashSet<Path> = moves.iter().map(|m| m.to.clone()).collect();
 
-    // 1. Move. Rename is cheap on a filesystem and a copy plus delete on S3.
-    let store = &target.store;
-    futures::stream::iter(&moves)
-        .map(|(from, to)| async move {
-            match store.rename(from, to).await {
-                Ok(()) => Ok(()),
-                // A commit retried after it was cut short: the file is already in place.
-                Err(object_store::Error::NotFound { .. }) if store.head(to).await.is_ok() => Ok(()),
-                Err(e) => Err(store_error(target, "move", from, e)),
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<()>()
-        .await?;
-
-    // 2. Apply the write mode, noting which partitions held data before this run.
+    // Which partitions held data before this run, and what the write mode replaces.
     let depth = staged.partitions.first().map(|p| p.values.len()).unwrap_or_default();
     let mut existed: HashSet<String> = HashSet::new();
     let mut dirs: BTreeSet<String> = BTreeSet::new();
-    let whole_location = target.write_mode == WriteMode::Overwrite
-        || (target.write_mode == WriteMode::OverwritePartitions && target.partition_by.is_empty());
-    let objects_deleted = if whole_location {
+    let deletes = if replaces_location(target) {
         let mut old = Vec::new();
         for path in list(target, &target.location.prefix).await? {
             if ours.contains(&path) || in_staging(target, &path) {
@@ -240,7 +264,7 @@ pub async fn commit(target: &SinkTarget, staged: Staged, run_id: &str) -> Result
             dirs.extend(parent_dir(&path));
             old.push(path);
         }
-        delete_all(target, old).await?
+        old
     } else {
         let overwrite = target.write_mode == WriteMode::OverwritePartitions;
         let prefix = target.location.prefix.as_ref();
@@ -281,22 +305,15 @@ pub async fn commit(target: &SinkTarget, staged: Staged, run_id: &str) -> Result
                 old.extend(paths);
             }
         }
-        delete_all(target, old).await?
+        old
     };
-
-    // 3. Drop the staging folder (empty now unless something else wrote into it).
-    let staging = parse_path(&target.name, &staging_root(&target.location, run_id))?;
-    let leftovers = list(target, &staging).await?;
-    delete_all(target, leftovers).await?;
-    prune_empty_dirs(target, dirs, &staging).await;
-
     let partitions_added = staged
         .partitions
         .iter()
         .filter(|p| !existed.contains(&p.path))
         .cloned()
         .collect();
-    Ok(SinkOutcome {
+    let outcome = SinkOutcome {
         sink: staged.sink,
         write_mode: target.write_mode,
         rows: staged.rows,
@@ -305,8 +322,169 @@ pub async fn commit(target: &SinkTarget, staged: Staged, run_id: &str) -> Result
         partitions: staged.partitions,
         partitions_added,
         paths: staged.files.into_iter().map(|f| f.final_path).collect(),
-        objects_deleted,
+        objects_deleted: deletes.len() as u64,
+    };
+    Ok(CommitPlan {
+        moves,
+        deletes,
+        dirs,
+        staging: parse_path(&target.name, &staging_root(&target.location, run_id))?,
+        outcome,
     })
+}
+
+/// Whether the write mode replaces everything under the location (Overwrite, or
+/// OverwritePartitions without partition columns).
+fn replaces_location(target: &SinkTarget) -> bool {
+    target.write_mode == WriteMode::Overwrite
+        || (target.write_mode == WriteMode::OverwritePartitions && target.partition_by.is_empty())
+}
+
+/// Carries out a commit plan: moves the staged files into place, then deletes what the write mode
+/// replaces, then removes the staging folder. Moving before deleting means a commit cut short
+/// shows old and new data side by side, never neither; every step is idempotent, so [`settle`]
+/// finishes it from wherever it stopped.
+pub async fn apply(target: &SinkTarget, plan: CommitPlan) -> Result<SinkOutcome, SinkError> {
+    // 1. Move. Rename is cheap on a filesystem and a copy plus delete on S3; objects over S3's
+    // single-copy limit are copied in parts.
+    let store = &target.store;
+    futures::stream::iter(&plan.moves)
+        .map(|step| async move {
+            let moved = match &target.s3 {
+                Some(s3) if s3.needs_part_copy(step.bytes) => {
+                    match s3.copy_in_parts(step.from.as_ref(), step.to.as_ref(), step.bytes).await {
+                        Ok(()) => store.delete(&step.from).await,
+                        Err(error) if store.head(&step.from).await.is_err() => Err(object_store::Error::NotFound {
+                            path: step.from.to_string(),
+                            source: Box::new(error),
+                        }),
+                        Err(error) => return Err(multipart_error(target, error)),
+                    }
+                }
+                _ => store.rename(&step.from, &step.to).await,
+            };
+            match moved {
+                Ok(()) => Ok(()),
+                // A commit finished after it was cut short: the file is already in place.
+                Err(object_store::Error::NotFound { .. }) if store.head(&step.to).await.is_ok() => Ok(()),
+                Err(e) => Err(store_error(target, "move", &step.from, e)),
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
+
+    // 2. Apply the write mode.
+    delete_all(target, plan.deletes).await?;
+
+    // 3. Drop the staging folder (empty now unless something else wrote into it).
+    let leftovers = list(target, &plan.staging).await?;
+    delete_all(target, leftovers).await?;
+    abort_uploads(target, &plan.staging).await?;
+    prune_empty_dirs(target, plan.dirs, &plan.staging).await;
+    Ok(plan.outcome)
+}
+
+/// Moves the staged files into place, then applies the write mode, then removes the staging
+/// folder ([`plan`] then [`apply`]).
+pub async fn commit(target: &SinkTarget, staged: Staged, run_id: &str) -> Result<SinkOutcome, SinkError> {
+    let plan = plan(target, staged, run_id).await?;
+    apply(target, plan).await
+}
+
+/// Finishes the commit of a run that decided to commit and was cut short (killed, stopped, timed
+/// out, or failed after the decision), from what the location holds: the files still in the
+/// run's staging folder move into place, and the write mode replaces what is not the run's (its
+/// files are those named after it, moved or still staged). Idempotent: on a finished commit it
+/// changes nothing. The figures are the files found; the run's own report has the real ones.
+pub async fn settle(target: &SinkTarget, run_id: &str) -> Result<SinkOutcome, SinkError> {
+    check_run_id(&target.name, run_id)?;
+    let staging = parse_path(&target.name, &staging_root(&target.location, run_id))?;
+    let listing: Vec<object_store::ObjectMeta> =
+        target
+            .store
+            .list(Some(&target.location.prefix))
+            .try_collect()
+            .await
+            .map_err(|e| store_error(target, "list", &target.location.prefix, e))?;
+    let staging_prefix = format!("{staging}/");
+    let prefix = target.location.prefix.as_ref();
+    let mut moves = Vec::new();
+    let mut ours: HashSet<Path> = HashSet::new();
+    for meta in &listing {
+        if let Some(rel) = meta.location.as_ref().strip_prefix(&staging_prefix) {
+            let to = parse_path(&target.name, &join_path(prefix, rel))?;
+            ours.insert(to.clone());
+            moves.push(Move {
+                from: meta.location.clone(),
+                to,
+                bytes: meta.size,
+            });
+        } else if !in_staging(target, &meta.location)
+            && meta
+                .location
+                .filename()
+                .is_some_and(|name| written_by_run(name, run_id))
+        {
+            ours.insert(meta.location.clone());
+        }
+    }
+    let our_folders: HashSet<String> = ours.iter().filter_map(parent_dir).collect();
+    let mut dirs = BTreeSet::new();
+    let mut deletes = Vec::new();
+    for meta in &listing {
+        let path = &meta.location;
+        if ours.contains(path) || in_staging(target, path) {
+            continue;
+        }
+        let replaced = match target.write_mode {
+            WriteMode::Append => false,
+            _ if replaces_location(target) => true,
+            // OverwritePartitions: the other files of the folders this run wrote.
+            _ => parent_dir(path).is_some_and(|dir| our_folders.contains(&dir)),
+        };
+        if replaced {
+            dirs.extend(parent_dir(path));
+            deletes.push(path.clone());
+        }
+    }
+    let outcome = SinkOutcome {
+        sink: target.name.clone(),
+        write_mode: target.write_mode,
+        rows: 0,
+        files: ours.len() as u64,
+        bytes: 0,
+        partitions: Vec::new(),
+        partitions_added: Vec::new(),
+        paths: ours.iter().map(ToString::to_string).collect(),
+        objects_deleted: deletes.len() as u64,
+    };
+    let plan = CommitPlan {
+        moves,
+        deletes,
+        dirs,
+        staging,
+        outcome,
+    };
+    apply(target, plan).await
+}
+
+/// The run ids with a staging folder at the location.
+pub async fn staged_runs(target: &SinkTarget) -> Result<Vec<String>, SinkError> {
+    let root = parse_path(
+        &target.name,
+        &join_path(target.location.prefix.as_ref(), STAGING_FOLDER),
+    )?;
+    let listed = target
+        .store
+        .list_with_delimiter(Some(&root))
+        .await
+        .map_err(|e| store_error(target, "list", &root, e))?;
+    Ok(listed
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_string))
+        .collect())
 }
 
 #[cfg(test)]

@@ -104,6 +104,7 @@ fn target(dir: &FsPath, format: FormatSpec, partition_by: &[&str], write_mode: W
         partition_by: partition_by.iter().map(|s| s.to_string()).collect(),
         target_file_bytes: 128 * 1024 * 1024,
         write_mode,
+        s3: None,
     }
 }
 
@@ -590,13 +591,13 @@ async fn json_lines_with_zstd_read_back() {
 }
 
 #[tokio::test]
-async fn clean_attempt_removes_a_killed_attempt_and_nothing_else() {
+async fn clean_attempt_removes_an_undecided_attempt_and_nothing_else() {
     let dir = TempDir::new().expect("tempdir");
     let target = target(dir.path(), parquet(), &["region"], WriteMode::Append);
     let first = input(&[Some("EU"), Some("US")]);
     run(&target, first.clone(), "r1", &WriteLimits::default()).await;
 
-    // Attempt 1 of run r2 staged, moved one file into place, and was killed.
+    // Attempt 1 of run r2 staged and was killed before it decided to commit.
     let second = vec![
         vec![batch(500, 20, &[Some("EU"), Some("AS")])],
         vec![batch(600, 9, &[Some("US")])],
@@ -605,9 +606,6 @@ async fn clean_attempt_removes_a_killed_attempt_and_nothing_else() {
     let staged = stage(&target, plan, task_ctx, "r2", &WriteLimits::default())
         .await
         .expect("stage");
-    let half = &staged.files[0];
-    std::fs::create_dir_all(dir.path().join(&half.partition)).expect("mkdir");
-    std::fs::rename(format!("/{}", half.staging_path), format!("/{}", half.final_path)).expect("move one file");
     // It was killed while uploading a file: the local store's temporary `#<n>` file, which its
     // listings hide.
     let uploading = format!("/{}#1", staged.files[1].staging_path);
@@ -622,8 +620,7 @@ async fn clean_attempt_removes_a_killed_attempt_and_nothing_else() {
     .expect("write");
 
     let cleaned = clean_attempt(&target, "r2").await.expect("clean");
-    assert_eq!(cleaned.committed_objects, 1);
-    assert_eq!(cleaned.staging_objects, staged.files.len() as u64 - 1);
+    assert_eq!(cleaned.staging_objects, staged.files.len() as u64);
     let left = files(dir.path());
     assert!(left.iter().all(|f| !f.contains("r2")), "{left:?}");
     assert!(left.contains(&"_kglue_staging/r3/region=EU/part-r3-00000-00000.parquet".to_string()));
@@ -650,6 +647,50 @@ async fn clean_attempt_removes_a_killed_attempt_and_nothing_else() {
     want.extend(expected(&second));
     want.sort();
     assert_eq!(read_parquet(dir.path(), &["region"]).await, want);
+}
+
+/// A run that decided to commit moved one file into place and was killed; settling finishes it
+/// from what the location holds, for each write mode, and settling again changes nothing.
+#[tokio::test]
+async fn settle_finishes_a_commit_cut_short_and_is_idempotent() {
+    for mode in [WriteMode::Append, WriteMode::Overwrite, WriteMode::OverwritePartitions] {
+        let dir = TempDir::new().expect("tempdir");
+        let target = target(dir.path(), parquet(), &["region"], mode);
+        let first = input(&[Some("EU"), Some("US")]);
+        run(&target, first.clone(), "r1", &WriteLimits::default()).await;
+
+        let second = vec![
+            vec![batch(500, 20, &[Some("EU"), Some("AS")])],
+            vec![batch(600, 9, &[Some("EU")])],
+        ];
+        let (plan, task_ctx) = plan_of(second.clone()).await;
+        let staged = stage(&target, plan, task_ctx, "r2", &WriteLimits::default())
+            .await
+            .expect("stage");
+        let half = &staged.files[0];
+        std::fs::create_dir_all(dir.path().join(&half.partition)).expect("mkdir");
+        std::fs::rename(format!("/{}", half.staging_path), format!("/{}", half.final_path)).expect("move one file");
+
+        settle(&target, "r2").await.expect("settle");
+        let after = files(dir.path());
+        settle(&target, "r2").await.expect("settle again");
+        assert_eq!(files(dir.path()), after, "{mode:?}: settling twice changes nothing");
+        assert!(!dir.path().join(STAGING_FOLDER).exists(), "{mode:?}: {after:?}");
+
+        let mut want = expected(&second);
+        match mode {
+            WriteMode::Append => want.extend(expected(&first)),
+            // r1's US partition is not one r2 wrote, so it stays.
+            WriteMode::OverwritePartitions => want.extend(
+                expected(&first)
+                    .into_iter()
+                    .filter(|row| row.iter().any(|value| value.as_deref() == Some("US"))),
+            ),
+            WriteMode::Overwrite => {}
+        }
+        want.sort();
+        assert_eq!(read_parquet(dir.path(), &["region"]).await, want, "{mode:?}");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,473 @@
+//! Exactly once under faults (docs/runs.md, "Exactly once"), on a real local control plane: the
+//! operator, the node agent running the `kglue` runner as local processes under the real Job
+//! controller, the S3 server, and the API server's own admission (a ValidatingAdmissionPolicy, a
+//! webhook that never answers) to make the runner's writes fail or hang at chosen points.
+//!
+//! - the decision to commit refused: nothing committed, nothing staged left, and the next run
+//!   reads every object once;
+//! - the runner stopped, and timed out, after it decided to commit (its catalog write hanging in
+//!   a webhook): the run is finished by a settle attempt and Succeeded, its bookmark committed
+//!   once, and the next run reads only new objects.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Operator, tail};
+use futures::TryStreamExt;
+use kglue_e2e::harness::{self, trial};
+use kube::api::{DeleteParams, DynamicObject};
+use kube::discovery::ApiResource;
+use libtest_mimic::{Arguments, Failed};
+use object_store::ObjectStore;
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "lake";
+/// How long a run may take to reach the expected state.
+const SETTLE: Duration = Duration::from_secs(150);
+
+struct Env {
+    cluster: Cluster,
+    operator: Mutex<Option<Operator>>,
+    requests: Mutex<u32>,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Cluster;
+
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let env = match harness::set_up(setup) {
+        Ok(env) => env,
+        Err(code) => return code,
+    };
+    let trials = vec![
+        trial(
+            &env,
+            "a_refused_decision_commits_nothing_and_the_next_run_reads_everything_once",
+            refused_decision,
+        ),
+        trial(
+            &env,
+            "a_stop_after_the_decision_finishes_the_commit_and_moves_the_bookmark_once",
+            stop_after_decision,
+        ),
+        trial(
+            &env,
+            "a_timeout_after_the_decision_finishes_the_commit_and_moves_the_bookmark_once",
+            timeout_after_decision,
+        ),
+    ];
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Ok(env) = Arc::try_unwrap(env)
+        && let Some(operator) = env.operator.lock().unwrap_or_else(|p| p.into_inner()).take()
+        && conclusion.has_failed()
+    {
+        eprintln!(
+            "--- {} ---\n{}",
+            operator.log.display(),
+            tail(&operator.log_text(), 120)
+        );
+    }
+    conclusion.exit_code()
+}
+
+fn setup() -> Result<Env, Box<dyn std::error::Error>> {
+    let cluster = Cluster::start(NAMESPACE, &["landing", "curated"])?;
+    let operator = Operator::start(
+        &cluster.control_plane,
+        "integrity",
+        &["--leader-elect", "false", "--retry-backoff-seconds", "1"],
+    )?;
+    let env = Env {
+        cluster,
+        operator: Mutex::new(Some(operator)),
+        requests: Mutex::new(0),
+    };
+    env.apply_object(&json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "lake"},
+        "spec": {"s3": {"endpoint": env.s3.endpoint(), "region": env.s3.region(), "forcePathStyle": true,
+                        "credentialsSecretRef": {"name": "lake-credentials"}}}
+    }))
+    .map_err(|e| format!("{e:?}"))?;
+    env.apply_object(&json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Database", "metadata": {"name": "curated"},
+        "spec": {"databaseName": "curated"}
+    }))
+    .map_err(|e| format!("{e:?}"))?;
+    Ok(env)
+}
+
+impl Env {
+    /// Asks for a run of Job `name` with a fresh request id; returns the request id.
+    fn start(&self, name: &str) -> Result<String, Failed> {
+        let id = {
+            let mut n = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            format!("test-{n}")
+        };
+        self.annotate("jobs", name, &format!("run.kglue.dev/{id}"), "{}")?;
+        Ok(id)
+    }
+
+    /// Waits until the newest record of the run for `request` satisfies `done`; returns it.
+    fn wait_run(&self, name: &str, request: &str, done: impl Fn(&Value) -> bool) -> Result<Value, Failed> {
+        let deadline = Instant::now() + SETTLE;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let runs = self.runs("jobs", name)?;
+            if let Some(run) = runs.iter().find(|r| r["requestId"] == request) {
+                if done(run) {
+                    return Ok(run.clone());
+                }
+                last = run.clone();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("jobs/{name} request {request}: not there within {SETTLE:?}; last seen: {last:#}").into())
+    }
+
+    fn wait_final(&self, name: &str, request: &str) -> Result<Value, Failed> {
+        self.wait_run(name, request, |run| {
+            ["Succeeded", "Failed", "Timeout", "Stopped", "Error"].contains(&state(run))
+        })
+    }
+
+    /// Every object under `s3://bucket/prefix`.
+    fn objects(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, Failed> {
+        let store = self.s3.store(bucket).map_err(|e| e.to_string())?;
+        let prefix = object_store::path::Path::from(prefix);
+        let listed: Vec<object_store::ObjectMeta> = self
+            .block(store.list(Some(&prefix)).try_collect())
+            .map_err(|e| format!("list s3://{bucket}/{prefix}: {e}"))?;
+        Ok(listed.into_iter().map(|m| m.location.to_string()).collect())
+    }
+
+    /// Applies Job `name` and waits until the operator finds it Ready (runs of a Job that is not
+    /// are refused).
+    fn apply_job(&self, name: &str, timeout_minutes: u32) -> Result<(), Failed> {
+        self.apply_object(&job(name, timeout_minutes))?;
+        self.wait_for(&format!("Job {name} Ready"), SETTLE, || {
+            let status = self.status("jobs", name)?;
+            let ready = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            Ok(ready.then_some(()))
+        })
+    }
+
+    fn delete_cluster_object(&self, resource: &ApiResource, name: &str) -> Result<(), Failed> {
+        let api: kube::Api<DynamicObject> = kube::Api::all_with(self.client.clone(), resource);
+        self.block(api.delete(name, &DeleteParams::default()))
+            .map_err(|e| format!("deleting {name}: {e}"))?;
+        Ok(())
+    }
+}
+
+fn state(run: &Value) -> &str {
+    run["state"].as_str().unwrap_or_default()
+}
+
+fn expect_state(run: &Value, wanted: &str) -> Result<(), Failed> {
+    if state(run) == wanted {
+        Ok(())
+    } else {
+        Err(format!("expected {wanted}, got {run:#}").into())
+    }
+}
+
+fn sink_rows(run: &Value) -> i64 {
+    run["metrics"]["sinks"]["out"]["rows"].as_i64().unwrap_or(-1)
+}
+
+/// A bookmarked Job copying `s3://landing/<name>/` (CSV) to `s3://curated/<name>/` (Parquet,
+/// Append) and the Table `curated.<name>`.
+fn job(name: &str, timeout_minutes: u32) -> Value {
+    json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Job", "metadata": {"name": name},
+        "spec": {
+            "bookmark": {"option": "Enable"},
+            "timeoutMinutes": timeout_minutes,
+            "sources": [{"name": "src", "storage": {"location": format!("s3://landing/{name}/"), "format": "Csv", "connection": "lake"}}],
+            "sql": "CREATE VIEW out AS SELECT id, amount FROM src",
+            "sinks": [{"name": "out", "storage": {"location": format!("s3://curated/{name}/"), "format": "Parquet", "connection": "lake"},
+                       "writeMode": "Append", "table": {"database": "curated", "table": name}}],
+            "runHistoryLimit": 20
+        }
+    })
+}
+
+fn rows_csv(first: u32, count: u32) -> String {
+    let mut text = String::from("id,amount\n");
+    for id in first..first + count {
+        text.push_str(&format!("{id},{}.5\n", id * 3));
+    }
+    text
+}
+
+/// The run ids that own the committed files under `s3://curated/<name>/`, and whether anything
+/// staged is left there.
+fn committed_runs(env: &Env, name: &str) -> Result<(BTreeSet<String>, Vec<String>), Failed> {
+    let objects = env.objects("curated", name)?;
+    let staged: Vec<String> = objects
+        .iter()
+        .filter(|o| o.contains("_kglue_staging"))
+        .cloned()
+        .collect();
+    let runs = objects
+        .iter()
+        .filter(|o| !o.contains("_kglue_staging"))
+        .filter_map(|o| {
+            let file = o.rsplit('/').next()?;
+            let rest = file.strip_prefix("part-")?;
+            // part-<run id>-<stream>-<seq>.<ext>; run ids are `jr-<hex>`.
+            let mut parts = rest.splitn(3, '-');
+            Some(format!("{}-{}", parts.next()?, parts.next()?))
+        })
+        .collect();
+    Ok((runs, staged))
+}
+
+fn policy_resources() -> (ApiResource, ApiResource) {
+    (
+        ApiResource::erase::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy>(&()),
+        ApiResource::erase::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>(&()),
+    )
+}
+
+/// The runner's decision (a Committing RunResult) refused by the API server: the run is Failed,
+/// naming the refusal; nothing reached the sink's location, staged or committed; once the policy
+/// goes, the next run reads every object, once.
+fn refused_decision(env: &Env) -> Result<(), Failed> {
+    let name = "refused";
+    env.land("landing", &format!("{name}/a.csv"), &rows_csv(1, 5))?;
+    env.apply_job(name, 10)?;
+    env.apply_object(&json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "no-commit-for-refused"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["kglue.dev"], "apiVersions": ["*"],
+                "operations": ["CREATE"], "resources": ["runresults"]}]},
+            "validations": [{
+                "expression": "!(object.spec.ownerName == 'refused' && object.spec.outcome == 'Committing')",
+                "message": "commits of refused are not allowed today"
+            }]
+        }
+    }))?;
+    env.apply_object(&json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "no-commit-for-refused"},
+        "spec": {"policyName": "no-commit-for-refused", "validationActions": ["Deny"]}
+    }))?;
+    // Policies take effect when the API server's informer sees them: wait a little longer than
+    // its sync before starting.
+    std::thread::sleep(Duration::from_secs(3));
+    let request = env.start(name)?;
+    let run = env.wait_final(name, &request)?;
+    expect_state(&run, "Failed")?;
+    let message = run["message"].as_str().unwrap_or_default();
+    if !message.contains("commits of refused are not allowed today") {
+        return Err(format!("the run's message should name the refusal: {run:#}").into());
+    }
+    let objects = env.objects("curated", name)?;
+    if !objects.is_empty() {
+        return Err(format!("a refused decision must leave nothing at the location: {objects:?}").into());
+    }
+    if env.status("jobs", name)?["bookmark"]["runId"].is_string() {
+        return Err("a refused decision must not move the bookmark".into());
+    }
+
+    let (policy, binding) = policy_resources();
+    env.delete_cluster_object(&binding, "no-commit-for-refused")?;
+    env.delete_cluster_object(&policy, "no-commit-for-refused")?;
+    std::thread::sleep(Duration::from_secs(3));
+    let request = env.start(name)?;
+    let run = env.wait_final(name, &request)?;
+    expect_state(&run, "Succeeded")?;
+    if sink_rows(&run) != 5 {
+        return Err(format!("the next run reads every object once: {run:#}").into());
+    }
+    let (runs, staged) = committed_runs(env, name)?;
+    let id = run["id"].as_str().unwrap_or_default().to_string();
+    if runs != BTreeSet::from([id]) || !staged.is_empty() {
+        return Err(format!("only the succeeded run's files, nothing staged: {runs:?} {staged:?}").into());
+    }
+    Ok(())
+}
+
+/// A TCP listener that accepts connections and never answers: an admission webhook that hangs
+/// until the API server's timeout. Its sockets are held by a thread until the test process ends.
+fn hanging_webhook() -> Result<u16, Failed> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    Ok(port)
+}
+
+/// A webhook on writes of Table `curated.<name>` that are not dry runs: the runner's check of the
+/// Table (a dry run, before its decision) passes, and its write after the decision hangs.
+fn hang_table_writes(env: &Env, name: &str, port: u16) -> Result<(), Failed> {
+    env.apply_object(&json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": format!("hang-{name}")},
+        "webhooks": [{
+            "name": "hang.kglue.test",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/hang")},
+            "rules": [{"apiGroups": ["kglue.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                       "resources": ["tables"], "scope": "Namespaced"}],
+            "matchConditions": [
+                {"name": "this-table", "expression": format!("object.metadata.name == 'curated.{name}'")},
+                {"name": "not-a-dry-run", "expression": "request.dryRun != true"}
+            ],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 30
+        }]
+    }))?;
+    std::thread::sleep(Duration::from_secs(3));
+    Ok(())
+}
+
+fn unhang_table_writes(env: &Env, name: &str) -> Result<(), Failed> {
+    let resource =
+        ApiResource::erase::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>(&());
+    env.delete_cluster_object(&resource, &format!("hang-{name}"))
+}
+
+/// Runs Job `name` with its catalog write hanging; `interrupt` ends the attempt after its
+/// decision (a stop, or nothing and its timeout). The run must be Settling, then Succeeded once
+/// the webhook goes, with the first run's rows committed once and its bookmark; a second run
+/// then reads only the new object.
+fn interrupted_after_decision(
+    env: &Env,
+    name: &str,
+    timeout_minutes: u32,
+    interrupt: impl Fn(&Value) -> Result<(), Failed>,
+    why: &str,
+) -> Result<(), Failed> {
+    let port = hanging_webhook()?;
+    env.land("landing", &format!("{name}/a.csv"), &rows_csv(1, 4))?;
+    hang_table_writes(env, name, port)?;
+    env.apply_job(name, timeout_minutes)?;
+    let request = env.start(name)?;
+    // The decision is made: the attempt's RunResult says Committing.
+    let decided = env.wait_for("the decision to commit", SETTLE, || {
+        let results: kube::Api<kglue_crds::RunResult> = kube::Api::namespaced(env.client.clone(), NAMESPACE);
+        let listed = env
+            .block(results.list(&kube::api::ListParams::default()))
+            .map_err(|e| e.to_string())?;
+        Ok(listed.items.into_iter().find(|r| {
+            r.spec.owner_name == name && r.spec.outcome == kglue_crds::run_result::AttemptOutcome::Committing
+        }))
+    })?;
+    // Frozen right there, so that whatever ends the attempt comes after the decision and before
+    // the commit is finished (the hanging webhook holds it until then).
+    let frozen = freeze_runner(&decided.spec.run_id)?;
+    let running = env.wait_run(name, &request, |run| state(run) == "Running")?;
+    interrupt(&running)?;
+    let settling = env.wait_run(name, &request, |run| !["Running", "Stopping"].contains(&state(run)))?;
+    expect_state(&settling, "Settling")?;
+    if !settling["message"].as_str().unwrap_or_default().contains(why) {
+        return Err(format!("a Settling run says why its attempt ended ({why}): {settling:#}").into());
+    }
+    eprintln!("froze {frozen} runner process(es); settling: {}", settling["message"]);
+    unhang_table_writes(env, name)?;
+    let run = env.wait_final(name, &request)?;
+    expect_state(&run, "Succeeded")?;
+    let id = run["id"].as_str().unwrap_or_default().to_string();
+    if decided.spec.run_id != id {
+        return Err(format!("the decision was run {}, the record {id}", decided.spec.run_id).into());
+    }
+    if sink_rows(&run) != 4 {
+        return Err(format!("the settled run keeps its figures: {run:#}").into());
+    }
+    let status = env.status("jobs", name)?;
+    if status["bookmark"]["runId"] != id.as_str() {
+        return Err(format!("the bookmark is the settled run's: {status:#}").into());
+    }
+    let history = status["bookmarkHistory"].as_array().cloned().unwrap_or_default();
+    if history.iter().filter(|h| h["runId"] == id.as_str()).count() != 1 {
+        return Err(format!("the bookmark moved once: {status:#}").into());
+    }
+    let (runs, staged) = committed_runs(env, name)?;
+    if runs != BTreeSet::from([id.clone()]) || !staged.is_empty() {
+        return Err(format!("the settled run's files, nothing staged: {runs:?} {staged:?}").into());
+    }
+    let table: kglue_crds::Table = env
+        .block(kube::Api::namespaced(env.client.clone(), NAMESPACE).get(&format!("curated.{name}")))
+        .map_err(|e| format!("the Table written by the settle attempt: {e}"))?;
+    let updated = table.status.and_then(|s| s.last_updated).and_then(|u| u.run_id);
+    if updated.as_deref() != Some(id.as_str()) {
+        return Err(format!("the Table's lastUpdated names the run: {updated:?}").into());
+    }
+
+    env.land("landing", &format!("{name}/b.csv"), &rows_csv(100, 3))?;
+    let request = env.start(name)?;
+    let next = env.wait_final(name, &request)?;
+    expect_state(&next, "Succeeded")?;
+    if sink_rows(&next) != 3 {
+        return Err(format!("the next run reads only the new object: {next:#}").into());
+    }
+    Ok(())
+}
+
+/// SIGSTOPs the runner processes of `run_id` (the node agent's SIGKILL still ends them); returns
+/// how many.
+fn freeze_runner(run_id: &str) -> Result<usize, Failed> {
+    let pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.contains(&&b"attempt"[..]) && args.contains(&run_id.as_bytes())
+            })
+        })
+        .collect();
+    for pid in &pids {
+        if let Some(pid) = rustix::process::Pid::from_raw(*pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
+        }
+    }
+    if pids.is_empty() {
+        return Err(format!("no runner process of {run_id} to freeze").into());
+    }
+    Ok(pids.len())
+}
+
+fn stop_after_decision(env: &Env) -> Result<(), Failed> {
+    interrupted_after_decision(
+        env,
+        "stopped",
+        10,
+        |run| {
+            let id = run["id"].as_str().unwrap_or_default();
+            env.annotate("jobs", "stopped", &format!("stop.kglue.dev/{id}"), "")
+        },
+        "stopped on request after it decided to commit",
+    )
+}
+
+fn timeout_after_decision(env: &Env) -> Result<(), Failed> {
+    interrupted_after_decision(env, "late", 1, |_| Ok(()), "ran past timeoutMinutes (1 min)")
+}
