@@ -7,7 +7,12 @@
 //!   reads every object once;
 //! - the runner stopped, and timed out, after it decided to commit (its catalog write hanging in
 //!   a webhook): the run is finished by a settle attempt and Succeeded, its bookmark committed
-//!   once, and the next run reads only new objects.
+//!   once, and the next run reads only new objects;
+//! - the operator down while a run finishes and for longer than `--run-ttl-seconds`: the run is
+//!   still recorded Succeeded with its bookmark, and its Kubernetes Job goes only afterwards;
+//! - an Overwrite whose Table write conflicts with a field another manager owns: it fails before
+//!   its commit, and the old data is still there;
+//! - a retry waits until the previous attempt's process is gone.
 
 mod common;
 
@@ -67,6 +72,21 @@ fn main() -> ExitCode {
             "a_timeout_after_the_decision_finishes_the_commit_and_moves_the_bookmark_once",
             timeout_after_decision,
         ),
+        trial(
+            &env,
+            "an_operator_down_past_the_run_ttl_still_records_the_run_and_its_bookmark",
+            operator_outage,
+        ),
+        trial(
+            &env,
+            "an_overwrite_whose_table_write_conflicts_fails_before_its_commit_and_keeps_the_old_data",
+            overwrite_conflict,
+        ),
+        trial(
+            &env,
+            "a_retry_waits_until_the_previous_attempts_process_is_gone",
+            retry_after_pod_gone,
+        ),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     if let Ok(env) = Arc::try_unwrap(env)
@@ -82,13 +102,32 @@ fn main() -> ExitCode {
     conclusion.exit_code()
 }
 
+/// The Kubernetes Jobs of recorded runs live this long.
+const RUN_TTL_SECONDS: u64 = 5;
+
+fn operator_flags() -> Vec<String> {
+    [
+        "--leader-elect",
+        "false",
+        "--retry-backoff-seconds",
+        "1",
+        "--run-ttl-seconds",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([RUN_TTL_SECONDS.to_string()])
+    .collect()
+}
+
+fn start_operator(cluster: &Cluster) -> Result<Operator, Box<dyn std::error::Error>> {
+    let flags = operator_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Operator::start(&cluster.control_plane, "integrity", &flags)
+}
+
 fn setup() -> Result<Env, Box<dyn std::error::Error>> {
     let cluster = Cluster::start(NAMESPACE, &["landing", "curated"])?;
-    let operator = Operator::start(
-        &cluster.control_plane,
-        "integrity",
-        &["--leader-elect", "false", "--retry-backoff-seconds", "1"],
-    )?;
+    let operator = start_operator(&cluster)?;
     let env = Env {
         cluster,
         operator: Mutex::new(Some(operator)),
@@ -137,6 +176,18 @@ impl Env {
         Err(format!("jobs/{name} request {request}: not there within {SETTLE:?}; last seen: {last:#}").into())
     }
 
+    fn restart_operator(&self, down: impl FnOnce() -> Result<(), Failed>) -> Result<(), Failed> {
+        let mut slot = self.operator.lock().unwrap_or_else(|p| p.into_inner());
+        drop(slot.take());
+        let outcome = down();
+        *slot = Some(start_operator(&self.cluster).map_err(|e| e.to_string())?);
+        outcome
+    }
+
+    fn batch_jobs(&self) -> kube::Api<k8s_openapi::api::batch::v1::Job> {
+        kube::Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+
     fn wait_final(&self, name: &str, request: &str) -> Result<Value, Failed> {
         self.wait_run(name, request, |run| {
             ["Succeeded", "Failed", "Timeout", "Stopped", "Error"].contains(&state(run))
@@ -156,7 +207,12 @@ impl Env {
     /// Applies Job `name` and waits until the operator finds it Ready (runs of a Job that is not
     /// are refused).
     fn apply_job(&self, name: &str, timeout_minutes: u32) -> Result<(), Failed> {
-        self.apply_object(&job(name, timeout_minutes))?;
+        self.apply_ready(&job(name, timeout_minutes))
+    }
+
+    fn apply_ready(&self, object: &Value) -> Result<(), Failed> {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        self.apply_object(object)?;
         self.wait_for(&format!("Job {name} Ready"), SETTLE, || {
             let status = self.status("jobs", name)?;
             let ready = status["conditions"]
@@ -195,15 +251,19 @@ fn sink_rows(run: &Value) -> i64 {
 /// A bookmarked Job copying `s3://landing/<name>/` (CSV) to `s3://curated/<name>/` (Parquet,
 /// Append) and the Table `curated.<name>`.
 fn job(name: &str, timeout_minutes: u32) -> Value {
+    job_with(name, timeout_minutes, "Append", "SELECT id, amount FROM src")
+}
+
+fn job_with(name: &str, timeout_minutes: u32, write_mode: &str, select: &str) -> Value {
     json!({
         "apiVersion": "kglue.dev/v1alpha1", "kind": "Job", "metadata": {"name": name},
         "spec": {
             "bookmark": {"option": "Enable"},
             "timeoutMinutes": timeout_minutes,
             "sources": [{"name": "src", "storage": {"location": format!("s3://landing/{name}/"), "format": "Csv", "connection": "lake"}}],
-            "sql": "CREATE VIEW out AS SELECT id, amount FROM src",
+            "sql": format!("CREATE VIEW out AS {select}"),
             "sinks": [{"name": "out", "storage": {"location": format!("s3://curated/{name}/"), "format": "Parquet", "connection": "lake"},
-                       "writeMode": "Append", "table": {"database": "curated", "table": name}}],
+                       "writeMode": write_mode, "table": {"database": "curated", "table": name}}],
             "runHistoryLimit": 20
         }
     })
@@ -389,7 +449,7 @@ fn interrupted_after_decision(
     if !settling["message"].as_str().unwrap_or_default().contains(why) {
         return Err(format!("a Settling run says why its attempt ended ({why}): {settling:#}").into());
     }
-    eprintln!("froze {frozen} runner process(es); settling: {}", settling["message"]);
+    eprintln!("froze runner process(es) {frozen:?}; settling: {}", settling["message"]);
     unhang_table_writes(env, name)?;
     let run = env.wait_final(name, &request)?;
     expect_state(&run, "Succeeded")?;
@@ -431,8 +491,8 @@ fn interrupted_after_decision(
 }
 
 /// SIGSTOPs the runner processes of `run_id` (the node agent's SIGKILL still ends them); returns
-/// how many.
-fn freeze_runner(run_id: &str) -> Result<usize, Failed> {
+/// their pids.
+fn freeze_runner(run_id: &str) -> Result<Vec<i32>, Failed> {
     let pids: Vec<i32> = std::fs::read_dir("/proc")
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
@@ -452,7 +512,16 @@ fn freeze_runner(run_id: &str) -> Result<usize, Failed> {
     if pids.is_empty() {
         return Err(format!("no runner process of {run_id} to freeze").into());
     }
-    Ok(pids.len())
+    Ok(pids)
+}
+
+/// Whether process `pid` still exists (a zombie does not count: it has ended).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 fn stop_after_decision(env: &Env) -> Result<(), Failed> {
@@ -470,4 +539,174 @@ fn stop_after_decision(env: &Env) -> Result<(), Failed> {
 
 fn timeout_after_decision(env: &Env) -> Result<(), Failed> {
     interrupted_after_decision(env, "late", 1, |_| Ok(()), "ran past timeoutMinutes (1 min)")
+}
+
+/// The operator is down while a run finishes and for longer than the run TTL: when it is back,
+/// the run is recorded Succeeded with its bookmark (the Kubernetes Job and its RunResult waited
+/// for it), the Job then goes with its TTL, and the next run reads only new objects.
+fn operator_outage(env: &Env) -> Result<(), Failed> {
+    let name = "outage";
+    env.land("landing", &format!("{name}/a.csv"), &rows_csv(1, 6))?;
+    env.apply_job(name, 10)?;
+    let request = env.start(name)?;
+    let running = env.wait_run(name, &request, |run| ["Starting", "Running"].contains(&state(run)))?;
+    let id = running["id"].as_str().unwrap_or_default().to_string();
+    let attempt_job = format!("{name}-{id}-0");
+    env.restart_operator(|| {
+        env.wait_for("the attempt's Kubernetes Job to complete", SETTLE, || {
+            let job = env
+                .block(env.batch_jobs().get_opt(&attempt_job))
+                .map_err(|e| e.to_string())?;
+            let complete = job
+                .and_then(|j| j.status)
+                .and_then(|s| s.conditions)
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Complete" && c.status == "True"));
+            Ok(complete.then_some(()))
+        })?;
+        // Longer than the TTL, with a margin for the TTL controller.
+        std::thread::sleep(Duration::from_secs(RUN_TTL_SECONDS * 3));
+        if env
+            .block(env.batch_jobs().get_opt(&attempt_job))
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            return Err(format!("{attempt_job} was deleted before its run was recorded").into());
+        }
+        Ok(())
+    })?;
+    let run = env.wait_final(name, &request)?;
+    expect_state(&run, "Succeeded")?;
+    if sink_rows(&run) != 6 {
+        return Err(format!("the recorded run has its figures: {run:#}").into());
+    }
+    let status = env.status("jobs", name)?;
+    if status["bookmark"]["runId"] != id.as_str() {
+        return Err(format!("the bookmark is the run's: {status:#}").into());
+    }
+    // Recorded, the Job is retired: its TTL passes and it goes.
+    env.wait_for("the recorded run's Kubernetes Job to go with its TTL", SETTLE, || {
+        let job = env
+            .block(env.batch_jobs().get_opt(&attempt_job))
+            .map_err(|e| e.to_string())?;
+        Ok(job.is_none().then_some(()))
+    })?;
+    env.land("landing", &format!("{name}/b.csv"), &rows_csv(50, 2))?;
+    let request = env.start(name)?;
+    let next = env.wait_final(name, &request)?;
+    expect_state(&next, "Succeeded")?;
+    if sink_rows(&next) != 2 {
+        return Err(format!("the next run reads only the new object: {next:#}").into());
+    }
+    Ok(())
+}
+
+/// An Overwrite whose Table write would change a column another field manager owns (a Git
+/// manifest): the run fails before its commit, naming the conflict; the previous run's files are
+/// still the location's, nothing is staged.
+fn overwrite_conflict(env: &Env) -> Result<(), Failed> {
+    let name = "over";
+    env.land("landing", &format!("{name}/a.csv"), &rows_csv(1, 3))?;
+    let mut first = job_with(name, 10, "Overwrite", "SELECT id, amount FROM src");
+    first["spec"]["bookmark"] = json!({"option": "Disable"});
+    env.apply_ready(&first)?;
+    let request = env.start(name)?;
+    let run = env.wait_final(name, &request)?;
+    expect_state(&run, "Succeeded")?;
+    let (before, _) = committed_runs(env, name)?;
+
+    // A manifest declares the table with `amount` as an int and owns its columns.
+    let tables: kube::Api<kglue_crds::Table> = kube::Api::namespaced(env.client.clone(), NAMESPACE);
+    let table = env
+        .block(tables.get(&format!("curated.{name}")))
+        .map_err(|e| e.to_string())?;
+    let mut spec = serde_json::to_value(&table.spec).map_err(|e| e.to_string())?;
+    for column in spec["columns"].as_array_mut().into_iter().flatten() {
+        if column["name"] == "amount" {
+            column["type"] = json!("int");
+        }
+    }
+    env.apply_object(&json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Table",
+        "metadata": {"name": format!("curated.{name}")}, "spec": spec
+    }))?;
+    // The job now writes `amount` as a double: Overwrite may change the type, the manifest's
+    // owner says no.
+    let mut second = job_with(
+        name,
+        10,
+        "Overwrite",
+        "SELECT id, CAST(amount AS DOUBLE) * 2 AS amount FROM src",
+    );
+    second["spec"]["bookmark"] = json!({"option": "Disable"});
+    env.apply_ready(&second)?;
+    let request = env.start(name)?;
+    let run = env.wait_final(name, &request)?;
+    expect_state(&run, "Failed")?;
+    let message = run["message"].as_str().unwrap_or_default();
+    if !message.contains("curated.over") || !message.to_lowercase().contains("conflict") {
+        return Err(format!("the run should name the table and the conflict: {run:#}").into());
+    }
+    let (after, staged) = committed_runs(env, name)?;
+    if after != before || !staged.is_empty() {
+        return Err(
+            format!("the old data stays, nothing staged: before {before:?}, after {after:?} {staged:?}").into(),
+        );
+    }
+    Ok(())
+}
+
+/// The runner of attempt 0 is frozen and its pod deleted with a grace period: attempt 0 fails,
+/// and attempt 1 is not started while the frozen process still exists (it ends with the grace
+/// period's SIGKILL).
+fn retry_after_pod_gone(env: &Env) -> Result<(), Failed> {
+    let name = "frozen";
+    env.land("landing", &format!("{name}/a.csv"), &rows_csv(1, 2))?;
+    let mut spin = job_with(
+        name,
+        10,
+        "Append",
+        "SELECT count(*) AS n FROM range(1, 2000000000000) CROSS JOIN (SELECT 1 FROM src LIMIT 1)",
+    );
+    spin["spec"]["maxRetries"] = json!(1);
+    spin["spec"]["sinks"][0]["table"] = Value::Null;
+    spin["spec"]["sinks"][0].as_object_mut().map(|s| s.remove("table"));
+    env.apply_ready(&spin)?;
+    let request = env.start(name)?;
+    let running = env.wait_run(name, &request, |run| state(run) == "Running")?;
+    let id = running["id"].as_str().unwrap_or_default().to_string();
+    let frozen = env.wait_for("the runner process", SETTLE, || Ok(freeze_runner(&id).ok()))?;
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(env.client.clone(), NAMESPACE);
+    let listed = env
+        .block(
+            pods.list(&kube::api::ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}-{id}-0"))),
+        )
+        .map_err(|e| e.to_string())?;
+    let deleted_at = Instant::now();
+    for pod in listed.items {
+        let params = DeleteParams {
+            grace_period_seconds: Some(10),
+            ..DeleteParams::default()
+        };
+        env.block(pods.delete(&pod.metadata.name.unwrap_or_default(), &params))
+            .map_err(|e| e.to_string())?;
+    }
+    let retry = env.wait_run(name, &request, |run| run["attempt"] == 1)?;
+    let still = frozen.iter().filter(|pid| alive(**pid)).count();
+    eprintln!(
+        "attempt 1 recorded {:.1} s after the pod's deletion (grace 10 s), {still} process(es) of attempt 0 alive",
+        deleted_at.elapsed().as_secs_f64()
+    );
+    if still > 0 {
+        return Err(format!(
+            "attempt 1 ({}) was recorded while attempt 0's process still ran",
+            retry["state"]
+        )
+        .into());
+    }
+    env.annotate("jobs", name, &format!("stop.kglue.dev/{id}"), "")?;
+    let stopped = env.wait_run(name, &request, |run| state(run) == "Stopped")?;
+    if stopped["attempt"] != 1 {
+        return Err(format!("the stopped record should be attempt 1: {stopped:#}").into());
+    }
+    Ok(())
 }

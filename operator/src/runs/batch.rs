@@ -203,7 +203,10 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
             // Retries are the operator's, so that every attempt is recorded with its own id.
             backoff_limit: Some(0),
             active_deadline_seconds: Some(i64::from(spec.timeout_minutes) * 60),
-            ttl_seconds_after_finished: Some(settings.ttl_seconds),
+            // None until the run is recorded (`super::retire`): a TTL running from the Job's end
+            // would delete it and its RunResult while an operator is down, and with them the
+            // only record of how the attempt ended.
+            ttl_seconds_after_finished: None,
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
@@ -414,7 +417,10 @@ mod tests {
         assert_eq!(value["metadata"]["labels"]["kglue.dev/run-id"], "jr-0123456789");
         assert_eq!(value["spec"]["backoffLimit"], 0);
         assert_eq!(value["spec"]["activeDeadlineSeconds"], 1800);
-        assert_eq!(value["spec"]["ttlSecondsAfterFinished"], 86400);
+        assert!(
+            value["spec"]["ttlSecondsAfterFinished"].is_null(),
+            "the TTL is set once the run is recorded"
+        );
         let pod = &value["spec"]["template"]["spec"];
         assert_eq!(pod["serviceAccountName"], "kglue-runner");
         assert_eq!(pod["restartPolicy"], "Never");

@@ -3,7 +3,7 @@
 //! it must do (create or delete Kubernetes Jobs) and the new history and bookmark. Pure, so every
 //! transition is unit-tested without a cluster; `super::reconcile_runs` does the I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -108,6 +108,8 @@ pub struct Observed<M> {
     pub jobs: BTreeMap<String, AttemptJob>,
     /// Reports of finished attempts, by Kubernetes Job name.
     pub reports: BTreeMap<String, Report<M>>,
+    /// Finished Kubernetes Jobs of attempts that have no TTL yet (set once their run is recorded).
+    pub unretired: BTreeSet<String>,
     /// Why runs cannot start now (the object is Stalled), if so.
     pub blocked: Option<String>,
     /// The limits.
@@ -143,6 +145,9 @@ pub struct Decision<M> {
     pub suspend: Vec<String>,
     /// Kubernetes Jobs to delete (suspended attempts of runs now recorded as stopped).
     pub delete: Vec<String>,
+    /// Finished Kubernetes Jobs whose runs are recorded: once the status is written, they get
+    /// their TTL and go with their RunResults when it passes.
+    pub retire: Vec<String>,
     /// The new bookmark state, when it changed.
     pub bookmarks: Option<Bookmarks>,
     /// Annotations whose requests are now recorded in `runs` (or refused), to remove.
@@ -196,6 +201,7 @@ pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
     machine.start_waiting_runs();
     machine.answer_bookmark_request();
     machine.bound_history();
+    machine.retire_recorded_attempts();
     machine.into_decision()
 }
 
@@ -220,6 +226,7 @@ impl<M: Clone> Machine<M> {
                 launch: Vec::new(),
                 suspend: Vec::new(),
                 delete: Vec::new(),
+                retire: Vec::new(),
                 bookmarks: None,
                 handled: Vec::new(),
                 events: Vec::new(),
@@ -668,6 +675,29 @@ impl<M: Clone> Machine<M> {
             kept_final += 1;
             kept_final <= limit
         });
+    }
+
+    /// 7. Finished Kubernetes Jobs no run in the history still follows (its attempt or settle
+    ///    attempts) are retired: also those an earlier reconcile recorded but could not retire.
+    fn retire_recorded_attempts(&mut self) {
+        let name = &self.observed.name;
+        let followed: BTreeSet<String> = self
+            .observed
+            .runs
+            .iter()
+            .filter(|r| !r.state.is_final())
+            .flat_map(|r| {
+                let settles = (0..r.settle_attempts.unwrap_or(0)).map(|n| settle_job_name(name, &r.id, r.attempt, n));
+                std::iter::once(attempt_job_name(name, &r.id, r.attempt)).chain(settles)
+            })
+            .collect();
+        self.decision.retire = self
+            .observed
+            .unretired
+            .iter()
+            .filter(|job| !followed.contains(*job) && !self.decision.delete.contains(job))
+            .cloned()
+            .collect();
     }
 
     fn into_decision(mut self) -> Decision<M> {

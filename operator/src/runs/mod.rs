@@ -13,7 +13,7 @@ pub mod machine;
 pub mod runnable;
 pub mod scheduled;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job as BatchJob;
@@ -87,6 +87,7 @@ pub async fn reconcile_runs<K: Runnable>(on: ActOn<'_>) -> Result<Option<Duratio
     let decision = decide(observed);
     let new_runs = act(ctx, namespace, &object, &decision, settings).await?;
     record(ctx, &api, &object, &runs, &new_runs, &decision, &tick).await?;
+    retire(ctx, namespace, &decision.retire, settings).await?;
 
     let active = new_runs.iter().any(|r| !r.state.is_final());
     let after = decision.requeue_after.or(active.then_some(ACTIVE_RECHECK));
@@ -135,6 +136,7 @@ async fn read<K: Runnable>(
         .await?;
     let mut jobs = BTreeMap::new();
     let mut reports = BTreeMap::new();
+    let mut unretired = BTreeSet::new();
     for job in listed.items {
         let job_name = job.name_any();
         let pods = if ending(&job) {
@@ -164,6 +166,13 @@ async fn read<K: Runnable>(
                 tracing::warn!(%namespace, result = %job_name, "ignoring a RunResult not owned by its attempt's Job");
             }
         }
+        let no_ttl = job
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.ttl_seconds_after_finished.is_none());
+        if no_ttl && matches!(state, AttemptJob::Complete | AttemptJob::Failed { .. }) {
+            unretired.insert(job_name.clone());
+        }
         jobs.insert(job_name, state);
     }
     Ok(Observed {
@@ -175,6 +184,7 @@ async fn read<K: Runnable>(
         requests,
         jobs,
         reports,
+        unretired,
         blocked,
         limits: object.limits(settings),
         bookmarks: object.bookmarks(),
@@ -278,6 +288,22 @@ async fn act<K: Runnable>(
         }
     }
     Ok(runs)
+}
+
+/// Gives the finished Kubernetes Jobs of recorded runs their TTL (`--run-ttl-seconds`): from
+/// now on they, their pods and their RunResults may go. Only after the status write: a Job
+/// retired before its run is recorded could vanish with the only record of how it ended.
+async fn retire(ctx: &Context, namespace: &str, jobs: &[String], settings: &RunnerSettings) -> Result<(), Error> {
+    let api: Api<BatchJob> = ctx.api(namespace);
+    let patch = Patch::Merge(json!({"spec": {"ttlSecondsAfterFinished": settings.ttl_seconds}}));
+    for name in jobs {
+        match api.patch(name, &PatchParams::default(), &patch).await {
+            Ok(_) => {}
+            Err(error) if is_status(&error, 404) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The credentials Secrets of the Connections a run of `object` reaches data through.

@@ -1,3 +1,5 @@
+use std::collections::BTreeSet;
+
 use super::*;
 use kglue_crds::common::StartedByKind;
 use kglue_crds::job::JobRunMetrics;
@@ -22,6 +24,7 @@ fn observed(now: i64, runs: Vec<RunRecord<JobRunMetrics>>, annotations: &[(&str,
         ),
         jobs: BTreeMap::new(),
         reports: BTreeMap::new(),
+        unretired: BTreeSet::new(),
         blocked: None,
         limits: Limits {
             max_concurrent: 2,
@@ -614,4 +617,50 @@ fn retry_delays_double_up_to_the_cap() {
     assert_eq!(retry_delay(base, 1), Duration::from_secs(10));
     assert_eq!(retry_delay(base, 2), Duration::from_secs(20));
     assert_eq!(retry_delay(base, 10), MAX_RETRY_BACKOFF);
+}
+
+#[test]
+fn finished_kubernetes_jobs_are_retired_only_once_their_run_is_recorded() {
+    let (run, job) = started(0);
+    // Finished, not yet recorded in the status this decision starts from: retired with the
+    // decision that records it (the TTL is set after the status write).
+    let mut done = observed(5, vec![run.clone()], &[]);
+    done.jobs.insert(job.clone(), AttemptJob::Complete);
+    done.reports.insert(job.clone(), succeeded(None));
+    done.unretired.insert(job.clone());
+    let decision = decide(done);
+    assert_eq!(decision.runs[0].state, RunState::Succeeded);
+    assert_eq!(decision.retire, vec![job.clone()]);
+
+    // A Settling run keeps its attempt's Job and its settle attempts' Jobs.
+    let mut settling = run;
+    settling.state = RunState::Settling;
+    settling.settle_attempts = Some(2);
+    let mut seen = observed(6, vec![settling], &[]);
+    seen.reports.insert(job.clone(), committing(None));
+    let first_settle = format!("{job}-s0");
+    seen.jobs.insert(
+        job.clone(),
+        AttemptJob::Failed {
+            reason: String::new(),
+            detail: String::new(),
+        },
+    );
+    seen.jobs.insert(
+        first_settle.clone(),
+        AttemptJob::Failed {
+            reason: String::new(),
+            detail: String::new(),
+        },
+    );
+    seen.jobs.insert(format!("{job}-s1"), AttemptJob::Running);
+    seen.unretired
+        .extend([job.clone(), first_settle, "clean-jr-gone-0".to_string()]);
+    let decision = decide(seen);
+    assert_eq!(decision.runs[0].state, RunState::Settling);
+    assert_eq!(
+        decision.retire,
+        vec!["clean-jr-gone-0".to_string()],
+        "only what no run follows"
+    );
 }
