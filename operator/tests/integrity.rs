@@ -12,7 +12,11 @@
 //!   still recorded Succeeded with its bookmark, and its Kubernetes Job goes only afterwards;
 //! - an Overwrite whose Table write conflicts with a field another manager owns: it fails before
 //!   its commit, and the old data is still there;
-//! - a retry waits until the previous attempt's process is gone.
+//! - a retry waits until the previous attempt's process is gone;
+//! - what a killed attempt staged (files, an incomplete multipart upload) is gone once its retry
+//!   starts, and what a stopped attempt staged once its cleanup attempt ran;
+//! - two runs of an Overwrite Job with `maxConcurrentRuns: 2` run one at a time, and the location
+//!   holds one run's rows.
 
 mod common;
 
@@ -28,7 +32,7 @@ use kglue_e2e::harness::{self, trial};
 use kube::api::{DeleteParams, DynamicObject};
 use kube::discovery::ApiResource;
 use libtest_mimic::{Arguments, Failed};
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "lake";
@@ -86,6 +90,16 @@ fn main() -> ExitCode {
             &env,
             "a_retry_waits_until_the_previous_attempts_process_is_gone",
             retry_after_pod_gone,
+        ),
+        trial(
+            &env,
+            "what_killed_and_stopped_attempts_staged_is_removed",
+            leftovers_removed,
+        ),
+        trial(
+            &env,
+            "overwriting_runs_of_one_job_run_one_at_a_time",
+            overwrites_serialized,
         ),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
@@ -707,6 +721,135 @@ fn retry_after_pod_gone(env: &Env) -> Result<(), Failed> {
     let stopped = env.wait_run(name, &request, |run| state(run) == "Stopped")?;
     if stopped["attempt"] != 1 {
         return Err(format!("the stopped record should be attempt 1: {stopped:#}").into());
+    }
+    Ok(())
+}
+
+/// A Job whose query spins for a long time (until stopped or killed), writing `s3://curated/<name>/`.
+fn spinning_job(name: &str, retries: u32) -> Value {
+    let mut spin = job_with(
+        name,
+        10,
+        "Append",
+        "SELECT count(*) AS n FROM range(1, 2000000000000) CROSS JOIN (SELECT 1 FROM src LIMIT 1)",
+    );
+    spin["spec"]["maxRetries"] = json!(retries);
+    spin["spec"]["bookmark"] = json!({"option": "Disable"});
+    spin["spec"]["sinks"][0].as_object_mut().map(|s| s.remove("table"));
+    spin
+}
+
+/// The S3 requests object_store does not make (listing incomplete multipart uploads).
+fn s3_requests(env: &Env, bucket: &str) -> Result<kglue_runner::multipart::S3Requests, Failed> {
+    let store = env.s3.store(bucket).map_err(|e| e.to_string())?;
+    kglue_runner::multipart::S3Requests::new(&env.s3.store_builder(bucket), Arc::new(store))
+        .map_err(|e| e.to_string().into())
+}
+
+/// What an attempt of `run_id` would leave when killed mid-write: a staged file and an
+/// incomplete multipart upload under its staging folder.
+fn stage_leftovers(env: &Env, name: &str, run_id: &str) -> Result<(), Failed> {
+    let staging = format!("{name}/_kglue_staging/{run_id}");
+    env.land(
+        "curated",
+        &format!("{staging}/part-{run_id}-00000-00000.parquet"),
+        "half a file",
+    )?;
+    let store = env.s3.store("curated").map_err(|e| e.to_string())?;
+    let key = object_store::path::Path::from(format!("{staging}/part-{run_id}-00001-00000.parquet"));
+    env.block(async {
+        let mut upload = store.put_multipart(&key).await?;
+        upload.put_part(vec![7u8; 1024].into()).await?;
+        // Neither completed nor aborted: the upload stays, as a killed writer leaves it.
+        Ok::<_, object_store::Error>(())
+    })
+    .map_err(|e| format!("starting an upload: {e}"))?;
+    Ok(())
+}
+
+/// The staged objects and incomplete uploads left under `s3://curated/<name>/_kglue_staging/`.
+fn leftovers(env: &Env, name: &str) -> Result<(Vec<String>, usize), Failed> {
+    let staged = env.objects("curated", &format!("{name}/_kglue_staging"))?;
+    let uploads = env
+        .block(s3_requests(env, "curated")?.incomplete_uploads(&format!("{name}/_kglue_staging/")))
+        .map_err(|e| e.to_string())?;
+    Ok((staged, uploads.len()))
+}
+
+fn leftovers_removed(env: &Env) -> Result<(), Failed> {
+    let name = "leftover";
+    env.land("landing", &format!("{name}/a.csv"), &rows_csv(1, 2))?;
+    env.apply_ready(&spinning_job(name, 1))?;
+    let request = env.start(name)?;
+    let running = env.wait_run(name, &request, |run| state(run) == "Running")?;
+    let id = running["id"].as_str().unwrap_or_default().to_string();
+    stage_leftovers(env, name, &id)?;
+    let (staged, uploads) = leftovers(env, name)?;
+    if staged.len() != 1 || uploads != 1 {
+        return Err(format!("the test's leftovers are in place: {staged:?}, {uploads} upload(s)").into());
+    }
+    // Attempt 0 killed: its retry removes what it left before it works.
+    let pids = env.wait_for("the runner process", SETTLE, || Ok(freeze_runner(&id).ok()))?;
+    for pid in pids.into_iter().filter_map(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    env.wait_run(name, &request, |run| run["attempt"] == 1 && state(run) == "Running")?;
+    env.wait_for("attempt 1 to remove attempt 0's staging and upload", SETTLE, || {
+        let (staged, uploads) = leftovers(env, name)?;
+        Ok((staged.is_empty() && uploads == 0).then_some(()))
+    })?;
+    // Attempt 1 leaves the same, and is stopped: its cleanup attempt removes it.
+    stage_leftovers(env, name, &id)?;
+    env.annotate("jobs", name, &format!("stop.kglue.dev/{id}"), "")?;
+    let stopped = env.wait_run(name, &request, |run| state(run) == "Stopped")?;
+    if stopped["attempt"] != 1 {
+        return Err(format!("attempt 1 is the stopped one: {stopped:#}").into());
+    }
+    env.wait_for(
+        "the cleanup attempt to remove the stopped attempt's staging and upload",
+        SETTLE,
+        || {
+            let (staged, uploads) = leftovers(env, name)?;
+            Ok((staged.is_empty() && uploads == 0).then_some(()))
+        },
+    )?;
+    if !env.objects("curated", name)?.is_empty() {
+        return Err("nothing of the stopped run is committed".into());
+    }
+    Ok(())
+}
+
+fn overwrites_serialized(env: &Env) -> Result<(), Failed> {
+    let name = "twice";
+    env.land("landing", &format!("{name}/a.csv"), &rows_csv(1, 4))?;
+    let mut over = job_with(name, 10, "Overwrite", "SELECT id, amount FROM src");
+    over["spec"]["bookmark"] = json!({"option": "Disable"});
+    over["spec"]["maxConcurrentRuns"] = json!(2);
+    env.apply_ready(&over)?;
+    env.annotate("jobs", name, "run.kglue.dev/twice-a", "{}")?;
+    env.annotate("jobs", name, "run.kglue.dev/twice-b", "{}")?;
+    let mut peak = 0;
+    let runs = env.wait_for("both overwriting runs to end", SETTLE, || {
+        let runs = env.runs("jobs", name)?;
+        let active = runs
+            .iter()
+            .filter(|r| ["Starting", "Running", "Settling"].contains(&state(r)))
+            .count();
+        peak = peak.max(active);
+        let done = runs.len() == 2 && runs.iter().all(|r| state(r) == "Succeeded");
+        Ok(done.then_some(runs))
+    })?;
+    if peak > 1 {
+        return Err(format!("{peak} overwriting runs were active at once").into());
+    }
+    // The newest record is the run that committed last: its files alone remain, 4 rows.
+    let last = runs[0]["id"].as_str().unwrap_or_default().to_string();
+    let (committed, staged) = committed_runs(env, name)?;
+    if committed != BTreeSet::from([last]) || !staged.is_empty() {
+        return Err(format!("one run's files, nothing staged: {committed:?} {staged:?} {runs:#?}").into());
+    }
+    if runs.iter().any(|r| sink_rows(r) != 4) {
+        return Err(format!("each run wrote the 4 rows: {runs:#?}").into());
     }
     Ok(())
 }

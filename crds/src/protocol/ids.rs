@@ -61,6 +61,12 @@ pub fn attempt_job_name(object: &str, run_id: &str, attempt: i32) -> String {
     format!("{base}-{run_id}-{attempt}")
 }
 
+/// The Kubernetes Job that removes what attempt `attempt` staged when it ended without deciding
+/// to commit and no retry follows: the attempt's own name and `-c`.
+pub fn cleanup_job_name(object: &str, run_id: &str, attempt: i32) -> String {
+    format!("{}-c", attempt_job_name(object, run_id, attempt))
+}
+
 /// The Kubernetes Job of settle attempt `settle` (0, 1, …) of attempt `attempt`: the attempt's
 /// own name and `-s<settle>` (at most 40 + 1 + 13 + 1 + 3 + 3 characters, within a label value).
 pub fn settle_job_name(object: &str, run_id: &str, attempt: i32, settle: i32) -> String {

@@ -13,7 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kglue_crds::common::{WorkerResources, WorkerSize};
 use kglue_crds::connection::S3CredentialsSecretRef;
 use kglue_crds::protocol::attempt::{
-    AttemptCommand, LABEL_ATTEMPT, LABEL_OWNER_UID, POD_ENV, SECRETS_DIR, SPILL_DIR, TERMINATION_LOG, run_labels,
+    AttemptCommand, LABEL_ATTEMPT, LABEL_OWNER_UID, POD_ENV, SECRETS_DIR, SPILL_DIR, SettleMode, TERMINATION_LOG,
+    run_labels,
 };
 use kglue_crds::protocol::storage::secret_keys;
 use kglue_crds::run_result::RunOwnerKind;
@@ -206,7 +207,8 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
             // None until the run is recorded (`super::retire`): a TTL running from the Job's end
             // would delete it and its RunResult while an operator is down, and with them the
             // only record of how the attempt ended.
-            ttl_seconds_after_finished: None,
+            // A cleanup attempt is followed by nothing: it may go as soon as its TTL passes.
+            ttl_seconds_after_finished: (launch.settle == Some(SettleMode::Cleanup)).then_some(settings.ttl_seconds),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),

@@ -13,7 +13,7 @@ use kglue_crds::job::{BookmarkHistoryEntry, JobBookmark};
 use kglue_crds::run_result::AttemptOutcome;
 
 use kglue_crds::protocol::attempt::SettleMode;
-use kglue_crds::protocol::ids::{attempt_job_name, run_id, settle_job_name};
+use kglue_crds::protocol::ids::{attempt_job_name, cleanup_job_name, run_id, settle_job_name};
 use kglue_crds::protocol::requests::{BookmarkRequest, Requests, StartBody};
 
 use crate::writes::Notice;
@@ -87,6 +87,12 @@ pub struct Limits {
     pub retry_backoff: Duration,
     /// `timeoutMinutes`, for the Timeout message.
     pub timeout_minutes: i32,
+    /// Whether a sink replaces data (Overwrite, OverwritePartitions): then runs go one at a time,
+    /// since two replacing commits at one location would delete each other's files.
+    pub replaces_data: bool,
+    /// Whether runs stage outputs (a Job with sinks): an attempt that ends without deciding to
+    /// commit, with no retry to clean up after it, gets a cleanup attempt.
+    pub stages_outputs: bool,
 }
 
 /// Everything the decision depends on.
@@ -368,7 +374,9 @@ impl<M: Clone> Machine<M> {
             }
             None => {
                 let message = "the runner exited successfully without reporting a result (no RunResult); nothing of this attempt is committed".to_string();
-                self.fail(record, message);
+                if !self.fail(record, message) {
+                    self.clean_up_after(record);
+                }
             }
         }
     }
@@ -422,13 +430,20 @@ impl<M: Clone> Machine<M> {
             report if reason == "DeadlineExceeded" => {
                 record.metrics = report.and_then(|r| r.metrics);
                 self.end(record, RunState::Timeout, format!("{ended}; the attempt was stopped"));
+                self.clean_up_after(record);
             }
             Some(report) => {
                 record.metrics = report.metrics;
                 let message = report.error.unwrap_or_else(|| detail.to_string());
                 self.fail(record, message);
             }
-            None => self.fail(record, format!("the runner ended without reporting a result: {detail}")),
+            None => {
+                // Killed before it could report: what it staged is left behind, unless a retry
+                // of the same run follows and removes it first.
+                if !self.fail(record, format!("the runner ended without reporting a result: {detail}")) {
+                    self.clean_up_after(record);
+                }
+            }
         }
     }
 
@@ -443,8 +458,25 @@ impl<M: Clone> Machine<M> {
             _ => {
                 self.end(record, RunState::Stopped, "stopped on request".into());
                 self.decision.delete.push(job_name.to_string());
+                self.clean_up_after(record);
             }
         }
+    }
+
+    /// A cleanup attempt (`kglue attempt --settle cleanup`) for an attempt that ended without
+    /// deciding to commit: it removes the attempt's staging folders and aborts its multipart
+    /// uploads. Nothing follows it; its Kubernetes Job has a TTL from the start.
+    fn clean_up_after(&mut self, record: &RunRecord<M>) {
+        if !self.observed.limits.stages_outputs {
+            return;
+        }
+        self.decision.launch.push(Launch {
+            job_name: cleanup_job_name(&self.observed.name, &record.id, record.attempt),
+            run_id: record.id.clone(),
+            attempt: record.attempt,
+            arguments: record.arguments.clone(),
+            settle: Some(SettleMode::Cleanup),
+        });
     }
 
     /// The attempt decided to commit but did not say it finished: a settle attempt finishes the
@@ -545,9 +577,11 @@ impl<M: Clone> Machine<M> {
     /// 4. Starts waiting runs, oldest first, while the concurrency limit allows.
     fn start_waiting_runs(&mut self) {
         let now = self.now();
-        let limit = match &self.bookmark_state {
-            Some(state) if state.serialize => 1,
-            _ => self.observed.limits.max_concurrent.max(1),
+        let serialize = self.bookmark_state.as_ref().is_some_and(|s| s.serialize);
+        let limit = if serialize || self.observed.limits.replaces_data {
+            1
+        } else {
+            self.observed.limits.max_concurrent.max(1)
         };
         let mut running = self.observed.runs.iter().filter(|r| active(r.state)).count();
         let mut next_check: Option<Duration> = None;
@@ -566,14 +600,12 @@ impl<M: Clone> Machine<M> {
                 }
             }
             if running >= limit {
-                record.message = Some(format!(
-                    "waiting: {running} run(s) active, the limit is {limit}{}",
-                    if limit == 1 && self.observed.limits.max_concurrent > 1 {
-                        " (runs that read a bookmark run one at a time)"
-                    } else {
-                        ""
-                    }
-                ));
+                let why = match (limit == 1 && self.observed.limits.max_concurrent > 1, serialize) {
+                    (false, _) => "",
+                    (true, true) => " (runs that read a bookmark run one at a time)",
+                    (true, false) => " (runs that overwrite their sinks' data run one at a time)",
+                };
+                record.message = Some(format!("waiting: {running} run(s) active, the limit is {limit}{why}"));
                 continue;
             }
             running += 1;
@@ -729,8 +761,8 @@ impl<M: Clone> Machine<M> {
         );
     }
 
-    /// Records a failed attempt and, when retries remain, queues the next one.
-    fn fail(&mut self, record: &mut RunRecord<M>, message: String) {
+    /// Records a failed attempt and, when retries remain, queues the next one (returns whether).
+    fn fail(&mut self, record: &mut RunRecord<M>, message: String) -> bool {
         let now = self.now();
         let limits = &self.observed.limits;
         let seconds = finish(record, RunState::Failed, Some(message.clone()), now);
@@ -741,7 +773,7 @@ impl<M: Clone> Machine<M> {
                 "RunFailed",
                 format!("run {} attempt {} failed: {message}", record.id, record.attempt),
             );
-            return;
+            return false;
         }
         let attempt = record.attempt + 1;
         let max_retries = limits.max_retries;
@@ -772,6 +804,7 @@ impl<M: Clone> Machine<M> {
             metrics: None,
             ..record.clone()
         });
+        true
     }
 }
 

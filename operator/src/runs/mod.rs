@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::common::{RunRecord, RunState};
 use kglue_crds::connection::S3CredentialsSecretRef;
-use kglue_crds::protocol::attempt::LABEL_OWNER_UID;
+use kglue_crds::protocol::attempt::{LABEL_OWNER_UID, SettleMode};
 use kglue_crds::protocol::requests::Requests;
 use kglue_crds::run_result::RunResult;
 use kglue_crds::{Connection, Table};
@@ -251,6 +251,10 @@ async fn act<K: Runnable>(
                 // Created by an earlier reconcile whose status write did not land: the same
                 // attempt, already started.
                 Err(error) if is_status(&error, 409) => {}
+                // A cleanup attempt follows a recorded run: its refusal changes nothing there.
+                Err(kube::Error::Api(status)) if launch.settle == Some(SettleMode::Cleanup) => {
+                    tracing::warn!(%namespace, job = %launch.job_name, error = %status.message, "a cleanup attempt could not be created");
+                }
                 Err(kube::Error::Api(status)) if (400..500).contains(&status.code) && status.code != 429 => {
                     if let Some(record) = runs
                         .iter_mut()

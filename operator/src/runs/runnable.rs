@@ -2,7 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kglue_crds::common::{RunRecord, Schedule, WorkerSize};
-use kglue_crds::job::BookmarkOption;
+use kglue_crds::job::{BookmarkOption, WriteMode};
 use kglue_crds::references::{NamedKind, References};
 use kglue_crds::run_result::{RunOwnerKind, RunResult};
 use kglue_crds::{Crawler, Job, Table};
@@ -75,6 +75,8 @@ impl Runnable for Job {
             history: usize::try_from(self.spec.run_history_limit).unwrap_or(10),
             retry_backoff: settings.retry_backoff,
             timeout_minutes: self.spec.timeout_minutes,
+            replaces_data: self.spec.sinks.iter().any(|s| s.write_mode != WriteMode::Append),
+            stages_outputs: !self.spec.sinks.is_empty(),
         }
     }
 
@@ -127,6 +129,8 @@ impl Runnable for Crawler {
             history: usize::try_from(self.spec.run_history_limit).unwrap_or(10),
             retry_backoff: settings.retry_backoff,
             timeout_minutes: self.worker().1,
+            replaces_data: false,
+            stages_outputs: false,
         }
     }
 

@@ -32,6 +32,8 @@ fn observed(now: i64, runs: Vec<RunRecord<JobRunMetrics>>, annotations: &[(&str,
             history: 10,
             retry_backoff: Duration::from_secs(10),
             timeout_minutes: 5,
+            replaces_data: false,
+            stages_outputs: true,
         },
         bookmarks: None,
     }
@@ -662,5 +664,79 @@ fn finished_kubernetes_jobs_are_retired_only_once_their_run_is_recorded() {
         decision.retire,
         vec!["clean-jr-gone-0".to_string()],
         "only what no run follows"
+    );
+}
+
+#[test]
+fn an_attempt_that_ended_undecided_with_no_retry_gets_a_cleanup_attempt() {
+    let killed = AttemptJob::Failed {
+        reason: "BackoffLimitExceeded".into(),
+        detail: "exit code 137".into(),
+    };
+    // Killed, a retry follows: the retry removes what it staged, no cleanup attempt.
+    let (run, job) = started(0);
+    let mut retried = observed(5, vec![run.clone()], &[]);
+    retried.limits.max_retries = 1;
+    retried.jobs.insert(job.clone(), killed.clone());
+    let decision = decide(retried);
+    assert!(decision.launch.is_empty(), "{:?}", decision.launch);
+
+    // Killed, no retry: a cleanup attempt of the same run and attempt.
+    let mut last = observed(5, vec![run.clone()], &[]);
+    last.jobs.insert(job.clone(), killed);
+    let decision = decide(last);
+    assert_eq!(decision.runs[0].state, RunState::Failed);
+    assert_eq!(decision.launch.len(), 1);
+    let cleanup = &decision.launch[0];
+    assert_eq!(cleanup.job_name, format!("{job}-c"));
+    assert_eq!((cleanup.attempt, cleanup.settle), (0, Some(SettleMode::Cleanup)));
+
+    // Stopped, and timed out: the same.
+    let mut stopping = run.clone();
+    stopping.state = RunState::Stopping;
+    let mut stopped = observed(6, vec![stopping], &[]);
+    stopped.jobs.insert(job.clone(), AttemptJob::Suspended);
+    let decision = decide(stopped);
+    assert_eq!(decision.runs[0].state, RunState::Stopped);
+    assert_eq!(decision.launch[0].settle, Some(SettleMode::Cleanup));
+    let mut late = observed(300, vec![run.clone()], &[]);
+    late.jobs.insert(
+        job.clone(),
+        AttemptJob::Failed {
+            reason: "DeadlineExceeded".into(),
+            detail: String::new(),
+        },
+    );
+    let decision = decide(late);
+    assert_eq!(decision.runs[0].state, RunState::Timeout);
+    assert_eq!(decision.launch[0].settle, Some(SettleMode::Cleanup));
+
+    // A run that stages nothing (a crawl) needs none.
+    let mut crawl = observed(5, vec![run], &[]);
+    crawl.limits.stages_outputs = false;
+    crawl.jobs.insert(job, AttemptJob::Suspended);
+    crawl.runs[0].state = RunState::Stopping;
+    assert!(decide(crawl).launch.is_empty());
+}
+
+#[test]
+fn runs_that_overwrite_their_sinks_run_one_at_a_time() {
+    let mut seen = observed(0, vec![], &[("run.kglue.dev/r1", ""), ("run.kglue.dev/r2", "")]);
+    seen.limits.replaces_data = true;
+    let decision = decide(seen);
+    assert_eq!(decision.launch.len(), 1, "maxConcurrentRuns 2, but one at a time");
+    let waiting = decision
+        .runs
+        .iter()
+        .find(|r| r.state == RunState::Waiting)
+        .expect("one waits");
+    assert!(
+        waiting
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("overwrite their sinks' data"),
+        "{:?}",
+        waiting.message
     );
 }
