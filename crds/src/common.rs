@@ -427,6 +427,24 @@ pub struct Schedule {
     pub time_zone: Option<String>,
 }
 
+/// The most characters a run record's `message` keeps: a run's error can be long (an engine plan,
+/// an API server's answer), and the history keeps up to 100 records in one object.
+pub const MAX_RUN_MESSAGE_CHARS: usize = 2048;
+
+/// `message` cut to [`MAX_RUN_MESSAGE_CHARS`]: its start and its end (where errors name what
+/// and where, and what the server said), joined by a note of how much was cut.
+pub fn cap_run_message(message: &str) -> String {
+    let total = message.chars().count();
+    if total <= MAX_RUN_MESSAGE_CHARS {
+        return message.to_string();
+    }
+    let (head, tail) = (MAX_RUN_MESSAGE_CHARS * 2 / 3, MAX_RUN_MESSAGE_CHARS / 4);
+    let cut = total - head - tail;
+    let start: String = message.chars().take(head).collect();
+    let end: String = message.chars().skip(total - tail).collect();
+    format!("{start} …[{cut} characters cut]… {end}")
+}
+
 /// The schema of a list of arbitrary JSON objects the API server keeps as they are.
 pub fn preserve_unknown_objects(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
@@ -464,6 +482,16 @@ mod tests {
                 RunState::Error
             ]
         );
+    }
+
+    #[test]
+    fn long_run_messages_keep_their_start_and_end_within_the_cap() {
+        assert_eq!(cap_run_message("short"), "short");
+        let long = format!("source orders: {}the server said: conflict", "é".repeat(50_000));
+        let capped = cap_run_message(&long);
+        assert!(capped.chars().count() <= MAX_RUN_MESSAGE_CHARS);
+        assert!(capped.starts_with("source orders: ") && capped.ends_with("the server said: conflict"));
+        assert!(capped.contains("characters cut]"), "{capped}");
     }
 
     #[test]

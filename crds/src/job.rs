@@ -236,6 +236,10 @@ pub struct SourceMetrics {
     pub bytes: i64,
     /// Objects read.
     pub objects: i64,
+    /// New objects left for the next run: so many landed inside the bookmark's safety band that
+    /// their keys would not fit the bookmark; once older than the band they are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_deferred: Option<i64>,
 }
 
 /// What a run wrote to one sink.

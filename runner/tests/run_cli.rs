@@ -683,3 +683,16 @@ fn compression_of_a_text_source_is_read_from_its_bytes() {
     let result = ws.run_ok(&job, &[]);
     assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], 3, "{result}");
 }
+
+#[test]
+fn objects_in_sub_folders_that_are_not_partitions_are_read() {
+    let ws = Workspace::new();
+    // Dated folders, not `key=value`: the engine's default skipped these files without a word.
+    ws.write("raw/2024/05/01/a.csv", "id,amount\n1,2.5\n2,3.5\n");
+    ws.write("raw/2024/05/02/b.csv", "id,amount\n3,4.5\n");
+    ws.write("raw/c.csv", "id,amount\n4,5.5\n");
+    let job = job_reading(&ws, "format: Csv");
+    let result = ws.run_ok(&job, &[]);
+    assert_eq!(result["metrics"]["sources"]["orders"]["objects"], 3, "{result}");
+    assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], 4, "{result}");
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kglue_crds::common::{RunRecord, RunState};
+use kglue_crds::common::{RunRecord, RunState, cap_run_message};
 use kglue_crds::job::{BookmarkHistoryEntry, JobBookmark};
 use kglue_crds::run_result::AttemptOutcome;
 
@@ -733,6 +733,11 @@ impl<M: Clone> Machine<M> {
     }
 
     fn into_decision(mut self) -> Decision<M> {
+        for record in &mut self.observed.runs {
+            if let Some(message) = record.message.as_mut() {
+                *message = cap_run_message(message);
+            }
+        }
         self.decision.runs = self.observed.runs;
         if self.bookmark_state != self.observed.bookmarks {
             self.decision.bookmarks = self.bookmark_state;

@@ -20,7 +20,7 @@ use k8s_openapi::api::batch::v1::Job as BatchJob;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kglue_crds::common::{RunRecord, RunState};
+use kglue_crds::common::{RunRecord, RunState, cap_run_message};
 use kglue_crds::connection::S3CredentialsSecretRef;
 use kglue_crds::protocol::attempt::{LABEL_OWNER_UID, SettleMode};
 use kglue_crds::protocol::requests::Requests;
@@ -262,10 +262,10 @@ async fn act<K: Runnable>(
                     {
                         record.state = RunState::Error;
                         record.completed_at = Some(Time(Timestamp::now()));
-                        record.message = Some(format!(
+                        record.message = Some(cap_run_message(&format!(
                             "the Kubernetes Job {} could not be created: {}",
                             launch.job_name, status.message
-                        ));
+                        )));
                     }
                 }
                 Err(error) => return Err(error.into()),

@@ -44,23 +44,63 @@ pub fn is_new(object: &Seen<'_>, bookmark: Option<&SourceBookmark>, band_seconds
     object.modified_micros >= band_start && !bookmark.recent_keys.iter().any(|k| k == object.key)
 }
 
-/// The bookmark after a run that listed `objects` at `listed_at` and processed every one of them
-/// that [`is_new`] selected (the others were processed before). Only keys inside the band are
-/// kept, so the bookmark stays small whatever the source's size.
-pub fn advance<'a>(
-    objects: impl IntoIterator<Item = Seen<'a>>,
+/// The most bytes of keys one Job bookmark keeps, its sources together. Status holds the current
+/// bookmark and ten replaced ones, and a RunResult two, so this bounds their share of the object
+/// (etcd refuses objects over 1.5 MiB): 11 × 8 KiB.
+pub const MAX_RECENT_KEY_BYTES: usize = 8 * 1024;
+
+/// Which objects of a source a run reads, and the source's bookmark after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pick {
+    /// Indices of the objects to read.
+    pub selected: Vec<usize>,
+    /// The bookmark after the run, had it processed the selected objects.
+    pub next: SourceBookmark,
+    /// New objects left for a later run (see [`pick`]).
+    pub deferred: usize,
+}
+
+/// Picks what a run reads from `objects` (listed at `listed_at`): every object [`is_new`]
+/// selects. The next bookmark keeps the keys of objects inside the safety band; when those keys
+/// would pass `key_budget` bytes (many objects landing within the band), the new objects inside
+/// the band are deferred instead: this run reads the new objects modified before the band, and
+/// the next run, once they are older than the band, reads the deferred ones, which need no keys
+/// then. Either way each object is read once. `key_budget` is `None` for a run whose bookmark does
+/// not move (option Pause or Disable): it reads every new object.
+pub fn pick(
+    objects: &[Seen<'_>],
+    bookmark: Option<&SourceBookmark>,
     listed_at: Timestamp,
     band_seconds: i64,
-) -> SourceBookmark {
+    key_budget: Option<usize>,
+) -> Pick {
     let band_start = listed_at.as_microsecond() - band_seconds * 1_000_000;
-    let recent: BTreeSet<String> = objects
-        .into_iter()
-        .filter(|o| o.modified_micros >= band_start)
-        .map(|o| o.key.to_string())
-        .collect();
-    SourceBookmark {
-        watermark: Some(MicroTime(listed_at)),
-        recent_keys: recent.into_iter().collect(),
+    let new: Vec<bool> = objects.iter().map(|o| is_new(o, bookmark, band_seconds)).collect();
+    let in_band = |o: &Seen<'_>| o.modified_micros >= band_start;
+    let all_keys: usize = objects.iter().filter(|o| in_band(o)).map(|o| o.key.len()).sum();
+    let defer = key_budget.is_some_and(|budget| all_keys > budget);
+    let mut selected = Vec::new();
+    let mut deferred = 0;
+    let mut recent = BTreeSet::new();
+    for (index, object) in objects.iter().enumerate() {
+        let read = new[index] && !(defer && in_band(object));
+        if read {
+            selected.push(index);
+        } else if new[index] {
+            deferred += 1;
+        }
+        // Inside the band, the keys of what is processed: read now, or read before.
+        if in_band(object) && (read || !new[index]) {
+            recent.insert(object.key.to_string());
+        }
+    }
+    Pick {
+        selected,
+        next: SourceBookmark {
+            watermark: Some(MicroTime(listed_at)),
+            recent_keys: recent.into_iter().collect(),
+        },
+        deferred,
     }
 }
 
@@ -228,9 +268,76 @@ mod tests {
         }
     }
 
+    /// The bookmark after a first run that read all of `objects`.
+    fn advance<'a>(objects: impl IntoIterator<Item = Seen<'a>>, listed_at: Timestamp, band: i64) -> SourceBookmark {
+        let objects: Vec<Seen<'a>> = objects.into_iter().collect();
+        let picked = pick(&objects, None, listed_at, band, Some(MAX_RECENT_KEY_BYTES));
+        assert_eq!(picked.selected.len(), objects.len());
+        picked.next
+    }
+
+    #[test]
+    fn many_objects_inside_the_band_are_deferred_then_read_once_with_a_bounded_bookmark() {
+        // 5,000 objects land within a second, inside the band of the run at 110; more land later.
+        let keys: Vec<String> = (0..5000)
+            .map(|i| format!("landing/orders/2024/05/01/part-{i:05}.json"))
+            .collect();
+        let mut objects: Vec<(&str, i64, i64)> = keys.iter().map(|k| (k.as_str(), 100, 100)).collect();
+        objects.push(("landing/orders/early.json", 20, 20));
+        objects.push(("landing/orders/later.json", 150, 150));
+        let band = 60;
+        let visible = |now: i64| -> Vec<Seen<'_>> {
+            objects
+                .iter()
+                .filter(|(_, _, v)| *v <= now)
+                .map(|(key, modified, _)| seen(key, *modified))
+                .collect()
+        };
+        let budget = Some(MAX_RECENT_KEY_BYTES);
+
+        // Run at 110: the 5,000 are inside its band and their keys would pass the budget, so they
+        // wait; the early object is read.
+        let first = pick(&visible(110), None, at(110), band, budget);
+        assert_eq!(first.selected.len(), 1);
+        assert_eq!(first.deferred, 5000);
+        assert!(first.next.recent_keys.is_empty());
+        // Run at 130: still inside the band; the budget still holds them back; nothing read twice.
+        let second = pick(&visible(130), Some(&first.next), at(130), band, budget);
+        assert_eq!((second.selected.len(), second.deferred), (0, 5000));
+        // Run at 170: they are older than the band: all read, with no keys to keep for them; the
+        // later object inside the band is read and kept.
+        let third = pick(&visible(170), Some(&second.next), at(170), band, budget);
+        assert_eq!((third.selected.len(), third.deferred), (5001, 0));
+        assert_eq!(third.next.recent_keys, ["landing/orders/later.json"]);
+        let bytes: usize = [&first.next, &second.next, &third.next]
+            .iter()
+            .map(|b| b.recent_keys.iter().map(String::len).sum::<usize>())
+            .max()
+            .unwrap_or_default();
+        assert!(bytes <= MAX_RECENT_KEY_BYTES);
+
+        // The same with the simulation's late arrivals: every object read exactly once.
+        let reads = simulate_within(&objects, &[110, 130, 170, 240], band, budget);
+        assert_eq!(reads.len(), objects.len());
+        assert!(reads.values().all(|n| *n == 1));
+
+        // A run whose bookmark does not move (Pause) reads them at once.
+        let paused = pick(&visible(110), None, at(110), band, None);
+        assert_eq!((paused.selected.len(), paused.deferred), (5001, 0));
+    }
+
     /// Simulates runs over a store where objects become visible some time after their
     /// last-modified instant; returns how often each object was read.
     fn simulate(objects: &[(&str, i64, i64)], run_times: &[i64], band: i64) -> BTreeMap<String, usize> {
+        simulate_within(objects, run_times, band, Some(MAX_RECENT_KEY_BYTES))
+    }
+
+    fn simulate_within(
+        objects: &[(&str, i64, i64)],
+        run_times: &[i64],
+        band: i64,
+        budget: Option<usize>,
+    ) -> BTreeMap<String, usize> {
         let mut reads: BTreeMap<String, usize> = BTreeMap::new();
         let mut bookmark: Option<SourceBookmark> = None;
         for &now in run_times {
@@ -239,10 +346,11 @@ mod tests {
                 .filter(|(_, _, visible_at)| *visible_at <= now)
                 .map(|(key, modified, _)| seen(key, *modified))
                 .collect();
-            for object in visible.iter().filter(|o| is_new(o, bookmark.as_ref(), band)) {
-                *reads.entry(object.key.to_string()).or_default() += 1;
+            let picked = pick(&visible, bookmark.as_ref(), at(now), band, budget);
+            for &index in &picked.selected {
+                *reads.entry(visible[index].key.to_string()).or_default() += 1;
             }
-            bookmark = Some(advance(visible, at(now), band));
+            bookmark = Some(picked.next);
         }
         reads
     }

@@ -31,7 +31,7 @@ use kglue_crds::job::{
 use kglue_crds::run_result::{CommitIntent, CommitSink};
 use serde::{Deserialize, Serialize};
 
-use super::bookmark::{DEFAULT_SAFETY_BAND_SECONDS, job_bookmark, source_bookmark};
+use super::bookmark::{self, DEFAULT_SAFETY_BAND_SECONDS, job_bookmark, source_bookmark};
 use super::inspect::{bad_json_line, panic_message};
 use super::settle::Decider;
 use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
@@ -393,10 +393,13 @@ async fn plan_inner(
         BookmarkOption::Enable | BookmarkOption::Pause => request.bookmark.as_ref(),
     };
 
+    // A run that moves the bookmark keeps its keys within budget, shared by the sources.
+    let key_budget = (spec.bookmark.option == BookmarkOption::Enable)
+        .then(|| bookmark::MAX_RECENT_KEY_BYTES / spec.sources.len().max(1));
     let mut sources = Vec::new();
     for (index, job_source) in spec.sources.iter().enumerate() {
         let mut input = source_input(job_source, catalog, resolver)?;
-        let selection = source::select(&input, source_bookmark(read_from, &job_source.name), band).await?;
+        let selection = source::select(&input, source_bookmark(read_from, &job_source.name), band, key_budget).await?;
         source::settle_compression(&mut input, &selection).await?;
         source::register(&ctx, index, &input, &selection).await?;
         sources.push(PreparedSource { input, selection });
@@ -421,7 +424,7 @@ fn session(resources: &Resources) -> Result<SessionContext, RunError> {
         )
         .build_arc()
         .map_err(|e| RunError::Engine(e.to_string()))?;
-    let config = SessionConfig::new().with_target_partitions(resources.target_partitions);
+    let config = source::reading_sources(SessionConfig::new().with_target_partitions(resources.target_partitions));
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
@@ -841,12 +844,14 @@ impl PlannedRun {
                     listed: vec![meta.clone()],
                     selected: vec![0],
                     listed_at: prepared.selection.listed_at,
+                    next: Default::default(),
+                    deferred: 0,
                 };
-                let ctx = SessionContext::new_with_config(
+                let ctx = SessionContext::new_with_config(source::reading_sources(
                     SessionConfig::new()
                         .with_target_partitions(1)
                         .with_repartition_file_scans(false),
-                );
+                ));
                 let mut input = prepared.input.clone();
                 input.name = format!("probe_{index}");
                 if source::register(&ctx, index, &input, &single).await.is_err() {
@@ -910,6 +915,8 @@ impl PlannedRun {
                         rows: rows_by_store.get(&source::store_url(index)).copied().unwrap_or(0) as i64,
                         bytes: prepared.selection.selected_bytes() as i64,
                         objects: prepared.selection.selected.len() as i64,
+                        objects_deferred: (prepared.selection.deferred > 0)
+                            .then_some(prepared.selection.deferred as i64),
                     },
                 )
             })
@@ -929,11 +936,6 @@ impl PlannedRun {
             })
             .collect();
         let spec = &self.request.spec;
-        let band = i64::from(
-            spec.bookmark
-                .safety_band_seconds
-                .unwrap_or(DEFAULT_SAFETY_BAND_SECONDS as i32),
-        );
         let started_from = match spec.bookmark.option {
             BookmarkOption::Disable => None,
             _ => self.request.bookmark.clone(),
@@ -942,7 +944,7 @@ impl PlannedRun {
             job_bookmark(
                 self.sources
                     .iter()
-                    .map(|p| (p.input.name.clone(), p.selection.next_bookmark(band)))
+                    .map(|p| (p.input.name.clone(), p.selection.next_bookmark()))
                     .collect(),
             )
         });

@@ -24,7 +24,7 @@ use datafusion::datasource::file_format::file_compression_type::FileCompressionT
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::jiff::Timestamp;
@@ -161,6 +161,10 @@ pub struct Selection {
     pub selected: Vec<usize>,
     /// When the listing started: the next bookmark's watermark.
     pub listed_at: Timestamp,
+    /// The source's bookmark after this run, had it processed everything selected.
+    pub next: SourceBookmark,
+    /// New objects left for a later run, to keep the bookmark bounded (`bookmark::pick`).
+    pub deferred: usize,
 }
 
 impl Selection {
@@ -175,8 +179,8 @@ impl Selection {
     }
 
     /// The bookmark after this run, had it processed everything selected.
-    pub fn next_bookmark(&self, band_seconds: i64) -> SourceBookmark {
-        bookmark::advance(self.listed.iter().map(seen), self.listed_at, band_seconds)
+    pub fn next_bookmark(&self) -> SourceBookmark {
+        self.next.clone()
     }
 }
 
@@ -188,11 +192,13 @@ fn seen(meta: &ObjectMeta) -> Seen<'_> {
 }
 
 /// Lists a source and picks the objects to read: all of them without a bookmark, otherwise those
-/// the bookmark has not seen.
+/// the bookmark has not seen (`bookmark::pick`; `key_budget` is `Some` when the run moves the
+/// bookmark).
 pub async fn select(
     input: &SourceInput,
     bookmark: Option<&SourceBookmark>,
     band_seconds: i64,
+    key_budget: Option<usize>,
 ) -> Result<Selection, SourceError> {
     let listed_at = Timestamp::now();
     let no_exclusions = Exclusions::new(&[]).map_err(|error| SourceError::Listing {
@@ -217,17 +223,24 @@ pub async fn select(
         });
     }
     let listed: Vec<ObjectMeta> = listing.objects.into_iter().map(|l| l.meta).collect();
-    let selected = listed
-        .iter()
-        .enumerate()
-        .filter(|(_, meta)| bookmark::is_new(&seen(meta), bookmark, band_seconds))
-        .map(|(i, _)| i)
-        .collect();
+    let seen_objects: Vec<Seen<'_>> = listed.iter().map(seen).collect();
+    let picked = bookmark::pick(&seen_objects, bookmark, listed_at, band_seconds, key_budget);
     Ok(Selection {
         listed,
-        selected,
+        selected: picked.selected,
         listed_at,
+        next: picked.next,
+        deferred: picked.deferred,
     })
+}
+
+/// The engine's settings every session that reads sources needs. A source reads the objects it
+/// selected wherever they sit below its location: the engine's default (like Hive) skips files in
+/// sub-folders that are not `key=value` partition folders (`2024/05/01/part.csv`), which read as
+/// no rows at all while the bookmark moved past them.
+pub fn reading_sources(mut config: SessionConfig) -> SessionConfig {
+    config.options_mut().execution.listing_table_ignore_subdirectory = false;
+    config
 }
 
 /// Settles the compression of a text source whose spec does not declare one, from the bytes of
@@ -712,6 +725,8 @@ mod tests {
             listed: keys.iter().map(|k| meta(k, 1)).collect(),
             selected: vec![],
             listed_at: Timestamp::now(),
+            next: SourceBookmark::default(),
+            deferred: 0,
         };
         let fields = detect_hive_partitions(
             &input,

@@ -740,3 +740,23 @@ fn runs_that_overwrite_their_sinks_run_one_at_a_time() {
         waiting.message
     );
 }
+
+#[test]
+fn a_long_error_is_capped_in_the_run_record() {
+    let (run, job) = started(0);
+    let mut failed = observed(5, vec![run], &[]);
+    failed.jobs.insert(
+        job.clone(),
+        AttemptJob::Failed {
+            reason: String::new(),
+            detail: String::new(),
+        },
+    );
+    let mut report = succeeded(None);
+    report.outcome = AttemptOutcome::Failed;
+    report.error = Some(format!("sql: {}", "x".repeat(100_000)));
+    failed.reports.insert(job, report);
+    let decision = decide(failed);
+    let message = decision.runs[0].message.clone().unwrap_or_default();
+    assert!(message.starts_with("sql: ") && message.chars().count() <= kglue_crds::common::MAX_RUN_MESSAGE_CHARS);
+}
