@@ -18,7 +18,9 @@
 //! - two runs of an Overwrite Job with `maxConcurrentRuns: 2` run one at a time, and the location
 //!   holds one run's rows;
 //! - 30,000 objects landing inside the safety band: the Job's status stays small, each object is
-//!   read once.
+//!   read once;
+//! - a Job whose sink shares a location with an older Job's replacing sink is Stalled, its runs
+//!   refused, until the older Job goes.
 
 mod common;
 
@@ -107,6 +109,11 @@ fn main() -> ExitCode {
             &env,
             "thirty_thousand_objects_inside_the_band_keep_the_status_small_and_are_read_once",
             many_objects_in_the_band,
+        ),
+        trial(
+            &env,
+            "a_job_sharing_a_replaced_location_is_stalled_until_the_other_goes",
+            shared_location_refused,
         ),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
@@ -933,5 +940,64 @@ fn many_objects_in_the_band(env: &Env) -> Result<(), Failed> {
     if size >= 256 * 1024 {
         return Err(format!("the Job's status is {size} bytes").into());
     }
+    Ok(())
+}
+
+/// The condition `type_` of Job `name`, as (status, reason, message).
+fn condition(env: &Env, name: &str, type_: &str) -> Result<Option<(String, String, String)>, Failed> {
+    let status = env.status("jobs", name)?;
+    Ok(status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            let text = |key: &str| c[key].as_str().unwrap_or_default().to_string();
+            (text("status"), text("reason"), text("message"))
+        }))
+}
+
+/// An Overwrite Job owns `s3://curated/shared/`; a newer Job appending below it is Stalled naming
+/// the older one, and its run is refused; once the older Job is deleted, the newer one is Ready
+/// and runs.
+fn shared_location_refused(env: &Env) -> Result<(), Failed> {
+    env.land("landing", "shared/a.csv", &rows_csv(1, 2))?;
+    let mut keeper = job_with("keeper", 10, "Overwrite", "SELECT id, amount FROM src");
+    keeper["spec"]["sources"][0]["storage"]["location"] = json!("s3://landing/shared/");
+    keeper["spec"]["sinks"][0]["storage"]["location"] = json!("s3://curated/shared/");
+    keeper["spec"]["sinks"][0].as_object_mut().map(|s| s.remove("table"));
+    env.apply_ready(&keeper)?;
+    // Creation times have whole seconds (a tie goes by name): the intruder comes a second later.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut intruder = keeper.clone();
+    intruder["metadata"]["name"] = json!("intruder");
+    intruder["spec"]["sinks"][0]["storage"]["location"] = json!("s3://curated/shared/eu/");
+    intruder["spec"]["sinks"][0]["writeMode"] = json!("Append");
+    env.apply_object(&intruder)?;
+    let (_, reason, message) = env.wait_for("the newer Job to be Stalled", SETTLE, || {
+        Ok(condition(env, "intruder", "Stalled")?.filter(|(status, _, _)| status == "True"))
+    })?;
+    if reason != "SinkLocationShared"
+        || !message.contains("Job \"keeper\"")
+        || !message.contains("s3://curated/shared/")
+    {
+        return Err(format!("the Stalled condition names the other Job and location: {reason}: {message}").into());
+    }
+    if condition(env, "keeper", "Ready")?.map(|c| c.0) != Some("True".into()) {
+        return Err("the Job that was there first stays Ready".into());
+    }
+    let request = env.start("intruder")?;
+    let refused = env.wait_final("intruder", &request)?;
+    expect_state(&refused, "Error")?;
+
+    let api = env.api("jobs");
+    env.block(api.delete("keeper", &DeleteParams::default()))
+        .map_err(|e| format!("deleting keeper: {e}"))?;
+    env.wait_for("the newer Job to be Ready once the other is gone", SETTLE, || {
+        Ok(condition(env, "intruder", "Ready")?.filter(|(status, _, _)| status == "True"))
+    })?;
+    let request = env.start("intruder")?;
+    let run = env.wait_final("intruder", &request)?;
+    expect_state(&run, "Succeeded")?;
     Ok(())
 }

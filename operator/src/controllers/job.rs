@@ -1,29 +1,155 @@
 //! Job: runs (see `crate::runs`), and spec checks: every source Table exists and a sink without
 //! `storage` names an existing Table (`TableNotFound`); every Connection exists
-//! (`ConnectionNotFound`). The SQL check (`InvalidScript`) is not done yet: it needs the runner's
-//! planner.
+//! (`ConnectionNotFound`); no other Job writes a location this Job replaces, or replaces one it
+//! writes (`SinkLocationShared`). The SQL check (`InvalidScript`) is not done yet: it needs the
+//! runner's planner.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kglue_crds::job::WriteMode;
 use kglue_crds::references::{NamedKind, References};
 use kglue_crds::{Job, Table};
+use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
+use kube::{Client, ResourceExt};
 
-use super::pipeline::{Problem, Reconcile, controller_with_attempts};
-use super::refs::{Found, Rechecks};
-use crate::context::{Act, Context};
+use super::pipeline::{Problem, Reason, Reconcile, controller_with_attempts};
+use super::refs::{Found, ReadRefs, Rechecks, find};
+use crate::context::{Act, Context, Error};
+
+/// A sink as the shared-location check sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinkWriter {
+    /// The Job that writes it.
+    pub job: String,
+    /// When that Job was created: of two Jobs that may not share a location, the newer one is
+    /// Stalled, so the one that was there first keeps running.
+    pub created: Option<Time>,
+    /// `spec.sinks[i]`.
+    pub field: String,
+    /// The location, ending in `/`.
+    pub location: String,
+    /// Its write mode.
+    pub write_mode: WriteMode,
+}
+
+/// What a Job's checks read: the names it refers to, and every sink of the namespace's Jobs.
+#[derive(Clone, Debug, Default)]
+pub struct JobRefs {
+    /// What the Job names that exists.
+    pub found: Found,
+    /// The sinks of every Job in the namespace, this one's included.
+    pub writers: Vec<SinkWriter>,
+}
+
+/// The sinks of `job`, with their locations (a sink of a Table: the Table's location).
+pub fn sink_writers(job: &Job, tables: &[Table]) -> Vec<SinkWriter> {
+    job.spec
+        .sinks
+        .iter()
+        .enumerate()
+        .filter_map(|(index, sink)| {
+            let storage = sink.storage_in(|r| {
+                tables
+                    .iter()
+                    .find(|t| t.spec.database_name == r.database && t.spec.table_name == r.table)
+                    .map(|t| &t.spec.storage)
+            })?;
+            Some(SinkWriter {
+                job: job.name_any(),
+                created: job.metadata.creation_timestamp.clone(),
+                field: format!("spec.sinks[{index}]"),
+                location: format!("{}/", storage.location.trim_end_matches('/')),
+                write_mode: sink.write_mode,
+            })
+        })
+        .collect()
+}
+
+impl ReadRefs<Job> for JobRefs {
+    async fn read(job: &Job, client: &Client, namespace: &str) -> Result<JobRefs, Error> {
+        let found = find(client, namespace, job).await?;
+        let jobs: Vec<Job> = Api::<DeserializeGuard<Job>>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|guard| guard.0.ok())
+            .collect();
+        let table_sinks = jobs.iter().flat_map(|j| &j.spec.sinks).any(|s| s.storage.is_none());
+        let tables: Vec<Table> = if table_sinks {
+            Api::<DeserializeGuard<Table>>::namespaced(client.clone(), namespace)
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter_map(|guard| guard.0.ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let writers = jobs.iter().flat_map(|j| sink_writers(j, &tables)).collect();
+        Ok(JobRefs { found, writers })
+    }
+}
+
+/// Whether two locations overlap: one is the other, or holds it.
+fn overlap(a: &str, b: &str) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// The problems of `job`'s sinks sharing a location with a sink of an older Job (or another sink
+/// of its own) where either replaces data: a replacing commit deletes what the other wrote.
+/// Appending writers may share a location.
+pub fn shared_locations(job: &Job, writers: &[SinkWriter]) -> Vec<Problem> {
+    let name = job.name_any();
+    let key = |w: &SinkWriter| (w.created.clone(), w.job.clone());
+    let mine: Vec<&SinkWriter> = writers.iter().filter(|w| w.job == name).collect();
+    let mut problems = Vec::new();
+    for own in &mine {
+        let other = writers.iter().find(|other| {
+            let first = if other.job == name {
+                // Two sinks of this Job: the later one in the list is the one reported.
+                other.field < own.field
+            } else {
+                key(other) < key(own)
+            };
+            first
+                && overlap(&own.location, &other.location)
+                && (own.write_mode != WriteMode::Append || other.write_mode != WriteMode::Append)
+        });
+        if let Some(other) = other {
+            let whose = if other.job == name {
+                format!("this Job's {}", other.field)
+            } else {
+                format!("Job {:?} ({})", other.job, other.field)
+            };
+            problems.push(Problem::new(
+                Reason::SinkLocationShared,
+                format!(
+                    "{} writes {} ({:?}), which overlaps {} at {} ({:?}): a replacing write deletes what the other wrote; give each a location of its own, or make both Append",
+                    own.field, own.location, own.write_mode, whose, other.location, other.write_mode
+                ),
+            ));
+        }
+    }
+    problems
+}
 
 impl Reconcile for Job {
-    type Refs = Found;
+    type Refs = JobRefs;
     const ACT: Option<Act> = Some(crate::runs::reconcile::<Job>);
 
-    fn validate(&self, found: &Found) -> Vec<Problem> {
-        let mut problems = found.missing_tables(self);
-        problems.extend(found.missing(self, NamedKind::Connection));
+    fn validate(&self, refs: &JobRefs) -> Vec<Problem> {
+        let mut problems = refs.found.missing_tables(self);
+        problems.extend(refs.found.missing(self, NamedKind::Connection));
+        problems.extend(shared_locations(self, &refs.writers));
         problems
     }
 
     /// The Job controller; its attempts' Kubernetes Jobs, and Table and Connection changes,
-    /// re-check the Jobs they belong to or that use them.
+    /// re-check the Jobs they belong to or that use them; a Job's change re-checks the Jobs whose
+    /// sinks may share its locations.
     fn controller(ctx: &Context) -> Controller<DeserializeGuard<Self>> {
         controller_with_attempts::<Job>(ctx)
             .recheck::<Table>(ctx, |job, _, table| {
@@ -32,6 +158,11 @@ impl Reconcile for Job {
                         .iter()
                         .any(|(r, _)| r.database == t.spec.database_name && r.table == t.spec.table_name)
                 })
+            })
+            .recheck::<Job>(ctx, |job, changed, other| {
+                // A deleted Job may have held back any other: all are checked again.
+                job.name_any() != changed
+                    && other.is_none_or(|o| !o.spec.sinks.is_empty() && !job.spec.sinks.is_empty())
             })
             .recheck_references(ctx)
     }
@@ -64,7 +195,14 @@ spec:
         serde_saphyr::from_str(JOB).expect("a Job")
     }
 
-    fn refs(tables: &[(&str, &str)], connections: &[&str]) -> Found {
+    fn refs(tables: &[(&str, &str)], connections: &[&str]) -> JobRefs {
+        JobRefs {
+            found: found(tables, connections),
+            writers: Vec::new(),
+        }
+    }
+
+    fn found(tables: &[(&str, &str)], connections: &[&str]) -> Found {
         Found {
             tables: tables.iter().map(|(d, t)| (d.to_string(), t.to_string())).collect(),
             named: [(
@@ -90,5 +228,78 @@ spec:
         assert!(problems[0].message.starts_with("spec.sinks[0].table names curated.out"));
         assert_eq!(problems[1].reason, Reason::ConnectionNotFound);
         assert!(problems[1].message.contains("spec.sinks[1].storage.connection"));
+    }
+
+    fn writer_job(name: &str, created: i64, sinks: &[(&str, &str)]) -> Job {
+        let sinks: Vec<String> = sinks
+            .iter()
+            .enumerate()
+            .map(|(i, (location, mode))| {
+                format!(
+                    "    - {{name: s{i}, storage: {{location: \"{location}\", format: Parquet}}, writeMode: {mode}}}\n"
+                )
+            })
+            .collect();
+        let yaml = format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  sources: []\n  sql: \"SELECT 1\"\n  sinks:\n{}",
+            sinks.concat()
+        );
+        let mut job: Job = serde_saphyr::from_str(&yaml).expect("a Job");
+        job.metadata.creation_timestamp = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + created).expect("valid"),
+        ));
+        job
+    }
+
+    fn check(jobs: &[&Job], which: &Job) -> Vec<Problem> {
+        let writers: Vec<SinkWriter> = jobs.iter().flat_map(|j| sink_writers(j, &[])).collect();
+        shared_locations(which, &writers)
+    }
+
+    #[test]
+    fn a_newer_job_that_would_replace_or_be_replaced_at_a_shared_location_is_stalled() {
+        let older = writer_job("older", 0, &[("s3://b/curated/orders", "Overwrite")]);
+        let newer = writer_job("newer", 10, &[("s3://b/curated/orders/eu/", "Append")]);
+        let jobs = [&older, &newer];
+        assert_eq!(
+            check(&jobs, &older),
+            vec![],
+            "the Job that was there first keeps running"
+        );
+        let problems = check(&jobs, &newer);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].reason, Reason::SinkLocationShared);
+        assert!(
+            problems[0].message.starts_with("spec.sinks[0] writes s3://b/curated/orders/eu/ (Append), which overlaps Job \"older\" (spec.sinks[0]) at s3://b/curated/orders/ (Overwrite)"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn appending_jobs_share_locations_and_prefixes_that_only_look_alike_do_not_overlap() {
+        let one = writer_job("one", 0, &[("s3://b/events/", "Append")]);
+        let two = writer_job("two", 1, &[("s3://b/events/", "Append")]);
+        let three = writer_job("three", 2, &[("s3://b/events-archive/", "Overwrite")]);
+        let jobs = [&one, &two, &three];
+        for job in jobs {
+            assert_eq!(check(&jobs, job), vec![], "{}", job.name_any());
+        }
+    }
+
+    #[test]
+    fn two_sinks_of_one_job_that_replace_each_other_are_a_problem() {
+        let job = writer_job(
+            "both",
+            0,
+            &[("s3://b/out/", "Overwrite"), ("s3://b/out/summary/", "Append")],
+        );
+        let problems = check(&[&job], &job);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].message.contains("this Job's spec.sinks[0]"),
+            "{}",
+            problems[0].message
+        );
     }
 }

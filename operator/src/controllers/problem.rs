@@ -34,6 +34,8 @@ pub enum Reason {
     CycleDetected,
     /// The object cannot be read as its kind (accepted by an older or newer schema).
     InvalidSpec,
+    /// A Job's sink shares its location with another sink where either replaces data.
+    SinkLocationShared,
 }
 
 impl Reason {
@@ -55,6 +57,7 @@ impl Reason {
             Reason::InvalidPattern => "InvalidPattern",
             Reason::CycleDetected => "CycleDetected",
             Reason::InvalidSpec => "InvalidSpec",
+            Reason::SinkLocationShared => "SinkLocationShared",
         }
     }
 }
