@@ -3,11 +3,13 @@
 //! The lowest layer of the operator: it depends on no other module but the metrics and settings.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 
 use crate::metrics::Metrics;
@@ -78,6 +80,9 @@ pub struct Context {
     pub namespace: Option<String>,
     /// How runs are launched; `None` turns runs off (start requests stay pending).
     pub runner: Option<RunnerSettings>,
+    /// The Job controller's cache of every Job, once it runs: checks that compare a Job with the
+    /// namespace's others read it instead of listing Jobs at every reconcile.
+    pub jobs: OnceLock<Store<DeserializeGuard<kglue_crds::Job>>>,
 }
 
 impl Context {
@@ -94,6 +99,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             namespace,
             runner: None,
+            jobs: OnceLock::new(),
         }
     }
 

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::Secret;
 use kglue_crds::Connection;
 use kglue_crds::connection::S3CredentialsSecretRef;
-use kube::Client;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
@@ -26,7 +25,8 @@ pub enum Refs {
 }
 
 impl ReadRefs<Connection> for Refs {
-    async fn read(connection: &Connection, client: &Client, namespace: &str) -> Result<Refs, Error> {
+    async fn read(connection: &Connection, ctx: &Context, namespace: &str) -> Result<Refs, Error> {
+        let client = &ctx.client;
         let Some(secret_ref) = secret_ref(connection) else {
             return Ok(Refs::NoSecret);
         };

@@ -2,7 +2,6 @@
 //! many Tables in the namespace belong to it, so `kubectl get kgdb` shows it.
 
 use kglue_crds::{Database, Table};
-use kube::Client;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use serde_json::{Map, Value, json};
@@ -18,7 +17,8 @@ pub struct Refs {
 }
 
 impl ReadRefs<Database> for Refs {
-    async fn read(_database: &Database, client: &Client, namespace: &str) -> Result<Refs, Error> {
+    async fn read(_database: &Database, ctx: &Context, namespace: &str) -> Result<Refs, Error> {
+        let client = &ctx.client;
         // One entry per Table object (its name makes it unique): the count is of tables.
         let tables = readable::<Table, _>(client, namespace, |t| {
             (t.spec.database_name, t.metadata.name.unwrap_or_default())

@@ -4,14 +4,17 @@
 //! writes (`SinkLocationShared`). The SQL check (`InvalidScript`) is not done yet: it needs the
 //! runner's planner.
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kglue_crds::common::CONDITION_STALLED;
 use kglue_crds::job::WriteMode;
 use kglue_crds::references::{NamedKind, References};
 use kglue_crds::{Job, Table};
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
-use kube::{Client, ResourceExt};
+use kube::{Resource, ResourceExt};
 
 use super::pipeline::{Problem, Reason, Reconcile, controller_with_attempts};
 use super::refs::{Found, ReadRefs, Rechecks, find};
@@ -44,6 +47,11 @@ pub struct JobRefs {
 
 /// The sinks of `job`, with their locations (a sink of a Table: the Table's location).
 pub fn sink_writers(job: &Job, tables: &[Table]) -> Vec<SinkWriter> {
+    sink_writers_where(job, tables, |_| true)
+}
+
+/// The sinks of `job` whose location `keep` accepts (checked before anything is allocated).
+fn sink_writers_where(job: &Job, tables: &[Table], keep: impl Fn(&str) -> bool) -> Vec<SinkWriter> {
     job.spec
         .sinks
         .iter()
@@ -55,6 +63,9 @@ pub fn sink_writers(job: &Job, tables: &[Table]) -> Vec<SinkWriter> {
                     .find(|t| t.spec.database_name == r.database && t.spec.table_name == r.table)
                     .map(|t| &t.spec.storage)
             })?;
+            if !keep(&storage.location) {
+                return None;
+            }
             Some(SinkWriter {
                 job: job.name_any(),
                 created: job.metadata.creation_timestamp.clone(),
@@ -67,16 +78,28 @@ pub fn sink_writers(job: &Job, tables: &[Table]) -> Vec<SinkWriter> {
 }
 
 impl ReadRefs<Job> for JobRefs {
-    async fn read(job: &Job, client: &Client, namespace: &str) -> Result<JobRefs, Error> {
+    async fn read(job: &Job, ctx: &Context, namespace: &str) -> Result<JobRefs, Error> {
+        let client = &ctx.client;
         let found = find(client, namespace, job).await?;
-        let jobs: Vec<Job> = Api::<DeserializeGuard<Job>>::namespaced(client.clone(), namespace)
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter_map(|guard| guard.0.ok())
-            .collect();
-        let table_sinks = jobs.iter().flat_map(|j| &j.spec.sinks).any(|s| s.storage.is_none());
+        // The controller's cache, not a LIST per reconcile (a namespace may hold thousands of
+        // Jobs), and shared, not cloned. A Job it does not hold yet is checked again when its
+        // watch event arrives.
+        let cached: Vec<Arc<DeserializeGuard<Job>>> = match ctx.jobs.get() {
+            Some(store) => store
+                .state()
+                .into_iter()
+                .filter(|guard| guard.meta().namespace.as_deref() == Some(namespace))
+                .collect(),
+            None => Api::<DeserializeGuard<Job>>::namespaced(client.clone(), namespace)
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
+        };
+        let jobs = || cached.iter().filter_map(|guard| guard.0.as_ref().ok());
+        let table_sinks = jobs().flat_map(|j| &j.spec.sinks).any(|s| s.storage.is_none());
         let tables: Vec<Table> = if table_sinks {
             Api::<DeserializeGuard<Table>>::namespaced(client.clone(), namespace)
                 .list(&ListParams::default())
@@ -88,14 +111,28 @@ impl ReadRefs<Job> for JobRefs {
         } else {
             Vec::new()
         };
-        let writers = jobs.iter().flat_map(|j| sink_writers(j, &tables)).collect();
+        // This Job's sinks, and only those of others that overlap one of them.
+        let own = sink_writers(job, &tables);
+        let name = job.name_any();
+        let writers = jobs()
+            .filter(|j| j.name_any() != name)
+            .flat_map(|j| {
+                sink_writers_where(j, &tables, |location| {
+                    own.iter().any(|w| overlap(&w.location, location))
+                })
+            })
+            .chain(own.iter().cloned())
+            .collect();
         Ok(JobRefs { found, writers })
     }
 }
 
-/// Whether two locations overlap: one is the other, or holds it.
+/// Whether two locations overlap: one is the other, or holds it (`s3://b/x` holds `s3://b/x/y`,
+/// not `s3://b/xy`). Trailing slashes do not matter.
 fn overlap(a: &str, b: &str) -> bool {
-    a.starts_with(b) || b.starts_with(a)
+    let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    long.starts_with(short) && (long.len() == short.len() || long[short.len()..].starts_with('/'))
 }
 
 /// The problems of `job`'s sinks sharing a location with a sink of an older Job (or another sink
@@ -136,6 +173,30 @@ pub fn shared_locations(job: &Job, writers: &[SinkWriter]) -> Vec<Problem> {
     problems
 }
 
+/// Whether `job` is Stalled because a sink shares its location.
+fn held_back(job: &Job) -> bool {
+    job.status.as_ref().is_some_and(|s| {
+        s.observed.conditions.iter().any(|c| {
+            c.type_ == CONDITION_STALLED && c.status == "True" && c.reason == Reason::SinkLocationShared.as_str()
+        })
+    })
+}
+
+/// Whether two Jobs' sinks with their own `storage` overlap where either replaces data (sinks
+/// of a Table are compared when each Job is reconciled, with the Tables read).
+fn may_conflict(a: &Job, b: &Job) -> bool {
+    // No allocation: this runs for every Job on every watch event of every other Job.
+    a.spec.sinks.iter().any(|x| {
+        b.spec.sinks.iter().any(|y| {
+            let replaces = x.write_mode != WriteMode::Append || y.write_mode != WriteMode::Append;
+            match (&x.storage, &y.storage) {
+                (Some(xs), Some(ys)) => replaces && overlap(&xs.location, &ys.location),
+                _ => false,
+            }
+        })
+    })
+}
+
 impl Reconcile for Job {
     type Refs = JobRefs;
     const ACT: Option<Act> = Some(crate::runs::reconcile::<Job>);
@@ -151,7 +212,9 @@ impl Reconcile for Job {
     /// re-check the Jobs they belong to or that use them; a Job's change re-checks the Jobs whose
     /// sinks may share its locations.
     fn controller(ctx: &Context) -> Controller<DeserializeGuard<Self>> {
-        controller_with_attempts::<Job>(ctx)
+        let controller = controller_with_attempts::<Job>(ctx);
+        let _ = ctx.jobs.set(controller.store());
+        controller
             .recheck::<Table>(ctx, |job, _, table| {
                 table.is_some_and(|t| {
                     job.table_refs()
@@ -160,9 +223,10 @@ impl Reconcile for Job {
                 })
             })
             .recheck::<Job>(ctx, |job, changed, other| {
-                // A deleted Job may have held back any other: all are checked again.
-                job.name_any() != changed
-                    && other.is_none_or(|o| !o.spec.sinks.is_empty() && !job.spec.sinks.is_empty())
+                // Cheap and in memory, since every status write of every Job comes through here:
+                // Jobs held back by a shared location (the change may free them), and Jobs whose
+                // sinks overlap the changed Job's (it may now hold them back).
+                job.name_any() != changed && (held_back(job) || other.is_some_and(|o| may_conflict(job, o)))
             })
             .recheck_references(ctx)
     }
@@ -301,5 +365,15 @@ spec:
             "{}",
             problems[0].message
         );
+    }
+
+    #[test]
+    fn only_held_back_or_overlapping_jobs_are_rechecked_when_a_job_changes() {
+        let older = writer_job("older", 0, &[("s3://b/curated/orders", "Overwrite")]);
+        let below = writer_job("below", 10, &[("s3://b/curated/orders/eu/", "Append")]);
+        let elsewhere = writer_job("elsewhere", 20, &[("s3://b/other/", "Overwrite")]);
+        assert!(may_conflict(&below, &older));
+        assert!(!may_conflict(&elsewhere, &older));
+        assert!(!held_back(&elsewhere));
     }
 }

@@ -268,7 +268,7 @@ async fn reconcile_once<K: Reconcile>(guard: &DeserializeGuard<K>, ctx: &Context
     let generation = guard.meta().generation;
     let (problems, existing, extra) = match &guard.0 {
         Ok(object) => {
-            let refs = <K::Refs as ReadRefs<K>>::read(object, &ctx.client, &namespace).await?;
+            let refs = <K::Refs as ReadRefs<K>>::read(object, ctx, &namespace).await?;
             let existing = object.observed().map(|o| o.conditions.clone()).unwrap_or_default();
             (object.validate(&refs), existing, object.status_extra(&refs))
         }

@@ -142,20 +142,20 @@ pub async fn find<K: References>(client: &Client, namespace: &str, object: &K) -
 /// the API.
 pub trait ReadRefs<K>: Sized + Send + Sync {
     /// Reads what `object` refers to in `namespace`.
-    fn read(object: &K, client: &Client, namespace: &str) -> impl Future<Output = Result<Self, Error>> + Send;
+    fn read(object: &K, ctx: &Context, namespace: &str) -> impl Future<Output = Result<Self, Error>> + Send;
 }
 
 /// A kind that refers to nothing reads nothing.
 impl<K: Sync> ReadRefs<K> for () {
-    async fn read(_object: &K, _client: &Client, _namespace: &str) -> Result<(), Error> {
+    async fn read(_object: &K, _ctx: &Context, _namespace: &str) -> Result<(), Error> {
         Ok(())
     }
 }
 
 /// The read step of every kind whose references are all by name or catalog name.
 impl<K: References + Sync> ReadRefs<K> for Found {
-    async fn read(object: &K, client: &Client, namespace: &str) -> Result<Found, Error> {
-        find(client, namespace, object).await
+    async fn read(object: &K, ctx: &Context, namespace: &str) -> Result<Found, Error> {
+        find(&ctx.client, namespace, object).await
     }
 }
 
