@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use futures::TryStreamExt;
 use kglue_e2e::S3Server;
 use kglue_runner::catalog::DirCatalog;
 use kglue_runner::etl::run::{Resources, RunOutcome, RunRequest, RunResult, plan_run};
-use kglue_runner::etl::settle::DirLedger;
+use kglue_runner::etl::settle::{DecideError, Decider, DirLedger, finish_commit};
 use kglue_runner::local::read_job;
 use kglue_runner::storage::{Credentials, SecretsDir, StoreResolver};
 use object_store::path::Path as Key;
@@ -38,16 +39,35 @@ impl Setup {
             .expect("put");
     }
 
-    async fn run(&self, job_file: &str, run_id: &str, bookmark: Option<kglue_crds::job::JobBookmark>) -> RunResult {
-        let job = read_job(&self.path(job_file)).expect("job manifest");
-        let mut catalog = DirCatalog::load(&self.path("catalog")).expect("catalog");
-        let resolver = StoreResolver::new(
+    fn resolver(&self, catalog: &DirCatalog) -> StoreResolver {
+        StoreResolver::new(
             catalog.connections().clone(),
             Credentials {
                 secrets: SecretsDir(self.path("secrets")),
                 environment: Vec::new(),
             },
-        );
+        )
+    }
+
+    async fn run(&self, job_file: &str, run_id: &str, bookmark: Option<kglue_crds::job::JobBookmark>) -> RunResult {
+        let mut ledger = DirLedger::new(&self.path("catalog"));
+        self.run_with(job_file, run_id, bookmark, &mut ledger).await
+    }
+
+    async fn run_deciding(&self, job_file: &str, run_id: &str, decider: &mut dyn Decider) -> RunResult {
+        self.run_with(job_file, run_id, None, decider).await
+    }
+
+    async fn run_with(
+        &self,
+        job_file: &str,
+        run_id: &str,
+        bookmark: Option<kglue_crds::job::JobBookmark>,
+        decider: &mut dyn Decider,
+    ) -> RunResult {
+        let job = read_job(&self.path(job_file)).expect("job manifest");
+        let mut catalog = DirCatalog::load(&self.path("catalog")).expect("catalog");
+        let resolver = self.resolver(&catalog);
         let request = RunRequest {
             job_name: "job".into(),
             spec: job.spec,
@@ -58,11 +78,7 @@ impl Setup {
             resources: Resources::for_worker(kglue_crds::common::WorkerSize::Small, self.path("spill")),
         };
         match plan_run(request, &catalog, &resolver).await {
-            Ok(planned) => {
-                planned
-                    .execute(&mut catalog, &mut DirLedger::new(&self.path("catalog")))
-                    .await
-            }
+            Ok(planned) => planned.execute(&mut catalog, decider).await,
             Err((_, error)) => panic!("the job does not plan: {error}"),
         }
     }
@@ -171,4 +187,100 @@ async fn a_bookmarked_job_on_s3_reads_each_object_once_and_its_table_reads_back(
     let export = setup.run("export.yaml", "x1", None).await;
     assert_eq!(export.outcome, RunOutcome::Succeeded, "{:?}", export.error);
     assert_eq!(exported(&setup), ["ap,1,3.0,1", "eu,2,4.0,2", "us,1,4.0,1"]);
+}
+
+/// A decider standing in for the API server's answer to the decision: it keeps the decision (as
+/// a recorded RunResult would) and answers as told.
+struct Answer {
+    recorded: Option<kglue_crds::run_result::CommitIntent>,
+    lost: bool,
+}
+
+#[async_trait::async_trait]
+impl Decider for Answer {
+    async fn decide(
+        &mut self,
+        _result: &RunResult,
+        intent: &kglue_crds::run_result::CommitIntent,
+    ) -> Result<(), DecideError> {
+        if self.lost {
+            // Recorded, and the answer lost on the way back.
+            self.recorded = Some(intent.clone());
+            return Err(DecideError {
+                message: "the connection was reset".into(),
+                maybe_recorded: true,
+            });
+        }
+        Err(DecideError::refused("admission webhook denied the request"))
+    }
+}
+
+#[tokio::test]
+async fn a_refused_decision_removes_the_staging_and_a_lost_answer_keeps_it_for_settling() {
+    let setup = setup().await;
+    setup
+        .put(
+            "landing",
+            "orders/dt=2024-01-01/a.csv",
+            "id,amount,region\n1,2.5,eu\n2,4,us\n",
+        )
+        .await;
+    let staged = || async {
+        let store = setup.server.store("curated").expect("store");
+        let all: Vec<_> = store.list(None).try_collect().await.expect("list");
+        let keys: Vec<String> = all.into_iter().map(|m| m.location.to_string()).collect();
+        (
+            keys.iter().filter(|k| k.contains("_kglue_staging")).count(),
+            keys.iter().filter(|k| !k.contains("_kglue_staging")).count(),
+        )
+    };
+
+    // Refused: nothing committed, nothing staged left.
+    let mut refused = Answer {
+        recorded: None,
+        lost: false,
+    };
+    let result = setup.run_deciding("clean.yaml", "r1", &mut refused).await;
+    assert_eq!(result.outcome, RunOutcome::Failed);
+    assert!(
+        result
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("admission webhook denied"),
+        "{:?}",
+        result.error
+    );
+    assert_eq!(staged().await, (0, 0));
+
+    // The answer lost: the run stops where it is, its staging kept, nothing committed yet ...
+    let mut lost = Answer {
+        recorded: None,
+        lost: true,
+    };
+    let result = setup.run_deciding("clean.yaml", "r2", &mut lost).await;
+    assert_eq!(result.outcome, RunOutcome::Unfinished, "{:?}", result.error);
+    let (staging, committed) = staged().await;
+    assert!(
+        staging > 0 && committed == 0,
+        "staging {staging}, committed {committed}"
+    );
+    // ... and settling it from the decision that was recorded commits it, once.
+    let intent = lost.recorded.expect("the decision");
+    let mut catalog = DirCatalog::load(&setup.path("catalog")).expect("catalog");
+    let resolver = setup.resolver(&catalog);
+    finish_commit(&intent, "r2", &mut catalog, &resolver)
+        .await
+        .expect("settled");
+    finish_commit(&intent, "r2", &mut catalog, &resolver)
+        .await
+        .expect("settled again");
+    let (staging, committed) = staged().await;
+    assert_eq!(staging, 0);
+    assert!(committed > 0);
+    let reloaded = DirCatalog::load(&setup.path("catalog")).expect("catalog");
+    assert!(
+        reloaded.table("curated", "orders").is_some(),
+        "the Table written by settling"
+    );
 }
