@@ -198,6 +198,18 @@ fn finish<M>(record: &mut RunRecord<M>, state: RunState, message: Option<String>
     seconds
 }
 
+/// The Kubernetes Jobs the runs in `runs` that are not final still follow: each one's attempt and
+/// its settle attempts. Only these are read in full (pods, RunResult); the others are recorded.
+pub fn followed_jobs<M>(object: &str, runs: &[RunRecord<M>]) -> BTreeSet<String> {
+    runs.iter()
+        .filter(|r| !r.state.is_final())
+        .flat_map(|r| {
+            let settles = (0..r.settle_attempts.unwrap_or(0)).map(|n| settle_job_name(object, &r.id, r.attempt, n));
+            std::iter::once(attempt_job_name(object, &r.id, r.attempt)).chain(settles)
+        })
+        .collect()
+}
+
 /// Decides. Pure. One step per method of [`Machine`], in this order.
 pub fn decide<M: Clone>(observed: Observed<M>) -> Decision<M> {
     let mut machine = Machine::new(observed);
@@ -712,17 +724,7 @@ impl<M: Clone> Machine<M> {
     /// 7. Finished Kubernetes Jobs no run in the history still follows (its attempt or settle
     ///    attempts) are retired: also those an earlier reconcile recorded but could not retire.
     fn retire_recorded_attempts(&mut self) {
-        let name = &self.observed.name;
-        let followed: BTreeSet<String> = self
-            .observed
-            .runs
-            .iter()
-            .filter(|r| !r.state.is_final())
-            .flat_map(|r| {
-                let settles = (0..r.settle_attempts.unwrap_or(0)).map(|n| settle_job_name(name, &r.id, r.attempt, n));
-                std::iter::once(attempt_job_name(name, &r.id, r.attempt)).chain(settles)
-            })
-            .collect();
+        let followed = followed_jobs(&self.observed.name, &self.observed.runs);
         self.decision.retire = self
             .observed
             .unretired

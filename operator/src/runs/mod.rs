@@ -31,7 +31,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, P
 use serde_json::{Value, json};
 
 use self::batch::{AttemptSpec, Owner, attempt_state, build_job};
-use self::machine::{AttemptJob, Decision, Observed, Report, decide};
+use self::machine::{AttemptJob, Decision, Observed, Report, decide, followed_jobs};
 pub use self::runnable::Runnable;
 use self::scheduled::scheduled_start;
 use crate::context::{ActOn, Context, Error, created, is_status};
@@ -137,8 +137,22 @@ async fn read<K: Runnable>(
     let mut jobs = BTreeMap::new();
     let mut reports = BTreeMap::new();
     let mut unretired = BTreeSet::new();
+    let followed = followed_jobs(&object.name_any(), &object.runs());
     for job in listed.items {
         let job_name = job.name_any();
+        let finished_without_ttl = job
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.ttl_seconds_after_finished.is_none())
+            && finished(&job);
+        if !followed.contains(&job_name) {
+            // Its run is recorded (or it is a cleanup attempt): no pods or report to read, only
+            // whether it still waits for its TTL.
+            if finished_without_ttl {
+                unretired.insert(job_name);
+            }
+            continue;
+        }
         let pods = if ending(&job) {
             pods_api
                 .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job_name}")))
@@ -166,11 +180,7 @@ async fn read<K: Runnable>(
                 tracing::warn!(%namespace, result = %job_name, "ignoring a RunResult not owned by its attempt's Job");
             }
         }
-        let no_ttl = job
-            .spec
-            .as_ref()
-            .is_some_and(|s| s.ttl_seconds_after_finished.is_none());
-        if no_ttl && matches!(state, AttemptJob::Complete | AttemptJob::Failed { .. }) {
+        if finished_without_ttl {
             unretired.insert(job_name.clone());
         }
         jobs.insert(job_name, state);
@@ -191,19 +201,26 @@ async fn read<K: Runnable>(
     })
 }
 
+/// Whether a Kubernetes Job has finished (condition Complete or Failed): the TTL applies to it.
+fn finished(job: &BatchJob) -> bool {
+    conditions_true(job, &["Complete", "Failed"])
+}
+
+fn conditions_true(job: &BatchJob, types: &[&str]) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.status == "True" && types.contains(&c.type_.as_str()))
+        })
+}
+
 /// Whether a Kubernetes Job has finished or is ending (past its deadline, or suspended): then
 /// its pods are read, to know whether they are gone and how the runner ended.
 fn ending(job: &BatchJob) -> bool {
     let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
-    suspended
-        || job
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.status == "True" && matches!(c.type_.as_str(), "Complete" | "Failed" | "FailureTarget"))
-            })
+    suspended || conditions_true(job, &["Complete", "Failed", "FailureTarget"])
 }
 
 fn report<K: Runnable>(result: &RunResult) -> Report<K::Metrics> {
