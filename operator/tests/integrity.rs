@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Operator, tail};
+use common::{Cluster, Operator, runner_pids, tail};
 use futures::{StreamExt, TryStreamExt};
 use kglue_e2e::harness::{self, trial};
 use kube::api::{DeleteParams, DynamicObject};
@@ -535,17 +535,7 @@ fn interrupted_after_decision(
 /// SIGSTOPs the runner processes of `run_id` (the node agent's SIGKILL still ends them); returns
 /// their pids.
 fn freeze_runner(run_id: &str) -> Result<Vec<i32>, Failed> {
-    let pids: Vec<i32> = std::fs::read_dir("/proc")
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                args.contains(&&b"attempt"[..]) && args.contains(&run_id.as_bytes())
-            })
-        })
-        .collect();
+    let pids = runner_pids(run_id);
     for pid in &pids {
         if let Some(pid) = rustix::process::Pid::from_raw(*pid) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Operator, orders_json, tail};
+use common::{Cluster, Operator, orders_json, runner_pids, tail};
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
@@ -478,25 +478,6 @@ fn slow_job(name: &str, retries: u32, timeout_minutes: u32) -> String {
         .replace("NAME", name)
         .replace("RETRIES", &retries.to_string())
         .replace("TIMEOUT", &timeout_minutes.to_string())
-}
-
-/// The pids of runner processes working on `run_id`.
-fn runner_pids(run_id: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|cmdline| {
-                    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                    args.contains(&&b"attempt"[..]) && args.contains(&run_id.as_bytes())
-                })
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 fn runner_killed(env: &Env) -> Result<(), Failed> {

@@ -333,6 +333,13 @@ mod tests {
         }
     }
 
+    /// The runner container's argument after `flag` in a built Kubernetes Job.
+    fn arg_after(job: &serde_json::Value, flag: &str) -> Option<String> {
+        let args = job["spec"]["template"]["spec"]["containers"][0]["args"].as_array()?;
+        let at = args.iter().position(|a| a == flag)?;
+        args.get(at + 1)?.as_str().map(str::to_string)
+    }
+
     fn settings() -> RunnerSettings {
         RunnerSettings {
             image: "kglue/runner:0.1.0".into(),
@@ -356,15 +363,8 @@ mod tests {
         let container = &value["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["resources"]["limits"]["memory"], "6Gi");
         assert_eq!(container["resources"]["requests"]["cpu"], "3");
-        let args: Vec<&str> = container["args"]
-            .as_array()
-            .expect("args")
-            .iter()
-            .filter_map(|a| a.as_str())
-            .collect();
-        let after = |flag: &str| args.iter().position(|a| *a == flag).map(|i| args[i + 1]);
-        assert_eq!(after("--cpus"), Some("3"));
-        assert_eq!(after("--memory-gib"), Some("6"));
+        assert_eq!(arg_after(&value, "--cpus").as_deref(), Some("3"));
+        assert_eq!(arg_after(&value, "--memory-gib").as_deref(), Some("6"));
         // Sizes not named keep their defaults.
         assert_eq!(
             settings.worker_sizes.get(WorkerSize::Large),
@@ -534,14 +534,7 @@ mod tests {
         };
         let value = serde_json::to_value(build_job(&owner(), &settle, &spec, &settings())).expect("serialises");
         assert_eq!(value["metadata"]["name"], "clean-jr-0123456789-0-s1");
-        let args: Vec<&str> = value["spec"]["template"]["spec"]["containers"][0]["args"]
-            .as_array()
-            .expect("args")
-            .iter()
-            .filter_map(|a| a.as_str())
-            .collect();
-        let after = |flag: &str| args.iter().position(|a| *a == flag).map(|i| args[i + 1]);
-        assert_eq!(after("--settle"), Some("commit"));
-        assert_eq!(after("--attempt"), Some("0"));
+        assert_eq!(arg_after(&value, "--settle").as_deref(), Some("commit"));
+        assert_eq!(arg_after(&value, "--attempt").as_deref(), Some("0"));
     }
 }

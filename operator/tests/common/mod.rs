@@ -334,3 +334,22 @@ pub fn orders_json(first_id: u32, count: u32, day: &str) -> String {
     }
     text
 }
+
+/// The pids of runner processes working on `run_id`.
+pub fn runner_pids(run_id: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmdline| {
+                    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                    args.contains(&&b"attempt"[..]) && args.contains(&run_id.as_bytes())
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
