@@ -17,6 +17,7 @@ use kglue_operator::health::{self, HealthState};
 use kglue_operator::leader::{LeaderConfig, LeaderError, Leadership};
 use kglue_operator::metrics::Metrics;
 use kube::Client;
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
@@ -189,15 +190,18 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn client(args: &Args) -> Result<Client, MainError> {
-    match &args.kubeconfig {
+/// The API client; every request it sends is counted in `kglue_operator_api_requests_total`.
+async fn client(args: &Args, metrics: Arc<Metrics>) -> Result<Client, MainError> {
+    let config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)?;
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-            Ok(Client::try_from(config)?)
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
         }
-        None => Ok(Client::try_default().await?),
-    }
+        None => kube::Config::infer().await.map_err(kube::Error::InferConfig)?,
+    };
+    Ok(ClientBuilder::try_from(config)?
+        .with_layer(&kglue_operator::metrics::count_requests(metrics))
+        .build())
 }
 
 fn identity(args: &Args) -> String {
@@ -265,7 +269,7 @@ async fn run(args: Args) -> Result<(), MainError> {
     tracing::info!(addr = %bound, "serving /healthz, /readyz and /metrics");
     let health_task = tokio::spawn(health::serve(listener, health_state.clone(), stop.clone()));
 
-    let client = client(&args).await?;
+    let client = client(&args, metrics.clone()).await?;
     let identity = identity(&args);
     let mut leadership = if args.leader_elect {
         let config = LeaderConfig {

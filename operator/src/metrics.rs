@@ -52,6 +52,71 @@ pub struct FireLabels {
     pub trigger_type: String,
 }
 
+/// Labels of API requests the operator makes: what a dashboard needs to see which resource a
+/// burst of requests went to.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`.
+    pub verb: String,
+    /// The resource's API group (`kglue.dev`, `batch`; empty for the core group).
+    pub group: String,
+    /// The resource's plural, with its subresource (`jobs/status`); `nonresource` for paths such
+    /// as `/version`.
+    pub resource: String,
+}
+
+impl RequestLabels {
+    /// The labels of a request with `method` to `path?query`, as Kubernetes' own audit names them.
+    pub fn of(method: &str, path: &str, query: Option<&str>) -> Self {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // /api/v1/… (the core group) or /apis/<group>/<version>/…
+        let (group, rest) = match segments.as_slice() {
+            ["api", _version, rest @ ..] => ("", rest),
+            ["apis", group, _version, rest @ ..] => (*group, rest),
+            _ => ("", &[][..]),
+        };
+        let rest = match rest {
+            ["namespaces", _namespace, inner @ ..] if !inner.is_empty() => inner,
+            other => other,
+        };
+        let (resource, named) = match rest {
+            [] => ("nonresource".to_string(), false),
+            [plural] => (plural.to_string(), false),
+            [plural, _name] => (plural.to_string(), true),
+            [plural, _name, sub, ..] => (format!("{plural}/{sub}"), true),
+        };
+        let watching = query.is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+        let verb = match (method, named) {
+            ("GET", _) if watching => "watch",
+            ("GET", true) => "get",
+            ("GET", false) => "list",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", true) => "delete",
+            ("DELETE", false) => "deletecollection",
+            _ => "other",
+        };
+        RequestLabels {
+            verb: verb.into(),
+            group: group.into(),
+            resource,
+        }
+    }
+}
+
+/// A client layer that counts every request `metrics` (by verb and resource) before sending it.
+pub fn count_requests(
+    metrics: std::sync::Arc<Metrics>,
+) -> tower::util::MapRequestLayer<impl Fn(http::Request<kube::client::Body>) -> http::Request<kube::client::Body> + Clone>
+{
+    tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        let uri = request.uri();
+        metrics.api_request(RequestLabels::of(request.method().as_str(), uri.path(), uri.query()));
+        request
+    })
+}
+
 /// Run durations: 1 s … ~9 h.
 fn run_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 16))
@@ -74,6 +139,7 @@ pub struct Metrics {
     runs: Family<RunLabels, Counter>,
     run_duration: Family<RunLabels, Histogram, fn() -> Histogram>,
     fires: Family<FireLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -109,6 +175,12 @@ impl Metrics {
         let fires = Family::<FireLabels, Counter>::default();
         registry.register("trigger_fires", "Times Triggers fired, per trigger type", fires.clone());
         registry.register("reconciles", "Reconciles started, per kind", reconciles.clone());
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests the operator sent to the Kubernetes API server, per verb and resource",
+            requests.clone(),
+        );
         registry.register(
             "reconcile_errors",
             "Reconciles that failed (and will be retried with backoff), per kind and error class",
@@ -139,6 +211,7 @@ impl Metrics {
             runs,
             run_duration,
             fires,
+            requests,
         }
     }
 
@@ -179,6 +252,11 @@ impl Metrics {
         self.run_duration.get_or_create(&labels).observe(seconds);
     }
 
+    /// Counts a request to the API server.
+    pub fn api_request(&self, labels: RequestLabels) {
+        self.requests.get_or_create(&labels).inc();
+    }
+
     /// Counts a trigger fire.
     pub fn trigger_fired(&self, trigger_type: &str) {
         self.fires
@@ -204,6 +282,79 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_requests_are_labelled_by_verb_and_resource() {
+        let kglue = "kglue.dev";
+        let cases = [
+            (
+                "GET",
+                "/apis/kglue.dev/v1alpha1/namespaces/ns/tables",
+                None,
+                "list",
+                kglue,
+                "tables",
+            ),
+            (
+                "GET",
+                "/apis/kglue.dev/v1alpha1/tables",
+                Some("watch=true&resourceVersion=5"),
+                "watch",
+                kglue,
+                "tables",
+            ),
+            (
+                "GET",
+                "/apis/kglue.dev/v1alpha1/namespaces/ns/jobs/j",
+                None,
+                "get",
+                kglue,
+                "jobs",
+            ),
+            (
+                "PATCH",
+                "/apis/kglue.dev/v1alpha1/namespaces/ns/jobs/j/status",
+                Some("fieldManager=x"),
+                "patch",
+                kglue,
+                "jobs/status",
+            ),
+            (
+                "POST",
+                "/apis/batch/v1/namespaces/ns/jobs",
+                None,
+                "create",
+                "batch",
+                "jobs",
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/ns/pods",
+                Some("labelSelector=a%3Db"),
+                "list",
+                "",
+                "pods",
+            ),
+            ("GET", "/api/v1/namespaces/ns", None, "get", "", "namespaces"),
+            (
+                "DELETE",
+                "/api/v1/namespaces/ns/secrets/s",
+                None,
+                "delete",
+                "",
+                "secrets",
+            ),
+            ("GET", "/version", None, "list", "", "nonresource"),
+        ];
+        for (method, path, query, verb, group, resource) in cases {
+            let labels = RequestLabels::of(method, path, query);
+            assert_eq!(
+                (labels.verb.as_str(), labels.group.as_str(), labels.resource.as_str()),
+                (verb, group, resource),
+                "{method} {path}"
+            );
+        }
+    }
 
     #[test]
     fn counters_and_histograms_are_encoded_per_kind() {

@@ -40,10 +40,26 @@ pub struct Operator {
 impl Operator {
     /// Starts `kglue-operator` as replica `name`, with `extra` flags.
     pub fn start(control_plane: &ControlPlane, name: &str, extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_binary(
+            env!("CARGO_BIN_EXE_kglue-operator").as_ref(),
+            control_plane,
+            name,
+            extra,
+        )
+    }
+
+    /// [`Operator::start`] with another build of the operator (the benchmark measures a release
+    /// build).
+    pub fn start_binary(
+        binary: &std::path::Path,
+        control_plane: &ControlPlane,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let metrics_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let log = control_plane.state_dir().join(format!("operator-{name}.log"));
         let log_file = std::fs::File::create(&log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_kglue-operator"))
+        let child = Command::new(binary)
             .arg("--kubeconfig")
             .arg(control_plane.kubeconfig())
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
