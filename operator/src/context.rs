@@ -1,17 +1,17 @@
 //! What every reconcile shares: the API client, the Event recorder, the metrics, the watched
 //! namespace and the run settings ([`Context`]), and what can make a reconcile fail ([`Error`]).
-//! The lowest layer of the operator: it depends on no other module but the metrics and settings.
+//! The lowest layer of the operator: it depends on no other module but the metrics, the settings
+//! and the shared watches ([`crate::informers`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 
+use crate::informers::Informers;
 use crate::metrics::Metrics;
 use crate::settings::RunnerSettings;
 
@@ -80,10 +80,16 @@ pub struct Context {
     pub namespace: Option<String>,
     /// How runs are launched; `None` turns runs off (start requests stay pending).
     pub runner: Option<RunnerSettings>,
-    /// The Job controller's cache of every Job, once it runs: checks that compare a Job with the
-    /// namespace's others read it instead of listing Jobs at every reconcile.
-    pub jobs: OnceLock<Store<DeserializeGuard<kglue_crds::Job>>>,
+    /// The shared watch and cache of every kglue kind: reconciles read what an object refers to
+    /// from it, never by listing the API server.
+    pub informers: Informers,
+    /// How many objects of one kind are reconciled at once.
+    pub concurrency: u16,
 }
+
+/// How many objects of one kind are reconciled at once, unless set otherwise: enough to keep a
+/// few API round trips in flight, few enough that a burst of changes cannot flood the API server.
+pub const DEFAULT_CONCURRENCY: u16 = 8;
 
 impl Context {
     /// A context; `namespace` restricts every watch to one namespace.
@@ -99,13 +105,21 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             namespace,
             runner: None,
-            jobs: OnceLock::new(),
+            informers: Informers::default(),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 
     /// The same context, launching runs with `settings`.
     pub fn with_runner(mut self, settings: RunnerSettings) -> Self {
         self.runner = Some(settings);
+        self
+    }
+
+    /// The same context, reconciling at most `concurrency` objects of one kind at once (0: no
+    /// limit).
+    pub fn with_concurrency(mut self, concurrency: u16) -> Self {
+        self.concurrency = concurrency;
         self
     }
 

@@ -19,6 +19,7 @@ pub mod context;
 pub mod controllers;
 pub mod graph;
 pub mod health;
+pub mod informers;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;

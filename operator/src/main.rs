@@ -105,6 +105,11 @@ struct Args {
     #[arg(long, env = "KGLUE_WORKER_SIZES", value_parser = kglue_operator::settings::WorkerSizes::parse)]
     worker_sizes: Option<kglue_operator::settings::WorkerSizes>,
 
+    /// How many objects of one kind are reconciled at once (0: no limit). Every reconcile reads
+    /// from the operator's own caches; this bounds the status writes and run actions in flight.
+    #[arg(long, env = "KGLUE_RECONCILE_CONCURRENCY", default_value_t = kglue_operator::context::DEFAULT_CONCURRENCY)]
+    reconcile_concurrency: u16,
+
     /// Do not start runs (start requests stay pending): for a replica that should only validate.
     #[arg(long)]
     no_runs: bool,
@@ -300,7 +305,8 @@ async fn run(args: Args) -> Result<(), MainError> {
     tracing::info!(%identity, "leading: starting the controllers");
     metrics.set_leader(true);
 
-    let mut context = Context::new(client, metrics.clone(), args.namespace.clone(), Some(identity));
+    let mut context = Context::new(client, metrics.clone(), args.namespace.clone(), Some(identity))
+        .with_concurrency(args.reconcile_concurrency);
     if !args.no_runs {
         context = context.with_runner(kglue_operator::settings::RunnerSettings {
             image: args.runner_image.clone(),

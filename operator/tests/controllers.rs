@@ -88,6 +88,11 @@ fn main() -> ExitCode {
         trial(&env, "metrics_count_reconciles_per_kind", metrics_count_reconciles),
         trial(
             &env,
+            "a_table_write_rechecks_only_the_jobs_that_refer_to_it_from_the_cache",
+            table_write_fan_out,
+        ),
+        trial(
+            &env,
             "only_the_leader_reconciles_and_a_standby_takes_over_when_it_is_killed",
             leader_failover,
         ),
@@ -121,7 +126,7 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
     let client = runtime.block_on(control_plane.client())?;
     runtime.block_on(install_crds(&client))?;
     runtime.block_on(async {
-        for name in ["sales", "recover", "invalid", "failover"] {
+        for name in ["sales", "recover", "invalid", "failover", "fanout"] {
             kglue_e2e::create_namespace(&client, name).await?;
         }
         Ok::<_, kglue_e2e::Error>(())
@@ -644,6 +649,142 @@ fn metrics_count_reconciles(env: &Env) -> Result<(), Failed> {
     assert!(stalled >= 1.0, "the Stalled Connection was not counted");
     assert_eq!(http_get(first.metrics_port, "/healthz")?, "ok\n");
     assert_eq!(http_get(first.metrics_port, "/readyz")?, "ok\n");
+    Ok(())
+}
+
+/// Waits until the operator's counters stop moving for 2 s, and returns its metrics then.
+fn quiet_metrics(operator: &Operator) -> Result<String, Failed> {
+    let moving = |text: &str| -> String {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("kglue_operator_reconciles_total") || l.starts_with("kglue_operator_api_requests_total")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let deadline = Instant::now() + SETTLE;
+    let mut last = moving(&operator.metrics()?);
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let text = operator.metrics()?;
+        let now = moving(&text);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= Duration::from_secs(2) {
+            return Ok(text);
+        }
+        if Instant::now() > deadline {
+            return Err("the operator did not become quiet".into());
+        }
+    }
+}
+
+/// The value of `series` in a metrics text, 0 when absent.
+fn value_in(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// A Table write reconciles the Jobs that refer to it once each, and nothing lists Tables to do
+/// it: every reference is read from the operator's shared caches. A Job that names a deleted
+/// Table is Stalled, and Ready again when the Table is back (the cache hears of deletions too).
+fn table_write_fan_out(env: &Env) -> Result<(), Failed> {
+    let namespace = "fanout";
+    let first = env.first.lock().unwrap_or_else(|p| p.into_inner());
+    let operator = first.as_ref().ok_or("the first operator is gone")?;
+    apply(
+        env,
+        namespace,
+        json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Database", "metadata": {"name": "raw"}, "spec": {"databaseName": "raw"}}),
+    )?;
+    let table = |name: &str| {
+        json!({
+            "apiVersion": "kglue.dev/v1alpha1", "kind": "Table",
+            "metadata": {"name": format!("raw.{name}")},
+            "spec": {
+                "databaseName": "raw", "tableName": name,
+                "storage": {"location": format!("s3://bucket/raw/{name}/"), "format": "Parquet"},
+                "columns": [{"name": "id", "type": "bigint"}]
+            }
+        })
+    };
+    for name in ["hot", "cold", "unused"] {
+        apply(env, namespace, table(name))?;
+    }
+    // Three Jobs read raw.hot, one reads raw.cold.
+    let reads = [("a", "hot"), ("b", "hot"), ("c", "hot"), ("d", "cold")];
+    for (job, source) in reads {
+        apply(
+            env,
+            namespace,
+            json!({
+                "apiVersion": "kglue.dev/v1alpha1", "kind": "Job",
+                "metadata": {"name": job},
+                "spec": {
+                    "sources": [{"name": "s", "table": {"database": "raw", "table": source}}],
+                    "sql": "CREATE VIEW out AS SELECT * FROM s",
+                    "sinks": [{"name": "out", "storage": {"location": format!("s3://bucket/out/{job}/"), "format": "Parquet"}}]
+                }
+            }),
+        )?;
+    }
+    for (job, _) in reads {
+        wait_for(env, namespace, "Job", job, "Ready", Observed::is_ready)?;
+    }
+    let jobs = "kglue_operator_reconciles_total{kind=\"Job\"}";
+    let table_lists = "kglue_operator_api_requests_total{verb=\"list\",group=\"kglue.dev\",resource=\"tables\"}";
+    let job_status_writes =
+        "kglue_operator_api_requests_total{verb=\"patch\",group=\"kglue.dev\",resource=\"jobs/status\"}";
+    let before = quiet_metrics(operator)?;
+    env.runtime.block_on(async {
+        let api: Api<Table> = Api::namespaced(env.client.clone(), namespace);
+        let patch = json!({"spec": {"parameters": {"lastRun": "r1"}}});
+        api.patch("raw.hot", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+    })?;
+    let after = quiet_metrics(operator)?;
+    let delta = |series: &str| value_in(&after, series) - value_in(&before, series);
+    assert_eq!(
+        delta(jobs),
+        3.0,
+        "one reconcile of each Job that reads raw.hot, and no other"
+    );
+    assert_eq!(delta(table_lists), 0.0, "the Jobs' checks read the cache, not a LIST");
+    assert_eq!(
+        delta(job_status_writes),
+        0.0,
+        "nothing changed for the Jobs, so nothing was written"
+    );
+
+    let before = quiet_metrics(operator)?;
+    env.runtime.block_on(async {
+        let api: Api<Table> = Api::namespaced(env.client.clone(), namespace);
+        let patch = json!({"spec": {"parameters": {"lastRun": "r1"}}});
+        api.patch("raw.unused", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+    })?;
+    let after = quiet_metrics(operator)?;
+    assert_eq!(
+        value_in(&after, jobs) - value_in(&before, jobs),
+        0.0,
+        "no Job refers to raw.unused"
+    );
+
+    env.runtime.block_on(async {
+        let api: Api<Table> = Api::namespaced(env.client.clone(), namespace);
+        api.delete("raw.cold", &Default::default()).await
+    })?;
+    wait_for(env, namespace, "Job", "d", "Stalled/TableNotFound", |o| {
+        o.is_stalled("TableNotFound")
+    })?;
+    apply(env, namespace, table("cold"))?;
+    wait_for(env, namespace, "Job", "d", "Ready", Observed::is_ready)?;
     Ok(())
 }
 

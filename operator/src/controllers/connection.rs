@@ -86,7 +86,7 @@ impl Reconcile for Connection {
     /// The Connection controller; creating, changing or deleting a Secret re-checks the
     /// Connections that name it.
     fn controller(ctx: &Context) -> Controller<DeserializeGuard<Self>> {
-        controller::<Connection>(ctx).recheck::<Secret>(ctx, |connection, name, _| {
+        controller::<Connection>(ctx).recheck_watched::<Secret>(ctx, |connection, name, _| {
             secret_ref(connection).is_some_and(|r| r.name == name)
         })
     }

@@ -7,7 +7,7 @@ use kube::runtime::controller::Controller;
 use serde_json::{Map, Value, json};
 
 use super::pipeline::{Problem, Reconcile, controller};
-use super::refs::{ReadRefs, Rechecks, readable};
+use super::refs::{Changes, ReadRefs, Rechecks};
 use crate::context::{Context, Error};
 
 /// What the Database reconcile reads: the namespace's Tables' database names.
@@ -18,12 +18,13 @@ pub struct Refs {
 
 impl ReadRefs<Database> for Refs {
     async fn read(_database: &Database, ctx: &Context, namespace: &str) -> Result<Refs, Error> {
-        let client = &ctx.client;
         // One entry per Table object (its name makes it unique): the count is of tables.
-        let tables = readable::<Table, _>(client, namespace, |t| {
-            (t.spec.database_name, t.metadata.name.unwrap_or_default())
-        })
-        .await?;
+        let tables = ctx.informers.tables.readable(namespace, |t| {
+            (
+                t.spec.database_name.clone(),
+                t.metadata.name.clone().unwrap_or_default(),
+            )
+        });
         Ok(Refs {
             table_databases: tables.into_iter().map(|(database, _)| database).collect(),
         })
@@ -45,7 +46,7 @@ impl Reconcile for Database {
 
     /// The Database controller; a Table change recounts its Database.
     fn controller(ctx: &Context) -> Controller<DeserializeGuard<Self>> {
-        controller::<Database>(ctx).recheck::<Table>(ctx, |db, _, table| {
+        controller::<Database>(ctx).recheck::<Table>(ctx, Changes::Spec, |db, _, table| {
             table.is_some_and(|t| t.spec.database_name == db.spec.database_name)
         })
     }

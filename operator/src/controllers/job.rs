@@ -4,20 +4,17 @@
 //! writes (`SinkLocationShared`). The SQL check (`InvalidScript`) is not done yet: it needs the
 //! runner's planner.
 
-use std::sync::Arc;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kglue_crds::common::CONDITION_STALLED;
 use kglue_crds::job::WriteMode;
 use kglue_crds::references::{NamedKind, References};
 use kglue_crds::{Job, Table};
-use kube::api::{Api, ListParams};
+use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
-use kube::{Resource, ResourceExt};
 
 use super::pipeline::{Problem, Reason, Reconcile, controller_with_attempts};
-use super::refs::{Found, ReadRefs, Rechecks, find};
+use super::refs::{Changes, Found, ReadRefs, Rechecks, find};
 use crate::context::{Act, Context, Error};
 
 /// A sink as the shared-location check sees it.
@@ -46,12 +43,12 @@ pub struct JobRefs {
 }
 
 /// The sinks of `job`, with their locations (a sink of a Table: the Table's location).
-pub fn sink_writers(job: &Job, tables: &[Table]) -> Vec<SinkWriter> {
+pub fn sink_writers(job: &Job, tables: &[&Table]) -> Vec<SinkWriter> {
     sink_writers_where(job, tables, |_| true)
 }
 
 /// The sinks of `job` whose location `keep` accepts (checked before anything is allocated).
-fn sink_writers_where(job: &Job, tables: &[Table], keep: impl Fn(&str) -> bool) -> Vec<SinkWriter> {
+fn sink_writers_where(job: &Job, tables: &[&Table], keep: impl Fn(&str) -> bool) -> Vec<SinkWriter> {
     job.spec
         .sinks
         .iter()
@@ -79,38 +76,18 @@ fn sink_writers_where(job: &Job, tables: &[Table], keep: impl Fn(&str) -> bool) 
 
 impl ReadRefs<Job> for JobRefs {
     async fn read(job: &Job, ctx: &Context, namespace: &str) -> Result<JobRefs, Error> {
-        let client = &ctx.client;
-        let found = find(client, namespace, job).await?;
-        // The controller's cache, not a LIST per reconcile (a namespace may hold thousands of
-        // Jobs), and shared, not cloned. A Job it does not hold yet is checked again when its
-        // watch event arrives.
-        let cached: Vec<Arc<DeserializeGuard<Job>>> = match ctx.jobs.get() {
-            Some(store) => store
-                .state()
-                .into_iter()
-                .filter(|guard| guard.meta().namespace.as_deref() == Some(namespace))
-                .collect(),
-            None => Api::<DeserializeGuard<Job>>::namespaced(client.clone(), namespace)
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .map(Arc::new)
-                .collect(),
-        };
+        let found = find(ctx, namespace, job);
+        // The shared caches, not a LIST per reconcile (a namespace may hold thousands of Jobs and
+        // Tables), and shared, not cloned.
+        let cached = ctx.informers.jobs.in_namespace(namespace);
         let jobs = || cached.iter().filter_map(|guard| guard.0.as_ref().ok());
         let table_sinks = jobs().flat_map(|j| &j.spec.sinks).any(|s| s.storage.is_none());
-        let tables: Vec<Table> = if table_sinks {
-            Api::<DeserializeGuard<Table>>::namespaced(client.clone(), namespace)
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .filter_map(|guard| guard.0.ok())
-                .collect()
+        let cached_tables = if table_sinks {
+            ctx.informers.tables.in_namespace(namespace)
         } else {
             Vec::new()
         };
+        let tables: Vec<&Table> = cached_tables.iter().filter_map(|guard| guard.0.as_ref().ok()).collect();
         // This Job's sinks, and only those of others that overlap one of them.
         let own = sink_writers(job, &tables);
         let name = job.name_any();
@@ -212,17 +189,15 @@ impl Reconcile for Job {
     /// re-check the Jobs they belong to or that use them; a Job's change re-checks the Jobs whose
     /// sinks may share its locations.
     fn controller(ctx: &Context) -> Controller<DeserializeGuard<Self>> {
-        let controller = controller_with_attempts::<Job>(ctx);
-        let _ = ctx.jobs.set(controller.store());
-        controller
-            .recheck::<Table>(ctx, |job, _, table| {
+        controller_with_attempts::<Job>(ctx)
+            .recheck::<Table>(ctx, Changes::Spec, |job, _, table| {
                 table.is_some_and(|t| {
                     job.table_refs()
                         .iter()
                         .any(|(r, _)| r.database == t.spec.database_name && r.table == t.spec.table_name)
                 })
             })
-            .recheck::<Job>(ctx, |job, changed, other| {
+            .recheck::<Job>(ctx, Changes::Spec, |job, changed, other| {
                 // Cheap and in memory, since every status write of every Job comes through here:
                 // Jobs held back by a shared location (the change may free them), and Jobs whose
                 // sinks overlap the changed Job's (it may now hold them back).

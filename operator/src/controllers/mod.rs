@@ -19,19 +19,41 @@ use std::sync::Arc;
 use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Table, Trigger, Workflow};
 use tokio::sync::watch;
 
-use self::pipeline::run;
+use self::pipeline::{Reconcile, run};
 use crate::context::Context;
 
-/// Runs every controller until `shutdown` turns true.
+/// Runs every controller, and the shared watches they reconcile from, until `shutdown` turns
+/// true.
 pub async fn run_all(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
+    // Every controller subscribes to the shared watches before they start, so the first listing
+    // reaches all of them.
+    let database = Database::controller(&ctx);
+    let table = Table::controller(&ctx);
+    let classifier = Classifier::controller(&ctx);
+    let connection = Connection::controller(&ctx);
+    let crawler = Crawler::controller(&ctx);
+    let job = Job::controller(&ctx);
+    let trigger = Trigger::controller(&ctx);
+    let workflow = Workflow::controller(&ctx);
+    let watches = {
+        let ctx = ctx.clone();
+        let mut shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                _ = ctx.informers.run(&ctx.client, ctx.namespace.as_deref()) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        }
+    };
     futures::join!(
-        run::<Database>(ctx.clone(), shutdown.clone()),
-        run::<Table>(ctx.clone(), shutdown.clone()),
-        run::<Classifier>(ctx.clone(), shutdown.clone()),
-        run::<Connection>(ctx.clone(), shutdown.clone()),
-        run::<Crawler>(ctx.clone(), shutdown.clone()),
-        run::<Job>(ctx.clone(), shutdown.clone()),
-        run::<Trigger>(ctx.clone(), shutdown.clone()),
-        run::<Workflow>(ctx, shutdown),
+        watches,
+        run(database, ctx.clone(), shutdown.clone()),
+        run(table, ctx.clone(), shutdown.clone()),
+        run(classifier, ctx.clone(), shutdown.clone()),
+        run(connection, ctx.clone(), shutdown.clone()),
+        run(crawler, ctx.clone(), shutdown.clone()),
+        run(job, ctx.clone(), shutdown.clone()),
+        run(trigger, ctx.clone(), shutdown.clone()),
+        run(workflow, ctx, shutdown),
     );
 }

@@ -22,7 +22,7 @@ use kglue_crds::references::{Observed, References};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::discovery::ApiResource;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -32,13 +32,14 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 pub use super::problem::{Problem, Reason};
-use super::refs::{ReadRefs, Rechecks};
+use super::refs::{Changes, Informed, ReadRefs, Rechecks};
 use crate::context::{Act, ActOn, Context, Error};
 use crate::writes::{cut, publish_event};
 
 /// A kglue kind the shared pipeline can reconcile.
 pub trait Reconcile:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Informed
     + Observed
     + References
     + Clone
@@ -177,6 +178,16 @@ pub fn build_status(
     Value::Object(status)
 }
 
+/// Whether `current` (an object's status) already holds every field of `status`: then applying
+/// `status` would change nothing, and the write is not sent. Most reconciles end here: a change
+/// of a referenced object that leaves this one as it was.
+pub fn status_holds(current: Option<&Value>, status: &Value) -> bool {
+    let (Some(Value::Object(current)), Value::Object(wanted)) = (current, status) else {
+        return false;
+    };
+    wanted.iter().all(|(key, value)| current.get(key) == Some(value))
+}
+
 /// What changed between the old and new conditions that deserves an Event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transition {
@@ -266,11 +277,14 @@ async fn reconcile_once<K: Reconcile>(guard: &DeserializeGuard<K>, ctx: &Context
         .namespace()
         .ok_or_else(|| Error::NoNamespace(format!("{kind} {name}")))?;
     let generation = guard.meta().generation;
-    let (problems, existing, extra) = match &guard.0 {
+    let (problems, existing, extra, current) = match &guard.0 {
         Ok(object) => {
             let refs = <K::Refs as ReadRefs<K>>::read(object, ctx, &namespace).await?;
             let existing = object.observed().map(|o| o.conditions.clone()).unwrap_or_default();
-            (object.validate(&refs), existing, object.status_extra(&refs))
+            let current = serde_json::to_value(object)
+                .ok()
+                .and_then(|mut o| o.get_mut("status").map(Value::take));
+            (object.validate(&refs), existing, object.status_extra(&refs), current)
         }
         Err(invalid) => (
             vec![Problem::new(
@@ -283,6 +297,7 @@ async fn reconcile_once<K: Reconcile>(guard: &DeserializeGuard<K>, ctx: &Context
             // The status could not be read either; the first write sets every transition time.
             Vec::new(),
             Map::new(),
+            None,
         ),
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -298,12 +313,14 @@ async fn reconcile_once<K: Reconcile>(guard: &DeserializeGuard<K>, ctx: &Context
         "kind": resource.kind,
         "status": status,
     });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(crate::FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    if !status_holds(current.as_ref(), &status) {
+        api.patch_status(
+            &name,
+            &PatchParams::apply(crate::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
 
     if let Some(first) = problems.first() {
         ctx.metrics.found_stalled(&kind, first.reason.as_str());
@@ -346,12 +363,13 @@ pub fn error_policy<K: Reconcile>(guard: Arc<DeserializeGuard<K>>, error: &Error
     Action::requeue(delay)
 }
 
-/// A controller of `K` with the shared settings: all watches use `DeserializeGuard`.
+/// A controller of `K` with the shared settings: it reconciles from the shared watch of `K`
+/// (`DeserializeGuard`, so a malformed object is reported, not fatal), at most
+/// `ctx.concurrency` objects at once.
 pub fn controller<K: Reconcile>(ctx: &Context) -> Controller<DeserializeGuard<K>> {
-    Controller::new(
-        ctx.watch_api::<DeserializeGuard<K>>(),
-        watcher::Config::default().any_semantic(),
-    )
+    let informer = K::informer(&ctx.informers);
+    Controller::for_stream(informer.subscribe(Changes::Applied), informer.store())
+        .with_config(controller::Config::default().concurrency(ctx.concurrency))
 }
 
 /// A controller of `K` that also watches the Kubernetes Jobs of its runs' attempts (Jobs and
@@ -363,10 +381,15 @@ pub fn controller_with_attempts<K: Reconcile>(ctx: &Context) -> Controller<Deser
     )
 }
 
-/// Runs the controller of `K` until `shutdown` turns true, logging each result.
-pub async fn run<K: Reconcile>(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+/// Runs `controller` (built by [`Reconcile::controller`]) until `shutdown` turns true, logging
+/// each result.
+pub async fn run<K: Reconcile>(
+    controller: Controller<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let kind = K::kind(&()).to_string();
-    K::controller(&ctx)
+    controller
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
@@ -437,6 +460,29 @@ mod tests {
         assert_eq!(status["observedGeneration"], 4);
         assert_eq!(status["tables"], 2);
         assert_eq!(status["conditions"][0]["type"], "Ready");
+    }
+
+    #[test]
+    fn a_status_already_written_is_not_written_again() {
+        let conditions = build_conditions(Some(2), &[], &[], &time(10));
+        let status = build_status(Some(2), &conditions, &[], &time(20), Map::new());
+        let mut current = status.clone();
+        current["runs"] = json!([{"id": "r1"}]);
+        assert!(
+            status_holds(Some(&current), &status),
+            "fields the pipeline does not own do not count"
+        );
+        let newer = build_status(Some(3), &conditions, &[], &time(20), Map::new());
+        assert!(!status_holds(Some(&current), &newer), "a new generation is written");
+        let stalled = build_status(
+            Some(2),
+            &conditions,
+            &[Problem::new(Reason::InvalidSpec, "x")],
+            &time(20),
+            Map::new(),
+        );
+        assert!(!status_holds(Some(&current), &stalled));
+        assert!(!status_holds(None, &status), "an object without status gets one");
     }
 
     #[test]

@@ -1,25 +1,22 @@
 //! References between objects, for every controller: the read step that finds which referenced
-//! objects exist ([`find`]), the problems of those that do not ([`Found::missing`]), and the
+//! objects exist ([`find`], from the shared caches of [`crate::informers`]), the problems of those that do not ([`Found::missing`]), and the
 //! watches that re-check the objects that refer to one when it changes ([`recheck`],
 //! [`recheck_named`]). What each kind refers to is the API crate's
 //! ([`kglue_crds::references::References`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Debug;
 use std::future::Future;
 
-use k8s_openapi::NamespaceResourceScope;
 use kglue_crds::references::{Named, NamedKind, References};
-use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Table, Workflow};
-use kube::api::{Api, ListParams};
+use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Workflow};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Resource, ResourceExt};
 
 use super::problem::{Problem, Reason};
 use crate::context::{Context, Error};
+pub use crate::informers::{Changes, Informed, Watchable};
 
 /// What exists of what an object refers to.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -109,33 +106,36 @@ pub fn database_not_found(field: &str, database_name: &str) -> Problem {
     )
 }
 
-/// Reads which of the objects `object` refers to exist in `namespace`.
-pub async fn find<K: References>(client: &Client, namespace: &str, object: &K) -> Result<Found, Error> {
-    let mut wanted: BTreeMap<NamedKind, Vec<String>> = BTreeMap::new();
-    for reference in object.name_refs() {
-        wanted
-            .entry(reference.kind)
-            .or_default()
-            .push(reference.name.to_string());
-    }
+/// Which of the objects `object` refers to exist in `namespace`, from the shared caches.
+pub fn find<K: References>(ctx: &Context, namespace: &str, object: &K) -> Found {
+    let informers = &ctx.informers;
     let mut found = Found::default();
-    for (kind, names) in wanted {
-        let existing = match kind {
-            NamedKind::Connection => existing_names::<Connection>(client, namespace, names).await?,
-            NamedKind::Classifier => existing_names::<Classifier>(client, namespace, names).await?,
-            NamedKind::Job => existing_names::<Job>(client, namespace, names).await?,
-            NamedKind::Crawler => existing_names::<Crawler>(client, namespace, names).await?,
-            NamedKind::Workflow => existing_names::<Workflow>(client, namespace, names).await?,
+    for reference in object.name_refs() {
+        let name = reference.name;
+        // Existence is all that is asked: a malformed object still exists.
+        let exists = match reference.kind {
+            NamedKind::Connection => informers.connections.get(namespace, name).is_some(),
+            NamedKind::Classifier => informers.classifiers.get(namespace, name).is_some(),
+            NamedKind::Job => informers.jobs.get(namespace, name).is_some(),
+            NamedKind::Crawler => informers.crawlers.get(namespace, name).is_some(),
+            NamedKind::Workflow => informers.workflows.get(namespace, name).is_some(),
         };
-        found.named.insert(kind, existing);
+        let names = found.named.entry(reference.kind).or_default();
+        if exists {
+            names.insert(name.to_string());
+        }
     }
     if !object.database_refs().is_empty() {
-        found.databases = readable::<Database, _>(client, namespace, |db| db.spec.database_name).await?;
+        found.databases = informers
+            .databases
+            .readable(namespace, |db| db.spec.database_name.clone());
     }
     if !object.table_refs().is_empty() {
-        found.tables = readable::<Table, _>(client, namespace, |t| (t.spec.database_name, t.spec.table_name)).await?;
+        found.tables = informers
+            .tables
+            .readable(namespace, |t| (t.spec.database_name.clone(), t.spec.table_name.clone()));
     }
-    Ok(found)
+    found
 }
 
 /// The read step of a kind: what its spec refers to, read from the API. The only step that calls
@@ -155,43 +155,8 @@ impl<K: Sync> ReadRefs<K> for () {
 /// The read step of every kind whose references are all by name or catalog name.
 impl<K: References + Sync> ReadRefs<K> for Found {
     async fn read(object: &K, ctx: &Context, namespace: &str) -> Result<Found, Error> {
-        find(&ctx.client, namespace, object).await
+        Ok(find(ctx, namespace, object))
     }
-}
-
-/// `key` of every object of `K` in `namespace` that can be read as `K`.
-pub async fn readable<K, T: Ord>(client: &Client, namespace: &str, key: impl Fn(K) -> T) -> Result<BTreeSet<T>, Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
-{
-    let api: Api<DeserializeGuard<K>> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|guard| guard.0.ok().map(&key))
-        .collect())
-}
-
-/// Which of `names` exist as `K` in `namespace`, by GET.
-pub async fn existing_names<K>(
-    client: &Client,
-    namespace: &str,
-    names: impl IntoIterator<Item = String>,
-) -> Result<BTreeSet<String>, Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
-{
-    // Metadata only: existence is all that is asked, and a malformed object still exists.
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let mut found = BTreeSet::new();
-    for name in names.into_iter().collect::<BTreeSet<_>>() {
-        if api.get_metadata_opt(&name).await?.is_some() {
-            found.insert(name);
-        }
-    }
-    Ok(found)
 }
 
 /// One problem per name in `wanted` that is not in `found`, in `wanted`'s order.
@@ -235,41 +200,39 @@ where
         .collect()
 }
 
-/// A namespaced kind a controller can watch.
-pub trait Watchable:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
-{
-}
-
-impl<R> Watchable for R where
-    R: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static
-{
-}
-
 /// Watches that re-check the objects of a controller when something they refer to changes.
 pub trait Rechecks: Sized {
     /// The kind the controller reconciles.
     type Kind: References + Watchable;
 
-    /// Adds a watch on `R`: when an `R` changes, the objects `k` for which `refers(k, name, r)`
-    /// holds are reconciled again (`r` is `None` when the `R` cannot be read as its kind; it still
-    /// has a name).
-    fn recheck<R: Watchable>(
+    /// Adds a subscription to the shared watch of `R`: when an `R` changes in a way `changes`
+    /// hears of, the objects `k` for which `refers(k, name, r)` holds are reconciled again (`r`
+    /// is `None` when the `R` cannot be read as its kind; it still has a name).
+    fn recheck<R: Informed>(
+        self,
+        ctx: &Context,
+        changes: Changes,
+        refers: impl Fn(&Self::Kind, &str, Option<&R>) -> bool + Send + Sync + 'static,
+    ) -> Self;
+
+    /// [`Rechecks::recheck`] on a kind outside kglue (a Connection's Secret), through a watch of
+    /// its own.
+    fn recheck_watched<R: Watchable>(
         self,
         ctx: &Context,
         refers: impl Fn(&Self::Kind, &str, Option<&R>) -> bool + Send + Sync + 'static,
     ) -> Self;
 
     /// [`Rechecks::recheck`] for a kind referred to by object name: the objects that name the
-    /// changed `R`.
-    fn recheck_named<R: Named + Watchable>(self, ctx: &Context) -> Self {
-        self.recheck::<R>(ctx, |k, name, _| k.refers_to(R::NAMED_KIND, name))
+    /// changed `R`. Jobs, Crawlers and Workflows are heard of at every write, since the kinds that
+    /// name them act on their runs; Connections and Classifiers only when they come, go or change
+    /// their spec.
+    fn recheck_named<R: Named + Informed>(self, ctx: &Context) -> Self {
+        let changes = match R::NAMED_KIND {
+            NamedKind::Connection | NamedKind::Classifier => Changes::Spec,
+            NamedKind::Job | NamedKind::Crawler | NamedKind::Workflow => Changes::All,
+        };
+        self.recheck::<R>(ctx, changes, |k, name, _| k.refers_to(R::NAMED_KIND, name))
     }
 
     /// Every watch the kind's references need ([`References::NAMED`],
@@ -293,30 +256,45 @@ pub trait Rechecks: Sized {
 
     /// [`Rechecks::recheck`] on Databases, for a kind that names a `databaseName`.
     fn recheck_databases(self, ctx: &Context) -> Self {
-        self.recheck::<Database>(ctx, |k, _, database| {
+        self.recheck::<Database>(ctx, Changes::Spec, |k, _, database| {
             database.is_some_and(|db| k.database_refs().iter().any(|(name, _)| *name == db.spec.database_name))
         })
+    }
+}
+
+/// The mapper of a re-check: the objects of `store` in the changed object's namespace that refer
+/// to it.
+fn referring<K: Watchable, R: Watchable>(
+    store: Store<DeserializeGuard<K>>,
+    refers: impl Fn(&K, &str, Option<&R>) -> bool + Send + Sync + 'static,
+) -> impl Fn(DeserializeGuard<R>) -> Vec<ObjectRef<DeserializeGuard<K>>> + Send + Sync + 'static {
+    move |changed: DeserializeGuard<R>| {
+        let name = changed.name_any();
+        let object = changed.0.as_ref().ok();
+        referrers(&store, changed.namespace().as_deref(), |k: &K| refers(k, &name, object))
     }
 }
 
 impl<K: References + Watchable> Rechecks for Controller<DeserializeGuard<K>> {
     type Kind = K;
 
-    fn recheck<R: Watchable>(
+    fn recheck<R: Informed>(
+        self,
+        ctx: &Context,
+        changes: Changes,
+        refers: impl Fn(&K, &str, Option<&R>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        let mapper = referring(self.store(), refers);
+        self.watches_stream(R::informer(&ctx.informers).subscribe(changes), mapper)
+    }
+
+    fn recheck_watched<R: Watchable>(
         self,
         ctx: &Context,
         refers: impl Fn(&K, &str, Option<&R>) -> bool + Send + Sync + 'static,
     ) -> Self {
-        let store = self.store();
-        self.watches(
-            ctx.watch_api::<DeserializeGuard<R>>(),
-            Default::default(),
-            move |changed: DeserializeGuard<R>| {
-                let name = changed.name_any();
-                let object = changed.0.as_ref().ok();
-                referrers(&store, changed.namespace().as_deref(), |k: &K| refers(k, &name, object))
-            },
-        )
+        let mapper = referring(self.store(), refers);
+        self.watches(ctx.watch_api::<DeserializeGuard<R>>(), Default::default(), mapper)
     }
 }
 

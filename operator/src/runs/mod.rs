@@ -20,12 +20,12 @@ use k8s_openapi::api::batch::v1::Job as BatchJob;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kglue_crds::Table;
 use kglue_crds::common::{RunRecord, RunState, cap_run_message};
 use kglue_crds::connection::S3CredentialsSecretRef;
 use kglue_crds::protocol::attempt::{LABEL_OWNER_UID, SettleMode};
 use kglue_crds::protocol::requests::Requests;
 use kglue_crds::run_result::RunResult;
-use kglue_crds::{Connection, Table};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::{Value, json};
@@ -73,16 +73,23 @@ pub fn reconcile<K: Runnable>(on: ActOn<'_>) -> futures::future::BoxFuture<'_, R
 /// object cannot run. Returns when to look again without a watch event.
 pub async fn reconcile_runs<K: Runnable>(on: ActOn<'_>) -> Result<Option<Duration>, Error> {
     let (ctx, namespace, name, blocked) = (on.ctx, on.namespace, on.name, on.blocked);
+    // Nothing to decide as the cache has the object: no fresh read. Whatever makes something to
+    // decide (a start request, a run's end) is a write, and its watch event reconciles again.
+    if ctx.runner.is_some()
+        && let Some(cached) = K::informer(&ctx.informers).get(namespace, name)
+        && let Ok(cached) = &cached.0
+        && let (_, tick, true) = pending(cached, blocked.is_none())
+    {
+        return Ok(tick.wait());
+    }
     let (Some(settings), Some((api, object))) = (ctx.runner.as_ref(), ctx.fresh::<K>(namespace, name).await?) else {
         return Ok(None);
     };
-    let mut requests = Requests::from_annotations(object.annotations());
-    let runs = object.runs();
-    let tick = own_schedule(&object, &runs, &mut requests, blocked.is_none());
-    let idle = runs.iter().all(|r| r.state.is_final());
-    if idle && requests.is_empty() && !tick.changed {
+    let (requests, tick, idle) = pending(&object, blocked.is_none());
+    if idle {
         return Ok(tick.wait());
     }
+    let runs = object.runs();
     let observed = read(ctx, namespace, &object, requests, blocked, settings).await?;
     let decision = decide(observed);
     let new_runs = act(ctx, namespace, &object, &decision, settings).await?;
@@ -92,6 +99,16 @@ pub async fn reconcile_runs<K: Runnable>(on: ActOn<'_>) -> Result<Option<Duratio
     let active = new_runs.iter().any(|r| !r.state.is_final());
     let after = decision.requeue_after.or(active.then_some(ACTIVE_RECHECK));
     Ok([after, tick.wait()].into_iter().flatten().min())
+}
+
+/// The start requests of `object`, its schedule's tick, and whether there is nothing to decide
+/// (every run final, no request, the shown next tick right).
+fn pending<K: Runnable>(object: &K, may_fire: bool) -> (Requests, Tick, bool) {
+    let mut requests = Requests::from_annotations(object.annotations());
+    let runs = object.runs();
+    let tick = own_schedule(object, &runs, &mut requests, may_fire);
+    let idle = runs.iter().all(|r| r.state.is_final()) && requests.is_empty() && !tick.changed;
+    (requests, tick, idle)
 }
 
 /// The object's own schedule: a due tick is one more start request, its id derived from the tick,
@@ -248,7 +265,7 @@ async fn act<K: Runnable>(
     let mut runs = decision.runs.clone();
     let jobs_api: Api<BatchJob> = ctx.api(namespace);
     if !decision.launch.is_empty() {
-        let secrets = credentials_secrets(ctx, namespace, object).await?;
+        let secrets = credentials_secrets(ctx, namespace, object);
         let (worker, timeout_minutes) = object.worker();
         let spec = AttemptSpec {
             worker,
@@ -328,29 +345,31 @@ async fn retire(ctx: &Context, namespace: &str, jobs: &[String], settings: &Runn
 }
 
 /// The credentials Secrets of the Connections a run of `object` reaches data through.
-async fn credentials_secrets<K: Runnable>(
-    ctx: &Context,
-    namespace: &str,
-    object: &K,
-) -> Result<Vec<S3CredentialsSecretRef>, Error> {
-    let tables: Vec<Table> = if K::READS_TABLES {
-        ctx.api::<Table>(namespace).list(&ListParams::default()).await?.items
+fn credentials_secrets<K: Runnable>(ctx: &Context, namespace: &str, object: &K) -> Vec<S3CredentialsSecretRef> {
+    let cached_tables = if K::READS_TABLES {
+        ctx.informers.tables.in_namespace(namespace)
     } else {
         Vec::new()
     };
+    let tables: Vec<&Table> = cached_tables.iter().filter_map(|guard| guard.0.as_ref().ok()).collect();
     let mut wanted = object.connections(&tables);
     wanted.sort();
     wanted.dedup();
-    let connections: Api<Connection> = ctx.api(namespace);
     let mut secrets = Vec::new();
     for name in &wanted {
-        if let Some(connection) = connections.get_opt(name).await?
-            && let Some(secret) = connection.spec.s3.and_then(|s3| s3.credentials_secret_ref)
+        // The shared cache: the Connection's spec as the last watch event had it.
+        if let Some(guard) = ctx.informers.connections.get(namespace, name)
+            && let Ok(connection) = &guard.0
+            && let Some(secret) = connection
+                .spec
+                .s3
+                .as_ref()
+                .and_then(|s3| s3.credentials_secret_ref.clone())
         {
             secrets.push(secret);
         }
     }
-    Ok(secrets)
+    secrets
 }
 
 /// Records the decision: one status write for the history, the bookmark and the next tick,

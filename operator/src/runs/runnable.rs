@@ -16,6 +16,7 @@ use crate::settings::RunnerSettings;
 /// A kind whose objects run: Job and Crawler.
 pub trait Runnable:
     Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + crate::informers::Informed
     + References
     + Clone
     + std::fmt::Debug
@@ -38,7 +39,7 @@ pub trait Runnable:
     /// The pod's size and deadline in minutes.
     fn worker(&self) -> (WorkerSize, i32);
     /// The names of the Connections a run reaches data through; `tables` are the namespace's.
-    fn connections(&self, tables: &[Table]) -> Vec<String> {
+    fn connections(&self, tables: &[&Table]) -> Vec<String> {
         let _ = tables;
         self.names_of(NamedKind::Connection)
             .into_iter()
@@ -94,7 +95,7 @@ impl Runnable for Job {
     }
 
     /// Its own Connections, and those of the catalog Tables it reads and writes.
-    fn connections(&self, tables: &[Table]) -> Vec<String> {
+    fn connections(&self, tables: &[&Table]) -> Vec<String> {
         let from_tables = self.catalog_tables().filter_map(|r| {
             tables
                 .iter()
