@@ -40,8 +40,10 @@ pub struct JobSpec {
     #[schemars(length(min = 1, max = 64))]
     pub sources: Vec<JobSource>,
     /// The script: one or more SQL statements separated by `;`. Sources are tables named after
-    /// them; `CREATE VIEW` statements define the relations sinks read; `$name` placeholders are
-    /// bound to the run's arguments as parameters (never spliced into the text).
+    /// them; `CREATE VIEW` (and `CREATE TABLE … AS SELECT`) statements define the relations sinks
+    /// read, and no other statement is allowed (nothing that reads a path, writes, or changes the
+    /// session); `$name` placeholders are bound to the run's arguments as parameters (never
+    /// spliced into the text).
     #[schemars(length(min = 1, max = 262144))]
     pub sql: String,
     /// The outputs, each written from one relation of the script.

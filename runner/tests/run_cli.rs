@@ -696,3 +696,56 @@ fn objects_in_sub_folders_that_are_not_partitions_are_read() {
     assert_eq!(result["metrics"]["sources"]["orders"]["objects"], 3, "{result}");
     assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], 4, "{result}");
 }
+
+#[test]
+fn a_script_reads_and_writes_no_local_file_by_any_route() {
+    let ws = Workspace::new();
+    land_orders(&ws, 0, 6, 2, "a");
+    let secret = ws.path("secret.txt");
+    std::fs::write(&secret, "line\nTOKEN-7f3a9c\n").expect("secret");
+    let secret = secret.display().to_string();
+    let stolen = ws.path("stolen.csv").display().to_string();
+    let token = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    let cases = [
+        (
+            format!(
+                "CREATE EXTERNAL TABLE secret STORED AS CSV LOCATION '{secret}';\n    CREATE VIEW cleaned AS SELECT * FROM secret;"
+            ),
+            "statement 1 (CREATE EXTERNAL TABLE) is not allowed",
+        ),
+        (
+            format!(
+                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{token}';\n    CREATE VIEW cleaned AS SELECT * FROM t;"
+            ),
+            "statement 1 (CREATE EXTERNAL TABLE) is not allowed",
+        ),
+        (
+            "CREATE TABLE passwd (line VARCHAR) LOCATION '/etc/passwd';\n    CREATE VIEW cleaned AS SELECT * FROM passwd;".to_string(),
+            "statement 1 (CREATE EXTERNAL TABLE) is not allowed",
+        ),
+        (
+            format!(
+                "CREATE VIEW cleaned AS SELECT id, amount FROM orders;\n    COPY (SELECT * FROM orders) TO '{stolen}' STORED AS CSV;"
+            ),
+            "statement 2 (COPY) is not allowed",
+        ),
+        (
+            "SET datafusion.catalog.location = '/etc';\n    CREATE VIEW cleaned AS SELECT id, amount FROM orders;"
+                .to_string(),
+            "statement 1 (SET) is not allowed",
+        ),
+        (format!("CREATE VIEW cleaned AS SELECT * FROM '{secret}';"), "not found"),
+        (
+            "CREATE VIEW cleaned AS SELECT * FROM '/etc/passwd';".to_string(),
+            "not found",
+        ),
+    ];
+    for (script, wanted) in cases {
+        let job = ws.job(&script, "", "");
+        let error = ws.run_failing(&job, &[]);
+        assert!(error.contains(wanted), "{script}: {error}");
+        assert!(!error.contains("TOKEN-7f3a9c") && !error.contains("root:"), "{error}");
+        assert!(walk(&ws.path("out")).is_empty(), "nothing is committed: {script}");
+        assert!(!Path::new(&stolen).exists(), "COPY wrote {stolen}");
+    }
+}

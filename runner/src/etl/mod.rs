@@ -5,6 +5,7 @@ pub mod arguments;
 pub mod bookmark;
 pub mod inspect;
 pub mod run;
+pub mod sandbox;
 pub mod script;
 pub mod settle;
 pub mod sink;

@@ -422,6 +422,8 @@ fn session(resources: &Resources) -> Result<SessionContext, RunError> {
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![resources.spill_dir.clone()])),
         )
+        // No local file system: the script reaches only the stores its sources are mounted on.
+        .with_object_store_registry(super::sandbox::object_stores())
         .build_arc()
         .map_err(|e| RunError::Engine(e.to_string()))?;
     let config = source::reading_sources(SessionConfig::new().with_target_partitions(resources.target_partitions));

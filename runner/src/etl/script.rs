@@ -25,6 +25,9 @@ pub enum ScriptError {
         /// What the engine said.
         message: String,
     },
+    /// A statement the sandbox refuses (it would read a path, write, or change the session).
+    #[error(transparent)]
+    Refused(#[from] super::sandbox::Refused),
     /// A statement is a query whose rows would go nowhere.
     #[error(
         "statement {0} is a query whose rows go nowhere: define a view (CREATE VIEW name AS …) and name it in a sink"
@@ -33,7 +36,8 @@ pub enum ScriptError {
 }
 
 /// Runs every statement of `sql` in `ctx`, in order, with `arguments` bound as named parameters.
-/// Statements define relations (`CREATE VIEW`, `CREATE TABLE … AS`) for sinks to read.
+/// Statements define relations (`CREATE VIEW`, `CREATE TABLE … AS`) for sinks to read; anything
+/// else is refused before the first statement runs ([`super::sandbox`]).
 pub async fn run_script(
     ctx: &SessionContext,
     sql: &str,
@@ -48,6 +52,10 @@ pub async fn run_script(
             .collect::<HashMap<_, _>>(),
     );
     let count = statements.len();
+    // Every statement is checked before the first one runs: a refused one changes nothing.
+    for (index, statement) in statements.iter().enumerate() {
+        super::sandbox::check(index + 1, statement)?;
+    }
     for (index, statement) in statements.into_iter().enumerate() {
         let number = index + 1;
         let failed = |e: datafusion::error::DataFusionError| ScriptError::Statement {
