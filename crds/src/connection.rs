@@ -31,6 +31,13 @@ pub struct ConnectionSpec {
     pub description: Option<String>,
     /// An S3 or S3-compatible object store.
     pub s3: Option<S3Connection>,
+    /// The locations runs may write through this Connection (`s3://lake/curated/`): a sink
+    /// outside all of them fails before anything is written, naming the sink, its location and
+    /// these prefixes. Empty: no restriction. The same scoping as an IAM policy limited to one
+    /// curated prefix, checked by kglue whatever the credentials allow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(pattern("^[a-z][a-z0-9+.-]*://.+$"), length(max = 1024)))]
+    pub allowed_write_prefixes: Vec<String>,
 }
 
 /// An S3-compatible endpoint.

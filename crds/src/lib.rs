@@ -17,6 +17,7 @@ pub mod crawler;
 pub mod database;
 pub mod glue_type;
 pub mod job;
+pub mod location;
 pub mod protocol;
 pub mod reference;
 pub mod references;

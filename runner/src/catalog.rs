@@ -323,6 +323,11 @@ impl DirCatalog {
         self.table_entry(database, table).map(|e| &e.object)
     }
 
+    /// Every Table.
+    pub fn tables(&self) -> impl Iterator<Item = &Table> {
+        self.tables.iter().map(|e| &e.object)
+    }
+
     /// Every Table of a database.
     pub fn tables_in<'a>(&'a self, database: &'a str) -> impl Iterator<Item = &'a Table> + 'a {
         self.tables

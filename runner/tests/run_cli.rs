@@ -749,3 +749,77 @@ fn a_script_reads_and_writes_no_local_file_by_any_route() {
         assert!(!Path::new(&stolen).exists(), "COPY wrote {stolen}");
     }
 }
+
+/// A Job reading `raw/` and writing `location` with `mode`, its sink reached through Connection
+/// `lake` when `through_lake`.
+fn job_writing(ws: &Workspace, file: &str, location: &str, mode: &str, through_lake: bool) -> PathBuf {
+    let connection = if through_lake { ", connection: lake" } else { "" };
+    let text = format!(
+        "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: clean-orders}}\nspec:\n  sources:\n    - name: orders\n      storage: {{location: \"{raw}\", format: Csv}}\n  sql: |\n    CREATE VIEW cleaned AS SELECT id, amount FROM orders;\n  sinks:\n    - name: cleaned\n      storage: {{location: \"{location}\", format: Parquet{connection}}}\n      writeMode: {mode}\n",
+        raw = ws.url("raw"),
+    );
+    let path = ws.path(file);
+    std::fs::write(&path, text).expect("job");
+    path
+}
+
+#[test]
+fn writes_stay_inside_the_connections_prefixes_and_never_replace_what_a_run_reads_or_another_table() {
+    let ws = Workspace::new();
+    land_orders(&ws, 0, 6, 2, "a");
+    ws.write(
+        "catalog/lake.yaml",
+        &format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Connection\nmetadata: {{name: lake}}\nspec:\n  s3: {{}}\n  allowedWritePrefixes: [\"{}\"]\n",
+            ws.url("curated")
+        ),
+    );
+    ws.write(
+        "catalog/customers.yaml",
+        &format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {{name: sales.customers}}\nspec:\n  databaseName: sales\n  tableName: customers\n  storage: {{location: \"{}\", format: Parquet}}\n  columns: [{{name: id, type: bigint}}]\n",
+            ws.url("shared/customers")
+        ),
+    );
+    ws.write("shared/customers/part-0.parquet", "kept");
+
+    let inside = job_writing(&ws, "inside.yaml", &ws.url("curated/orders"), "Append", true);
+    ws.run_ok(&inside, &[]);
+    assert!(
+        !walk(&ws.path("curated/orders")).is_empty(),
+        "a write inside the prefix lands"
+    );
+
+    let cases = [
+        (
+            job_writing(&ws, "outside.yaml", &ws.url("out"), "Append", true),
+            format!(
+                "sink cleaned: writes {}, outside what Connection \"lake\" allows (spec.allowedWritePrefixes: {})",
+                ws.url("out").trim_end_matches('/'),
+                ws.url("curated")
+            ),
+        ),
+        (
+            job_writing(&ws, "over-source.yaml", &ws.url(""), "Overwrite", false),
+            format!(
+                "which holds source \"orders\" at {}",
+                ws.url("raw").trim_end_matches('/')
+            ),
+        ),
+        (
+            job_writing(&ws, "over-table.yaml", &ws.url("shared"), "OverwritePartitions", false),
+            format!("which holds Table sales.customers at {}", ws.url("shared/customers")),
+        ),
+    ];
+    for (job, wanted) in cases {
+        let error = ws.run_failing(&job, &[]);
+        assert!(error.contains(&wanted), "wanted {wanted:?} in: {error}");
+    }
+    assert!(walk(&ws.path("out")).is_empty(), "nothing written outside the prefix");
+    assert_eq!(
+        std::fs::read_to_string(ws.path("shared/customers/part-0.parquet")).expect("kept"),
+        "kept",
+        "the other Table's data is untouched"
+    );
+    assert!(!walk(&ws.path("raw")).is_empty(), "the source is untouched");
+}

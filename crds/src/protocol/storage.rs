@@ -92,6 +92,12 @@ impl FromStr for Location {
 }
 
 impl Location {
+    /// Whether `other` is this location or inside it (whole path segments: `s3://b/x` holds
+    /// `s3://b/x/y`, not `s3://b/xy`).
+    pub fn holds(&self, other: &Location) -> bool {
+        self.store == other.store && self.contains(&other.prefix)
+    }
+
     /// A location for a local directory.
     pub fn from_directory(dir: &FsPath) -> Result<Self, LocationError> {
         let absolute = std::path::absolute(dir).map_err(|e| LocationError {

@@ -7,6 +7,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kglue_crds::common::CONDITION_STALLED;
 use kglue_crds::job::WriteMode;
+use kglue_crds::location::overlap;
 use kglue_crds::references::{NamedKind, References};
 use kglue_crds::{Job, Table};
 use kube::ResourceExt;
@@ -102,14 +103,6 @@ impl ReadRefs<Job> for JobRefs {
             .collect();
         Ok(JobRefs { found, writers })
     }
-}
-
-/// Whether two locations overlap: one is the other, or holds it (`s3://b/x` holds `s3://b/x/y`,
-/// not `s3://b/xy`). Trailing slashes do not matter.
-fn overlap(a: &str, b: &str) -> bool {
-    let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
-    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    long.starts_with(short) && (long.len() == short.len() || long[short.len()..].starts_with('/'))
 }
 
 /// The problems of `job`'s sinks sharing a location with a sink of an older Job (or another sink

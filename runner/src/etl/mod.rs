@@ -6,6 +6,7 @@ pub mod bookmark;
 pub mod inspect;
 pub mod run;
 pub mod sandbox;
+pub mod scope;
 pub mod script;
 pub mod settle;
 pub mod sink;

@@ -38,7 +38,7 @@ use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
 use super::source::{self, Selection, SourceInput};
 use super::table_update::{OutputShape, conform, updated_table};
 use super::types::{fields_of, to_arrow};
-use super::{arguments, script};
+use super::{arguments, scope, script};
 use crate::catalog::{Catalog, DirCatalog};
 use crate::storage::{Location, StoreResolver};
 
@@ -407,9 +407,16 @@ async fn plan_inner(
 
     script::run_script(&ctx, &spec.sql, &arguments).await?;
 
+    let scope = scope::Scope {
+        sources: sources
+            .iter()
+            .map(|s| (s.input.name.as_str(), &s.input.location))
+            .collect(),
+        tables: catalog.tables().collect(),
+    };
     let mut sinks = Vec::new();
     for job_sink in &spec.sinks {
-        sinks.push(prepare_sink(&ctx, job_sink, catalog, resolver).await?);
+        sinks.push(prepare_sink(&ctx, job_sink, catalog, resolver, &scope).await?);
     }
     phases.add("plan", started);
     Ok((arguments, ctx, sources, sinks, phases))
@@ -497,6 +504,7 @@ async fn prepare_sink(
     job_sink: &JobSink,
     catalog: &DirCatalog,
     resolver: &StoreResolver,
+    scope: &scope::Scope<'_>,
 ) -> Result<PreparedSink, RunError> {
     let sink_error = |message: String| RunError::Sink {
         sink: job_sink.name.clone(),
@@ -531,6 +539,17 @@ async fn prepare_sink(
         }
         (None, None) => return Err(sink_error("needs storage or a table".into())),
     };
+    let location: Location = storage
+        .location
+        .parse()
+        .map_err(|e: crate::storage::LocationError| sink_error(e.to_string()))?;
+    let connection = storage
+        .connection
+        .as_deref()
+        .and_then(|name| catalog.connections().get(name).map(|spec| (name, spec)));
+    if let Some(refused) = scope::refusal(job_sink, &location, connection, scope) {
+        return Err(sink_error(refused));
+    }
     for key in &job_sink.partition_by {
         if frame.schema().field_with_unqualified_name(key).is_err() {
             return Err(sink_error(format!(
@@ -571,10 +590,6 @@ async fn prepare_sink(
         .create_physical_plan()
         .await
         .map_err(|e| sink_error(e.to_string()))?;
-    let location: Location = storage
-        .location
-        .parse()
-        .map_err(|e: crate::storage::LocationError| sink_error(e.to_string()))?;
     let store = resolver
         .store(&location, storage.connection.as_deref())
         .map_err(|e| sink_error(e.to_string()))?;
