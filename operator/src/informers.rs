@@ -219,6 +219,23 @@ pub struct Informers {
 }
 
 impl Informers {
+    /// Returns once every cache holds its first listing. Until then a reconcile would find
+    /// nothing of a kind not listed yet and report its objects' references as missing (and a run
+    /// request refused for it would be lost), so the controllers wait for this.
+    pub async fn wait_until_ready(&self) {
+        // An error only means the watch ended before its first listing (a shutdown).
+        let _ = futures::join!(
+            self.databases.store.wait_until_ready(),
+            self.tables.store.wait_until_ready(),
+            self.classifiers.store.wait_until_ready(),
+            self.connections.store.wait_until_ready(),
+            self.crawlers.store.wait_until_ready(),
+            self.jobs.store.wait_until_ready(),
+            self.triggers.store.wait_until_ready(),
+            self.workflows.store.wait_until_ready(),
+        );
+    }
+
     /// Runs every watch, in `namespace` or all namespaces, until the future is dropped.
     pub async fn run(&self, client: &Client, namespace: Option<&str>) {
         fn api<K: Watchable>(client: &Client, namespace: Option<&str>) -> Api<DeserializeGuard<K>> {

@@ -45,15 +45,23 @@ pub async fn run_all(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
             }
         }
     };
-    futures::join!(
-        watches,
-        run(database, ctx.clone(), shutdown.clone()),
-        run(table, ctx.clone(), shutdown.clone()),
-        run(classifier, ctx.clone(), shutdown.clone()),
-        run(connection, ctx.clone(), shutdown.clone()),
-        run(crawler, ctx.clone(), shutdown.clone()),
-        run(job, ctx.clone(), shutdown.clone()),
-        run(trigger, ctx.clone(), shutdown.clone()),
-        run(workflow, ctx, shutdown),
-    );
+    let mut stopping = shutdown.clone();
+    let controllers = async {
+        // Reconciles read the caches: none starts before every kind is listed.
+        tokio::select! {
+            _ = ctx.informers.wait_until_ready() => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        futures::join!(
+            run(database, ctx.clone(), shutdown.clone()),
+            run(table, ctx.clone(), shutdown.clone()),
+            run(classifier, ctx.clone(), shutdown.clone()),
+            run(connection, ctx.clone(), shutdown.clone()),
+            run(crawler, ctx.clone(), shutdown.clone()),
+            run(job, ctx.clone(), shutdown.clone()),
+            run(trigger, ctx.clone(), shutdown.clone()),
+            run(workflow, ctx.clone(), shutdown.clone()),
+        );
+    };
+    futures::join!(watches, controllers);
 }
