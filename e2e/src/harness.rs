@@ -96,9 +96,12 @@ pub fn namespaced_trial<E: ClusterEnv>(env: &Arc<E>, name: &str, check: fn(&E, &
 }
 
 /// Creates `namespace` and waits until pods can run in it: its default ServiceAccount and the
-/// `kube-root-ca.crt` ConfigMap exist (the controller-manager makes them a moment later).
+/// `kube-root-ca.crt` ConfigMap exist (the controller-manager makes them a moment later). For the
+/// node agent's own suites: their fixture pods run host commands as the test's user, so this
+/// namespace does not enforce the restricted standard (kglue's namespaces do, see
+/// [`crate::create_namespace`]).
 pub async fn create_namespace_for_pods(client: &Client, namespace: &str) -> Result<(), Failed> {
-    crate::create_namespace(client, namespace).await?;
+    crate::create_namespace_labelled(client, namespace, &[]).await?;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     wait_until(

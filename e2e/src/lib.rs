@@ -407,12 +407,26 @@ fn free_port_block(count: u16) -> Result<u16, Error> {
         .ok_or(Error::NoFreePorts)
 }
 
-/// Creates a namespace.
+/// The labels that make the API server's Pod Security admission enforce the "restricted"
+/// standard in a namespace: every namespace kglue's tests run pipelines in carries them, so a
+/// runner or operator pod that breaks the standard is refused there, as on a hardened cluster.
+pub const RESTRICTED: [(&str, &str); 2] = [
+    ("pod-security.kubernetes.io/enforce", "restricted"),
+    ("pod-security.kubernetes.io/enforce-version", "latest"),
+];
+
+/// Creates a namespace that enforces the restricted Pod Security Standard ([`RESTRICTED`]).
 pub async fn create_namespace(client: &Client, name: &str) -> Result<(), Error> {
+    create_namespace_labelled(client, name, &RESTRICTED).await
+}
+
+/// Creates a namespace with `labels`.
+pub async fn create_namespace_labelled(client: &Client, name: &str, labels: &[(&str, &str)]) -> Result<(), Error> {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let namespace = k8s_openapi::api::core::v1::Namespace {
         metadata: kube::api::ObjectMeta {
             name: Some(name.into()),
+            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             ..Default::default()
         },
         ..Default::default()

@@ -185,6 +185,9 @@ const FULL_VALUES: &[&str] = &[
     "metrics.serviceMonitor.enabled=true",
     "workerSizes.Small.cpu=1",
     "workerSizes.Small.memoryGiB=4",
+    "runner.networkPolicy.enabled=true",
+    "runner.networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+    "runner.networkPolicy.extraEgress[0].ports[0].port=9000",
 ];
 
 fn helm_lint(env: &Env) -> Result<(), Failed> {
@@ -291,6 +294,23 @@ fn bad_values(env: &Env) -> Result<(), Failed> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     if output.status.success() || !stderr.contains("serviceAccount.name is required") {
         return Err(format!("a missing service account name was not refused clearly: {stderr}").into());
+    }
+    let output = env.helm(&[
+        "template",
+        RELEASE,
+        &chart,
+        "--set",
+        "runner.namespaces={sales-dev}",
+        "--set",
+        "runner.networkPolicy.enabled=true",
+    ])?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success()
+        || !stderr.contains("runner.networkPolicy.enabled needs runner.networkPolicy.apiServer.cidrs")
+    {
+        return Err(
+            format!("a NetworkPolicy without the API server's address was not refused clearly: {stderr}").into(),
+        );
     }
     Ok(())
 }
@@ -450,6 +470,8 @@ fn server_side_dry_run(env: &Env) -> Result<(), Failed> {
                 "defaultConnection.s3.credentialsSecret=lake-credentials",
                 "workerSizes.Large.cpu=2",
                 "workerSizes.Large.memoryGiB=12",
+                "runner.networkPolicy.enabled=true",
+                "runner.networkPolicy.apiServer.cidrs={127.0.0.1/32}",
             ][..],
         ),
         (
@@ -468,6 +490,11 @@ fn server_side_dry_run(env: &Env) -> Result<(), Failed> {
         let applied = env.kubectl_ok(&["apply", "--server-side", "--dry-run=server", "-f", &path])?;
         if !applied.contains("deployment.apps/dry-kglue serverside-applied (server dry run)") {
             return Err(format!("{name}: the dry run did not apply the Deployment:\n{applied}").into());
+        }
+        if name == "all-namespaces"
+            && !applied.contains("networkpolicy.networking.k8s.io/kglue-runner serverside-applied (server dry run)")
+        {
+            return Err(format!("{name}: the dry run did not apply the runner's NetworkPolicy:\n{applied}").into());
         }
     }
     Ok(())

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Operator, orders_json, runner_pids, tail};
+use common::{Cluster, Operator, RUNNER_IMAGE, orders_json, runner_pids, tail};
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
@@ -78,6 +78,11 @@ fn main() -> ExitCode {
             runner_killed,
         ),
         trial(&env, "a_run_past_its_timeout_ends_as_timeout", timeout),
+        trial(
+            &env,
+            "the_namespace_enforces_the_restricted_pod_security_standard",
+            restricted_namespace,
+        ),
         trial(
             &env,
             "ten_start_requests_run_two_at_a_time_and_none_is_lost",
@@ -376,6 +381,27 @@ fn forbidden<T>(result: Result<T, kube::Error>, what: &str) -> Result<(), Failed
         Err(other) => Err(format!("{what}: expected 403 Forbidden, got {other}").into()),
         Ok(_) => Err(format!("{what}: the runner was allowed to").into()),
     }
+}
+
+/// Every run of this suite runs in a namespace whose Pod Security admission enforces the
+/// restricted standard: a pod that breaks it is refused there, so the runs that pass prove the
+/// runner's pods meet it.
+fn restricted_namespace(env: &Env) -> Result<(), Failed> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "unrestricted"},
+        "spec": {"containers": [{"name": "c", "image": RUNNER_IMAGE}]}
+    }))?;
+    match env.block(pods.create(&PostParams::default(), &pod)) {
+        Err(kube::Error::Api(status))
+            if status.code == 403 && status.message.contains("violates PodSecurity \"restricted:latest\"") => {}
+        other => return Err(format!("a pod without a security context must be refused, got {other:?}").into()),
+    }
+    let accepted = env.block(pods.list(&ListParams::default().labels("app.kubernetes.io/name=kglue-runner")))?;
+    if accepted.items.is_empty() {
+        return Err("no runner pod was admitted in this namespace".into());
+    }
+    Ok(())
 }
 
 fn runner_rbac(env: &Env) -> Result<(), Failed> {
