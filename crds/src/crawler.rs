@@ -75,6 +75,14 @@ pub struct CrawlerSpec {
     /// sizes.
     #[serde(default)]
     pub worker_size: WorkerSize,
+    /// The ServiceAccount its crawls run as: Glue's per-job IAM role. Bind it to a cloud
+    /// identity (IRSA's `eks.amazonaws.com/role-arn` annotation, GKE or Azure workload identity)
+    /// so this crawler reaches only what it needs, and give it the runner's Role
+    /// (`kglue-operator runner-rbac --name NAME -n NAMESPACE` prints all three objects). Unset:
+    /// the operator's runner account (`--runner-service-account`, default `kglue-runner`). A
+    /// missing account is reported as `Stalled`, reason `ServiceAccountNotFound`.
+    #[schemars(pattern("^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(max = 253))]
+    pub service_account_name: Option<String>,
     /// Stop a crawl that runs longer than this many minutes (state Timeout). Default 2880 (48 h).
     #[schemars(range(min = 1, max = 10080))]
     pub timeout_minutes: Option<i32>,

@@ -76,6 +76,14 @@ pub trait References {
     /// Whether the spec names a `databaseName` ([`References::database_refs`]).
     const NAMES_DATABASES: bool = false;
 
+    /// Whether the spec can name a ServiceAccount ([`References::service_account`]).
+    const NAMES_SERVICE_ACCOUNT: bool = false;
+
+    /// The ServiceAccount the spec names (`spec.serviceAccountName`), if any.
+    fn service_account(&self) -> Option<&str> {
+        None
+    }
+
     /// Objects named in the spec.
     fn name_refs(&self) -> Vec<NameRef<'_>> {
         Vec::new()
@@ -108,6 +116,11 @@ fn named(kind: NamedKind, name: &str, field: String) -> NameRef<'_> {
 
 impl References for Job {
     const NAMED: &'static [NamedKind] = &[NamedKind::Connection];
+    const NAMES_SERVICE_ACCOUNT: bool = true;
+
+    fn service_account(&self) -> Option<&str> {
+        self.spec.service_account_name.as_deref()
+    }
 
     /// The Connections of sources and sinks with their own storage.
     fn name_refs(&self) -> Vec<NameRef<'_>> {
@@ -163,6 +176,11 @@ impl Job {
 impl References for Crawler {
     const NAMED: &'static [NamedKind] = &[NamedKind::Classifier, NamedKind::Connection];
     const NAMES_DATABASES: bool = true;
+    const NAMES_SERVICE_ACCOUNT: bool = true;
+
+    fn service_account(&self) -> Option<&str> {
+        self.spec.service_account_name.as_deref()
+    }
 
     /// Its Classifiers, then the Connections of its targets and of its state location.
     fn name_refs(&self) -> Vec<NameRef<'_>> {

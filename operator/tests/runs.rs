@@ -18,6 +18,7 @@ use common::{Cluster, Operator, RUNNER_IMAGE, orders_json, runner_pids, tail};
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kglue_crds::common::RunState;
 use kglue_crds::{Job, RunResult, Table};
 use kglue_e2e::harness::{self, trial};
@@ -78,6 +79,11 @@ fn main() -> ExitCode {
             runner_killed,
         ),
         trial(&env, "a_run_past_its_timeout_ends_as_timeout", timeout),
+        trial(
+            &env,
+            "a_job_with_its_own_service_account_runs_as_that_account",
+            own_service_account,
+        ),
         trial(
             &env,
             "the_namespace_enforces_the_restricted_pod_security_standard",
@@ -401,6 +407,160 @@ fn restricted_namespace(env: &Env) -> Result<(), Failed> {
     if accepted.items.is_empty() {
         return Err("no runner pod was admitted in this namespace".into());
     }
+    Ok(())
+}
+
+/// A Job's `serviceAccountName` is the identity of its runs, proven by RBAC: in a namespace whose
+/// default runner account may not create RunResults, a run under that account cannot report and
+/// fails with nothing written, while the Job naming an account with the full runner Role
+/// succeeds. A Job naming an account that does not exist is Stalled until it does.
+fn own_service_account(env: &Env) -> Result<(), Failed> {
+    let namespace = "identity";
+    let pp = PostParams::default();
+    env.block(async {
+        kglue_e2e::create_namespace(&env.client, namespace).await?;
+        let (account, mut role, binding) =
+            kglue_operator::rbac::runner_objects(kglue_operator::rbac::RUNNER, namespace);
+        // The default runner of this namespace cannot report a run.
+        if let Some(rules) = role.rules.as_mut() {
+            rules.retain(|rule| !rule.resources.iter().flatten().any(|r| r == "runresults"));
+        }
+        Api::<ServiceAccount>::namespaced(env.client.clone(), namespace)
+            .create(&pp, &account)
+            .await?;
+        Api::<Role>::namespaced(env.client.clone(), namespace)
+            .create(&pp, &role)
+            .await?;
+        Api::<RoleBinding>::namespaced(env.client.clone(), namespace)
+            .create(&pp, &binding)
+            .await?;
+        let (account, role, binding) = kglue_operator::rbac::runner_objects("orders-pipeline", namespace);
+        Api::<ServiceAccount>::namespaced(env.client.clone(), namespace)
+            .create(&pp, &account)
+            .await?;
+        Api::<Role>::namespaced(env.client.clone(), namespace)
+            .create(&pp, &role)
+            .await?;
+        Api::<RoleBinding>::namespaced(env.client.clone(), namespace)
+            .create(&pp, &binding)
+            .await?;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "lake-credentials"},
+            "stringData": {"AWS_ACCESS_KEY_ID": env.s3.access_key(), "AWS_SECRET_ACCESS_KEY": env.s3.secret_key()},
+        }))?;
+        Api::<Secret>::namespaced(env.client.clone(), namespace)
+            .create(&pp, &secret)
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
+    .map_err(|e| e.to_string())?;
+    env.land("sales-landing", "identity/orders.csv", "id,amount\n1,2.5\n2,3.5\n")?;
+    let apply = |object: Value| -> Result<(), Failed> {
+        env.block(env.applier.apply(&object, namespace, false))
+            .map_err(|e| format!("applying {object}: {e}"))?;
+        Ok(())
+    };
+    apply(json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "lake"},
+        "spec": {"s3": {"endpoint": env.s3.endpoint(), "forcePathStyle": true, "credentialsSecretRef": {"name": "lake-credentials"}}}
+    }))?;
+    let job = |name: &str, account: Option<&str>| {
+        let mut spec = json!({
+            "sources": [{"name": "orders", "storage": {"location": "s3://sales-landing/identity/", "format": "Csv", "connection": "lake"}}],
+            "sql": "CREATE VIEW cleaned AS SELECT id, amount FROM orders",
+            "sinks": [{"name": "cleaned", "storage": {"location": format!("s3://sales-reports/identity/{name}/"), "format": "Parquet", "connection": "lake"}}],
+        });
+        if let Some(account) = account {
+            spec["serviceAccountName"] = json!(account);
+        }
+        json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Job", "metadata": {"name": name}, "spec": spec})
+    };
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), namespace);
+    let condition = |name: &str| -> Result<(String, String), Failed> {
+        let job = env.block(jobs.get(name))?;
+        let observed = job.status.map(|s| s.observed).unwrap_or_default();
+        let stalled = observed
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True");
+        Ok(match stalled {
+            Some(c) => (c.reason.clone(), c.message.clone()),
+            None if observed.is_ready() => ("Ready".into(), String::new()),
+            None => (String::new(), String::new()),
+        })
+    };
+
+    // An account that does not exist yet: Stalled, naming it; Ready once it is created.
+    apply(job("later", Some("later-pipeline")))?;
+    env.wait_for(
+        "Job later Stalled with ServiceAccountNotFound",
+        Duration::from_secs(30),
+        || {
+            let (reason, message) = condition("later")?;
+            Ok((reason == "ServiceAccountNotFound" && message.contains("\"later-pipeline\"")).then_some(()))
+        },
+    )?;
+    let (account, _, _) = kglue_operator::rbac::runner_objects("later-pipeline", namespace);
+    env.block(Api::<ServiceAccount>::namespaced(env.client.clone(), namespace).create(&pp, &account))?;
+    env.wait_for(
+        "Job later Ready once its account exists",
+        Duration::from_secs(30),
+        || Ok((condition("later")?.0 == "Ready").then_some(())),
+    )?;
+
+    let final_run = |name: &str| -> Result<Value, Failed> {
+        let patch = json!({"metadata": {"annotations": {"run.kglue.dev/identity": "{\"arguments\":{}}"}}});
+        env.block(jobs.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))?;
+        env.wait_for(&format!("a final run of {name}"), Duration::from_secs(120), || {
+            let job = env.block(jobs.get(name))?;
+            let runs = serde_json::to_value(job.status.map(|s| s.runs).unwrap_or_default())?;
+            Ok(runs
+                .as_array()
+                .and_then(|runs| runs.first())
+                .filter(|run| {
+                    ["Succeeded", "Failed", "Error", "Timeout", "Stopped"]
+                        .contains(&run["state"].as_str().unwrap_or_default())
+                })
+                .cloned())
+        })
+    };
+    apply(job("as-pipeline", Some("orders-pipeline")))?;
+    apply(job("as-runner", None))?;
+    let own = final_run("as-pipeline")?;
+    if own["state"] != "Succeeded" {
+        return Err(format!("the run under its own account should succeed: {own:#}").into());
+    }
+    let attempt: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(env.client.clone(), namespace);
+    let attempt = env.block(attempt.get(own["kubernetesJob"].as_str().unwrap_or_default()))?;
+    let pod_account = attempt
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.service_account_name);
+    assert_eq!(pod_account.as_deref(), Some("orders-pipeline"));
+
+    let default = final_run("as-runner")?;
+    if default["state"] == "Succeeded" {
+        return Err(format!("the default account may not report a run here, yet it succeeded: {default:#}").into());
+    }
+    let written = |name: &str| -> Result<usize, Failed> {
+        let store = env.s3.store("sales-reports").map_err(|e| e.to_string())?;
+        let prefix = ObjectPath::from(format!("identity/{name}"));
+        let listed: Vec<_> = env.block(store.list(Some(&prefix)).collect::<Vec<_>>());
+        Ok(listed
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|o| o.location.as_ref().ends_with(".parquet"))
+            .count())
+    };
+    assert!(
+        written("as-pipeline")? > 0,
+        "the run under its own account wrote its sink"
+    );
+    assert_eq!(
+        written("as-runner")?,
+        0,
+        "the run that could not report committed nothing"
+    );
     Ok(())
 }
 

@@ -30,6 +30,7 @@ impl Reconcile for Crawler {
         }
         problems.extend(found.missing_databases(self));
         problems.extend(found.missing(self, NamedKind::Classifier));
+        problems.extend(found.missing_service_account(self));
         for (i, target) in self.spec.targets.iter().enumerate() {
             for (j, pattern) in target.exclusions.iter().enumerate() {
                 // The crawler compiles exclusions the same way (runner/src/crawl/listing.rs).

@@ -15,7 +15,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 
 use super::pipeline::{Problem, Reason, Reconcile, controller_with_attempts};
-use super::refs::{Changes, Found, ReadRefs, Rechecks, find};
+use super::refs::{Changes, Found, ReadRefs, Rechecks, find_with_account};
 use crate::context::{Act, Context, Error};
 
 /// A sink as the shared-location check sees it.
@@ -77,7 +77,7 @@ fn sink_writers_where(job: &Job, tables: &[&Table], keep: impl Fn(&str) -> bool)
 
 impl ReadRefs<Job> for JobRefs {
     async fn read(job: &Job, ctx: &Context, namespace: &str) -> Result<JobRefs, Error> {
-        let found = find(ctx, namespace, job);
+        let found = find_with_account(ctx, namespace, job).await?;
         // The shared caches, not a LIST per reconcile (a namespace may hold thousands of Jobs and
         // Tables), and shared, not cloned.
         let cached = ctx.informers.jobs.in_namespace(namespace);
@@ -175,6 +175,7 @@ impl Reconcile for Job {
         let mut problems = refs.found.missing_tables(self);
         problems.extend(refs.found.missing(self, NamedKind::Connection));
         problems.extend(shared_locations(self, &refs.writers));
+        problems.extend(refs.found.missing_service_account(self));
         problems
     }
 
@@ -260,6 +261,25 @@ spec:
         assert!(problems[0].message.starts_with("spec.sinks[0].table names curated.out"));
         assert_eq!(problems[1].reason, Reason::ConnectionNotFound);
         assert!(problems[1].message.contains("spec.sinks[1].storage.connection"));
+    }
+
+    #[test]
+    fn a_job_naming_a_missing_service_account_is_stalled_until_it_exists() {
+        let mut job = job();
+        job.spec.service_account_name = Some("orders-pipeline".into());
+        let mut refs = refs(&[("raw", "orders"), ("curated", "out")], &["lake", "reports"]);
+        let problems = job.validate(&refs);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].reason, Reason::ServiceAccountNotFound);
+        assert!(
+            problems[0]
+                .message
+                .starts_with("spec.serviceAccountName names ServiceAccount \"orders-pipeline\""),
+            "{}",
+            problems[0].message
+        );
+        refs.found.service_accounts.insert("orders-pipeline".into());
+        assert_eq!(job.validate(&refs), vec![]);
     }
 
     fn writer_job(name: &str, created: i64, sinks: &[(&str, &str)]) -> Job {

@@ -36,6 +36,8 @@ pub enum Reason {
     InvalidSpec,
     /// A Job's sink shares its location with another sink where either replaces data.
     SinkLocationShared,
+    /// The ServiceAccount `spec.serviceAccountName` names does not exist.
+    ServiceAccountNotFound,
 }
 
 impl Reason {
@@ -58,6 +60,7 @@ impl Reason {
             Reason::CycleDetected => "CycleDetected",
             Reason::InvalidSpec => "InvalidSpec",
             Reason::SinkLocationShared => "SinkLocationShared",
+            Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
         }
     }
 }

@@ -7,8 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kglue_crds::references::{Named, NamedKind, References};
 use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Workflow};
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -29,6 +31,8 @@ pub struct Found {
     /// `(databaseName, tableName)` of every readable Table in the namespace (read when the object
     /// names a table).
     pub tables: BTreeSet<(String, String)>,
+    /// The ServiceAccount the object names, if it exists.
+    pub service_accounts: BTreeSet<String>,
 }
 
 /// The reason of a missing object of `kind`.
@@ -65,6 +69,19 @@ impl Found {
             not_found(kind),
             kind.as_str(),
         )
+    }
+
+    /// The problem of a `spec.serviceAccountName` that names no ServiceAccount of the namespace.
+    pub fn missing_service_account<K: References>(&self, object: &K) -> Option<Problem> {
+        let name = object.service_account()?;
+        (!self.service_accounts.contains(name)).then(|| {
+            Problem::new(
+                Reason::ServiceAccountNotFound,
+                format!(
+                    "spec.serviceAccountName names ServiceAccount {name:?}, which does not exist in this namespace; create it with the runner's Role bound to it (kglue-operator runner-rbac --name {name} -n NAMESPACE prints all three) or remove the field to run as the default runner account"
+                ),
+            )
+        })
     }
 
     /// One problem per `databaseName` of `object` that no Database declares.
@@ -155,8 +172,22 @@ impl<K: Sync> ReadRefs<K> for () {
 /// The read step of every kind whose references are all by name or catalog name.
 impl<K: References + Sync> ReadRefs<K> for Found {
     async fn read(object: &K, ctx: &Context, namespace: &str) -> Result<Found, Error> {
-        Ok(find(ctx, namespace, object))
+        find_with_account(ctx, namespace, object).await
     }
+}
+
+/// [`find`], and whether the ServiceAccount the object names exists: a GET of its metadata, only
+/// for objects that name one (ServiceAccounts are not cached: a cluster holds many, and few are
+/// named).
+pub async fn find_with_account<K: References>(ctx: &Context, namespace: &str, object: &K) -> Result<Found, Error> {
+    let mut found = find(ctx, namespace, object);
+    if let Some(name) = object.service_account() {
+        let accounts: Api<ServiceAccount> = ctx.api(namespace);
+        if accounts.get_metadata_opt(name).await?.is_some() {
+            found.service_accounts.insert(name.to_string());
+        }
+    }
+    Ok(found)
 }
 
 /// One problem per name in `wanted` that is not in `found`, in `wanted`'s order.
@@ -250,6 +281,10 @@ pub trait Rechecks: Sized {
         }
         if <Self::Kind as References>::NAMES_DATABASES {
             controller = controller.recheck_databases(ctx);
+        }
+        if <Self::Kind as References>::NAMES_SERVICE_ACCOUNT {
+            controller =
+                controller.recheck_watched::<ServiceAccount>(ctx, |k, name, _| k.service_account() == Some(name));
         }
         controller
     }

@@ -107,6 +107,8 @@ pub struct AttemptSpec<'a> {
     pub timeout_minutes: i32,
     /// The credentials Secrets of the Connections the run uses.
     pub secrets: Vec<&'a S3CredentialsSecretRef>,
+    /// `spec.serviceAccountName`; `None`: the operator's runner account.
+    pub service_account: Option<&'a str>,
 }
 
 /// The Kubernetes Job of an attempt. Pure.
@@ -216,7 +218,7 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
                 }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
-                    service_account_name: Some(settings.service_account.clone()),
+                    service_account_name: Some(spec.service_account.unwrap_or(&settings.service_account).to_string()),
                     containers: vec![container],
                     volumes: Some(volumes),
                     security_context: Some(PodSecurityContext {
@@ -358,8 +360,13 @@ mod tests {
             worker: WorkerSize::Medium,
             timeout_minutes: 30,
             secrets: vec![],
+            service_account: None,
         };
         let value = serde_json::to_value(build_job(&owner(), &launch(), &spec, &settings)).expect("serialises");
+        assert_eq!(
+            value["spec"]["template"]["spec"]["serviceAccountName"], "kglue-runner",
+            "without serviceAccountName, the operator's runner account"
+        );
         let container = &value["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["resources"]["limits"]["memory"], "6Gi");
         assert_eq!(container["resources"]["requests"]["cpu"], "3");
@@ -407,6 +414,7 @@ mod tests {
             worker: WorkerSize::Medium,
             timeout_minutes: 30,
             secrets: vec![&secret],
+            service_account: Some("orders-pipeline"),
         };
         let job = build_job(&owner(), &launch(), &spec, &settings());
         let value = serde_json::to_value(&job).expect("serialises");
@@ -417,6 +425,10 @@ mod tests {
             "kglue.dev/v1alpha1"
         );
         assert_eq!(value["metadata"]["labels"]["kglue.dev/run-id"], "jr-0123456789");
+        assert_eq!(
+            value["spec"]["template"]["spec"]["serviceAccountName"], "orders-pipeline",
+            "the Job's own account"
+        );
         assert_eq!(value["spec"]["backoffLimit"], 0);
         assert_eq!(value["spec"]["activeDeadlineSeconds"], 1800);
         assert!(
@@ -424,7 +436,6 @@ mod tests {
             "the TTL is set once the run is recorded"
         );
         let pod = &value["spec"]["template"]["spec"];
-        assert_eq!(pod["serviceAccountName"], "kglue-runner");
         assert_eq!(pod["restartPolicy"], "Never");
         let container = &pod["containers"][0];
         assert_eq!(container["resources"]["limits"]["memory"], "8Gi");
@@ -526,6 +537,7 @@ mod tests {
             worker: WorkerSize::Small,
             timeout_minutes: 30,
             secrets: vec![],
+            service_account: None,
         };
         let settle = Launch {
             job_name: "clean-jr-0123456789-0-s1".into(),

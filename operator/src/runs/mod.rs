@@ -271,6 +271,7 @@ async fn act<K: Runnable>(
             worker,
             timeout_minutes,
             secrets: secrets.iter().collect(),
+            service_account: object.service_account(),
         };
         let owner = Owner {
             kind: K::KIND,
