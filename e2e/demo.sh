@@ -69,6 +69,8 @@ kubectl -n "$namespace" create secret generic lake-credentials \
   --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
   --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
   --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The label lets Connections use the Secret (docs/security.md): without it no run mounts it.
+kubectl -n "$namespace" label secret lake-credentials kglue.dev/secret-type=connection --overwrite >/dev/null
 # The operator's endpoint listens on loopback here; in a cluster it binds the pod's IP.
 "$tools/helm" upgrade --install kglue charts/kglue -n kglue-system --wait --timeout 120s \
   --set "runner.namespaces={$namespace}" \

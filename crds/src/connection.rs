@@ -79,6 +79,20 @@ pub struct S3CredentialsSecretRef {
     pub session_token_key: Option<String>,
 }
 
+/// The label a Secret carries to let Connections use it, with [`SECRET_CONSENT_VALUE`] (as Argo CD
+/// marks its repository Secrets): without it, a person who may create a Connection but not read
+/// Secrets could have a run send any Secret of the namespace to an endpoint of their choosing.
+pub const SECRET_CONSENT_LABEL: &str = "kglue.dev/secret-type";
+/// The value of [`SECRET_CONSENT_LABEL`].
+pub const SECRET_CONSENT_VALUE: &str = "connection";
+
+/// Whether a Secret with `labels` lets Connections use it.
+pub fn secret_consents(labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    labels
+        .and_then(|labels| labels.get(SECRET_CONSENT_LABEL))
+        .is_some_and(|value| value == SECRET_CONSENT_VALUE)
+}
+
 /// The key of the access key id when a Connection names none.
 pub const DEFAULT_ACCESS_KEY_ID_KEY: &str = "AWS_ACCESS_KEY_ID";
 /// The key of the secret access key when a Connection names none.

@@ -324,7 +324,7 @@ fn install_and_run(env: &Env) -> Result<(), Failed> {
         }
         // The credentials the dev Connection refers to: created by hand, never kept in Git.
         let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": "lake-credentials"},
+            "metadata": {"name": "lake-credentials", "labels": {"kglue.dev/secret-type": "connection"}},
             "stringData": {"AWS_ACCESS_KEY_ID": env.s3.access_key(), "AWS_SECRET_ACCESS_KEY": env.s3.secret_key()},
         }))?;
         Api::<Secret>::namespaced(env.client.clone(), PIPELINES)

@@ -248,6 +248,7 @@ fn apply(env: &Env, namespace: &str, object: Value) -> Result<(), Failed> {
 fn secret(name: &str, keys: &[&str]) -> Secret {
     let mut secret = Secret::default();
     secret.metadata.name = Some(name.into());
+    secret.metadata.labels = Some([("kglue.dev/secret-type".to_string(), "connection".to_string())].into());
     secret.string_data = Some(keys.iter().map(|k| (k.to_string(), "value".to_string())).collect());
     secret
 }

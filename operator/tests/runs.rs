@@ -86,6 +86,11 @@ fn main() -> ExitCode {
         ),
         trial(
             &env,
+            "a_secret_that_did_not_opt_in_never_reaches_a_connections_endpoint",
+            secret_consent,
+        ),
+        trial(
+            &env,
             "the_namespace_enforces_the_restricted_pod_security_standard",
             restricted_namespace,
         ),
@@ -445,7 +450,7 @@ fn own_service_account(env: &Env) -> Result<(), Failed> {
             .create(&pp, &binding)
             .await?;
         let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": "lake-credentials"},
+            "metadata": {"name": "lake-credentials", "labels": {"kglue.dev/secret-type": "connection"}},
             "stringData": {"AWS_ACCESS_KEY_ID": env.s3.access_key(), "AWS_SECRET_ACCESS_KEY": env.s3.secret_key()},
         }))?;
         Api::<Secret>::namespaced(env.client.clone(), namespace)
@@ -560,6 +565,143 @@ fn own_service_account(env: &Env) -> Result<(), Failed> {
         written("as-runner")?,
         0,
         "the run that could not report committed nothing"
+    );
+    Ok(())
+}
+
+/// An HTTP endpoint that records every request it gets and answers 403: a Connection's endpoint
+/// chosen by someone who wants the credentials a run would send.
+struct Capture {
+    port: u16,
+    seen: Arc<Mutex<String>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Capture {
+    fn start() -> Result<Self, Failed> {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let seen = Arc::new(Mutex::new(String::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (record, stopped) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+                        let mut buffer = [0u8; 16384];
+                        let read = stream.read(&mut buffer).unwrap_or(0);
+                        record
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push_str(&String::from_utf8_lossy(&buffer[..read]));
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Ok(Capture { port, seen, stop })
+    }
+
+    fn seen(&self) -> String {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A Connection may only use a Secret that carries the consent label: one naming a Secret of
+/// another team is Stalled (`SecretNotOptedIn`), and a run through it never mounts the Secret,
+/// so its key never reaches the Connection's endpoint (a recording server here). Once the Secret
+/// opts in, the key does reach it: the check can see a leak.
+fn secret_consent(env: &Env) -> Result<(), Failed> {
+    const KEY: &str = "AKIANOTCONSENTED0001";
+    let capture = Capture::start()?;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "other-team"},
+        "stringData": {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": "not-yours"},
+    }))?;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NAMESPACE);
+    env.block(secrets.create(&PostParams::default(), &secret))?;
+    env.apply_object(&json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "elsewhere"},
+        "spec": {"s3": {"endpoint": format!("http://127.0.0.1:{}", capture.port), "forcePathStyle": true,
+                         "credentialsSecretRef": {"name": "other-team"}}}
+    }))?;
+    let connections: Api<kglue_crds::Connection> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let reason = |connections: &Api<kglue_crds::Connection>| -> Result<String, Failed> {
+        let connection = env.block(connections.get("elsewhere"))?;
+        let observed = connection.status.unwrap_or_default();
+        Ok(if observed.is_ready() {
+            "Ready".into()
+        } else {
+            observed
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Stalled" && c.status == "True")
+                .map(|c| c.reason.clone())
+                .unwrap_or_default()
+        })
+    };
+    env.wait_for(
+        "Connection elsewhere Stalled with SecretNotOptedIn",
+        Duration::from_secs(30),
+        || Ok((reason(&connections)? == "SecretNotOptedIn").then_some(())),
+    )?;
+    env.apply_object(&json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Job", "metadata": {"name": "exfiltrate"},
+        "spec": {
+            "sources": [{"name": "loot", "storage": {"location": "s3://loot/data/", "format": "Csv", "connection": "elsewhere"}}],
+            "sql": "CREATE VIEW out AS SELECT * FROM loot",
+            "sinks": [{"name": "out", "storage": {"location": "s3://sales-reports/exfiltrate/", "format": "Parquet", "connection": "lake"}}],
+        }
+    }))?;
+    let run = |what: &str| -> Result<Value, Failed> {
+        let request = env.start("jobs", "exfiltrate", &[])?;
+        env.wait_for(what, Duration::from_secs(120), || {
+            Ok(env.runs("jobs", "exfiltrate")?.into_iter().find(|r| {
+                r["requestId"] == request.as_str()
+                    && r["state"] != "Waiting"
+                    && r["state"] != "Starting"
+                    && r["state"] != "Running"
+            }))
+        })
+    };
+    let first = run("a final run through the Connection whose Secret did not opt in")?;
+    if first["state"] == "Succeeded" {
+        return Err(format!("the run cannot have read anything: {first:#}").into());
+    }
+    let attempt: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(env.client.clone(), NAMESPACE);
+    if let Some(name) = first["kubernetesJob"].as_str() {
+        let job = env.block(attempt.get(name))?;
+        let volumes = serde_json::to_string(&job.spec.and_then(|s| s.template.spec).map(|s| s.volumes))?;
+        assert!(!volumes.contains("other-team"), "the Secret was mounted: {volumes}");
+    }
+    let seen = capture.seen();
+    assert!(!seen.contains(KEY), "the Secret's key reached the endpoint:\n{seen}");
+
+    // Opted in: the key is sent, so the check above could have seen it.
+    let patch = json!({"metadata": {"labels": {"kglue.dev/secret-type": "connection"}}});
+    env.block(secrets.patch("other-team", &PatchParams::default(), &Patch::Merge(&patch)))?;
+    env.wait_for(
+        "Connection elsewhere Ready once its Secret opts in",
+        Duration::from_secs(30),
+        || Ok((reason(&connections)? == "Ready").then_some(())),
+    )?;
+    run("a final run once the Secret opted in")?;
+    let seen = capture.seen();
+    assert!(
+        seen.contains(KEY),
+        "with consent the run signs with the key; the endpoint saw:\n{seen}"
     );
     Ok(())
 }

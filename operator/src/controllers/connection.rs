@@ -1,11 +1,12 @@
-//! Connection: the credentials Secret exists (`SecretNotFound`) and holds the named keys
-//! (`SecretKeyNotFound`). Only the Secret's key names are looked at, never its values.
+//! Connection: the credentials Secret exists (`SecretNotFound`), lets Connections use it (the
+//! consent label, `SecretNotOptedIn`) and holds the named keys (`SecretKeyNotFound`). Only the
+//! Secret's labels and key names are looked at, never its values.
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Secret;
 use kglue_crds::Connection;
-use kglue_crds::connection::S3CredentialsSecretRef;
+use kglue_crds::connection::{S3CredentialsSecretRef, SECRET_CONSENT_LABEL, SECRET_CONSENT_VALUE, secret_consents};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
@@ -20,6 +21,8 @@ pub enum Refs {
     NoSecret,
     /// The referenced Secret does not exist.
     SecretMissing,
+    /// The referenced Secret does not carry the consent label.
+    SecretNotOptedIn,
     /// The referenced Secret's key names.
     SecretKeys(BTreeSet<String>),
 }
@@ -33,6 +36,7 @@ impl ReadRefs<Connection> for Refs {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
         Ok(match secrets.get_opt(&secret_ref.name).await? {
             None => Refs::SecretMissing,
+            Some(secret) if !secret_consents(secret.metadata.labels.as_ref()) => Refs::SecretNotOptedIn,
             Some(secret) => Refs::SecretKeys(
                 secret
                     .data
@@ -61,6 +65,12 @@ impl Reconcile for Connection {
                 format!(
                     "spec.s3.credentialsSecretRef.name is {name:?}, but that Secret does not exist in this namespace; create it with the keys {}",
                     secret_ref.required_keys().join(" and ")
+                ),
+            )],
+            Refs::SecretNotOptedIn => vec![Problem::new(
+                Reason::SecretNotOptedIn,
+                format!(
+                    "Secret {name:?} does not let Connections use it: label it {SECRET_CONSENT_LABEL}={SECRET_CONSENT_VALUE} (kubectl label secret {name} {SECRET_CONSENT_LABEL}={SECRET_CONSENT_VALUE}); until then no run mounts it"
                 ),
             )],
             Refs::SecretKeys(keys) => {
@@ -140,6 +150,24 @@ spec:
                 .message
                 .contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         );
+    }
+
+    #[test]
+    fn a_secret_without_the_consent_label_is_refused_by_name() {
+        let problems = connection("").validate(&Refs::SecretNotOptedIn);
+        assert_eq!(problems[0].reason, Reason::SecretNotOptedIn);
+        assert!(
+            problems[0].message.starts_with(
+                "Secret \"lake-credentials\" does not let Connections use it: label it kglue.dev/secret-type=connection"
+            ),
+            "{}",
+            problems[0].message
+        );
+        let labels = [(SECRET_CONSENT_LABEL.to_string(), SECRET_CONSENT_VALUE.to_string())].into();
+        assert!(secret_consents(Some(&labels)));
+        let other = [(SECRET_CONSENT_LABEL.to_string(), "repository".to_string())].into();
+        assert!(!secret_consents(Some(&other)));
+        assert!(!secret_consents(None));
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum Reason {
     SecretNotFound,
     /// The credentials Secret lacks a named key.
     SecretKeyNotFound,
+    /// The credentials Secret does not carry the label that lets Connections use it.
+    SecretNotOptedIn,
     /// A listed Classifier does not exist.
     ClassifierNotFound,
     /// A referenced Table does not exist.
@@ -49,6 +51,7 @@ impl Reason {
             Reason::ConnectionNotFound => "ConnectionNotFound",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretKeyNotFound => "SecretKeyNotFound",
+            Reason::SecretNotOptedIn => "SecretNotOptedIn",
             Reason::ClassifierNotFound => "ClassifierNotFound",
             Reason::TableNotFound => "TableNotFound",
             Reason::JobNotFound => "JobNotFound",

@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job as BatchJob;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Table;
 use kglue_crds::common::{RunRecord, RunState, cap_run_message};
-use kglue_crds::connection::S3CredentialsSecretRef;
+use kglue_crds::connection::{S3CredentialsSecretRef, secret_consents};
 use kglue_crds::protocol::attempt::{LABEL_OWNER_UID, SettleMode};
 use kglue_crds::protocol::requests::Requests;
 use kglue_crds::run_result::RunResult;
@@ -265,7 +265,7 @@ async fn act<K: Runnable>(
     let mut runs = decision.runs.clone();
     let jobs_api: Api<BatchJob> = ctx.api(namespace);
     if !decision.launch.is_empty() {
-        let secrets = credentials_secrets(ctx, namespace, object);
+        let secrets = credentials_secrets(ctx, namespace, object).await?;
         let (worker, timeout_minutes) = object.worker();
         let spec = AttemptSpec {
             worker,
@@ -346,7 +346,11 @@ async fn retire(ctx: &Context, namespace: &str, jobs: &[String], settings: &Runn
 }
 
 /// The credentials Secrets of the Connections a run of `object` reaches data through.
-fn credentials_secrets<K: Runnable>(ctx: &Context, namespace: &str, object: &K) -> Vec<S3CredentialsSecretRef> {
+async fn credentials_secrets<K: Runnable>(
+    ctx: &Context,
+    namespace: &str,
+    object: &K,
+) -> Result<Vec<S3CredentialsSecretRef>, Error> {
     let cached_tables = if K::READS_TABLES {
         ctx.informers.tables.in_namespace(namespace)
     } else {
@@ -356,21 +360,35 @@ fn credentials_secrets<K: Runnable>(ctx: &Context, namespace: &str, object: &K) 
     let mut wanted = object.connections(&tables);
     wanted.sort();
     wanted.dedup();
+    let secrets_api: Api<Secret> = ctx.api(namespace);
     let mut secrets = Vec::new();
     for name in &wanted {
         // The shared cache: the Connection's spec as the last watch event had it.
-        if let Some(guard) = ctx.informers.connections.get(namespace, name)
-            && let Ok(connection) = &guard.0
-            && let Some(secret) = connection
-                .spec
-                .s3
-                .as_ref()
-                .and_then(|s3| s3.credentials_secret_ref.clone())
-        {
+        let Some(guard) = ctx.informers.connections.get(namespace, name) else {
+            continue;
+        };
+        let Ok(connection) = &guard.0 else { continue };
+        let Some(secret) = connection
+            .spec
+            .s3
+            .as_ref()
+            .and_then(|s3| s3.credentials_secret_ref.clone())
+        else {
+            continue;
+        };
+        // Only a Secret that lets Connections use it is mounted (its labels, never its values,
+        // are read): a Connection cannot hand any Secret of the namespace to its endpoint.
+        let consents = secrets_api
+            .get_metadata_opt(&secret.name)
+            .await?
+            .is_some_and(|meta| secret_consents(meta.metadata.labels.as_ref()));
+        if consents {
             secrets.push(secret);
+        } else {
+            tracing::warn!(%namespace, connection = %name, secret = %secret.name, "not mounting a Secret without the consent label");
         }
     }
-    secrets
+    Ok(secrets)
 }
 
 /// Records the decision: one status write for the history, the bookmark and the next tick,

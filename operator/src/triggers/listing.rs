@@ -84,6 +84,16 @@ async fn open(client: &Client, namespace: &str, source: &EventSource) -> Result<
             .get_opt(&secret_ref.name)
             .await
             .map_err(|e| format!("reading Secret {}: {e}", secret_ref.name))?;
+        if let Some(found) = &read
+            && !kglue_crds::connection::secret_consents(found.metadata.labels.as_ref())
+        {
+            return Err(format!(
+                "Secret {} does not let Connections use it (label it {}={}); the listing does not read it",
+                secret_ref.name,
+                kglue_crds::connection::SECRET_CONSENT_LABEL,
+                kglue_crds::connection::SECRET_CONSENT_VALUE
+            ));
+        }
         secret = ReadSecret {
             name: secret_ref.name.clone(),
             data: read.map(|s| s.data.unwrap_or_default()),

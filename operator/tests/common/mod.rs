@@ -210,7 +210,7 @@ impl Cluster {
                 .create(&pp, &binding)
                 .await?;
             let secret: Secret = serde_json::from_value(json!({
-                "metadata": {"name": "lake-credentials"},
+                "metadata": {"name": "lake-credentials", "labels": {"kglue.dev/secret-type": "connection"}},
                 "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key(), "AWS_SECRET_ACCESS_KEY": s3.secret_key()},
             }))?;
             Api::<Secret>::namespaced(client.clone(), namespace)
