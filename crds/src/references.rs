@@ -84,6 +84,11 @@ pub trait References {
         None
     }
 
+    /// Every storage location the spec names, with its field (`spec.sinks[0].storage.location`).
+    fn locations(&self) -> Vec<(String, &str)> {
+        Vec::new()
+    }
+
     /// Objects named in the spec.
     fn name_refs(&self) -> Vec<NameRef<'_>> {
         Vec::new()
@@ -120,6 +125,18 @@ impl References for Job {
 
     fn service_account(&self) -> Option<&str> {
         self.spec.service_account_name.as_deref()
+    }
+
+    fn locations(&self) -> Vec<(String, &str)> {
+        let sources = self.spec.sources.iter().enumerate().filter_map(|(i, source)| {
+            let storage = source.storage.as_ref()?;
+            Some((format!("spec.sources[{i}].storage.location"), storage.location.as_str()))
+        });
+        let sinks = self.spec.sinks.iter().enumerate().filter_map(|(i, sink)| {
+            let storage = sink.storage.as_ref()?;
+            Some((format!("spec.sinks[{i}].storage.location"), storage.location.as_str()))
+        });
+        sources.chain(sinks).collect()
     }
 
     /// The Connections of sources and sinks with their own storage.
@@ -182,6 +199,21 @@ impl References for Crawler {
         self.spec.service_account_name.as_deref()
     }
 
+    fn locations(&self) -> Vec<(String, &str)> {
+        let targets = self
+            .spec
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, target)| (format!("spec.targets[{i}].path"), target.path.as_str()));
+        let state = self
+            .spec
+            .state
+            .iter()
+            .map(|state| ("spec.state.location".to_string(), state.location.as_str()));
+        targets.chain(state).collect()
+    }
+
     /// Its Classifiers, then the Connections of its targets and of its state location.
     fn name_refs(&self) -> Vec<NameRef<'_>> {
         let classifiers = self
@@ -214,6 +246,10 @@ impl References for Table {
     const NAMED: &'static [NamedKind] = &[NamedKind::Connection];
     const NAMES_DATABASES: bool = true;
 
+    fn locations(&self) -> Vec<(String, &str)> {
+        vec![("spec.storage.location".to_string(), self.spec.storage.location.as_str())]
+    }
+
     fn name_refs(&self) -> Vec<NameRef<'_>> {
         self.spec
             .storage
@@ -239,6 +275,14 @@ impl References for Trigger {
 
     /// The Jobs and Crawlers its predicate waits for, the Jobs, Crawlers and Workflows its
     /// actions start, and an Event trigger's Connection.
+    fn locations(&self) -> Vec<(String, &str)> {
+        self.spec
+            .event
+            .iter()
+            .map(|event| ("spec.event.location".to_string(), event.location.as_str()))
+            .collect()
+    }
+
     fn name_refs(&self) -> Vec<NameRef<'_>> {
         let mut refs = Vec::new();
         for (i, condition) in self.spec.predicate.iter().flat_map(|p| p.conditions.iter()).enumerate() {

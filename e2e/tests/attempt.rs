@@ -51,8 +51,25 @@ impl Env {
         format!("file://{}/", self.path(relative).display())
     }
 
-    /// Runs `kglue attempt` as the pod would.
+    /// Runs `kglue attempt` as the pod would, allowed the test's folder for its `file://`
+    /// locations (as an operator started with `--allow-local-path` allows a mounted volume).
     fn attempt(&self, kind: &str, name: &str, run_id: &str, job: &str, uid: &str, extra: &[&str]) -> Output {
+        let root = self.dir.path().display().to_string();
+        let mut extra = extra.to_vec();
+        extra.extend(["--allow-local-path", root.as_str()]);
+        self.attempt_as_in_a_pod(kind, name, run_id, job, uid, &extra)
+    }
+
+    /// Runs `kglue attempt` with exactly `extra`: no local folder allowed unless it says so.
+    fn attempt_as_in_a_pod(
+        &self,
+        kind: &str,
+        name: &str,
+        run_id: &str,
+        job: &str,
+        uid: &str,
+        extra: &[&str],
+    ) -> Output {
         let output = Command::new(&self.kglue)
             .args([
                 "attempt",
@@ -168,6 +185,31 @@ async fn kglue_attempt_reports_a_run_result_owned_by_its_job_and_applies_its_tab
         )
         .await
         .expect("bookmark set in status");
+
+    // Without --allow-local-path an attempt reaches no local folder: the run fails naming the
+    // location, before anything is read or written.
+    let refused = "clean-jr-0000000000-0";
+    let uid = attempt_job(&client, refused).await;
+    let output = env.attempt_as_in_a_pod(
+        "Job",
+        "clean",
+        "jr-0000000000",
+        refused,
+        &uid,
+        &["--arguments", r#"{"min":"0"}"#],
+    );
+    assert_ne!(output.status.code(), Some(0));
+    let result = env.result(refused).await;
+    assert_eq!(result.spec.outcome, AttemptOutcome::Failed);
+    let error = result.spec.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "{} is a local path, which runs in the cluster may not use",
+            env.url("landing/orders").trim_end_matches('/')
+        )),
+        "{error}"
+    );
+    assert!(!env.path("curated/orders").exists(), "nothing written");
 
     // A successful run: exit 0, the RunResult owned by the attempt's Job recording the decision
     // to commit (outcome Committing, with the sinks to finish it from), the table applied.

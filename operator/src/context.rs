@@ -85,6 +85,8 @@ pub struct Context {
     pub informers: Informers,
     /// How many objects of one kind are reconciled at once.
     pub concurrency: u16,
+    /// The local folders `file://` locations may use (`--allow-local-path`); empty: none.
+    pub local_paths: Vec<std::path::PathBuf>,
 }
 
 /// How many objects of one kind are reconciled at once, unless set otherwise: enough to keep a
@@ -107,6 +109,7 @@ impl Context {
             runner: None,
             informers: Informers::default(),
             concurrency: DEFAULT_CONCURRENCY,
+            local_paths: Vec::new(),
         }
     }
 
@@ -120,6 +123,12 @@ impl Context {
     /// limit).
     pub fn with_concurrency(mut self, concurrency: u16) -> Self {
         self.concurrency = concurrency;
+        self
+    }
+
+    /// The same context, letting `file://` locations use `paths`.
+    pub fn with_local_paths(mut self, paths: Vec<std::path::PathBuf>) -> Self {
+        self.local_paths = paths;
         self
     }
 

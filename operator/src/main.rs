@@ -110,6 +110,12 @@ struct Args {
     #[arg(long, env = "KGLUE_RECONCILE_CONCURRENCY", default_value_t = kglue_operator::context::DEFAULT_CONCURRENCY)]
     reconcile_concurrency: u16,
 
+    /// A local folder `file://` locations may use: a volume mounted into the operator's and the
+    /// runner pods at the same path. Repeatable. Without any, every `file://` location is refused
+    /// (`LocalPathRefused`): a run's own files (its token, mounted Secrets) are no data source.
+    #[arg(long = "allow-local-path")]
+    allow_local_paths: Vec<PathBuf>,
+
     /// Do not start runs (start requests stay pending): for a replica that should only validate.
     #[arg(long)]
     no_runs: bool,
@@ -306,7 +312,8 @@ async fn run(args: Args) -> Result<(), MainError> {
     metrics.set_leader(true);
 
     let mut context = Context::new(client, metrics.clone(), args.namespace.clone(), Some(identity))
-        .with_concurrency(args.reconcile_concurrency);
+        .with_concurrency(args.reconcile_concurrency)
+        .with_local_paths(args.allow_local_paths.clone());
     if !args.no_runs {
         context = context.with_runner(kglue_operator::settings::RunnerSettings {
             image: args.runner_image.clone(),
@@ -314,6 +321,7 @@ async fn run(args: Args) -> Result<(), MainError> {
             ttl_seconds: args.run_ttl_seconds,
             retry_backoff: Duration::from_secs_f64(args.retry_backoff_seconds.clamp(0.0, 300.0)),
             worker_sizes: args.worker_sizes.unwrap_or_default(),
+            local_paths: args.allow_local_paths.clone(),
         });
     }
     let ctx = Arc::new(context);

@@ -18,6 +18,9 @@ pub struct RunnerSettings {
     pub retry_backoff: std::time::Duration,
     /// The CPU and memory of each worker size.
     pub worker_sizes: WorkerSizes,
+    /// The local folders (volumes mounted into the runner pods) `file://` locations may use;
+    /// empty: none.
+    pub local_paths: Vec<std::path::PathBuf>,
 }
 
 /// The CPU and memory of each worker size: the defaults of `WorkerSize`, or what the operator was

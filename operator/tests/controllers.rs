@@ -439,6 +439,19 @@ fn invalid_specs_are_stalled(env: &Env) -> Result<(), Failed> {
                             "schedule": {"cron": "cron(0 3 * * ? *)"}}}),
             "DatabaseNotFound",
         ),
+        (
+            // The operator runs without --allow-local-path: a pod's own files are no data source.
+            json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Job", "metadata": {"name": "reads-the-token"},
+                   "spec": {"sources": [{"name": "t", "storage": {"location": "file:///var/run/secrets/kubernetes.io/serviceaccount/", "format": "Csv"}}],
+                            "sql": "CREATE VIEW out AS SELECT * FROM t",
+                            "sinks": [{"name": "out", "storage": {"location": "s3://bucket/out/", "format": "Parquet"}}]}}),
+            "LocalPathRefused",
+        ),
+        (
+            json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Trigger", "metadata": {"name": "lists-the-operator"},
+                   "spec": {"type": "Event", "event": {"location": "file:///etc/"}, "actions": [{"job": "reads-the-token"}]}}),
+            "LocalPathRefused",
+        ),
     ];
     for (object, _) in &cases {
         apply(env, namespace, object.clone())?;

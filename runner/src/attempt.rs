@@ -27,7 +27,7 @@ use crate::crawl::plan::{Action, CrawlPlan};
 use crate::crawl::run::crawl;
 use crate::etl::run::{self, Resources, RunOutcome, RunRequest};
 use crate::etl::settle::{DecideError, Decider, clean_up, finish_commit};
-use crate::storage::{Credentials, SecretsDir, StoreResolver};
+use crate::storage::{Credentials, Location, SecretsDir, StoreResolver};
 
 /// The most characters of an error a RunResult keeps (the CRD's `maxLength` of `spec.error`).
 const MAX_ERROR_CHARS: usize = 32768;
@@ -163,10 +163,19 @@ async fn read_job(client: &Client, attempt: &Attempt) -> Result<(Job, ClusterCat
 }
 
 fn resolver(attempt: &Attempt, catalog: &ClusterCatalog) -> StoreResolver {
+    // In the cluster a run reaches local folders only where the operator allows it: the pod's
+    // own files (its token, mounted Secrets) are no data source.
+    let local = attempt
+        .command
+        .allow_local_paths
+        .iter()
+        .filter_map(|path| Location::from_directory(path).ok())
+        .collect();
     StoreResolver::new(
         catalog.view().connections().clone(),
         Credentials::from_process(SecretsDir(attempt.command.secrets_dir.clone())),
     )
+    .with_local_paths(local)
 }
 
 async fn job_attempt(client: &Client, attempt: &Attempt) -> AttemptEnd {
@@ -546,6 +555,7 @@ mod tests {
                 spill_dir: None,
                 termination_log: PathBuf::from("/dev/termination-log"),
                 settle: None,
+                allow_local_paths: Vec::new(),
             },
             pod: AttemptPod {
                 namespace: "sales".into(),

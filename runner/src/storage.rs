@@ -42,6 +42,18 @@ pub enum StorageError {
         /// Where secrets are read from.
         dir: String,
     },
+    /// A local path outside what the run may touch (in the cluster: the operator's
+    /// `--allow-local-path` list).
+    #[error(
+        "{url} is a local path, which runs in the cluster may not use{}; use an object store, or start the operator with --allow-local-path for a mounted volume",
+        if allowed.is_empty() { String::new() } else { format!(" outside {}", allowed.join(", ")) }
+    )]
+    LocalPathRefused {
+        /// The location.
+        url: String,
+        /// The paths allowed.
+        allowed: Vec<String>,
+    },
     /// The object-store client could not be built.
     #[error("cannot open {url}: {source}")]
     Open {
@@ -119,6 +131,9 @@ impl Credentials {
 
 /// Opens and caches stores for locations, one client per (store, connection).
 pub struct StoreResolver {
+    /// The local folders runs may use: `None` allows every one (the local CLI); in the cluster,
+    /// only those the operator was told to allow.
+    local_paths: Option<Vec<Location>>,
     connections: BTreeMap<String, ConnectionSpec>,
     secrets: SecretsDir,
     environment: Vec<(String, String)>,
@@ -136,11 +151,18 @@ impl StoreResolver {
     /// A resolver over the Connections of a catalog, with credentials from `credentials`.
     pub fn new(connections: BTreeMap<String, ConnectionSpec>, credentials: Credentials) -> Self {
         StoreResolver {
+            local_paths: None,
             connections,
             secrets: credentials.secrets,
             environment: credentials.environment,
             cache: Mutex::default(),
         }
+    }
+
+    /// The same resolver, opening local folders only inside `paths`.
+    pub fn with_local_paths(mut self, paths: Vec<Location>) -> Self {
+        self.local_paths = Some(paths);
+        self
     }
 
     /// The store serving `location`, reached through `connection` when given.
@@ -159,6 +181,15 @@ impl StoreResolver {
     }
 
     fn open(&self, location: &Location, connection: Option<&str>) -> Result<Opened, StorageError> {
+        if location.store == Store::File
+            && let Some(allowed) = &self.local_paths
+            && !allowed.iter().any(|path| path.holds(location))
+        {
+            return Err(StorageError::LocalPathRefused {
+                url: location.url_of(&location.prefix),
+                allowed: allowed.iter().map(|p| p.url_of(&p.prefix)).collect(),
+            });
+        }
         let key = (location.store.clone(), connection.map(str::to_string));
         // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -259,5 +290,31 @@ mod tests {
         let first = resolver.store(&location, Some("lake")).expect("store builds");
         let second = resolver.store(&location, Some("lake")).expect("store builds");
         assert!(Arc::ptr_eq(&first, &second), "one client per bucket and connection");
+    }
+
+    #[test]
+    fn in_the_cluster_local_paths_are_refused_outside_the_allowed_folders() {
+        let resolver = StoreResolver::new(
+            BTreeMap::new(),
+            Credentials {
+                secrets: SecretsDir(PathBuf::from("/nonexistent")),
+                environment: Vec::new(),
+            },
+        )
+        .with_local_paths(vec!["file:///mnt/data/".parse().expect("a location")]);
+        let inside: Location = "file:///mnt/data/orders/".parse().expect("a location");
+        assert!(resolver.store(&inside, None).is_ok());
+        let token: Location = "file:///var/run/secrets/kubernetes.io/serviceaccount/"
+            .parse()
+            .expect("a location");
+        let error = resolver
+            .store(&token, None)
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.starts_with("file:///var/run/secrets/kubernetes.io/serviceaccount is a local path, which runs in the cluster may not use outside file:///mnt/data"),
+            "{error}"
+        );
     }
 }

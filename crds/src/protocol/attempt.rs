@@ -103,6 +103,10 @@ pub struct AttemptCommand {
     /// Where the Secrets that Connections refer to are mounted: one folder per Secret.
     #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
     pub secrets_dir: PathBuf,
+    /// A local folder the run may read and write (`file://` locations); repeatable. Without
+    /// any, an attempt uses object stores only.
+    #[arg(long = "allow-local-path")]
+    pub allow_local_paths: Vec<PathBuf>,
     /// Where the engine spills; default: the system's temporary directory.
     #[arg(long, env = SPILL_DIR_ENV)]
     pub spill_dir: Option<PathBuf>,
@@ -167,7 +171,14 @@ impl AttemptCommand {
             spill_dir: Some(PathBuf::from(SPILL_DIR)),
             termination_log: PathBuf::from(TERMINATION_LOG),
             settle: None,
+            allow_local_paths: Vec::new(),
         }
+    }
+
+    /// The same command, allowed the local folders `paths`.
+    pub fn allowing_local_paths(mut self, paths: &[PathBuf]) -> Self {
+        self.allow_local_paths = paths.to_vec();
+        self
     }
 
     /// This attempt's settle attempt: the same command with `--settle`.
@@ -209,6 +220,9 @@ impl AttemptCommand {
             flag("arguments", arguments.clone());
         }
         flag("secrets-dir", self.secrets_dir.display().to_string());
+        for path in &self.allow_local_paths {
+            flag("allow-local-path", path.display().to_string());
+        }
         if let Some(mode) = self.settle {
             flag("settle", mode.as_str().into());
         }

@@ -284,7 +284,9 @@ async fn reconcile_once<K: Reconcile>(guard: &DeserializeGuard<K>, ctx: &Context
             let current = serde_json::to_value(object)
                 .ok()
                 .and_then(|mut o| o.get_mut("status").map(Value::take));
-            (object.validate(&refs), existing, object.status_extra(&refs), current)
+            let mut problems = object.validate(&refs);
+            problems.extend(super::problem::local_paths_refused(object, &ctx.local_paths));
+            (problems, existing, object.status_extra(&refs), current)
         }
         Err(invalid) => (
             vec![Problem::new(

@@ -40,6 +40,8 @@ pub enum Reason {
     SinkLocationShared,
     /// The ServiceAccount `spec.serviceAccountName` names does not exist.
     ServiceAccountNotFound,
+    /// A `file://` location outside the folders the operator allows.
+    LocalPathRefused,
 }
 
 impl Reason {
@@ -64,6 +66,7 @@ impl Reason {
             Reason::InvalidSpec => "InvalidSpec",
             Reason::SinkLocationShared => "SinkLocationShared",
             Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
+            Reason::LocalPathRefused => "LocalPathRefused",
         }
     }
 }
@@ -91,4 +94,33 @@ impl Problem {
             message: message.into(),
         }
     }
+}
+
+/// One problem per `file://` location of `object` outside `allowed` (the operator's
+/// `--allow-local-path` folders): in the cluster a run's local files are its pod's own (its
+/// token, mounted Secrets), no data source.
+pub fn local_paths_refused<K: kglue_crds::references::References>(
+    object: &K,
+    allowed: &[std::path::PathBuf],
+) -> Vec<Problem> {
+    let allowed: Vec<String> = allowed.iter().map(|p| format!("file://{}", p.display())).collect();
+    object
+        .locations()
+        .into_iter()
+        .filter(|(_, location)| location.starts_with("file://"))
+        .filter(|(_, location)| !allowed.iter().any(|a| kglue_crds::location::contains(a, location)))
+        .map(|(field, location)| {
+            let within = if allowed.is_empty() {
+                "the operator allows no local folder".to_string()
+            } else {
+                format!("the operator allows only {}", allowed.join(", "))
+            };
+            Problem::new(
+                Reason::LocalPathRefused,
+                format!(
+                    "{field} is {location}, a local path, and {within}: use an object store, or mount a volume and start the operator with --allow-local-path"
+                ),
+            )
+        })
+        .collect()
 }

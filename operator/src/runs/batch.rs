@@ -127,7 +127,8 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
         &launch.arguments,
         spec.worker,
         WorkerResources { cpu, memory_gib },
-    );
+    )
+    .allowing_local_paths(&settings.local_paths);
     if let Some(mode) = launch.settle {
         command = command.settling(mode);
     }
@@ -349,6 +350,7 @@ mod tests {
             ttl_seconds: 86400,
             retry_backoff: std::time::Duration::from_secs(10),
             worker_sizes: WorkerSizes::default(),
+            local_paths: Vec::new(),
         }
     }
 

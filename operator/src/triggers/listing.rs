@@ -56,12 +56,27 @@ impl SecretValues for ReadSecret {
     }
 }
 
-async fn open(client: &Client, namespace: &str, source: &EventSource) -> Result<(Arc<dyn ObjectStore>, Path), String> {
+async fn open(
+    client: &Client,
+    namespace: &str,
+    source: &EventSource,
+    local_paths: &[std::path::PathBuf],
+) -> Result<(Arc<dyn ObjectStore>, Path), String> {
     let location: Location = source
         .location
         .parse()
         .map_err(|e: kglue_crds::protocol::storage::LocationError| e.to_string())?;
     let Store::S3 { bucket } = &location.store else {
+        // The operator's own files are no data source: only the folders it was told to allow.
+        let allowed = local_paths
+            .iter()
+            .any(|path| kglue_crds::location::contains(&format!("file://{}", path.display()), &source.location));
+        if !allowed {
+            return Err(format!(
+                "{} is a local path, which the operator lists only inside an --allow-local-path folder",
+                source.location
+            ));
+        }
         return Ok((Arc::new(LocalFileSystem::new()), location.prefix));
     };
     let s3 = match &source.connection {
@@ -106,9 +121,14 @@ async fn open(client: &Client, namespace: &str, source: &EventSource) -> Result<
 }
 
 /// Every object under the trigger's prefix that counts, with its modification time.
-pub async fn list(client: &Client, namespace: &str, source: &EventSource) -> Result<Vec<Listed>, String> {
+pub async fn list(
+    client: &Client,
+    namespace: &str,
+    source: &EventSource,
+    local_paths: &[std::path::PathBuf],
+) -> Result<Vec<Listed>, String> {
     let listing = async {
-        let (store, prefix) = open(client, namespace, source).await?;
+        let (store, prefix) = open(client, namespace, source, local_paths).await?;
         let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
         store
             .list(prefix.as_ref())
@@ -175,7 +195,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_local_prefix_lists_its_files_with_times() {
+    async fn a_local_prefix_lists_its_files_with_times_only_inside_an_allowed_folder() {
         let dir = std::env::temp_dir().join(format!("kglue-listing-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("a")).expect("mkdir");
         std::fs::write(dir.join("a/1.csv"), b"x").expect("write");
@@ -187,7 +207,13 @@ mod tests {
         // A client is never used for file:// locations; building one needs no server.
         let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a URL"));
         let client = Client::try_from(config).expect("a client");
-        let listed = list(&client, "ns", &source).await.expect("listed");
+        let refused = list(&client, "ns", &source, &[])
+            .await
+            .expect_err("no folder is allowed");
+        assert!(refused.contains("is a local path"), "{refused}");
+        let listed = list(&client, "ns", &source, std::slice::from_ref(&dir))
+            .await
+            .expect("listed");
         std::fs::remove_dir_all(&dir).expect("clean up");
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert!(listed[0].key.ends_with("a/1.csv"));

@@ -54,7 +54,7 @@ pub async fn reconcile_trigger(on: ActOn<'_>) -> Result<Option<Duration>, Error>
     let now = Timestamp::now();
     let listing = match (&trigger.spec.type_, &trigger.spec.event, &blocked) {
         (TriggerType::Event, Some(source), None) if listing_due(source, &before, now) => {
-            Some(listing::list(&ctx.client, namespace, source).await)
+            Some(listing::list(&ctx.client, namespace, source, &ctx.local_paths).await)
         }
         _ => None,
     };
