@@ -29,8 +29,6 @@ use std::time::{Duration, Instant};
 use common::Operator;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job as BatchJob;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kglue_e2e::ControlPlane;
 use kglue_e2e::harness::install_crds;
 use kube::Client;
@@ -236,17 +234,7 @@ fn bench(scale: &Scale) -> Result<(), Box<dyn Error>> {
 /// The namespace, with the runner's account, Role and binding (runs need them).
 async fn prepare_namespace(client: &Client) -> Result<(), Box<dyn Error>> {
     kglue_e2e::create_namespace(client, NAMESPACE).await?;
-    let (account, role, binding) = kglue_operator::rbac::runner_objects(kglue_operator::rbac::RUNNER, NAMESPACE);
-    let pp = PostParams::default();
-    Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE)
-        .create(&pp, &account)
-        .await?;
-    Api::<Role>::namespaced(client.clone(), NAMESPACE)
-        .create(&pp, &role)
-        .await?;
-    Api::<RoleBinding>::namespaced(client.clone(), NAMESPACE)
-        .create(&pp, &binding)
-        .await?;
+    common::create_runner_identity(client, NAMESPACE, kglue_operator::rbac::RUNNER, |_| {}).await?;
     Ok(())
 }
 

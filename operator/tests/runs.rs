@@ -18,7 +18,6 @@ use common::{Cluster, Operator, RUNNER_IMAGE, orders_json, runner_pids, tail};
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kglue_crds::common::RunState;
 use kglue_crds::{Job, RunResult, Table};
 use kglue_e2e::harness::{self, trial};
@@ -424,31 +423,14 @@ fn own_service_account(env: &Env) -> Result<(), Failed> {
     let pp = PostParams::default();
     env.block(async {
         kglue_e2e::create_namespace(&env.client, namespace).await?;
-        let (account, mut role, binding) =
-            kglue_operator::rbac::runner_objects(kglue_operator::rbac::RUNNER, namespace);
         // The default runner of this namespace cannot report a run.
-        if let Some(rules) = role.rules.as_mut() {
-            rules.retain(|rule| !rule.resources.iter().flatten().any(|r| r == "runresults"));
-        }
-        Api::<ServiceAccount>::namespaced(env.client.clone(), namespace)
-            .create(&pp, &account)
-            .await?;
-        Api::<Role>::namespaced(env.client.clone(), namespace)
-            .create(&pp, &role)
-            .await?;
-        Api::<RoleBinding>::namespaced(env.client.clone(), namespace)
-            .create(&pp, &binding)
-            .await?;
-        let (account, role, binding) = kglue_operator::rbac::runner_objects("orders-pipeline", namespace);
-        Api::<ServiceAccount>::namespaced(env.client.clone(), namespace)
-            .create(&pp, &account)
-            .await?;
-        Api::<Role>::namespaced(env.client.clone(), namespace)
-            .create(&pp, &role)
-            .await?;
-        Api::<RoleBinding>::namespaced(env.client.clone(), namespace)
-            .create(&pp, &binding)
-            .await?;
+        common::create_runner_identity(&env.client, namespace, kglue_operator::rbac::RUNNER, |role| {
+            if let Some(rules) = role.rules.as_mut() {
+                rules.retain(|rule| !rule.resources.iter().flatten().any(|r| r == "runresults"));
+            }
+        })
+        .await?;
+        common::create_runner_identity(&env.client, namespace, "orders-pipeline", |_| {}).await?;
         let secret: Secret = serde_json::from_value(json!({
             "metadata": {"name": "lake-credentials", "labels": {"kglue.dev/secret-type": "connection"}},
             "stringData": {"AWS_ACCESS_KEY_ID": env.s3.access_key(), "AWS_SECRET_ACCESS_KEY": env.s3.secret_key()},

@@ -197,18 +197,8 @@ impl Cluster {
         let applier = runtime.block_on(Applier::new(client.clone(), FIELD_MANAGER))?;
         runtime.block_on(async {
             kglue_e2e::create_namespace(&client, namespace).await?;
-            let (account, role, binding) =
-                kglue_operator::rbac::runner_objects(kglue_operator::rbac::RUNNER, namespace);
+            create_runner_identity(&client, namespace, kglue_operator::rbac::RUNNER, |_| {}).await?;
             let pp = PostParams::default();
-            Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-                .create(&pp, &account)
-                .await?;
-            Api::<Role>::namespaced(client.clone(), namespace)
-                .create(&pp, &role)
-                .await?;
-            Api::<RoleBinding>::namespaced(client.clone(), namespace)
-                .create(&pp, &binding)
-                .await?;
             let secret: Secret = serde_json::from_value(json!({
                 "metadata": {"name": "lake-credentials", "labels": {"kglue.dev/secret-type": "connection"}},
                 "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key(), "AWS_SECRET_ACCESS_KEY": s3.secret_key()},
@@ -315,6 +305,29 @@ impl Cluster {
     ) -> Result<T, Failed> {
         wait_for(what, limit, check)
     }
+}
+
+/// Creates the runner's ServiceAccount, Role and RoleBinding named `name` in `namespace`, as
+/// `kglue-operator runner-rbac` prints them, with `edit` applied to the Role first.
+pub async fn create_runner_identity(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    edit: impl FnOnce(&mut Role),
+) -> Result<(), kube::Error> {
+    let (account, mut role, binding) = kglue_operator::rbac::runner_objects(name, namespace);
+    edit(&mut role);
+    let pp = PostParams::default();
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create(&pp, &account)
+        .await?;
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&pp, &role)
+        .await?;
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(&pp, &binding)
+        .await?;
+    Ok(())
 }
 
 /// Polls `check` every 200 ms until it returns Some, up to `limit`; `what` names the wait.
