@@ -26,11 +26,23 @@ where
         path: path.to_path_buf(),
         message,
     };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    parse_one(&text, path)
+}
+
+/// The single `K` in manifest text `text` (read from `path`, named in errors).
+pub fn parse_one<K>(text: &str, path: &Path) -> Result<K, ManifestError>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let error = |message: String| ManifestError {
+        path: path.to_path_buf(),
+        message,
+    };
     let kind = K::kind(&());
     let api_version = K::api_version(&());
-    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
     let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| error(format!("not valid YAML: {e}")))?;
+        serde_saphyr::from_multiple(text).map_err(|e| error(format!("not valid YAML: {e}")))?;
     let mut found = documents
         .into_iter()
         .filter(|d| d["kind"] == kind.as_ref() && d["apiVersion"] == api_version.as_ref());
@@ -72,5 +84,24 @@ mod tests {
         .expect("write");
         let error = read_one::<Crawler>(&file).expect_err("no targets").to_string();
         assert!(error.contains("Crawler \"x\": missing field"), "{error}");
+    }
+
+    proptest::proptest! {
+        // The manifest loader takes whatever a user's file holds: any text, and YAML-shaped text
+        // near a Job, is read or refused with a message, never a panic.
+        #[test]
+        fn any_manifest_text_is_read_or_refused_without_panic(text in "\\PC{0,300}") {
+            let _ = parse_one::<kglue_crds::Job>(&text, Path::new("job.yaml"));
+        }
+
+        #[test]
+        fn job_shaped_yaml_is_read_or_refused_without_panic(
+            lines in proptest::collection::vec(
+                "(apiVersion: kglue.dev/v1alpha1|kind: Job|metadata: \\{name: [a-z]{1,4}\\}|spec:|  sql: [a-z ]{0,8}|  sources: \\[\\]|  sinks:|    - name: [a-z]{1,3}|      storage: \\{location: [a-z:/]{0,12}, format: (Csv|Json|Parquet|x)\\}|---|  [a-zA-Z]{1,6}: [0-9a-z\\[\\]{}\"']{0,6})",
+                0..14,
+            )
+        ) {
+            let _ = parse_one::<kglue_crds::Job>(&lines.join("\n"), Path::new("job.yaml"));
+        }
     }
 }

@@ -1001,3 +1001,27 @@ fn every_column_type_in_the_examples_parses() {
         "the scan found too little: {checked:?}"
     );
 }
+
+proptest::proptest! {
+    // Column types come from users (manifests, crawls of their files): any text parses or fails
+    // with a message, never a panic, and what parses prints back to itself.
+    #[test]
+    fn any_text_parses_or_fails_without_panic(input in "\\PC{0,80}") {
+        let _ = GlueType::parse(&input);
+    }
+
+    #[test]
+    fn type_shaped_text_parses_or_fails_and_what_parses_round_trips(
+        tokens in proptest::collection::vec(
+            "(struct|array|map|uniontype|decimal|varchar|char|int|bigint|string|timestamp|<|>|,|:|\\(|\\)|[a-z_]{1,3}|[0-9]{1,3}|`|\\s)",
+            0..40,
+        )
+    ) {
+        let input = tokens.concat();
+        if let Ok(parsed) = GlueType::parse(&input) {
+            let printed = parsed.to_string();
+            let again = GlueType::parse(&printed);
+            proptest::prop_assert_eq!(again.as_ref().ok(), Some(&parsed), "{} printed as {}", input, printed);
+        }
+    }
+}

@@ -247,4 +247,18 @@ mod tests {
             })
         );
     }
+
+    proptest::proptest! {
+        // The sniffer reads the first bytes of any object a crawl meets: whatever they are, it
+        // names a format or refuses, never panics.
+        #[test]
+        fn any_bytes_are_sniffed_without_panic(head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096), whole in proptest::prelude::any::<bool>()) {
+            let _ = sniff(&head, whole);
+        }
+
+        #[test]
+        fn text_shaped_bytes_are_sniffed_without_panic(text in "[a-z0-9,;|\t\"'{}\\[\\]:. \n\r-]{0,600}", whole in proptest::prelude::any::<bool>()) {
+            let _ = sniff(text.as_bytes(), whole);
+        }
+    }
 }

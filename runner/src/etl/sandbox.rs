@@ -167,4 +167,46 @@ mod tests {
         let local = url::Url::parse("file:///etc/passwd").expect("a URL");
         assert!(registry.get_store(&local).is_err());
     }
+
+    proptest::proptest! {
+        // The statement check sees whatever a script holds once it parses: never a panic, and
+        // nothing but views and tables computed from queries passes.
+        #[test]
+        fn any_sql_is_checked_without_panic(sql in "\\PC{0,200}") {
+            if let Ok(statements) = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {}) {
+                for (index, statement) in statements.iter().enumerate() {
+                    let _ = check(index + 1, statement);
+                }
+            }
+        }
+
+        #[test]
+        fn sql_shaped_text_passes_only_as_a_view_or_a_computed_table(
+            words in proptest::collection::vec(
+                "(CREATE|EXTERNAL|TABLE|VIEW|OR|REPLACE|TEMPORARY|AS|SELECT|\\*|FROM|COPY|TO|INSERT|INTO|VALUES|SET|RESET|DROP|LOCATION|STORED|CSV|EXPLAIN|WITH|\\(|\\)|;|'/etc/passwd'|1|t|v|=)",
+                0..16,
+            )
+        ) {
+            let sql = words.join(" ");
+            if let Ok(statements) = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {}) {
+                for (index, statement) in statements.iter().enumerate() {
+                    if check(index + 1, statement).is_ok() {
+                        let allowed = match statement {
+                            Statement::Statement(inner) => matches!(
+                                inner.as_ref(),
+                                SqlStatement::Query(_) | SqlStatement::CreateView(_) | SqlStatement::CreateTable(_)
+                            ),
+                            _ => false,
+                        };
+                        proptest::prop_assert!(allowed, "{} passed the check", statement);
+                        if let Statement::Statement(inner) = statement
+                            && let SqlStatement::CreateTable(table) = inner.as_ref()
+                        {
+                            proptest::prop_assert!(table.query.is_some() && !table.external && table.location.is_none());
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
