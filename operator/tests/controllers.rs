@@ -755,14 +755,18 @@ fn table_write_fan_out(env: &Env) -> Result<(), Failed> {
     let table_lists = "kglue_operator_api_requests_total{verb=\"list\",group=\"kglue.dev\",resource=\"tables\"}";
     let job_status_writes =
         "kglue_operator_api_requests_total{verb=\"patch\",group=\"kglue.dev\",resource=\"jobs/status\"}";
-    let before = quiet_metrics(operator)?;
-    env.runtime.block_on(async {
-        let api: Api<Table> = Api::namespaced(env.client.clone(), namespace);
-        let patch = json!({"spec": {"parameters": {"lastRun": "r1"}}});
-        api.patch("raw.hot", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-    })?;
-    let after = quiet_metrics(operator)?;
+    // Writes a Table's spec, as a runner's catalog step does; returns the operator's metrics just
+    // before and once it is quiet again.
+    let write = |table: &str| -> Result<(String, String), Failed> {
+        let before = quiet_metrics(operator)?;
+        env.runtime.block_on(async {
+            let api: Api<Table> = Api::namespaced(env.client.clone(), namespace);
+            let patch = json!({"spec": {"parameters": {"lastRun": "r1"}}});
+            api.patch(table, &PatchParams::default(), &Patch::Merge(&patch)).await
+        })?;
+        Ok((before, quiet_metrics(operator)?))
+    };
+    let (before, after) = write("raw.hot")?;
     let delta = |series: &str| value_in(&after, series) - value_in(&before, series);
     assert_eq!(
         delta(jobs),
@@ -776,14 +780,7 @@ fn table_write_fan_out(env: &Env) -> Result<(), Failed> {
         "nothing changed for the Jobs, so nothing was written"
     );
 
-    let before = quiet_metrics(operator)?;
-    env.runtime.block_on(async {
-        let api: Api<Table> = Api::namespaced(env.client.clone(), namespace);
-        let patch = json!({"spec": {"parameters": {"lastRun": "r1"}}});
-        api.patch("raw.unused", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-    })?;
-    let after = quiet_metrics(operator)?;
+    let (before, after) = write("raw.unused")?;
     assert_eq!(
         value_in(&after, jobs) - value_in(&before, jobs),
         0.0,
