@@ -131,6 +131,10 @@ pub struct CrawlerState {
 }
 
 /// What a crawl does with changes. As in Glue: `updateBehavior` UpdateInDatabase (default) or Log;
+/// The label a crawler puts on the Tables it maintains, so a later crawl finds the ones whose
+/// data disappeared, and the operator deletes only a crawler's own Tables for it.
+pub const CRAWLER_LABEL: &str = "kglue.dev/crawler";
+
 /// `deleteBehavior` DeleteFromDatabase, DeprecateInDatabase (default) or Log.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]

@@ -5,7 +5,8 @@
 //! The operator reads it when the Kubernetes Job finishes and commits the run record and the
 //! bookmark in one status write. The owner reference makes the RunResult go away with the
 //! Kubernetes Job (its TTL), and lets the operator reject a result whose owner UID is not the
-//! attempt's Job: a runner cannot read Jobs, so it cannot forge another run's result.
+//! attempt's Job, and whose pod (`spec.pod`, held to the creator's token by the chart's admission
+//! policy) is not one of the attempt's: another pod's token cannot forge another run's result.
 
 use std::collections::BTreeMap;
 
@@ -90,6 +91,25 @@ pub struct RunResultSpec {
     pub job: Option<JobAttemptReport>,
     /// What a crawl did (ownerKind Crawler).
     pub crawl: Option<CrawlMetrics>,
+    /// The pod that created this result. The chart's admission policy holds it to the pod its
+    /// service-account token is bound to, and the operator counts the result only when that pod is
+    /// one of the attempt's (docs/security.md).
+    pub pod: Option<ReportingPod>,
+    /// The Tables (object names) a crawl with `deleteBehavior: DeleteFromDatabase` found without
+    /// data. A runner may not delete Tables: the operator deletes them, those labelled as the
+    /// crawler's only, when it records the crawl.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_tables: Vec<String>,
+}
+
+/// The pod a RunResult comes from.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportingPod {
+    /// The pod's name.
+    pub name: String,
+    /// The pod's UID.
+    pub uid: String,
 }
 
 /// A Job attempt's figures and bookmark.

@@ -15,6 +15,7 @@
 //! {`runs`, `triggers`, `workflows`} → {`starts`, `schedule`, `writes`} → {`context`, `settings`,
 //! `metrics`}, and nothing points back up.
 
+pub mod admission;
 pub mod context;
 pub mod controllers;
 pub mod graph;

@@ -143,6 +143,9 @@ enum Command {
         #[arg(long, default_value = kglue_operator::rbac::RUNNER)]
         name: String,
     },
+    /// Print the ValidatingAdmissionPolicy that lets only an attempt's own pod create its
+    /// RunResult (the chart ships it; bind it to the namespaces that run pipelines).
+    AdmissionPolicy,
 }
 
 /// Why the operator stopped other than on request.
@@ -166,9 +169,16 @@ enum MainError {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::RunnerRbac { namespace, name }) = &args.command {
-        print!("{}", kglue_operator::rbac::runner_yaml(name, namespace));
-        return ExitCode::SUCCESS;
+    match &args.command {
+        Some(Command::RunnerRbac { namespace, name }) => {
+            print!("{}", kglue_operator::rbac::runner_yaml(name, namespace));
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::AdmissionPolicy) => {
+            print!("{}", kglue_operator::admission::policy_yaml());
+            return ExitCode::SUCCESS;
+        }
+        None => {}
     }
     init_logging(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -22,8 +22,15 @@ pub struct Rule {
     pub verbs: &'static [&'static str],
 }
 
-/// The runner's rules, all in the kglue.dev group. No Secrets (Connection credentials are mounted
-/// into the pod by the operator), no batch Jobs or Pods, no writes to Jobs or Crawlers.
+/// The runner's rules, all in the kglue.dev group, each with why it remains. Not there: Secrets
+/// (the operator mounts a Connection's consenting Secret into the pod), batch Jobs and Pods, any
+/// write to Jobs or Crawlers (their status and bookmarks are the operator's), `update` and `delete`
+/// of anything (every write is a server-side apply, and the operator deletes the Tables a crawl
+/// reports gone), and `list` of RunResults. What RBAC cannot say is left to the admission policy
+/// (`admission.rs`: a RunResult only from its attempt's own pod) and to the runner's checks
+/// before it writes (a sink inside its Connection's `allowedWritePrefixes`; docs/security.md).
+/// RBAC cannot name objects that do not exist yet, so a runner may still apply any Table or
+/// Database of its namespace.
 pub const RUNNER_RULES: &[Rule] = &[
     Rule {
         why: "read the spec and committed bookmark of the Job or Crawler being run",
@@ -36,14 +43,14 @@ pub const RUNNER_RULES: &[Rule] = &[
         verbs: &["get", "list"],
     },
     Rule {
-        why: "create and update the tables a job's sinks or a crawl write; a crawler may delete the tables it deprecates",
+        why: "create and update (server-side apply) the tables a job's sinks or a crawl write; no update (a runner never replaces a Table whole) and no delete (the operator deletes the Tables a crawl reports gone)",
         resources: &["tables"],
-        verbs: &["create", "patch", "update", "delete"],
+        verbs: &["create", "patch"],
     },
     Rule {
-        why: "record a table's partitions and schema drift",
+        why: "record a table's partitions and schema drift (server-side apply)",
         resources: &["tables/status"],
-        verbs: &["patch", "update"],
+        verbs: &["patch"],
     },
     Rule {
         why: "a crawler creates its database when it does not exist",
@@ -51,7 +58,7 @@ pub const RUNNER_RULES: &[Rule] = &[
         verbs: &["create", "patch"],
     },
     Rule {
-        why: "report the attempt's result to the operator (the only writer of run status and bookmarks); read back a decision whose answer was lost, and the decided commit a settle attempt finishes",
+        why: "report the attempt's result to the operator (the only writer of run status and bookmarks; the admission policy kglue-runresults lets only the attempt's own pod create it); read back a decision whose answer was lost, and the decided commit a settle attempt finishes",
         resources: &["runresults"],
         verbs: &["create", "get"],
     },
@@ -156,6 +163,7 @@ mod tests {
             }
             assert!(!resources.iter().any(|r| r == "secrets" || r == "pods" || r == "*"));
             assert!(!rule.verbs.iter().any(|v| v == "*" || v == "escalate" || v == "bind"));
+            assert!(!rule.verbs.iter().any(|v| v == "update" || v == "delete"), "{rule:?}");
         }
     }
 }

@@ -487,7 +487,16 @@ fn server_side_dry_run(env: &Env) -> Result<(), Failed> {
         let rendered = dir.join(format!("{name}.yaml"));
         std::fs::write(&rendered, env.helm_ok(&args)?)?;
         let path = rendered.display().to_string();
-        let applied = env.kubectl_ok(&["apply", "--server-side", "--dry-run=server", "-f", &path])?;
+        // The cluster-scoped admission policy exists already (the install made it, with Helm as
+        // its manager): a dry run checks what the server accepts, so it may take its fields over.
+        let applied = env.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "-f",
+            &path,
+        ])?;
         if !applied.contains("deployment.apps/dry-kglue serverside-applied (server dry run)") {
             return Err(format!("{name}: the dry run did not apply the Deployment:\n{applied}").into());
         }
@@ -495,6 +504,13 @@ fn server_side_dry_run(env: &Env) -> Result<(), Failed> {
             && !applied.contains("networkpolicy.networking.k8s.io/kglue-runner serverside-applied (server dry run)")
         {
             return Err(format!("{name}: the dry run did not apply the runner's NetworkPolicy:\n{applied}").into());
+        }
+        if name == "all-namespaces"
+            && !applied.contains(&format!(
+                "validatingadmissionpolicybinding.admissionregistration.k8s.io/kglue-runresults-{RELEASE_NAMESPACE}-dry serverside-applied"
+            ))
+        {
+            return Err(format!("{name}: the dry run did not apply the RunResult policy's binding:\n{applied}").into());
         }
     }
     Ok(())

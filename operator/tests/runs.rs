@@ -16,18 +16,18 @@ use std::time::{Duration, Instant};
 
 use common::{Cluster, Operator, RUNNER_IMAGE, orders_json, runner_pids, tail};
 use futures::StreamExt;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use kglue_crds::common::RunState;
 use kglue_crds::{Job, RunResult, Table};
 use kglue_e2e::harness::{self, trial};
 use kglue_e2e::{load_manifests, repo_root};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, Config, ResourceExt};
 use libtest_mimic::{Arguments, Failed};
-use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "sales";
@@ -80,6 +80,11 @@ fn main() -> ExitCode {
         trial(&env, "a_run_past_its_timeout_ends_as_timeout", timeout),
         trial(
             &env,
+            "a_crawl_that_deletes_tables_leaves_the_deleting_to_the_operator",
+            crawler_deletes_through_the_operator,
+        ),
+        trial(
+            &env,
             "a_job_with_its_own_service_account_runs_as_that_account",
             own_service_account,
         ),
@@ -87,6 +92,11 @@ fn main() -> ExitCode {
             &env,
             "a_secret_that_did_not_opt_in_never_reaches_a_connections_endpoint",
             secret_consent,
+        ),
+        trial(
+            &env,
+            "a_runresult_made_with_another_pods_token_is_refused_by_the_api_server",
+            run_results_bound_to_their_pod,
         ),
         trial(
             &env,
@@ -353,14 +363,25 @@ fn measure_latencies(env: &Env, job: &str, request: &str, requested: Instant) ->
     ))
 }
 
-/// A token of the runner's service account, as its pods get one.
+/// A client with a token of the runner's service account, not bound to a pod.
 fn runner_client(env: &Env) -> Result<Client, Failed> {
+    runner_client_of(env, None)
+}
+
+/// A client with a token of the runner's service account, bound to `pod` as a kubelet binds the
+/// token it gives a pod (the token then names the pod to the API server).
+fn runner_client_of(env: &Env, pod: Option<&Pod>) -> Result<Client, Failed> {
     let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), NAMESPACE);
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: vec![],
             expiration_seconds: Some(600),
-            ..TokenRequestSpec::default()
+            bound_object_ref: pod.map(|pod| BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
         },
         ..TokenRequest::default()
     };
@@ -391,6 +412,91 @@ fn forbidden<T>(result: Result<T, kube::Error>, what: &str) -> Result<(), Failed
         Err(other) => Err(format!("{what}: expected 403 Forbidden, got {other}").into()),
         Ok(_) => Err(format!("{what}: the runner was allowed to").into()),
     }
+}
+
+/// The chart's admission policy (common::Cluster installs it for every namespace of the suite, so
+/// every run here reports through it) lets a RunResult be created only by its own attempt's pod,
+/// recording that pod, and never changed: the API server refuses one made with another pod's
+/// token, one naming another pod, one made without a pod's token, and a change to a result.
+fn run_results_bound_to_their_pod(env: &Env) -> Result<(), Failed> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NAMESPACE);
+    // Pods as the Job controller names an attempt's, held by a scheduling gate: they never run,
+    // but tokens can be bound to them.
+    let gated = |name: &str| -> Result<Pod, Failed> {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "schedulingGates": [{"name": "kglue.dev/test"}],
+                "serviceAccountName": kglue_operator::rbac::RUNNER,
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "runner", "image": RUNNER_IMAGE, "securityContext": {
+                    "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]
+            }
+        }))?;
+        Ok(env.block(pods.create(&PostParams::default(), &pod))?)
+    };
+    let mine = gated("mine-jr-0123456789-0-x7k2q")?;
+    let theirs = gated("theirs-jr-0123456789-0-b4c5d")?;
+    let result = |name: &str, pod: &Pod| -> Result<RunResult, Failed> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "kglue.dev/v1alpha1", "kind": "RunResult",
+            "metadata": {"name": name},
+            "spec": {"ownerKind": "Job", "ownerName": name.split("-jr-").next(), "runId": "jr-0123456789",
+                     "attempt": 0, "outcome": "Succeeded",
+                     "pod": {"name": pod.metadata.name, "uid": pod.metadata.uid}}
+        }))?)
+    };
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let refused = |client: Client, object: RunResult, expected: &str, what: &str| -> Result<(), Failed> {
+        let results: Api<RunResult> = Api::namespaced(client, NAMESPACE);
+        match env.block(results.create(&dry_run, &object)) {
+            Err(kube::Error::Api(status)) if status.code < 500 && status.message.contains(expected) => Ok(()),
+            other => Err(format!("{what}: expected a refusal naming {expected:?}, got {other:?}").into()),
+        }
+    };
+    let as_mine = runner_client_of(env, Some(&mine))?;
+    refused(
+        as_mine.clone(),
+        result("theirs-jr-0123456789-0", &mine)?,
+        "pod mine-jr-0123456789-0-x7k2q is not a pod of attempt theirs-jr-0123456789-0",
+        "another attempt's result, made with this pod's token",
+    )?;
+    refused(
+        as_mine.clone(),
+        result("mine-jr-0123456789-0", &theirs)?,
+        "spec.pod must name the pod whose token creates the RunResult",
+        "this attempt's result naming another pod",
+    )?;
+    for (client, what) in [
+        (runner_client(env)?, "the runner's token bound to no pod"),
+        (env.client.clone(), "the cluster admin"),
+    ] {
+        refused(
+            client,
+            result("mine-jr-0123456789-0", &mine)?,
+            "a RunResult is created only by a run's own pod",
+            what,
+        )?;
+    }
+    // The pod's own result is accepted, and then cannot change.
+    let results: Api<RunResult> = Api::namespaced(as_mine, NAMESPACE);
+    let created = env
+        .block(results.create(&PostParams::default(), &result("mine-jr-0123456789-0", &mine)?))
+        .map_err(|e| format!("the attempt's own pod must create its result: {e}"))?;
+    let admin_results: Api<RunResult> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let change = json!({"spec": {"outcome": "Failed"}});
+    match env.block(admin_results.patch(&created.name_any(), &PatchParams::default(), &Patch::Merge(&change))) {
+        Err(kube::Error::Api(status)) if status.message.contains("does not change once it is created") => {}
+        other => return Err(format!("changing a result's spec must be refused, got {other:?}").into()),
+    }
+    env.block(admin_results.delete(&created.name_any(), &DeleteParams::default()))?;
+    for pod in [&mine, &theirs] {
+        env.block(pods.delete(&pod.name_any(), &DeleteParams::default()))?;
+    }
+    Ok(())
 }
 
 /// Every run of this suite runs in a namespace whose Pod Security admission enforces the
@@ -719,9 +825,93 @@ fn runner_rbac(env: &Env) -> Result<(), Failed> {
         "listing pods",
     )?;
     forbidden(
-        env.block(Api::<RunResult>::namespaced(runner, NAMESPACE).list(&ListParams::default())),
+        env.block(Api::<RunResult>::namespaced(runner.clone(), NAMESPACE).list(&ListParams::default())),
         "reading other runs' results",
     )?;
+    // Tables: written with server-side apply only, never replaced or deleted by a runner.
+    let tables: Api<Table> = Api::namespaced(runner, NAMESPACE);
+    let table = env
+        .block(tables.list(&ListParams::default()))?
+        .items
+        .into_iter()
+        .next()
+        .ok_or("no Table to try on")?;
+    forbidden(
+        env.block(tables.delete(&table.name_any(), &DeleteParams::default())),
+        "deleting a Table",
+    )?;
+    forbidden(
+        env.block(tables.replace(&table.name_any(), &PostParams::default(), &table)),
+        "replacing a Table (update)",
+    )?;
+    Ok(())
+}
+
+/// A crawl with `deleteBehavior: DeleteFromDatabase` whose data disappeared: the runner cannot
+/// delete Tables, so it reports the Table, and the operator deletes it when it records the crawl;
+/// the crawler's other Table stays.
+fn crawler_deletes_through_the_operator(env: &Env) -> Result<(), Failed> {
+    env.land("sales-landing", "sweep/keep/part-0.csv", "id,amount\n1,2.5\n")?;
+    env.land("sales-landing", "sweep/gone/part-0.csv", "id,note\n1,x\n")?;
+    let crawler = json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Crawler", "metadata": {"name": "sweeper"},
+        "spec": {
+            "databaseName": "sweep",
+            "targets": [{"path": "s3://sales-landing/sweep/keep/", "connection": "lake"},
+                        {"path": "s3://sales-landing/sweep/gone/", "connection": "lake"}],
+            "schemaChangePolicy": {"deleteBehavior": "DeleteFromDatabase"}
+        }
+    });
+    let database = json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Database", "metadata": {"name": "sweep"},
+        "spec": {"databaseName": "sweep"}
+    });
+    for object in [&database, &crawler] {
+        env.block(env.applier.apply(object, NAMESPACE, false))?;
+    }
+    env.wait_for("Crawler sweeper Ready", SETTLE, || {
+        let status = env.status("crawlers", "sweeper")?;
+        let ready = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        Ok(ready.then_some(()))
+    })?;
+    let tables: Api<Table> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let swept = || -> Result<Vec<String>, Failed> {
+        let mut names: Vec<String> = env
+            .block(tables.list(&ListParams::default()))?
+            .items
+            .into_iter()
+            .filter(|t| t.spec.database_name == "sweep")
+            .map(|t| t.spec.table_name)
+            .collect();
+        names.sort();
+        Ok(names)
+    };
+    let first = env.start("crawlers", "sweeper", &[])?;
+    expect_state(&env.wait_final("crawlers", "sweeper", &first)?, "Succeeded")?;
+    if swept()? != ["gone", "keep"] {
+        return Err(format!("the first crawl should make tables gone and keep: {:?}", swept()?).into());
+    }
+    env.block(async {
+        let store = env.s3.store("sales-landing").map_err(|e| e.to_string())?;
+        store
+            .delete(&ObjectPath::from("sweep/gone/part-0.csv"))
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    let second = env.start("crawlers", "sweeper", &[])?;
+    let crawled = env.wait_final("crawlers", "sweeper", &second)?;
+    expect_state(&crawled, "Succeeded")?;
+    if crawled["metrics"]["tablesDeprecated"] != 1 {
+        return Err(format!("the crawl should count one table gone: {crawled:#}").into());
+    }
+    // Deleted before the crawl was recorded.
+    if swept()? != ["keep"] {
+        return Err(format!("the operator should have deleted table gone: {:?}", swept()?).into());
+    }
     Ok(())
 }
 

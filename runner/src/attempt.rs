@@ -358,6 +358,8 @@ pub fn job_report(attempt: &Attempt, result: &run::RunResult) -> RunResultSpec {
             commit: None,
         }),
         crawl: None,
+        pod: None,
+        delete_tables: Vec::new(),
     }
 }
 
@@ -369,13 +371,15 @@ async fn crawl_attempt(client: &Client, attempt: &Attempt) -> RunResultSpec {
     let namespace = &attempt.pod.namespace;
     let mut catalog =
         match ClusterCatalog::read(client.clone(), namespace, RunOwnerKind::Crawler, &crawler.name_any()).await {
-            Ok(catalog) => catalog,
+            // The runner Role cannot delete Tables: the report asks the operator to.
+            Ok(catalog) => catalog.deferring_deletes(),
             Err(error) => return failed(attempt, error.to_string()),
         };
     let credentials = Credentials::from_process(SecretsDir(attempt.command.secrets_dir.clone()));
     match crawl(&crawler, &mut catalog, credentials, false).await {
         Ok(plan) => RunResultSpec {
             crawl: Some(crawl_metrics(&plan)),
+            delete_tables: catalog.deferred_deletes().to_vec(),
             ..base(attempt, AttemptOutcome::Succeeded, None)
         },
         Err(error) => failed(attempt, error.to_string()),
@@ -420,6 +424,8 @@ fn base(attempt: &Attempt, outcome: AttemptOutcome, error: Option<String>) -> Ru
         duration_seconds: 0.0,
         job: None,
         crawl: None,
+        pod: None,
+        delete_tables: Vec::new(),
     }
 }
 
@@ -438,7 +444,8 @@ fn cut_error(error: &str) -> String {
 /// The RunResult object: named after the attempt's Kubernetes Job and owned by it, so it goes
 /// with that Job and the operator can check that it belongs to the attempt. Not a controller
 /// reference: the Job controller must not think it owns the result.
-pub fn result_object(attempt: &Attempt, spec: RunResultSpec) -> RunResult {
+pub fn result_object(attempt: &Attempt, mut spec: RunResultSpec) -> RunResult {
+    spec.pod = attempt.pod.reporting_pod();
     let labels = run_labels(attempt.command.kind, &attempt.command.name, &attempt.command.run_id);
     RunResult {
         metadata: ObjectMeta {
@@ -561,6 +568,8 @@ mod tests {
                 namespace: "sales".into(),
                 kubernetes_job: "clean-orders-jr-3fa29c01d2-1".into(),
                 kubernetes_job_uid: "0b6f0c4e-1111-2222-3333-444455556666".into(),
+                pod_name: Some("clean-orders-jr-3fa29c01d2-1-x7k2q".into()),
+                pod_uid: Some("7d1e0c4e-1111-2222-3333-444455556666".into()),
             },
         }
     }
@@ -588,6 +597,10 @@ mod tests {
         assert_eq!(value["spec"]["error"], "boom");
         assert_eq!(value["spec"]["attempt"], 1);
         assert_eq!(value["spec"]["ownerKind"], "Job");
+        assert_eq!(
+            value["spec"]["pod"],
+            json!({"name": "clean-orders-jr-3fa29c01d2-1-x7k2q", "uid": "7d1e0c4e-1111-2222-3333-444455556666"})
+        );
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub struct ClusterCatalog {
     databases: Api<Database>,
     owner: RunOwnerKind,
     manager: String,
+    /// Tables to delete are left for the operator (a run attempt: its Role has no delete) and
+    /// listed here, instead of deleted with this client's rights (`kglue crawl -n`).
+    defer_deletes: bool,
+    deferred: Vec<String>,
 }
 
 impl ClusterCatalog {
@@ -101,7 +105,21 @@ impl ClusterCatalog {
             databases: Api::namespaced(client, namespace),
             owner,
             manager: table_field_manager(owner, name),
+            defer_deletes: false,
+            deferred: Vec::new(),
         })
+    }
+
+    /// The same catalog, listing the Tables a crawl deletes ([`Self::deferred_deletes`]) instead
+    /// of deleting them.
+    pub fn deferring_deletes(mut self) -> Self {
+        self.defer_deletes = true;
+        self
+    }
+
+    /// The Tables (object names) left for the operator to delete.
+    pub fn deferred_deletes(&self) -> &[String] {
+        &self.deferred
     }
 
     /// Applies `table` (with `dry_run`, only asks the API server whether it would apply).
@@ -205,6 +223,10 @@ impl Catalog for ClusterCatalog {
 
     async fn delete_table(&mut self, table: &Table) -> Result<(), TableWriteError> {
         let name = table.name_any();
+        if self.defer_deletes {
+            self.deferred.push(name);
+            return Ok(());
+        }
         match self.tables.delete(&name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::common::{WorkerResources, WorkerSize};
-use crate::run_result::RunOwnerKind;
+use crate::run_result::{ReportingPod, RunOwnerKind};
 
 /// The subcommand the pod runs.
 pub const SUBCOMMAND: &str = "attempt";
@@ -31,11 +31,18 @@ pub const JOB_NAME_ENV: &str = "KGLUE_JOB_NAME";
 /// That Job's UID (downward API).
 pub const JOB_UID_ENV: &str = "KGLUE_JOB_UID";
 
+/// The pod's own name, which the RunResult names as its creator (downward API).
+pub const POD_NAME_ENV: &str = "KGLUE_POD_NAME";
+/// The pod's UID (downward API).
+pub const POD_UID_ENV: &str = "KGLUE_POD_UID";
+
 /// The pod fields each variable comes from, for the container's `env`.
-pub const POD_ENV: [(&str, &str); 3] = [
+pub const POD_ENV: [(&str, &str); 5] = [
     (NAMESPACE_ENV, "metadata.namespace"),
     (JOB_NAME_ENV, "metadata.labels['batch.kubernetes.io/job-name']"),
     (JOB_UID_ENV, "metadata.labels['batch.kubernetes.io/controller-uid']"),
+    (POD_NAME_ENV, "metadata.name"),
+    (POD_UID_ENV, "metadata.uid"),
 ];
 
 /// Label: the kind of the object a run belongs to.
@@ -132,6 +139,23 @@ pub struct AttemptPod {
     /// That Job's UID.
     #[arg(long, env = JOB_UID_ENV)]
     pub kubernetes_job_uid: String,
+    /// The pod's name and UID, recorded in the RunResult as its creator; absent when the attempt
+    /// runs outside a pod (tests, a person debugging), where no admission policy applies.
+    #[arg(long, env = POD_NAME_ENV, requires = "pod_uid")]
+    pub pod_name: Option<String>,
+    /// The pod's UID.
+    #[arg(long, env = POD_UID_ENV, requires = "pod_name")]
+    pub pod_uid: Option<String>,
+}
+
+impl AttemptPod {
+    /// The pod a RunResult names as its creator, when the attempt runs in one.
+    pub fn reporting_pod(&self) -> Option<ReportingPod> {
+        Some(ReportingPod {
+            name: self.pod_name.clone()?,
+            uid: self.pod_uid.clone()?,
+        })
+    }
 }
 
 /// `kglue attempt`'s arguments: the command line and the pod.

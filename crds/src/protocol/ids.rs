@@ -73,6 +73,36 @@ pub fn settle_job_name(object: &str, run_id: &str, attempt: i32, settle: i32) ->
     format!("{}-s{settle}", attempt_job_name(object, run_id, attempt))
 }
 
+/// The longest base of a generated name: the API server cuts `generateName` to 58 characters
+/// before it appends [`GENERATED_SUFFIX_LEN`] random ones (its `SimpleNameGenerator`), so that the
+/// name fits 63.
+pub const GENERATED_BASE_MAX: usize = 58;
+/// The random characters the API server appends to a `generateName`.
+pub const GENERATED_SUFFIX_LEN: usize = 5;
+
+/// What every pod of the Kubernetes Job `job` is named before its random suffix: the Job
+/// controller gives a (non-indexed) Job's pods `generateName: <job>-`, which the API server cuts
+/// to [`GENERATED_BASE_MAX`] characters.
+pub fn attempt_pod_prefix(job: &str) -> String {
+    let mut prefix = format!("{job}-");
+    if prefix.len() > GENERATED_BASE_MAX {
+        // Job names are DNS labels: ASCII, so any byte index is a character boundary.
+        prefix.truncate(GENERATED_BASE_MAX);
+    }
+    prefix
+}
+
+/// Whether `pod` is named as a pod of the Kubernetes Job `job` is: its prefix and exactly
+/// [`GENERATED_SUFFIX_LEN`] more characters. The admission policy that binds a RunResult to its
+/// pod (operator/src/admission.rs) says the same in CEL. Only names longer than 57 characters
+/// are cut, and of the names [`attempt_job_name`] and its kin make, only the settle attempts of
+/// one attempt of an object with a 40-character name differ after the cut (`…-s0`, `…-s1`): the
+/// same run of the same object.
+pub fn is_attempt_pod_name(job: &str, pod: &str) -> bool {
+    let prefix = attempt_pod_prefix(job);
+    pod.len() == prefix.len() + GENERATED_SUFFIX_LEN && pod.starts_with(&prefix)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +131,25 @@ mod tests {
             settle_job_name("clean", "jr-0123456789", 0, 1),
             "clean-jr-0123456789-0-s1"
         );
+    }
+
+    #[test]
+    fn an_attempts_pods_are_named_after_it_and_no_other_attempts_are() {
+        let job = attempt_job_name("clean", "jr-0123456789", 0);
+        assert!(is_attempt_pod_name(&job, "clean-jr-0123456789-0-x7k2q"));
+        assert!(!is_attempt_pod_name(&job, "clean-jr-0123456789-0-x7k2"));
+        assert!(!is_attempt_pod_name(&job, "clean-jr-0123456789-1-x7k2q"));
+        // Another attempt whose name starts with this one's: its pods are longer.
+        let settle = settle_job_name("clean", "jr-0123456789", 0, 1);
+        assert!(!is_attempt_pod_name(&job, &format!("{settle}-x7k2q")));
+        assert!(!is_attempt_pod_name(&job, &format!("{job}-jr-0123456789-0-x7k2q")));
+        // A name at the cut: the prefix is its first 58 characters, without the dash.
+        let long = attempt_job_name(&"a".repeat(40), "jr-0123456789", 123);
+        assert_eq!(long.len(), 58);
+        let prefix = attempt_pod_prefix(&long);
+        assert_eq!(prefix, long);
+        assert!(is_attempt_pod_name(&long, &format!("{prefix}x7k2q")));
+        assert!(!is_attempt_pod_name(&long, &format!("{long}-x7k2q")));
     }
 
     #[test]

@@ -23,7 +23,9 @@ use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Table;
 use kglue_crds::common::{RunRecord, RunState, cap_run_message};
 use kglue_crds::connection::{S3CredentialsSecretRef, secret_consents};
+use kglue_crds::crawler::CRAWLER_LABEL;
 use kglue_crds::protocol::attempt::{LABEL_OWNER_UID, SettleMode};
+use kglue_crds::protocol::ids::is_attempt_pod_name;
 use kglue_crds::protocol::requests::Requests;
 use kglue_crds::run_result::RunResult;
 use kube::ResourceExt;
@@ -90,9 +92,10 @@ pub async fn reconcile_runs<K: Runnable>(on: ActOn<'_>) -> Result<Option<Duratio
         return Ok(tick.wait());
     }
     let runs = object.runs();
-    let observed = read(ctx, namespace, &object, requests, blocked, settings).await?;
+    let (observed, deletes) = read(ctx, namespace, &object, requests, blocked, settings).await?;
     let decision = decide(observed);
     let new_runs = act(ctx, namespace, &object, &decision, settings).await?;
+    delete_crawled_away(ctx, namespace, &object, &runs, &new_runs, &deletes).await?;
     record(ctx, &api, &object, &runs, &new_runs, &decision, &tick).await?;
     retire(ctx, namespace, &decision.retire, settings).await?;
 
@@ -134,8 +137,8 @@ fn own_schedule<K: Runnable>(
 }
 
 /// Reads what the decision depends on: the object's attempts' Kubernetes Jobs and, for finished
-/// ones, their pods and the runner's report (a RunResult counts only when the attempt's Job owns
-/// it: a runner cannot read Jobs, so it cannot forge another run's result).
+/// ones, their pods and the runner's report (a RunResult counts only when it is the attempt's own:
+/// [`foreign_result`]). Also returns, per attempt, the Tables its report asks to delete.
 async fn read<K: Runnable>(
     ctx: &Context,
     namespace: &str,
@@ -143,7 +146,7 @@ async fn read<K: Runnable>(
     requests: Requests,
     blocked: Option<String>,
     settings: &RunnerSettings,
-) -> Result<Observed<K::Metrics>, Error> {
+) -> Result<(Observed<K::Metrics>, TableDeletes), Error> {
     let uid = object.meta().uid.clone().unwrap_or_default();
     let jobs_api: Api<BatchJob> = ctx.api(namespace);
     let pods_api: Api<Pod> = ctx.api(namespace);
@@ -153,6 +156,7 @@ async fn read<K: Runnable>(
         .await?;
     let mut jobs = BTreeMap::new();
     let mut reports = BTreeMap::new();
+    let mut deletes = TableDeletes::new();
     let mut unretired = BTreeSet::new();
     let followed = followed_jobs(&object.name_any(), &object.runs());
     for job in listed.items {
@@ -184,17 +188,14 @@ async fn read<K: Runnable>(
             AttemptJob::Complete | AttemptJob::Failed { .. } | AttemptJob::Suspended
         );
         if over && let Some(result) = results_api.get_opt(&job_name).await? {
-            let job_uid = job.metadata.uid.clone().unwrap_or_default();
-            let owned = result
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.kind == "Job" && o.uid == job_uid);
-            if owned {
-                reports.insert(job_name.clone(), report::<K>(&result));
-            } else {
-                tracing::warn!(%namespace, result = %job_name, "ignoring a RunResult not owned by its attempt's Job");
+            match foreign_result(&result, &job, &pods) {
+                None => {
+                    reports.insert(job_name.clone(), report::<K>(&result));
+                    deletes.insert(job_name.clone(), result.spec.delete_tables.clone());
+                }
+                Some(why) => {
+                    tracing::warn!(%namespace, result = %job_name, %why, "ignoring a RunResult that is not its attempt's");
+                }
             }
         }
         if finished_without_ttl {
@@ -202,7 +203,7 @@ async fn read<K: Runnable>(
         }
         jobs.insert(job_name, state);
     }
-    Ok(Observed {
+    let observed = Observed {
         now: Timestamp::now(),
         name: object.name_any(),
         uid,
@@ -215,7 +216,84 @@ async fn read<K: Runnable>(
         blocked,
         limits: object.limits(settings),
         bookmarks: object.bookmarks(),
-    })
+    };
+    Ok((observed, deletes))
+}
+
+/// The Tables (object names) each attempt's report asks to delete, by the attempt's Kubernetes Job.
+type TableDeletes = BTreeMap<String, Vec<String>>;
+
+/// Deletes the Tables that the crawls this reconcile records as Succeeded found without data
+/// (`deleteBehavior: DeleteFromDatabase`): the runner reports them, since its Role cannot delete
+/// Tables. Only a Table labelled as this crawler's is deleted; another is left, with a warning.
+/// Before the status write: an operator that stops in between deletes again (a 404 is done) when
+/// it records the crawl.
+async fn delete_crawled_away<K: Runnable>(
+    ctx: &Context,
+    namespace: &str,
+    object: &K,
+    before: &[RunRecord<K::Metrics>],
+    after: &[RunRecord<K::Metrics>],
+    deletes: &TableDeletes,
+) -> Result<(), Error> {
+    let name = object.name_any();
+    let tables: Api<Table> = ctx.api(namespace);
+    let newly_succeeded = after.iter().filter(|run| {
+        run.state == RunState::Succeeded && !before.iter().any(|b| b.id == run.id && b.state == RunState::Succeeded)
+    });
+    for run in newly_succeeded {
+        let Some(listed) = run.kubernetes_job.as_ref().and_then(|job| deletes.get(job)) else {
+            continue;
+        };
+        for table in listed {
+            // Read fresh (rare: only crawls that delete), so a Table the cache has not seen yet
+            // is deleted too.
+            let Some(found) = tables.get_opt(table).await? else {
+                continue;
+            };
+            if found.labels().get(CRAWLER_LABEL) != Some(&name) {
+                tracing::warn!(%namespace, crawler = %name, %table, "not deleting a Table that is not this crawler's");
+                continue;
+            }
+            match tables.delete(table, &DeleteParams::default()).await {
+                Ok(_) => {
+                    tracing::info!(%namespace, crawler = %name, %table, run = %run.id, "deleted a Table whose data disappeared")
+                }
+                Err(error) if is_status(&error, 404) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why `result` is not the report of attempt `job`, if it is not: it must be owned by the
+/// attempt's Kubernetes Job and name as its creator (`spec.pod`, which the chart's admission
+/// policy holds to the creating token's pod) a pod of that Job: one of `pods`, the attempt's pods
+/// as listed, or, once they are gone, a pod named as the Job controller names the Job's pods.
+fn foreign_result(result: &RunResult, job: &BatchJob, pods: &[Pod]) -> Option<String> {
+    let job_name = job.name_any();
+    let job_uid = job.metadata.uid.clone().unwrap_or_default();
+    let owned = result
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "Job" && o.uid == job_uid);
+    if !owned {
+        return Some(format!("not owned by Kubernetes Job {job_name} ({job_uid})"));
+    }
+    let Some(pod) = &result.spec.pod else {
+        return Some("no spec.pod: not created by a run's pod".into());
+    };
+    if !is_attempt_pod_name(&job_name, &pod.name) {
+        return Some(format!("pod {} is not a pod of {job_name}", pod.name));
+    }
+    let listed = pods.iter().any(|p| p.metadata.uid.as_deref() == Some(pod.uid.as_str()));
+    if !pods.is_empty() && !listed {
+        return Some(format!("pod {} ({}) is not among {job_name}'s pods", pod.name, pod.uid));
+    }
+    None
 }
 
 /// Whether a Kubernetes Job has finished (condition Complete or Failed): the TTL applies to it.
@@ -469,5 +547,69 @@ mod tests {
             attempt_state(&job(&[("Complete", "True")]), &[]),
             AttemptJob::Complete
         ));
+    }
+
+    fn result(owner_uid: &str, pod: Option<(&str, &str)>) -> RunResult {
+        let mut result: RunResult = serde_json::from_value(json!({
+            "apiVersion": "kglue.dev/v1alpha1", "kind": "RunResult",
+            "metadata": {"name": "etl-jr-0123456789-0", "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "Job", "name": "etl-jr-0123456789-0", "uid": owner_uid}]},
+            "spec": {"ownerKind": "Job", "ownerName": "etl", "runId": "jr-0123456789", "attempt": 0,
+                     "outcome": "Succeeded"}
+        }))
+        .expect("a RunResult");
+        result.spec.pod = pod.map(|(name, uid)| kglue_crds::run_result::ReportingPod {
+            name: name.into(),
+            uid: uid.into(),
+        });
+        result
+    }
+
+    fn pod(name: &str, uid: &str) -> Pod {
+        Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                uid: Some(uid.into()),
+                ..Default::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn a_result_counts_only_from_one_of_the_attempts_own_pods() {
+        let mut attempt = job(&[("Complete", "True")]);
+        attempt.metadata.name = Some("etl-jr-0123456789-0".into());
+        attempt.metadata.uid = Some("job-uid".into());
+        let pods = [pod("etl-jr-0123456789-0-x7k2q", "pod-uid")];
+        let own = result("job-uid", Some(("etl-jr-0123456789-0-x7k2q", "pod-uid")));
+        assert_eq!(foreign_result(&own, &attempt, &pods), None);
+        // Its pods gone: the name alone, as the admission policy checked it.
+        assert_eq!(foreign_result(&own, &attempt, &[]), None);
+
+        let why = |result: &RunResult, pods: &[Pod]| foreign_result(result, &attempt, pods).unwrap_or_default();
+        assert!(
+            why(
+                &result("other-uid", Some(("etl-jr-0123456789-0-x7k2q", "pod-uid"))),
+                &pods
+            )
+            .contains("not owned")
+        );
+        assert!(why(&result("job-uid", None), &pods).contains("no spec.pod"));
+        // Another attempt's pod, and a pod of that name that is not the attempt's.
+        assert!(
+            why(
+                &result("job-uid", Some(("etl-jr-0123456789-1-x7k2q", "pod-uid"))),
+                &pods
+            )
+            .contains("is not a pod of etl-jr-0123456789-0")
+        );
+        assert!(
+            why(
+                &result("job-uid", Some(("etl-jr-0123456789-0-aaaaa", "other-pod"))),
+                &pods
+            )
+            .contains("is not among")
+        );
     }
 }

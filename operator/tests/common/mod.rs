@@ -195,8 +195,8 @@ impl Cluster {
         let agent =
             runtime.block_on(control_plane.start_node_agent(&agent_binary, &[(RUNNER_IMAGE, runner.as_path())]))?;
         let applier = runtime.block_on(Applier::new(client.clone(), FIELD_MANAGER))?;
+        runtime.block_on(install_runresult_policy(&client, namespace))?;
         runtime.block_on(async {
-            kglue_e2e::create_namespace(&client, namespace).await?;
             create_runner_identity(&client, namespace, kglue_operator::rbac::RUNNER, |_| {}).await?;
             let pp = PostParams::default();
             let secret: Secret = serde_json::from_value(json!({
@@ -328,6 +328,44 @@ pub async fn create_runner_identity(
         .create(&pp, &binding)
         .await?;
     Ok(())
+}
+
+/// Creates `namespace` and installs the chart's RunResult admission policy, bound to every
+/// namespace of the cluster, so that every run of a suite reports through it. Returns once the API
+/// server enforces it (a policy takes effect when its informer sees it): an admin's RunResult is
+/// refused in `namespace`.
+pub async fn install_runresult_policy(client: &Client, namespace: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    use kglue_operator::admission;
+    kglue_e2e::create_namespace(client, namespace).await?;
+    let pp = PostParams::default();
+    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .create(&pp, &admission::policy())
+        .await?;
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .create(&pp, &admission::binding("all", Default::default()))
+        .await?;
+    let probe: kglue_crds::RunResult = serde_json::from_value(json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "RunResult", "metadata": {"name": "probe"},
+        "spec": {"ownerKind": "Job", "ownerName": "probe", "runId": "jr-0", "attempt": 0, "outcome": "Failed"}
+    }))?;
+    let results: Api<kglue_crds::RunResult> = Api::namespaced(client.clone(), namespace);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match results.create(&dry_run, &probe).await {
+            Err(kube::Error::Api(status)) if status.message.contains("created only by a run's own pod") => {
+                return Ok(());
+            }
+            _ if Instant::now() > deadline => {
+                return Err("the RunResult admission policy is not enforced after 30 s".into());
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// Polls `check` every 200 ms until it returns Some, up to `limit`; `what` names the wait.

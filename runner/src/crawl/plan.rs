@@ -21,9 +21,7 @@ use super::listing::{Exclusions, ListingError, list_target};
 use super::state::{CrawlState, StateError};
 use crate::storage::{Location, LocationError, StorageError, StoreResolver};
 
-/// The label a crawler puts on the Tables it maintains, so a later crawl finds the ones whose
-/// data disappeared.
-pub const CRAWLER_LABEL: &str = "kglue.dev/crawler";
+pub use kglue_crds::crawler::CRAWLER_LABEL;
 
 /// How many files are classified at once (each is one or two ranged reads).
 const CLASSIFY_CONCURRENCY: usize = 16;
