@@ -648,4 +648,62 @@ mod tests {
                 .contains("beside folders that are separate tables")
         );
     }
+
+    /// File paths as a listing gives them: a few folder levels of `key=value`, plain, empty-key
+    /// (`=x`), empty-value (`k=`) and odd folders, each file sampled as CSV, JSON or not at all.
+    fn listing() -> impl proptest::strategy::Strategy<Value = Vec<FileEntry>> {
+        use proptest::prelude::*;
+        let folder = prop_oneof![
+            "(dt|region|k)=[0-9a-z=%. -]{0,6}",
+            "[a-z0-9]{1,4}",
+            "=[a-z]{0,3}",
+            "\\PC{0,5}",
+        ];
+        let file = (
+            proptest::collection::vec(folder, 0..5),
+            "[a-z]{1,3}\\.(csv|json)",
+            0..3u8,
+        )
+            .prop_map(|(folders, file_name, kind)| FileEntry {
+                folders,
+                file_name,
+                schema: match kind {
+                    0 => None,
+                    1 => Some(json_schema()),
+                    _ => Some(csv_schema(&[("id", "int"), ("amount", "double")])),
+                },
+            });
+        proptest::collection::vec(file, 0..24).prop_map(|mut entries| {
+            // A listing is in key order.
+            entries.sort_by_key(|e| e.path());
+            entries
+        })
+    }
+
+    proptest::proptest! {
+        // The partition-path reading of a crawl (table roots, `key=value` and plain partition
+        // folders, path templates): any listing is grouped without a panic, and every file ends
+        // in exactly one table or is reported skipped with a reason: nothing is dropped.
+        #[test]
+        fn any_listing_is_grouped_and_every_file_accounted_for(entries in listing(), level in proptest::option::of(0usize..4), template in proptest::option::of("(\\{table\\}|\\{dt\\}|[a-z]{1,3}|\\*|\\PC{0,3})(/(\\{table\\}|\\{dt\\}|[a-z]{1,3}|\\*|\\PC{0,3})){0,3}")) {
+            let templates = template.and_then(|t| PathTemplate::parse(&t).ok()).into_iter().collect();
+            let options = GroupOptions { table_level: level, templates, combine_compatible_schemas: false };
+            let grouping = group(&entries, &options);
+            let grouped: usize = grouping.tables.iter().map(|t| t.files).sum();
+            proptest::prop_assert_eq!(grouped + grouping.skipped.len(), entries.len(), "{:?}", grouping);
+            for table in &grouping.tables {
+                for partition in &table.partitions {
+                    proptest::prop_assert_eq!(partition.len(), table.partition_keys.len());
+                }
+            }
+        }
+
+        // Any template text is read or refused with a message naming it.
+        #[test]
+        fn any_path_template_is_read_or_refused(text in "\\PC{0,40}") {
+            if let Err(message) = PathTemplate::parse(&text) {
+                proptest::prop_assert!(message.contains("path template"), "{}", message);
+            }
+        }
+    }
 }
