@@ -255,15 +255,7 @@ impl Env {
     fn apply_ready(&self, object: &Value) -> Result<(), Failed> {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         self.apply_object(object)?;
-        self.wait_for(&format!("Job {name} Ready"), SETTLE, || {
-            let status = self.status("jobs", name)?;
-            let ready = status["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            Ok(ready.then_some(()))
-        })
+        self.wait_ready("jobs", name, SETTLE)
     }
 
     fn delete_cluster_object(&self, resource: &ApiResource, name: &str) -> Result<(), Failed> {

@@ -869,15 +869,7 @@ fn crawler_deletes_through_the_operator(env: &Env) -> Result<(), Failed> {
     for object in [&database, &crawler] {
         env.block(env.applier.apply(object, NAMESPACE, false))?;
     }
-    env.wait_for("Crawler sweeper Ready", SETTLE, || {
-        let status = env.status("crawlers", "sweeper")?;
-        let ready = status["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        Ok(ready.then_some(()))
-    })?;
+    env.wait_ready("crawlers", "sweeper", SETTLE)?;
     let tables: Api<Table> = Api::namespaced(env.client.clone(), NAMESPACE);
     let swept = || -> Result<Vec<String>, Failed> {
         let mut names: Vec<String> = env

@@ -296,6 +296,19 @@ impl Cluster {
         ))
     }
 
+    /// Waits until the `plural` object `name` has the condition Ready=True, up to `limit`.
+    pub fn wait_ready(&self, plural: &str, name: &str, limit: Duration) -> Result<(), Failed> {
+        self.wait_for(&format!("{plural}/{name} Ready"), limit, || {
+            let status = self.status(plural, name)?;
+            let ready = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            Ok(ready.then_some(()))
+        })
+    }
+
     /// Polls `check` every 200 ms until it returns Some, up to `limit`; `what` names the wait.
     pub fn wait_for<T>(
         &self,
