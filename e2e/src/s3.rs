@@ -46,30 +46,16 @@ impl S3Server {
     /// port, owned by this process.
     pub fn start() -> Result<Self, Error> {
         let started = Instant::now();
-        let mut attempt = 1;
-        loop {
-            let port = free_port()?;
-            let state_dir = std::env::temp_dir().join(format!("kglue-e2e-s3-{}-{port}", std::process::id()));
-            // Construct the guard before starting, so a half-started server is stopped on error.
-            let mut server = S3Server {
-                state_dir,
+        let mut server = start_on_free_port(
+            |port| S3Server {
+                state_dir: std::env::temp_dir().join(format!("kglue-e2e-s3-{}-{port}", std::process::id())),
                 port,
                 start_time: Duration::ZERO,
-            };
-            match server.script(&["start", "--owner-pid", &std::process::id().to_string()]) {
-                Ok(_) => {
-                    server.start_time = started.elapsed();
-                    return Ok(server);
-                }
-                // Another process bound the port between our check and the server's start.
-                Err(Error::Script { ref output, .. })
-                    if attempt < START_ATTEMPTS && output.contains("already in use") =>
-                {
-                    attempt += 1;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+            },
+            |server| server.script(&["start", "--owner-pid", &std::process::id().to_string()]),
+        )?;
+        server.start_time = started.elapsed();
+        Ok(server)
     }
 
     /// The endpoint URL, `http://127.0.0.1:PORT` (path-style requests: `ENDPOINT/BUCKET/KEY`).
@@ -170,4 +156,24 @@ fn free_port() -> Result<u16, Error> {
         .map(|offset| PORT_RANGE_START + offset)
         .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .ok_or(Error::NoFreePorts)
+}
+
+/// Makes a server's guard for a free port (`guard`) and starts it (`start`), on another port when
+/// another process took the one picked in the meantime. The guard exists before the start, so a
+/// half-started server is stopped (its guard's `Drop`) when the start fails.
+pub(crate) fn start_on_free_port<T>(
+    guard: impl Fn(u16) -> T,
+    start: impl Fn(&T) -> Result<String, Error>,
+) -> Result<T, Error> {
+    let mut attempt = 1;
+    loop {
+        let server = guard(free_port()?);
+        match start(&server) {
+            Ok(_) => return Ok(server),
+            Err(Error::Script { ref output, .. }) if attempt < START_ATTEMPTS && output.contains("already in use") => {
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
