@@ -10,12 +10,14 @@
 //! - [`local`]: the local commands' work (`kglue crawl --catalog`, `kglue run`, bookmark files).
 //! - [`attempt`]: `kglue attempt`, one run attempt in its Kubernetes Job, reported as a RunResult.
 //! - [`control`]: the cluster commands (start, stop, runs, logs, resume, bookmark requests).
+//! - [`connections`]: `kglue connection test`, a database Connection reached as a run reaches it.
 //! - [`ddl`]: CREATE statements that let DuckDB, Trino, Spark and Athena read a catalog table.
 //! - [`manifest`]: one object read from a `-f` manifest file.
 
 pub mod attempt;
 pub mod catalog;
 pub mod cluster;
+pub mod connections;
 pub mod control;
 pub mod crawl;
 pub mod ddl;

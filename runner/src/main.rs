@@ -60,6 +60,11 @@ enum Command {
     /// RunResult (the operator starts this; see docs/runs.md). Exits 0 after a Succeeded report,
     /// 1 after a Failed one, 2 when nothing could be reported.
     Attempt(kglue_crds::protocol::attempt::AttemptArgs),
+    /// Test a database Connection: connect as a run would and report what was reached.
+    Connection {
+        #[command(subcommand)]
+        command: local::ConnectionCommand,
+    },
     /// Work with the tables of a catalog directory.
     Table {
         #[command(subcommand)]
@@ -117,6 +122,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Crawl(args) => local::crawl(args).await,
         Command::Run(args) => local::run(args).await,
         Command::Table { command } => local::table(command),
+        Command::Connection { command } => local::connection(command).await,
         Command::Bookmark { command } => bookmark::run(command).await,
         Command::Start(args) => cluster::start(args).await,
         Command::Resume(args) => cluster::resume(args).await,

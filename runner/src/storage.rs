@@ -28,6 +28,18 @@ pub enum StorageError {
     /// A location names a Connection that is not in the catalog.
     #[error("connection {0:?} is not defined (no Connection object with that name)")]
     UnknownConnection(String),
+    /// A location names a Connection that does not reach an object store.
+    #[error(
+        "{url} names connection {connection:?}, which is a {kind} connection: an object-store location needs an s3 Connection"
+    )]
+    NotAnObjectStore {
+        /// The location.
+        url: String,
+        /// The Connection.
+        connection: String,
+        /// Its type.
+        kind: &'static str,
+    },
     /// A Connection refers to a Secret key that is not available to the runner.
     #[error(
         "connection {connection:?}: secret {secret:?} has no key {key:?} in {dir} (the Secret must exist and be given to the run)"
@@ -84,9 +96,9 @@ impl SecretsDir {
 }
 
 /// The mounted Secrets of one Connection.
-struct ConnectionSecrets<'a> {
-    connection: &'a str,
-    dir: &'a SecretsDir,
+pub(crate) struct ConnectionSecrets<'a> {
+    pub(crate) connection: &'a str,
+    pub(crate) dir: &'a SecretsDir,
 }
 
 impl SecretValues for ConnectionSecrets<'_> {
@@ -203,12 +215,20 @@ impl StoreResolver {
             },
             Store::S3 { bucket } => {
                 let s3 = match connection {
-                    Some(name) => self
-                        .connections
-                        .get(name)
-                        .ok_or_else(|| StorageError::UnknownConnection(name.into()))?
-                        .s3
-                        .as_ref(),
+                    Some(name) => {
+                        let spec = self
+                            .connections
+                            .get(name)
+                            .ok_or_else(|| StorageError::UnknownConnection(name.into()))?;
+                        let Some(s3) = &spec.s3 else {
+                            return Err(StorageError::NotAnObjectStore {
+                                url: location.to_string(),
+                                connection: name.into(),
+                                kind: spec.kind(),
+                            });
+                        };
+                        Some(s3)
+                    }
                     None => None,
                 };
                 let mut secrets = ConnectionSecrets {
@@ -266,6 +286,27 @@ mod tests {
             .expect_err("unknown")
             .to_string();
         assert!(error.contains("connection \"other\" is not defined"), "{error}");
+    }
+
+    #[test]
+    fn a_database_connection_serves_no_object_store_location() {
+        let connection: ConnectionSpec = serde_json::from_value(serde_json::json!({
+            "jdbc": {"url": "jdbc:postgresql://db/sales", "credentialsSecretRef": {"name": "sales-db"}}
+        }))
+        .expect("valid connection");
+        let resolver = StoreResolver::new(
+            BTreeMap::from([("sales-db".to_string(), connection)]),
+            Credentials::default(),
+        );
+        let location: Location = "s3://bucket/x".parse().expect("valid");
+        let error = resolver
+            .store(&location, Some("sales-db"))
+            .expect_err("a jdbc connection")
+            .to_string();
+        assert_eq!(
+            error,
+            "s3://bucket/x names connection \"sales-db\", which is a jdbc connection: an object-store location needs an s3 Connection"
+        );
     }
 
     #[test]

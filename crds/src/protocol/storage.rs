@@ -17,7 +17,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::{ClientOptions, RetryConfig};
 
-use crate::connection::{S3Connection, S3CredentialsSecretRef};
+use crate::connection::S3Connection;
 
 /// A URL that is not a storage location kglue understands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,17 +201,6 @@ pub fn s3_builder<S: SecretValues>(
     Ok(builder)
 }
 
-/// The keys of a credentials Secret, each with whether it must be there: the access key pair
-/// (named or default) always, the session token only when a key is named for it.
-pub fn secret_keys(secret: &S3CredentialsSecretRef) -> Vec<(String, bool)> {
-    let (token, token_required) = secret.session_token_key();
-    vec![
-        (secret.access_key_id_key().to_string(), true),
-        (secret.secret_access_key_key().to_string(), true),
-        (token.to_string(), token_required),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -326,15 +315,6 @@ mod tests {
             s3_builder("bucket", Some(&named), &[], &mut partial).err(),
             Some("creds has no t".to_string()),
             "a named session token is required"
-        );
-        let secret = named.credentials_secret_ref.as_ref().expect("a secret");
-        assert_eq!(
-            secret_keys(secret),
-            [
-                ("id".to_string(), true),
-                ("AWS_SECRET_ACCESS_KEY".to_string(), true),
-                ("t".to_string(), true)
-            ]
         );
     }
 

@@ -42,6 +42,8 @@ pub enum Reason {
     ServiceAccountNotFound,
     /// A `file://` location outside the folders the operator allows.
     LocalPathRefused,
+    /// A jdbc Connection's URL does not read as one kglue reaches.
+    InvalidUrl,
 }
 
 impl Reason {
@@ -64,6 +66,7 @@ impl Reason {
             Reason::InvalidPattern => "InvalidPattern",
             Reason::CycleDetected => "CycleDetected",
             Reason::InvalidSpec => "InvalidSpec",
+            Reason::InvalidUrl => "InvalidUrl",
             Reason::SinkLocationShared => "SinkLocationShared",
             Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
             Reason::LocalPathRefused => "LocalPathRefused",

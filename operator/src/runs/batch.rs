@@ -11,12 +11,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kglue_crds::common::{WorkerResources, WorkerSize};
-use kglue_crds::connection::S3CredentialsSecretRef;
+use kglue_crds::connection::SecretKeyUse;
 use kglue_crds::protocol::attempt::{
     AttemptCommand, LABEL_ATTEMPT, LABEL_OWNER_UID, POD_ENV, SECRETS_DIR, SPILL_DIR, SettleMode, TERMINATION_LOG,
     run_labels,
 };
-use kglue_crds::protocol::storage::secret_keys;
 use kglue_crds::run_result::RunOwnerKind;
 
 use super::machine::{AttemptJob, Launch};
@@ -64,24 +63,23 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-/// The Secret keys a Connection's credentials need, as projections into `<secret>/<key>`: the
-/// access key pair (required), and the session token (optional unless named explicitly).
-pub fn secret_projections(refs: &[&S3CredentialsSecretRef]) -> Vec<VolumeProjection> {
-    let mut required: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    let mut optional: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for secret in refs {
-        for (key, must) in secret_keys(secret) {
-            let keys = if must { &mut required } else { &mut optional };
-            keys.entry(secret.name.as_str()).or_default().insert(key);
-        }
+/// The Secret keys the run's Connections read, as projections into `<secret>/<key>`: one
+/// projection of a Secret's required keys (the pod waits until they exist), one of its optional
+/// ones (the S3 session token when not named).
+pub fn secret_projections(uses: &[SecretKeyUse]) -> Vec<VolumeProjection> {
+    let mut required: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut optional: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for used in uses {
+        let keys = if used.required { &mut required } else { &mut optional };
+        keys.entry(used.secret.as_str()).or_default().insert(used.key.as_str());
     }
-    let projection = |name: &str, keys: &BTreeSet<String>, optional: bool| VolumeProjection {
+    let projection = |name: &str, keys: &BTreeSet<&str>, optional: bool| VolumeProjection {
         secret: Some(SecretProjection {
             name: name.to_string(),
             items: Some(
                 keys.iter()
                     .map(|key| KeyToPath {
-                        key: key.clone(),
+                        key: key.to_string(),
                         path: format!("{name}/{key}"),
                         mode: None,
                     })
@@ -105,8 +103,8 @@ pub struct AttemptSpec<'a> {
     pub worker: WorkerSize,
     /// `timeoutMinutes`.
     pub timeout_minutes: i32,
-    /// The credentials Secrets of the Connections the run uses.
-    pub secrets: Vec<&'a S3CredentialsSecretRef>,
+    /// The Secret keys of the Connections the run uses.
+    pub secrets: Vec<SecretKeyUse>,
     /// `spec.serviceAccountName`; `None`: the operator's runner account.
     pub service_account: Option<&'a str>,
 }
@@ -406,16 +404,13 @@ mod tests {
 
     #[test]
     fn the_kubernetes_job_carries_owner_deadline_ttl_size_and_least_privilege() {
-        let secret = S3CredentialsSecretRef {
-            name: "lake-creds".into(),
-            access_key_id_key: None,
-            secret_access_key_key: None,
-            session_token_key: None,
-        };
+        let connection: kglue_crds::connection::ConnectionSpec =
+            serde_json::from_value(serde_json::json!({"s3": {"credentialsSecretRef": {"name": "lake-creds"}}}))
+                .expect("a Connection spec");
         let spec = AttemptSpec {
             worker: WorkerSize::Medium,
             timeout_minutes: 30,
-            secrets: vec![&secret],
+            secrets: connection.secret_keys(),
             service_account: Some("orders-pipeline"),
         };
         let job = build_job(&owner(), &launch(), &spec, &settings());

@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Table;
 use kglue_crds::common::{RunRecord, RunState, cap_run_message};
-use kglue_crds::connection::{S3CredentialsSecretRef, secret_consents};
+use kglue_crds::connection::{SecretKeyUse, secret_consents};
 use kglue_crds::crawler::CRAWLER_LABEL;
 use kglue_crds::protocol::attempt::{LABEL_OWNER_UID, SettleMode};
 use kglue_crds::protocol::ids::is_attempt_pod_name;
@@ -348,7 +348,7 @@ async fn act<K: Runnable>(
         let spec = AttemptSpec {
             worker,
             timeout_minutes,
-            secrets: secrets.iter().collect(),
+            secrets,
             service_account: object.service_account(),
         };
         let owner = Owner {
@@ -428,7 +428,7 @@ async fn credentials_secrets<K: Runnable>(
     ctx: &Context,
     namespace: &str,
     object: &K,
-) -> Result<Vec<S3CredentialsSecretRef>, Error> {
+) -> Result<Vec<SecretKeyUse>, Error> {
     let cached_tables = if K::READS_TABLES {
         ctx.informers.tables.in_namespace(namespace)
     } else {
@@ -446,24 +446,21 @@ async fn credentials_secrets<K: Runnable>(
             continue;
         };
         let Ok(connection) = &guard.0 else { continue };
-        let Some(secret) = connection
-            .spec
-            .s3
-            .as_ref()
-            .and_then(|s3| s3.credentials_secret_ref.clone())
-        else {
-            continue;
-        };
-        // Only a Secret that lets Connections use it is mounted (its labels, never its values,
-        // are read): a Connection cannot hand any Secret of the namespace to its endpoint.
-        let consents = secrets_api
-            .get_metadata_opt(&secret.name)
-            .await?
-            .is_some_and(|meta| secret_consents(meta.metadata.labels.as_ref()));
-        if consents {
-            secrets.push(secret);
-        } else {
-            tracing::warn!(%namespace, connection = %name, secret = %secret.name, "not mounting a Secret without the consent label");
+        let uses = connection.spec.secret_keys();
+        let names: std::collections::BTreeSet<&str> = uses.iter().map(|u| u.secret.as_str()).collect();
+        for secret in names {
+            // Only a Secret that lets Connections use it is mounted (its labels, never its
+            // values, are read): a Connection cannot hand any Secret of the namespace to its
+            // endpoint.
+            let consents = secrets_api
+                .get_metadata_opt(secret)
+                .await?
+                .is_some_and(|meta| secret_consents(meta.metadata.labels.as_ref()));
+            if consents {
+                secrets.extend(uses.iter().filter(|u| u.secret == secret).cloned());
+            } else {
+                tracing::warn!(%namespace, connection = %name, %secret, "not mounting a Secret without the consent label");
+            }
         }
     }
     Ok(secrets)

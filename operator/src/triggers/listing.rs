@@ -86,6 +86,13 @@ async fn open(
                 .await
                 .map_err(|e| format!("reading Connection {name}: {e}"))?
                 .ok_or_else(|| format!("Connection {name} does not exist"))?;
+            if connection.spec.s3.is_none() {
+                return Err(format!(
+                    "Connection {name} is a {} connection: the location {} needs an s3 Connection",
+                    connection.spec.kind(),
+                    source.location
+                ));
+            }
             connection.spec.s3
         }
         None => None,

@@ -80,6 +80,51 @@ pub struct RunArgs {
     secrets_dir: PathBuf,
 }
 
+/// `kglue connection`.
+#[derive(Subcommand)]
+pub enum ConnectionCommand {
+    /// Connect to a database Connection (jdbc) as a run would — its URL, the user and password
+    /// from its Secret, its TLS mode and timeouts — and print what was reached (server version,
+    /// user, database, TLS) or why not. Exits 1 when it is not reached.
+    Test {
+        /// The Connection's name.
+        name: String,
+        /// The directory of Connection manifests to find it in.
+        #[arg(long, required_unless_present = "namespace", conflicts_with = "namespace")]
+        catalog: Option<PathBuf>,
+        /// Find it in this namespace of the current cluster instead; its Secrets are read with
+        /// your credentials, and the database is reached from where this command runs.
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// With --catalog: where the Secrets that Connections refer to are, one folder per
+        /// Secret, one file per key.
+        #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
+        secrets_dir: PathBuf,
+    },
+}
+
+/// Tests a Connection and prints what it reached.
+pub async fn connection(command: ConnectionCommand) -> anyhow::Result<ExitCode> {
+    let ConnectionCommand::Test {
+        name,
+        catalog,
+        namespace,
+        secrets_dir,
+    } = command;
+    let reached = match (catalog, namespace) {
+        (Some(catalog), _) => kglue_runner::connections::test_in_dir(&catalog, &name, &SecretsDir(secrets_dir)).await?,
+        (None, Some(namespace)) => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| anyhow!("cannot reach the cluster: {e}"))?;
+            kglue_runner::connections::test_in_cluster(client, &namespace, &name).await?
+        }
+        (None, None) => return Err(anyhow!("give --catalog DIR or --namespace NAMESPACE")),
+    };
+    println!("{reached}");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `kglue table`.
 #[derive(Subcommand)]
 pub enum TableCommand {
