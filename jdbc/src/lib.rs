@@ -7,7 +7,9 @@
 
 mod mysql;
 mod postgres;
+pub mod schema;
 mod tls;
+pub mod types;
 
 use std::time::{Duration, Instant};
 
