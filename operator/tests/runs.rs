@@ -95,6 +95,11 @@ fn main() -> ExitCode {
         ),
         trial(
             &env,
+            "a_database_connection_is_checked_by_the_operator_and_tested_from_the_cluster",
+            database_connection,
+        ),
+        trial(
+            &env,
             "a_runresult_made_with_another_pods_token_is_refused_by_the_api_server",
             run_results_bound_to_their_pod,
         ),
@@ -412,6 +417,78 @@ fn forbidden<T>(result: Result<T, kube::Error>, what: &str) -> Result<(), Failed
         Err(other) => Err(format!("{what}: expected 403 Forbidden, got {other}").into()),
         Ok(_) => Err(format!("{what}: the runner was allowed to").into()),
     }
+}
+
+/// A jdbc Connection in the cluster: the operator checks every Secret it names (credentials and
+/// CA) and reports a missing key by its field; `kglue connection test -n` reads the Connection and
+/// its Secrets with the caller's credentials and reaches the real PostgreSQL server, verifying its
+/// certificate against the CA from the Secret.
+fn database_connection(env: &Env) -> Result<(), Failed> {
+    let server = kglue_e2e::databases::DatabaseServer::start(kglue_e2e::databases::Engine::Postgres)
+        .map_err(|e| format!("starting PostgreSQL: {e}"))?;
+    let ca = std::fs::read_to_string(server.ca_certificate())?;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NAMESPACE);
+    for (name, data) in [
+        (
+            "sales-db",
+            json!({"username": kglue_e2e::databases::USER, "password": kglue_e2e::databases::PASSWORD}),
+        ),
+        ("sales-db-ca", json!({"ca.crt": ca})),
+        ("sales-db-half", json!({"username": kglue_e2e::databases::USER})),
+    ] {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"kglue.dev/secret-type": "connection"}},
+            "stringData": data,
+        }))?;
+        env.block(secrets.create(&PostParams::default(), &secret))?;
+    }
+    let connection = |name: &str, secret: &str| {
+        json!({
+            "apiVersion": "kglue.dev/v1alpha1", "kind": "Connection", "metadata": {"name": name},
+            "spec": {"jdbc": {"url": server.jdbc_url(), "credentialsSecretRef": {"name": secret},
+                              "tls": {"mode": "VerifyFull", "caSecretRef": {"name": "sales-db-ca"}}}}
+        })
+    };
+    env.apply_object(&connection("sales-db", "sales-db"))?;
+    env.apply_object(&connection("sales-db-half", "sales-db-half"))?;
+    env.wait_ready("connections", "sales-db", Duration::from_secs(30))?;
+    let connections: Api<kglue_crds::Connection> = Api::namespaced(env.client.clone(), NAMESPACE);
+    env.wait_for(
+        "Connection sales-db-half Stalled with SecretKeyNotFound naming passwordKey",
+        Duration::from_secs(30),
+        || {
+            let status = env.block(connections.get("sales-db-half"))?.status.unwrap_or_default();
+            Ok(status
+                .conditions
+                .iter()
+                .find(|c| {
+                    c.type_ == "Stalled"
+                        && c.status == "True"
+                        && c.reason == "SecretKeyNotFound"
+                        && c.message.contains("spec.jdbc.credentialsSecretRef.passwordKey")
+                })
+                .map(|_| ()))
+        },
+    )?;
+
+    let (ok, out, err) = env.cli(&["connection", "test", "sales-db", "-n", NAMESPACE])?;
+    let expected = format!("reached PostgreSQL at 127.0.0.1:{}\n", server.port());
+    if !ok || !out.starts_with(&expected) || !out.contains("tls:               TLSv1.") {
+        return Err(
+            format!("kglue connection test -n should reach the server over verified TLS:\n{out}\n{err}").into(),
+        );
+    }
+    let (ok, out, err) = env.cli(&["connection", "test", "sales-db-half", "-n", NAMESPACE])?;
+    if ok || !err.contains("kglue: connection \"sales-db-half\": Secret \"sales-db-half\" has no key \"password\"") {
+        return Err(format!("a missing password must be named:\n{out}\n{err}").into());
+    }
+    for name in ["sales-db", "sales-db-half"] {
+        env.block(connections.delete(name, &DeleteParams::default()))?;
+    }
+    for name in ["sales-db", "sales-db-ca", "sales-db-half"] {
+        env.block(secrets.delete(name, &DeleteParams::default()))?;
+    }
+    Ok(())
 }
 
 /// The chart's admission policy (common::Cluster installs it for every namespace of the suite, so

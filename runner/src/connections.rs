@@ -107,7 +107,10 @@ pub async fn test_in_cluster(
             })?;
         secrets.insert(used.secret.clone(), secret);
     }
-    let mut values = ClusterSecrets { secrets };
+    let mut values = ClusterSecrets {
+        connection: name.to_string(),
+        secrets,
+    };
     test(name, &connection.spec, &mut values).await
 }
 
@@ -132,6 +135,7 @@ where
 
 /// The Secrets of a namespace as the caller may read them; `None`: it does not exist.
 struct ClusterSecrets {
+    connection: String,
     secrets: BTreeMap<String, Option<Secret>>,
 }
 
@@ -140,11 +144,15 @@ impl SecretValues for ClusterSecrets {
 
     fn value(&mut self, secret: &str, key: &str) -> Result<Option<String>, String> {
         let Some(Some(found)) = self.secrets.get(secret) else {
-            return Err(format!("Secret {secret:?} does not exist in this namespace"));
+            return Err(format!(
+                "connection {:?}: Secret {secret:?} does not exist in this namespace",
+                self.connection
+            ));
         };
         if !secret_consents(found.metadata.labels.as_ref()) {
             return Err(format!(
-                "Secret {secret:?} does not let Connections use it: label it {SECRET_CONSENT_LABEL}={SECRET_CONSENT_VALUE}; runs do not mount it"
+                "connection {:?}: Secret {secret:?} does not let Connections use it: label it {SECRET_CONSENT_LABEL}={SECRET_CONSENT_VALUE}; runs do not mount it",
+                self.connection
             ));
         }
         let from_data = found.data.as_ref().and_then(|data| data.get(key)).map(|bytes| {
@@ -156,6 +164,6 @@ impl SecretValues for ClusterSecrets {
     }
 
     fn missing(&self, secret: &str, key: &str) -> String {
-        format!("Secret {secret:?} has no key {key:?}")
+        format!("connection {:?}: Secret {secret:?} has no key {key:?}", self.connection)
     }
 }

@@ -245,9 +245,11 @@ impl Cluster {
         self.apply_object(&object)
     }
 
-    /// The API of a kglue kind by its plural (`jobs`, `crawlers`, `workflows`, `triggers`).
+    /// The API of a kglue kind by its plural (`jobs`, `crawlers`, `workflows`, `triggers`,
+    /// `connections`).
     pub fn api(&self, plural: &str) -> Api<DynamicObject> {
         let resource = match plural {
+            "connections" => ApiResource::erase::<kglue_crds::Connection>(&()),
             "crawlers" => ApiResource::erase::<kglue_crds::Crawler>(&()),
             "workflows" => ApiResource::erase::<kglue_crds::Workflow>(&()),
             "triggers" => ApiResource::erase::<kglue_crds::Trigger>(&()),
