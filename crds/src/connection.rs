@@ -126,18 +126,6 @@ impl S3CredentialsSecretRef {
             None => (DEFAULT_SESSION_TOKEN_KEY, false),
         }
     }
-
-    /// The keys the Secret must hold: the access key pair, and the session token when named.
-    pub fn required_keys(&self) -> Vec<String> {
-        let mut keys = vec![
-            self.access_key_id_key().to_string(),
-            self.secret_access_key_key().to_string(),
-        ];
-        if let (key, true) = self.session_token_key() {
-            keys.push(key.to_string());
-        }
-        keys
-    }
 }
 
 /// A database reached over its own protocol: Glue's JDBC connection (`JDBC_CONNECTION_URL`,

@@ -471,6 +471,39 @@ fn database_connection(env: &Env) -> Result<(), Failed> {
         },
     )?;
 
+    // A storage location cannot go through a database Connection.
+    env.apply_object(&json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Job", "metadata": {"name": "through-a-database"},
+        "spec": {
+            "sources": [{"name": "rows", "storage": {"location": "s3://sales-landing/orders/", "format": "Csv", "connection": "sales-db"}}],
+            "sql": "CREATE VIEW out AS SELECT * FROM rows",
+            "sinks": [{"name": "out", "storage": {"location": "s3://sales-reports/through-a-database/", "format": "Parquet"}}],
+        }
+    }))?;
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), NAMESPACE);
+    env.wait_for(
+        "Job through-a-database Stalled with ConnectionTypeMismatch",
+        Duration::from_secs(30),
+        || {
+            let status = env.block(jobs.get("through-a-database"))?.status.unwrap_or_default();
+            Ok(status
+                .observed
+                .conditions
+                .iter()
+                .find(|c| {
+                    c.type_ == "Stalled"
+                        && c.reason == "ConnectionTypeMismatch"
+                        && c.message.contains("spec.sources[0].storage.connection names Connection \"sales-db\", which is a jdbc connection")
+                })
+                .map(|_| ()))
+        },
+    )
+    .map_err(|e| {
+        let status = env.block(jobs.get("through-a-database")).map(|j| j.status);
+        format!("{:?}; the Job's status: {status:?}", e.message())
+    })?;
+    env.block(jobs.delete("through-a-database", &DeleteParams::default()))?;
+
     let (ok, out, err) = env.cli(&["connection", "test", "sales-db", "-n", NAMESPACE])?;
     let expected = format!("reached PostgreSQL at 127.0.0.1:{}\n", server.port());
     if !ok || !out.starts_with(&expected) || !out.contains("tls:               TLSv1.") {

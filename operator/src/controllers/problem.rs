@@ -44,6 +44,8 @@ pub enum Reason {
     LocalPathRefused,
     /// A jdbc Connection's URL does not read as one kglue reaches.
     InvalidUrl,
+    /// A storage location names a Connection that reaches no object store.
+    ConnectionTypeMismatch,
 }
 
 impl Reason {
@@ -67,6 +69,7 @@ impl Reason {
             Reason::CycleDetected => "CycleDetected",
             Reason::InvalidSpec => "InvalidSpec",
             Reason::InvalidUrl => "InvalidUrl",
+            Reason::ConnectionTypeMismatch => "ConnectionTypeMismatch",
             Reason::SinkLocationShared => "SinkLocationShared",
             Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
             Reason::LocalPathRefused => "LocalPathRefused",

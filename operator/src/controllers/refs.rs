@@ -33,6 +33,8 @@ pub struct Found {
     pub tables: BTreeSet<(String, String)>,
     /// The ServiceAccount the object names, if it exists.
     pub service_accounts: BTreeSet<String>,
+    /// Named Connections that exist but reach no object store, with their type (`jdbc`).
+    pub not_object_stores: BTreeMap<String, &'static str>,
 }
 
 /// The reason of a missing object of `kind`.
@@ -59,16 +61,34 @@ impl Found {
     }
 
     /// One problem per object of `kind` that `object` names and that does not exist, in spec
-    /// order.
+    /// order; for Connections, also one per Connection that exists but reaches no object store
+    /// (every Connection reference is a storage location's so far).
     pub fn missing<K: References>(&self, object: &K, kind: NamedKind) -> Vec<Problem> {
         let empty = BTreeSet::new();
         let found = self.named.get(&kind).unwrap_or(&empty);
-        missing(
+        let mut problems = missing(
             object.names_of(kind).into_iter().map(|r| (r.name, r.field)),
             found,
             not_found(kind),
             kind.as_str(),
-        )
+        );
+        if kind == NamedKind::Connection {
+            let mut seen = BTreeSet::new();
+            for reference in object.names_of(kind) {
+                if let Some(type_) = self.not_object_stores.get(reference.name)
+                    && seen.insert(reference.name)
+                {
+                    problems.push(Problem::new(
+                        Reason::ConnectionTypeMismatch,
+                        format!(
+                            "{} names Connection {:?}, which is a {type_} connection: a storage location needs an s3 Connection",
+                            reference.field, reference.name
+                        ),
+                    ));
+                }
+            }
+        }
+        problems
     }
 
     /// The problem of a `spec.serviceAccountName` that names no ServiceAccount of the namespace.
@@ -131,7 +151,17 @@ pub fn find<K: References>(ctx: &Context, namespace: &str, object: &K) -> Found 
         let name = reference.name;
         // Existence is all that is asked: a malformed object still exists.
         let exists = match reference.kind {
-            NamedKind::Connection => informers.connections.get(namespace, name).is_some(),
+            NamedKind::Connection => match informers.connections.get(namespace, name) {
+                Some(guard) => {
+                    if let Ok(connection) = &guard.0
+                        && connection.spec.s3.is_none()
+                    {
+                        found.not_object_stores.insert(name.to_string(), connection.spec.kind());
+                    }
+                    true
+                }
+                None => false,
+            },
             NamedKind::Classifier => informers.classifiers.get(namespace, name).is_some(),
             NamedKind::Job => informers.jobs.get(namespace, name).is_some(),
             NamedKind::Crawler => informers.crawlers.get(namespace, name).is_some(),

@@ -84,6 +84,19 @@ spec:
     }
 
     #[test]
+    fn a_location_through_a_database_connection_is_a_type_mismatch() {
+        let mut found = refs(&["sales"], &["lake"]);
+        found.not_object_stores.insert("lake".into(), "jdbc");
+        let problems = table(TABLE).validate(&found);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].reason, Reason::ConnectionTypeMismatch);
+        assert_eq!(
+            problems[0].message,
+            "spec.storage.connection names Connection \"lake\", which is a jdbc connection: a storage location needs an s3 Connection"
+        );
+    }
+
+    #[test]
     fn a_nested_type_that_does_not_parse_is_invalid_column_type() {
         let bad = table(&TABLE.replace("struct<sku:string,quantity:int>", "struct<sku string>"));
         let problems = bad.validate(&refs(&["sales"], &["lake"]));
