@@ -206,6 +206,18 @@ pub async fn probe(endpoint: &Endpoint) -> Result<Reached, JdbcError> {
     Ok(reached)
 }
 
+/// The error of `statement` failing on `engine`, as a `map_err` argument.
+fn statement_failed<E: std::error::Error + 'static>(
+    engine: JdbcEngine,
+    statement: &str,
+) -> impl Fn(E) -> JdbcError + '_ {
+    move |error| JdbcError::Statement {
+        engine,
+        statement: statement.to_string(),
+        reason: causes(&error),
+    }
+}
+
 /// An error and its causes, outermost first, each once (drivers often repeat the cause in their
 /// own message).
 fn causes(error: &(dyn std::error::Error + 'static)) -> String {

@@ -4,7 +4,9 @@ use kglue_crds::connection::TlsMode;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
 
-use crate::{Endpoint, JdbcError, Reached};
+use kglue_crds::connection::JdbcEngine;
+
+use crate::{Endpoint, JdbcError, Reached, statement_failed};
 
 /// Opens a session on `endpoint`, with the statement timeout set.
 pub async fn connect(endpoint: &Endpoint) -> Result<Conn, JdbcError> {
@@ -52,20 +54,14 @@ async fn is_mariadb(conn: &mut Conn) -> Result<bool, JdbcError> {
     let version: Option<String> = conn
         .query_first("SELECT VERSION()")
         .await
-        .map_err(|e| JdbcError::Statement {
-            engine: kglue_crds::connection::JdbcEngine::Mysql,
-            statement: "SELECT VERSION()".into(),
-            reason: crate::causes(&e),
-        })?;
+        .map_err(statement_failed(JdbcEngine::Mysql, "SELECT VERSION()"))?;
     Ok(version.is_some_and(|v| v.contains("MariaDB")))
 }
 
 async fn run(endpoint: &Endpoint, conn: &mut Conn, statement: &str) -> Result<(), JdbcError> {
-    conn.query_drop(statement).await.map_err(|e| JdbcError::Statement {
-        engine: endpoint.url.engine,
-        statement: statement.into(),
-        reason: crate::causes(&e),
-    })
+    conn.query_drop(statement)
+        .await
+        .map_err(statement_failed(endpoint.url.engine, statement))
 }
 
 /// Who, where and how the session is.
@@ -73,26 +69,10 @@ pub async fn probe(endpoint: &Endpoint) -> Result<Reached, JdbcError> {
     let mut conn = connect(endpoint).await?;
     let statement = "SELECT VERSION(), CURRENT_USER(), DATABASE(), \
                      (SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_version')";
-    let failed = |e: mysql_async::Error| JdbcError::Statement {
-        engine: endpoint.url.engine,
-        statement: statement.into(),
-        reason: crate::causes(&e),
-    };
-    let row: Option<(String, String, Option<String>, Option<String>)> =
-        conn.query_first(statement).await.map_err(failed)?;
-    let timeout_variable = if is_mariadb(&mut conn).await? {
-        "SELECT CONCAT(@@max_statement_time, 's')"
-    } else {
-        "SELECT CONCAT(@@max_execution_time, 'ms')"
-    };
-    let statement_timeout: Option<String> =
-        conn.query_first(timeout_variable)
-            .await
-            .map_err(|e| JdbcError::Statement {
-                engine: endpoint.url.engine,
-                statement: timeout_variable.into(),
-                reason: crate::causes(&e),
-            })?;
+    let row: Option<(String, String, Option<String>, Option<String>)> = conn
+        .query_first(statement)
+        .await
+        .map_err(statement_failed(endpoint.url.engine, statement))?;
     let Some((server_version, user, database, tls)) = row else {
         return Err(JdbcError::Statement {
             engine: endpoint.url.engine,
@@ -100,6 +80,15 @@ pub async fn probe(endpoint: &Endpoint) -> Result<Reached, JdbcError> {
             reason: "no row".into(),
         });
     };
+    let timeout_variable = if server_version.contains("MariaDB") {
+        "SELECT CONCAT(@@max_statement_time, 's')"
+    } else {
+        "SELECT CONCAT(@@max_execution_time, 'ms')"
+    };
+    let statement_timeout: Option<String> = conn
+        .query_first(timeout_variable)
+        .await
+        .map_err(statement_failed(endpoint.url.engine, timeout_variable))?;
     // The session ends cleanly; a failure here changes nothing about what was reached.
     let _ = conn.disconnect().await;
     Ok(Reached {

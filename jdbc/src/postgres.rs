@@ -5,7 +5,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::{Endpoint, JdbcError, Reached, tls};
+use crate::{Endpoint, JdbcError, Reached, statement_failed, tls};
 
 /// Opens a session on `endpoint`; the connection's task runs on the current runtime until the
 /// client is dropped.
@@ -63,11 +63,7 @@ pub async fn probe(endpoint: &Endpoint) -> Result<Reached, JdbcError> {
     let row = client
         .query_one(statement, &[])
         .await
-        .map_err(|e| JdbcError::Statement {
-            engine: endpoint.url.engine,
-            statement: statement.into(),
-            reason: crate::causes(&e),
-        })?;
+        .map_err(statement_failed(endpoint.url.engine, statement))?;
     Ok(Reached {
         engine: endpoint.url.engine,
         address: endpoint.address(),

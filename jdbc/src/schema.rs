@@ -6,7 +6,7 @@ use kglue_crds::connection::JdbcEngine;
 use kglue_crds::glue_type::GlueType;
 use mysql_async::prelude::Queryable;
 
-use crate::{Endpoint, JdbcError, mysql, postgres, types};
+use crate::{Endpoint, JdbcError, mysql, postgres, statement_failed, types};
 
 /// An include path read: `database/schema/table` for PostgreSQL, `database/table` for MySQL,
 /// where the last two may hold `%` wildcards (Glue's form).
@@ -138,18 +138,10 @@ async fn describe_postgres(endpoint: &Endpoint, include: &IncludePath) -> Result
     let client = postgres::connect(endpoint).await?;
     let schema = like(include.schema.as_deref().unwrap_or("%"));
     let table = like(&include.table);
-    let failed = |statement: &str| {
-        let statement = statement.to_string();
-        move |e: tokio_postgres::Error| JdbcError::Statement {
-            engine: endpoint.url.engine,
-            statement,
-            reason: crate::causes(&e),
-        }
-    };
     let rows = client
         .query(POSTGRES_COLUMNS, &[&schema, &table])
         .await
-        .map_err(failed(POSTGRES_COLUMNS))?;
+        .map_err(statement_failed(endpoint.url.engine, POSTGRES_COLUMNS))?;
     let mut tables = Vec::new();
     for row in rows {
         let database_type: String = row.get(4);
@@ -170,7 +162,7 @@ async fn describe_postgres(endpoint: &Endpoint, include: &IncludePath) -> Result
     let keys = client
         .query(POSTGRES_KEYS, &[&schema, &table])
         .await
-        .map_err(failed(POSTGRES_KEYS))?;
+        .map_err(statement_failed(endpoint.url.engine, POSTGRES_KEYS))?;
     for key in keys {
         add_key(&mut tables, key.get(0), key.get(1), key.get(2));
     }
@@ -192,19 +184,11 @@ ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION";
 async fn describe_mysql(endpoint: &Endpoint, include: &IncludePath) -> Result<Vec<DescribedTable>, JdbcError> {
     let mut conn = mysql::connect(endpoint).await?;
     let patterns = (like(&include.database), like(&include.table));
-    let failed = |statement: &str| {
-        let statement = statement.to_string();
-        move |e: mysql_async::Error| JdbcError::Statement {
-            engine: endpoint.url.engine,
-            statement,
-            reason: crate::causes(&e),
-        }
-    };
     type ColumnRow = (String, String, bool, String, String, String, bool);
     let rows: Vec<ColumnRow> = conn
         .exec(MYSQL_COLUMNS, patterns.clone())
         .await
-        .map_err(failed(MYSQL_COLUMNS))?;
+        .map_err(statement_failed(endpoint.url.engine, MYSQL_COLUMNS))?;
     let mut tables = Vec::new();
     for (schema, name, view, column, column_type, data_type, nullable) in rows {
         push_column(
@@ -220,7 +204,10 @@ async fn describe_mysql(endpoint: &Endpoint, include: &IncludePath) -> Result<Ve
             },
         );
     }
-    let keys: Vec<(String, String, String)> = conn.exec(MYSQL_KEYS, patterns).await.map_err(failed(MYSQL_KEYS))?;
+    let keys: Vec<(String, String, String)> = conn
+        .exec(MYSQL_KEYS, patterns)
+        .await
+        .map_err(statement_failed(endpoint.url.engine, MYSQL_KEYS))?;
     for (schema, name, column) in keys {
         add_key(&mut tables, schema, name, column);
     }
