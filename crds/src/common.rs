@@ -262,6 +262,21 @@ pub enum DataFormat {
     Orc,
     /// Text lines parsed by a grok pattern.
     Grok,
+    /// A table or view of a database reached through a `jdbc` Connection: `location` is its
+    /// qualified name as Glue writes it (`database.schema.table` for PostgreSQL,
+    /// `database.table` for MySQL), and `connection` is required.
+    Jdbc,
+}
+
+impl DataFormat {
+    /// The Connection type a storage of this format is reached through: `jdbc` for a database
+    /// table, `s3` for files.
+    pub fn connection_type(self) -> &'static str {
+        match self {
+            DataFormat::Jdbc => "jdbc",
+            _ => "s3",
+        }
+    }
 }
 
 /// Compression. For text formats (Csv, Json, Grok) the whole file is compressed: None, Gzip, Bzip2,
@@ -357,19 +372,28 @@ pub struct FormatSpec {
 
 /// Where data lives and how it is encoded.
 #[serde_with::skip_serializing_none]
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new(r#"self.format == 'Jdbc' ? self.location.matches('^[^.\\s/"]+(\\.[^.\\s/"]+){1,2}$') : self.location.matches('^(s3a?://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$')"#).message("location must be an object-store URL (s3://bucket/prefix/ or file:///path/), or with format Jdbc the table's qualified name (database.schema.table or database.table)").field_path(".location"),
+    validation = Rule::new("self.format != 'Jdbc' || has(self.connection)").message("format Jdbc needs connection: the jdbc Connection that reaches the database").field_path(".connection"),
+    validation = Rule::new("self.format != 'Jdbc' || !(has(self.compression) || has(self.csv) || has(self.json) || has(self.grok))").message("format Jdbc takes no compression, csv, json or grok options: the database encodes its own rows").field_path(".format"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
     /// The object-store URL of the data: `s3://bucket/prefix/` or `file:///path/`. For a table, the
-    /// root under which its files and partition folders live.
-    #[schemars(pattern(STORAGE_URL_PATTERN), length(max = 2048))]
+    /// root under which its files and partition folders live. With format `Jdbc`: the table's
+    /// qualified name in the database, `database.schema.table` (PostgreSQL) or `database.table`
+    /// (MySQL), as Glue's catalog writes it.
+    #[schemars(length(min = 1, max = 2048))]
     pub location: String,
     /// The file format, compression and format options.
     #[serde(flatten)]
     pub format: FormatSpec,
     /// The Connection (in the same namespace) that says how to reach an `s3://` location: endpoint,
     /// region, addressing style, credentials. Unset: the standard AWS environment variables of the
-    /// runner. Checked by the operator (`Stalled`, reason `ConnectionNotFound`).
+    /// runner. With format `Jdbc`, the `jdbc` Connection of the database (required). Checked by
+    /// the operator (`Stalled`, reason `ConnectionNotFound`, or `ConnectionTypeMismatch` for a
+    /// Connection of the other type).
     #[schemars(pattern(OBJECT_NAME_PATTERN))]
     pub connection: Option<String>,
 }

@@ -439,6 +439,70 @@ impl std::str::FromStr for JdbcUrl {
     }
 }
 
+/// A database table named the way Glue's catalog names it in a Jdbc storage's `location`:
+/// `database.schema.table` for PostgreSQL, `database.table` for MySQL (where a database is a
+/// schema). The one reading and writing of that name: crawlers write it, runs read it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JdbcTableName {
+    /// The database (PostgreSQL: the Connection URL's; MySQL: any the user reaches).
+    pub database: String,
+    /// PostgreSQL's schema; `None` for MySQL.
+    pub schema: Option<String>,
+    /// The table or view.
+    pub table: String,
+}
+
+impl JdbcTableName {
+    /// Reads `location` for a Connection to `url`: a PostgreSQL name must have three parts and
+    /// name the URL's database (a session reaches only its own), a MySQL name two.
+    pub fn parse(location: &str, url: &JdbcUrl) -> Result<JdbcTableName, String> {
+        let parts: Vec<&str> = location.split('.').collect();
+        let name = match (url.engine, parts.as_slice()) {
+            (JdbcEngine::Postgres, [database, schema, table]) => JdbcTableName {
+                database: database.to_string(),
+                schema: Some(schema.to_string()),
+                table: table.to_string(),
+            },
+            (JdbcEngine::Mysql, [database, table]) => JdbcTableName {
+                database: database.to_string(),
+                schema: None,
+                table: table.to_string(),
+            },
+            (JdbcEngine::Postgres, _) => {
+                return Err(format!(
+                    "{location:?} is not a PostgreSQL table name: write DATABASE.SCHEMA.TABLE ({}.public.orders)",
+                    url.database
+                ));
+            }
+            (JdbcEngine::Mysql, _) => {
+                return Err(format!(
+                    "{location:?} is not a MySQL table name: write DATABASE.TABLE ({}.orders)",
+                    url.database
+                ));
+            }
+        };
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(format!("{location:?} has an empty part"));
+        }
+        if url.engine == JdbcEngine::Postgres && name.database != url.database {
+            return Err(format!(
+                "{location:?} is in database {:?}, but the Connection reaches {:?}: a PostgreSQL session sees only its own database",
+                name.database, url.database
+            ));
+        }
+        Ok(name)
+    }
+}
+
+impl std::fmt::Display for JdbcTableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{}.{schema}.{}", self.database, self.table),
+            None => write!(f, "{}.{}", self.database, self.table),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,5 +576,25 @@ mod tests {
                 ("AWS_SESSION_TOKEN".into(), false)
             ]
         );
+    }
+
+    #[test]
+    fn table_names_read_as_glue_writes_them() {
+        let pg: JdbcUrl = "jdbc:postgresql://db/sales".parse().expect("url");
+        let my: JdbcUrl = "jdbc:mysql://db/shop".parse().expect("url");
+        let name = JdbcTableName::parse("sales.public.orders", &pg).expect("pg name");
+        assert_eq!(name.schema.as_deref(), Some("public"));
+        assert_eq!(name.to_string(), "sales.public.orders");
+        assert_eq!(
+            JdbcTableName::parse("shop.orders", &my).expect("my name").to_string(),
+            "shop.orders"
+        );
+        let error = JdbcTableName::parse("other.public.orders", &pg).expect_err("other database");
+        assert!(error.contains("sees only its own database"), "{error}");
+        let error = JdbcTableName::parse("public.orders", &pg).expect_err("two parts");
+        assert!(error.contains("DATABASE.SCHEMA.TABLE (sales.public.orders)"), "{error}");
+        let error = JdbcTableName::parse("shop.x.orders", &my).expect_err("three parts");
+        assert!(error.contains("DATABASE.TABLE (shop.orders)"), "{error}");
+        assert!(JdbcTableName::parse("shop..", &my).is_err());
     }
 }

@@ -30,6 +30,8 @@ use crate::common::{
 )]
 #[x_kube(
     validation = Rule::new("self.recrawlPolicy != 'CrawlNewFoldersOnly' || (self.schemaChangePolicy.updateBehavior == 'Log' && self.schemaChangePolicy.deleteBehavior == 'Log')").message("recrawlPolicy CrawlNewFoldersOnly needs schemaChangePolicy updateBehavior Log and deleteBehavior Log: a partial crawl cannot judge changes to folders it did not read").field_path(".recrawlPolicy"),
+    validation = Rule::new("(has(self.targets) ? size(self.targets) : 0) + (has(self.jdbcTargets) ? size(self.jdbcTargets) : 0) > 0").message("a crawler needs at least one of targets (object stores) or jdbcTargets (databases)").field_path(".targets"),
+    validation = Rule::new("self.recrawlPolicy != 'CrawlNewFoldersOnly' || !has(self.jdbcTargets)").message("recrawlPolicy CrawlNewFoldersOnly is for object-store folders; a database is read whole each crawl (its catalog is small)").field_path(".recrawlPolicy"),
     validation = Rule::new("self.recrawlPolicy != 'CrawlNewFoldersOnly' || has(self.state)").message("recrawlPolicy CrawlNewFoldersOnly needs state.location: where the crawler records the folders it crawled").field_path(".state"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -45,8 +47,14 @@ pub struct CrawlerSpec {
     #[schemars(pattern("^[a-z0-9_]{0,64}$"))]
     pub table_prefix: Option<String>,
     /// The object-store locations to crawl.
-    #[schemars(length(min = 1, max = 100))]
+    #[schemars(length(max = 100))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<CrawlerTarget>,
+    /// The databases to crawl (Glue's `JdbcTargets`): each table or view an include path selects
+    /// becomes a Table with format `Jdbc`.
+    #[schemars(length(max = 100))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jdbc_targets: Vec<JdbcTarget>,
     /// Custom Classifiers (names in this namespace) tried before the built-in ones, in this order.
     /// Unknown names are reported by the operator (`Stalled`, reason `ClassifierNotFound`).
     #[schemars(length(max = 20), inner(pattern(OBJECT_NAME_PATTERN)))]
@@ -113,6 +121,26 @@ pub struct CrawlerTarget {
     /// every file.
     #[schemars(range(min = 1, max = 249))]
     pub sample_size: Option<i32>,
+}
+
+/// A database to crawl (Glue's `JdbcTarget`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JdbcTarget {
+    /// The `jdbc` Connection that reaches the database (checked by the operator: `Stalled`,
+    /// reason `ConnectionNotFound` or `ConnectionTypeMismatch`).
+    #[schemars(pattern(OBJECT_NAME_PATTERN))]
+    pub connection_name: String,
+    /// What to crawl, as Glue writes it: `DATABASE/SCHEMA/TABLE` for PostgreSQL (the database is
+    /// the Connection's), `DATABASE/TABLE` for MySQL; the schema and table parts may use `%`
+    /// wildcards (`sales/public/%`, `shop/order%`). `_` is a literal underscore.
+    #[schemars(length(min = 3, max = 1024))]
+    pub path: String,
+    /// Glob patterns of tables to leave out, matched against the same `DATABASE/SCHEMA/TABLE` (or
+    /// `DATABASE/TABLE`) form: `sales/public/tmp_*`, `**/*_staging`.
+    #[schemars(length(max = 100), inner(length(min = 1, max = 1024)))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclusions: Vec<String>,
 }
 
 /// An object-store location the crawler writes its records to (it needs write access there;

@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ObservedStatus, RunRecord, SQL_IDENTIFIER_PATTERN, StorageSpec, TableRef, WorkerSize, default_history_limit,
+    OBJECT_NAME_PATTERN, ObservedStatus, RunRecord, SQL_IDENTIFIER_PATTERN, StorageSpec, TableRef, WorkerSize,
+    default_history_limit,
 };
 
 /// An ETL job.
@@ -113,7 +114,10 @@ fn default_max_concurrent_runs() -> i32 {
 /// An input of a job: a catalog table, or files at a location.
 #[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("has(self.table) != has(self.storage)").message("a source needs exactly one of table or storage"))]
+#[x_kube(
+    validation = Rule::new("(has(self.table) ? 1 : 0) + (has(self.storage) ? 1 : 0) + (has(self.jdbc) && has(self.jdbc.query) ? 1 : 0) == 1").message("a source needs exactly one of table, storage or jdbc.query"),
+    validation = Rule::new("!has(self.jdbc) || has(self.jdbc.query) == has(self.jdbc.connection)").message("jdbc.query needs jdbc.connection, and jdbc.connection is only for a query (a table or storage source is reached through its own connection)").field_path(".jdbc"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct JobSource {
     /// The name the script uses for the source, and the key of its bookmark. Renaming a source
@@ -123,8 +127,61 @@ pub struct JobSource {
     /// Read a catalog table: its location, format, columns and partitions come from the Table.
     /// Checked by the operator (`Stalled`, reason `TableNotFound`).
     pub table: Option<TableRef>,
-    /// Read files at a location in a given format.
+    /// Read files at a location in a given format, or (format `Jdbc`) a database table.
     pub storage: Option<StorageSpec>,
+    /// How to read a database: a table source whose Table (or storage) has format `Jdbc`, or a
+    /// `query` of its own. Glue's JDBC connection options (`hashfield`, `hashpartitions`,
+    /// `jobBookmarkKeys`).
+    pub jdbc: Option<JdbcSource>,
+}
+
+/// How a job reads a database.
+#[serde_with::skip_serializing_none]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    validation = Rule::new("!has(self.numPartitions) || self.numPartitions == 1 || has(self.partitionColumn)").message("numPartitions above 1 needs partitionColumn: the column the reads are split on").field_path(".numPartitions"),
+    validation = Rule::new("has(self.lowerBound) == has(self.upperBound)").message("set both lowerBound and upperBound, or neither (then they are read from the table)").field_path(".lowerBound"),
+    validation = Rule::new("!has(self.lowerBound) || self.lowerBound < self.upperBound").message("lowerBound must be below upperBound").field_path(".lowerBound"),
+    validation = Rule::new("!has(self.query) || !has(self.bookmarkKeys)").message("bookmarkKeys need a table: a query's rows have no key the database can seek by; read a table or a view").field_path(".bookmarkKeys"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct JdbcSource {
+    /// A query of its own, run in the database (then `connection` is required, and the source
+    /// has no table or storage). Filters of the script are applied around it.
+    #[schemars(length(min = 1, max = 262144))]
+    pub query: Option<String>,
+    /// The `jdbc` Connection a `query` runs through.
+    #[schemars(pattern(OBJECT_NAME_PATTERN))]
+    pub connection: Option<String>,
+    /// A whole-number column to split the read on (Spark's `partitionColumn`, Glue's
+    /// `hashfield`): `numPartitions` reads of ranges of it run at once, on their own sessions.
+    #[schemars(length(min = 1, max = 255))]
+    pub partition_column: Option<String>,
+    /// How many reads run at once (Glue's `hashpartitions`). Default 1.
+    #[schemars(range(min = 1, max = 64))]
+    pub num_partitions: Option<i32>,
+    /// The range `partitionColumn`'s values are split over; rows outside it are still read (by
+    /// the first and last reads). Unset: the column's minimum and maximum, read before the run.
+    pub lower_bound: Option<i64>,
+    /// See `lowerBound`.
+    pub upper_bound: Option<i64>,
+    /// Rows fetched per round trip (PostgreSQL: a cursor's batch; MySQL streams rows and uses it
+    /// as the batch size). Default 10000.
+    #[schemars(range(min = 1, max = 1000000))]
+    pub fetch_size: Option<i32>,
+    /// The columns of a key bookmark (Glue's `jobBookmarkKeys`): with the job's bookmark enabled
+    /// a run reads only rows whose key is above the greatest key an earlier committed run read.
+    /// The key must only grow (an identity column, an insert timestamp): rows written later
+    /// with a smaller key, and rows whose key is null, are never read. Several columns compare
+    /// as one tuple, in this order. Whole numbers, decimals, strings, dates and timestamps.
+    #[schemars(length(max = 4), inner(length(min = 1, max = 255)))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bookmark_keys: Vec<String>,
+}
+
+impl JdbcSource {
+    /// The default `fetchSize`.
+    pub const DEFAULT_FETCH_SIZE: i32 = 10_000;
 }
 
 /// How a sink treats data already at its location.
@@ -291,6 +348,20 @@ pub struct SourceBookmark {
     /// them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_keys: Vec<String>,
+    /// A database source's key bookmark (`jdbc.bookmarkKeys`): the greatest key read by the
+    /// committed runs, one value per key column, in key order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<KeyValue>,
+}
+
+/// One column's value of a key bookmark, as text (the database parses it back as the column's
+/// type).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The key column.
+    pub column: String,
+    /// Its value.
+    pub value: String,
 }
 
 /// What the operator observed of a Job, its runs and bookmark.

@@ -4,7 +4,7 @@
 //! `databaseName` and `tableName`). The operator checks that they exist and watches them by these
 //! lists; the runner reaches storage through the same lists.
 
-use crate::common::{ObservedStatus, TableRef};
+use crate::common::{DataFormat, ObservedStatus, StorageSpec, TableRef};
 use crate::{Classifier, Connection, Crawler, Database, Job, Table, Trigger, Workflow};
 
 /// The kinds objects refer to by object name.
@@ -66,6 +66,9 @@ pub struct NameRef<'a> {
     pub name: &'a str,
     /// The field that names it, e.g. `spec.sinks[1].storage.connection`.
     pub field: String,
+    /// For a Connection: the type the field needs (`s3` for a storage location, `jdbc` for a
+    /// database), so a Connection of the other type is reported.
+    pub connection_type: Option<&'static str>,
 }
 
 /// What a kind's spec refers to. Every list is in spec order.
@@ -116,7 +119,25 @@ pub trait References {
 }
 
 fn named(kind: NamedKind, name: &str, field: String) -> NameRef<'_> {
-    NameRef { kind, name, field }
+    NameRef {
+        kind,
+        name,
+        field,
+        connection_type: None,
+    }
+}
+
+/// A reference to a Connection that must be of `type_` (`s3` or `jdbc`).
+fn connection<'a>(name: &'a str, field: String, type_: &'static str) -> NameRef<'a> {
+    NameRef {
+        connection_type: Some(type_),
+        ..named(NamedKind::Connection, name, field)
+    }
+}
+
+/// A storage's location, with its field, unless it is a database table's name.
+fn file_location(storage: &StorageSpec, field: String) -> Option<(String, &str)> {
+    (storage.format.format != DataFormat::Jdbc).then_some((field, storage.location.as_str()))
 }
 
 impl References for Job {
@@ -129,32 +150,40 @@ impl References for Job {
 
     fn locations(&self) -> Vec<(String, &str)> {
         let sources = self.spec.sources.iter().enumerate().filter_map(|(i, source)| {
-            let storage = source.storage.as_ref()?;
-            Some((format!("spec.sources[{i}].storage.location"), storage.location.as_str()))
+            file_location(source.storage.as_ref()?, format!("spec.sources[{i}].storage.location"))
         });
-        let sinks = self.spec.sinks.iter().enumerate().filter_map(|(i, sink)| {
-            let storage = sink.storage.as_ref()?;
-            Some((format!("spec.sinks[{i}].storage.location"), storage.location.as_str()))
-        });
+        let sinks =
+            self.spec.sinks.iter().enumerate().filter_map(|(i, sink)| {
+                file_location(sink.storage.as_ref()?, format!("spec.sinks[{i}].storage.location"))
+            });
         sources.chain(sinks).collect()
     }
 
     /// The Connections of sources and sinks with their own storage.
     fn name_refs(&self) -> Vec<NameRef<'_>> {
-        let sources = self.spec.sources.iter().enumerate().filter_map(|(i, source)| {
-            let connection = source.storage.as_ref()?.connection.as_deref()?;
-            Some(named(
-                NamedKind::Connection,
-                connection,
-                format!("spec.sources[{i}].storage.connection"),
-            ))
+        let sources = self.spec.sources.iter().enumerate().flat_map(|(i, source)| {
+            let storage = source.storage.as_ref().and_then(|storage| {
+                Some(connection(
+                    storage.connection.as_deref()?,
+                    format!("spec.sources[{i}].storage.connection"),
+                    storage.format.format.connection_type(),
+                ))
+            });
+            let query = source.jdbc.as_ref().and_then(|jdbc| {
+                Some(connection(
+                    jdbc.connection.as_deref()?,
+                    format!("spec.sources[{i}].jdbc.connection"),
+                    "jdbc",
+                ))
+            });
+            storage.into_iter().chain(query)
         });
         let sinks = self.spec.sinks.iter().enumerate().filter_map(|(i, sink)| {
-            let connection = sink.storage.as_ref()?.connection.as_deref()?;
-            Some(named(
-                NamedKind::Connection,
-                connection,
+            let storage = sink.storage.as_ref()?;
+            Some(connection(
+                storage.connection.as_deref()?,
                 format!("spec.sinks[{i}].storage.connection"),
+                storage.format.format.connection_type(),
             ))
         });
         sources.chain(sinks).collect()
@@ -226,15 +255,22 @@ impl References for Crawler {
             target
                 .connection
                 .as_deref()
-                .map(|name| named(NamedKind::Connection, name, format!("spec.targets[{i}].connection")))
+                .map(|name| connection(name, format!("spec.targets[{i}].connection"), "s3"))
+        });
+        let databases = self.spec.jdbc_targets.iter().enumerate().map(|(i, target)| {
+            connection(
+                &target.connection_name,
+                format!("spec.jdbcTargets[{i}].connectionName"),
+                "jdbc",
+            )
         });
         let state = self
             .spec
             .state
             .as_ref()
             .and_then(|s| s.connection.as_deref())
-            .map(|name| named(NamedKind::Connection, name, "spec.state.connection".into()));
-        classifiers.chain(targets).chain(state).collect()
+            .map(|name| connection(name, "spec.state.connection".into(), "s3"));
+        classifiers.chain(targets).chain(databases).chain(state).collect()
     }
 
     fn database_refs(&self) -> Vec<(&str, String)> {
@@ -247,15 +283,23 @@ impl References for Table {
     const NAMES_DATABASES: bool = true;
 
     fn locations(&self) -> Vec<(String, &str)> {
-        vec![("spec.storage.location".to_string(), self.spec.storage.location.as_str())]
+        file_location(&self.spec.storage, "spec.storage.location".to_string())
+            .into_iter()
+            .collect()
     }
 
     fn name_refs(&self) -> Vec<NameRef<'_>> {
-        self.spec
-            .storage
+        let storage = &self.spec.storage;
+        storage
             .connection
             .as_deref()
-            .map(|name| named(NamedKind::Connection, name, "spec.storage.connection".into()))
+            .map(|name| {
+                connection(
+                    name,
+                    "spec.storage.connection".into(),
+                    storage.format.format.connection_type(),
+                )
+            })
             .into_iter()
             .collect()
     }
@@ -314,7 +358,7 @@ impl References for Trigger {
             }
         }
         if let Some(connection) = self.spec.event.as_ref().and_then(|e| e.connection.as_deref()) {
-            refs.push(named(NamedKind::Connection, connection, "spec.event.connection".into()));
+            refs.push(self::connection(connection, "spec.event.connection".into(), "s3"));
         }
         refs
     }

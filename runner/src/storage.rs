@@ -40,6 +40,29 @@ pub enum StorageError {
         /// Its type.
         kind: &'static str,
     },
+    /// A database is named through a Connection that does not reach one.
+    #[error(
+        "{field} names connection {connection:?}, which is a {kind} connection: a database needs a jdbc Connection"
+    )]
+    NotADatabase {
+        /// What named it.
+        field: String,
+        /// The Connection.
+        connection: String,
+        /// Its type.
+        kind: &'static str,
+    },
+    /// A database's endpoint could not be resolved (its URL, Secret values, CA).
+    #[error("{}", match source.as_ref() {
+        kglue_jdbc::JdbcError::Secret(message) => message.clone(),
+        other => format!("connection {connection:?}: {other}"),
+    })]
+    Database {
+        /// The Connection.
+        connection: String,
+        /// The cause (boxed: errors of a database are large).
+        source: Box<kglue_jdbc::JdbcError>,
+    },
     /// A Connection refers to a Secret key that is not available to the runner.
     #[error(
         "connection {connection:?}: secret {secret:?} has no key {key:?} in {dir} (the Secret must exist and be given to the run)"
@@ -180,6 +203,30 @@ impl StoreResolver {
     /// The store serving `location`, reached through `connection` when given.
     pub fn store(&self, location: &Location, connection: Option<&str>) -> Result<Arc<dyn ObjectStore>, StorageError> {
         Ok(self.open(location, connection)?.store)
+    }
+
+    /// The database endpoint of the `jdbc` Connection `connection` (named by `field`), with its
+    /// credentials read from the mounted Secrets. Nothing is connected yet.
+    pub fn database(&self, connection: &str, field: &str) -> Result<kglue_jdbc::Endpoint, StorageError> {
+        let spec = self
+            .connections
+            .get(connection)
+            .ok_or_else(|| StorageError::UnknownConnection(connection.into()))?;
+        let Some(jdbc) = &spec.jdbc else {
+            return Err(StorageError::NotADatabase {
+                field: field.into(),
+                connection: connection.into(),
+                kind: spec.kind(),
+            });
+        };
+        let mut secrets = ConnectionSecrets {
+            connection,
+            dir: &self.secrets,
+        };
+        kglue_jdbc::Endpoint::resolve(jdbc, &mut secrets).map_err(|source| StorageError::Database {
+            connection: connection.into(),
+            source: Box::new(source),
+        })
     }
 
     /// For an S3 location, the multipart requests object_store does not make (listing and

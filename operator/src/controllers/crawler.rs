@@ -3,6 +3,8 @@
 //! (`ClassifierNotFound`), exclusion globs compile (`InvalidExclusion`) and every Connection
 //! exists (`ConnectionNotFound`).
 
+use std::collections::BTreeMap;
+
 use globset::GlobBuilder;
 use kglue_crds::Crawler;
 use kglue_crds::references::NamedKind;
@@ -31,16 +33,21 @@ impl Reconcile for Crawler {
         problems.extend(found.missing_databases(self));
         problems.extend(found.missing(self, NamedKind::Classifier));
         problems.extend(found.missing_service_account(self));
-        for (i, target) in self.spec.targets.iter().enumerate() {
-            for (j, pattern) in target.exclusions.iter().enumerate() {
+        let files = self.spec.targets.iter().map(|t| ("targets", &t.exclusions));
+        let databases = self.spec.jdbc_targets.iter().map(|t| ("jdbcTargets", &t.exclusions));
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        for (field, exclusions) in files.chain(databases) {
+            let i = index.entry(field).or_default();
+            for (j, pattern) in exclusions.iter().enumerate() {
                 // The crawler compiles exclusions the same way (runner/src/crawl/listing.rs).
                 if let Err(error) = GlobBuilder::new(pattern).literal_separator(true).build() {
                     problems.push(Problem::new(
                         Reason::InvalidExclusion,
-                        format!("spec.targets[{i}].exclusions[{j}] {pattern:?} is not a valid glob: {error}"),
+                        format!("spec.{field}[{i}].exclusions[{j}] {pattern:?} is not a valid glob: {error}"),
                     ));
                 }
             }
+            *i += 1;
         }
         problems.extend(found.missing(self, NamedKind::Connection));
         problems

@@ -44,7 +44,8 @@ pub enum Reason {
     LocalPathRefused,
     /// A jdbc Connection's URL does not read as one kglue reaches.
     InvalidUrl,
-    /// A storage location names a Connection that reaches no object store.
+    /// A field names a Connection of the other type: a jdbc Connection for a storage location,
+    /// an s3 one for a database.
     ConnectionTypeMismatch,
 }
 

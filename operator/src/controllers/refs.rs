@@ -33,8 +33,8 @@ pub struct Found {
     pub tables: BTreeSet<(String, String)>,
     /// The ServiceAccount the object names, if it exists.
     pub service_accounts: BTreeSet<String>,
-    /// Named Connections that exist but reach no object store, with their type (`jdbc`).
-    pub not_object_stores: BTreeMap<String, &'static str>,
+    /// The type (`s3`, `jdbc`) of every named Connection that exists and reads.
+    pub connection_types: BTreeMap<String, &'static str>,
 }
 
 /// The reason of a missing object of `kind`.
@@ -61,8 +61,8 @@ impl Found {
     }
 
     /// One problem per object of `kind` that `object` names and that does not exist, in spec
-    /// order; for Connections, also one per Connection that exists but reaches no object store
-    /// (every Connection reference is a storage location's so far).
+    /// order; for Connections, also one per field that names a Connection of the wrong type (a
+    /// database's for a storage location, or the other way round).
     pub fn missing<K: References>(&self, object: &K, kind: NamedKind) -> Vec<Problem> {
         let empty = BTreeSet::new();
         let found = self.named.get(&kind).unwrap_or(&empty);
@@ -73,15 +73,20 @@ impl Found {
             kind.as_str(),
         );
         if kind == NamedKind::Connection {
-            let mut seen = BTreeSet::new();
             for reference in object.names_of(kind) {
-                if let Some(type_) = self.not_object_stores.get(reference.name)
-                    && seen.insert(reference.name)
+                if let (Some(type_), Some(needed)) =
+                    (self.connection_types.get(reference.name), reference.connection_type)
+                    && *type_ != needed
                 {
+                    let what = if needed == "jdbc" {
+                        "a database needs a jdbc Connection"
+                    } else {
+                        "a storage location needs an s3 Connection"
+                    };
                     problems.push(Problem::new(
                         Reason::ConnectionTypeMismatch,
                         format!(
-                            "{} names Connection {:?}, which is a {type_} connection: a storage location needs an s3 Connection",
+                            "{} names Connection {:?}, which is a {type_} connection: {what}",
                             reference.field, reference.name
                         ),
                     ));
@@ -153,10 +158,8 @@ pub fn find<K: References>(ctx: &Context, namespace: &str, object: &K) -> Found 
         let exists = match reference.kind {
             NamedKind::Connection => match informers.connections.get(namespace, name) {
                 Some(guard) => {
-                    if let Ok(connection) = &guard.0
-                        && connection.spec.s3.is_none()
-                    {
-                        found.not_object_stores.insert(name.to_string(), connection.spec.kind());
+                    if let Ok(connection) = &guard.0 {
+                        found.connection_types.insert(name.to_string(), connection.spec.kind());
                     }
                     true
                 }

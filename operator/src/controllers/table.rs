@@ -86,7 +86,7 @@ spec:
     #[test]
     fn a_location_through_a_database_connection_is_a_type_mismatch() {
         let mut found = refs(&["sales"], &["lake"]);
-        found.not_object_stores.insert("lake".into(), "jdbc");
+        found.connection_types.insert("lake".into(), "jdbc");
         let problems = table(TABLE).validate(&found);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].reason, Reason::ConnectionTypeMismatch);

@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod container;
+pub mod database;
 pub mod delimited;
 pub mod grok;
 pub mod group;

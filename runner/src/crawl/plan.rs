@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kglue_crds::common::DataFormat;
 use kglue_crds::crawler::{DeleteBehavior, RecrawlPolicy, UpdateBehavior};
 use kglue_crds::glue_type::{GlueType, TypeChange};
 use kglue_crds::table::PartitionSummary;
@@ -60,6 +61,14 @@ pub enum CrawlError {
     /// The crawler's records could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A database target could not be read (unreachable, refused, a statement failed).
+    #[error("{target}: {source}")]
+    Database {
+        /// The target, with its Connection.
+        target: String,
+        /// The cause.
+        source: kglue_jdbc::JdbcError,
+    },
     /// More tables than `grouping.tableThreshold` allows; nothing was written.
     #[error("the crawl would create {found} tables, more than tableThreshold {threshold}; nothing was written")]
     TooManyTables {
@@ -103,6 +112,23 @@ pub struct PlannedTable {
     /// Partitions not in the catalog before.
     pub partitions_added: usize,
     /// Every partition of the table (values per key), for its index object.
+    pub partitions: BTreeSet<Vec<String>>,
+}
+
+/// A table as one target shows it, before it is compared with the catalog.
+#[derive(Debug, Clone)]
+pub struct FoundTable {
+    /// The Glue table name.
+    pub name: String,
+    /// The table as the data describes it.
+    pub desired: Table,
+    /// Where it was found (its root folder's URL, or its name in the database), for messages.
+    pub origin: String,
+    /// Objects of it left out, with the reason (files whose format does not fit).
+    pub skipped: Vec<(String, String)>,
+    /// For each column and each type it was seen with, the first object that held it (URL).
+    pub column_examples: Vec<(String, GlueType, String)>,
+    /// Its partitions (values per key); empty without partition keys.
     pub partitions: BTreeSet<Vec<String>>,
 }
 
@@ -170,7 +196,7 @@ pub async fn plan_crawl(
     let mut crawled_folders = Vec::new();
     let options = group_options(spec)?;
     let mut report = CrawlReport::default();
-    let mut found: Vec<(String, Location, Option<String>, TableGroup)> = Vec::new();
+    let mut found: Vec<FoundTable> = Vec::new();
     for target in &spec.targets {
         let storage_error = |source| CrawlError::Storage {
             target: target.path.clone(),
@@ -255,8 +281,29 @@ pub async fn plan_crawl(
                     table.partitions.extend(state.partitions(&index).await?);
                 }
             }
-            found.push((name, location.clone(), target.connection.clone(), table));
+            found.push(files_table(
+                crawler,
+                &spec.database_name,
+                name,
+                &location,
+                target.connection.clone(),
+                table,
+            ));
         }
+    }
+    for (index, target) in spec.jdbc_targets.iter().enumerate() {
+        found.extend(
+            super::database::crawl_database(
+                crawler,
+                &spec.database_name,
+                spec.table_prefix.as_deref(),
+                index,
+                target,
+                resolver,
+                &mut report,
+            )
+            .await?,
+        );
     }
     let tables = compare(crawler, spec, found, existing, &mut report)?;
     Ok(CrawlPlan {
@@ -386,42 +433,30 @@ pub fn object_name(database: &str, table: &str) -> String {
 fn compare(
     crawler: &str,
     spec: &CrawlerSpec,
-    found: Vec<(String, Location, Option<String>, TableGroup)>,
+    found: Vec<FoundTable>,
     existing: &[Table],
     report: &mut CrawlReport,
 ) -> Result<Vec<PlannedTable>, CrawlError> {
-    let database = &spec.database_name;
     let mut planned: BTreeMap<String, PlannedTable> = BTreeMap::new();
-    for (name, location, connection, group) in found {
+    for found in found {
+        let name = found.name.clone();
         if planned.contains_key(&name) {
             report.skipped.push((
-                format!("{location}/{}", group.root.join("/")),
-                format!("another folder already gives table {name}; set a tablePrefix or path templates"),
+                found.origin.clone(),
+                format!(
+                    "another folder or database table already gives table {name}; set a tablePrefix or path templates"
+                ),
             ));
             continue;
         }
-        for conflict in &group.conflicts {
-            report
-                .skipped
-                .push((format!("{location}/{}", conflict.file), conflict.message.clone()));
-        }
-        let desired = desired_table(crawler, database, &name, &location, connection, &group);
+        report.skipped.extend(found.skipped.iter().cloned());
         let previous = existing.iter().find(|t| t.spec.table_name == name);
         let partitions_before = previous.and_then(Table::partition_count).unwrap_or(0);
-        let partition_count = if group.partition_keys.is_empty() {
-            0
-        } else {
-            group.partitions.len() as i64
-        };
+        let partition_count = found.desired.partition_count().unwrap_or(0);
         let partitions_added = (partition_count - partitions_before).max(0) as usize;
         let (table, action) = match previous {
-            None => (desired, Action::Create),
-            Some(previous) => decide(previous, desired, spec, &group, &location),
-        };
-        let partitions = if group.partition_keys.is_empty() {
-            BTreeSet::new()
-        } else {
-            group.partitions.clone()
+            None => (found.desired.clone(), Action::Create),
+            Some(previous) => decide(previous, found.desired.clone(), spec, &found),
         };
         planned.insert(
             name,
@@ -429,7 +464,7 @@ fn compare(
                 table,
                 action,
                 partitions_added,
-                partitions,
+                partitions: found.partitions,
             },
         );
     }
@@ -475,6 +510,54 @@ fn compare(
     Ok(planned.into_values().collect())
 }
 
+/// The table a group of files gives.
+fn files_table(
+    crawler: &str,
+    database: &str,
+    name: String,
+    location: &Location,
+    connection: Option<String>,
+    group: TableGroup,
+) -> FoundTable {
+    let desired = desired_table(crawler, database, &name, location, connection, &group);
+    FoundTable {
+        origin: format!("{location}/{}", group.root.join("/")),
+        skipped: group
+            .conflicts
+            .iter()
+            .map(|conflict| (format!("{location}/{}", conflict.file), conflict.message.clone()))
+            .collect(),
+        column_examples: group
+            .column_examples
+            .into_iter()
+            .map(|(column, type_, file)| (column, type_, format!("{location}/{file}")))
+            .collect(),
+        partitions: if group.partition_keys.is_empty() {
+            BTreeSet::new()
+        } else {
+            group.partitions
+        },
+        name,
+        desired,
+    }
+}
+
+/// A Table as a crawl writes it: named after its database and table, labelled with the crawler,
+/// with the partition summary in status.
+pub(super) fn crawled_table(crawler: &str, spec: TableSpec, partitions: Option<PartitionSummary>) -> Table {
+    let mut table = Table::new(&object_name(&spec.database_name, &spec.table_name), spec);
+    table.metadata = ObjectMeta {
+        name: table.metadata.name.clone(),
+        labels: Some(BTreeMap::from([(CRAWLER_LABEL.to_string(), crawler.to_string())])),
+        ..ObjectMeta::default()
+    };
+    table.status = Some(kglue_crds::TableStatus {
+        partitions,
+        ..Default::default()
+    });
+    table
+}
+
 fn desired_table(
     crawler: &str,
     database: &str,
@@ -515,8 +598,8 @@ fn desired_table(
         index: None,
         deprecated: None,
     });
-    let mut table = Table::new(
-        &object_name(database, name),
+    crawled_table(
+        crawler,
         TableSpec {
             database_name: database.to_string(),
             table_name: name.to_string(),
@@ -531,17 +614,8 @@ fn desired_table(
             schema_locked: false,
             parameters,
         },
-    );
-    table.metadata = ObjectMeta {
-        name: table.metadata.name.clone(),
-        labels: Some(BTreeMap::from([(CRAWLER_LABEL.to_string(), crawler.to_string())])),
-        ..ObjectMeta::default()
-    };
-    table.status = Some(kglue_crds::TableStatus {
         partitions,
-        ..Default::default()
-    });
-    table
+    )
 }
 
 /// How a column's type changes from the table's to the data's. Within one crawl, conflicting
@@ -556,13 +630,7 @@ fn column_change(new: &GlueType, old: &GlueType) -> TypeChange {
 }
 
 /// Compares an existing table with what the crawl found.
-fn decide(
-    previous: &Table,
-    desired: Table,
-    spec: &CrawlerSpec,
-    group: &TableGroup,
-    location: &Location,
-) -> (Table, Action) {
+fn decide(previous: &Table, desired: Table, spec: &CrawlerSpec, found: &FoundTable) -> (Table, Action) {
     let mut changes = Vec::new();
     let mut drift = Vec::new();
     let old_columns = &previous.spec.columns;
@@ -584,19 +652,19 @@ fn decide(
                     }
                     TypeChange::Incompatible => {
                         // Name an object that holds a type the table's cannot take.
-                        let example = group
+                        let example = found
                             .column_examples
                             .iter()
                             .filter(|(name, _, _)| name.eq_ignore_ascii_case(&old.name))
                             .find(|(_, type_, _)| column_change(type_, &old_type) == TypeChange::Incompatible);
                         drift.push(match example {
-                            Some((_, type_, file)) => format!(
-                                "{location}/{file} holds column {} as {type_} where the table has {}",
+                            Some((_, type_, url)) => format!(
+                                "{url} holds column {} as {type_} where the table has {}",
                                 old.name, old.type_
                             ),
                             None => format!(
-                                "column {} is {} in the table but the data holds {}",
-                                old.name, old.type_, column.type_
+                                "column {} is {} in the table but {} holds {}",
+                                old.name, old.type_, found.origin, column.type_
                             ),
                         })
                     }
@@ -604,6 +672,22 @@ fn decide(
                 (_, Err(e)) => drift.push(format!("column {}: the table's type does not parse: {e}", old.name)),
                 (Err(e), _) => drift.push(format!("column {}: {e}", column.name)),
             },
+        }
+    }
+    // A database table's columns are the database's: one dropped there cannot be read any more.
+    // (Files keep old columns: older files still hold them.)
+    let database = desired.spec.storage.format.format == DataFormat::Jdbc;
+    if database {
+        for old in old_columns {
+            if !desired
+                .spec
+                .columns
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(&old.name))
+            {
+                changes.push(format!("column {} is no longer in {}", old.name, found.origin));
+                merged.retain(|c| c.name != old.name);
+            }
         }
     }
     if previous.spec.storage.format.format != desired.spec.storage.format.format {
@@ -634,6 +718,10 @@ fn decide(
         return (table, Action::Logged(changes));
     }
     table.spec.columns = merged;
+    if database {
+        // The key, the view-or-table and the unmapped columns are facts of the database too.
+        table.spec.parameters = desired.spec.parameters;
+    }
     (table, Action::Update(changes))
 }
 

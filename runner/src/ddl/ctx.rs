@@ -135,6 +135,14 @@ impl Ctx {
             .collect()
     }
 
+    /// A database table has no files to describe: the engine reads the database itself.
+    pub(super) fn refuse_jdbc(&self) -> DdlError {
+        self.unsupported(format!(
+            "it is a database table (format Jdbc), not files: point {} at the database with its own JDBC connector",
+            self.dialect.engine()
+        ))
+    }
+
     pub(super) fn refuse_grok(&self) -> DdlError {
         self.unsupported(format!(
             "its files are text lines parsed by a grok pattern, which {} has no reader for (Athena has: --dialect athena)",

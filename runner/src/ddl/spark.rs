@@ -13,6 +13,7 @@ pub(super) fn spark(ctx: &mut Ctx) -> Result<String, DdlError> {
         DataFormat::Avro => "avro",
         DataFormat::Orc => "orc",
         DataFormat::Grok => return Err(ctx.refuse_grok()),
+        DataFormat::Jdbc => return Err(ctx.refuse_jdbc()),
     };
     let mut options = Vec::new();
     match ctx.format {

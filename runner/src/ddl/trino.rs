@@ -14,6 +14,7 @@ pub(super) fn trino(ctx: &mut Ctx) -> Result<String, DdlError> {
         DataFormat::Avro => "AVRO",
         DataFormat::Orc => "ORC",
         DataFormat::Grok => return Err(ctx.refuse_grok()),
+        DataFormat::Jdbc => return Err(ctx.refuse_jdbc()),
     };
     if ctx.format == DataFormat::Json && ctx.json_array {
         return Err(ctx.unsupported(

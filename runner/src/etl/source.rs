@@ -342,7 +342,7 @@ pub fn file_format(name: &str, format: &FormatSpec) -> Result<Arc<dyn FileFormat
             }
             Ok(Arc::new(JsonFormat::default().with_file_compression_type(compression)))
         }
-        DataFormat::Avro | DataFormat::Orc | DataFormat::Grok => Err(unsupported(&format!(
+        DataFormat::Avro | DataFormat::Orc | DataFormat::Grok | DataFormat::Jdbc => Err(unsupported(&format!(
             "format {:?} is not supported by job sources yet (Parquet, Csv and Json are); convert it with a crawler-backed table in one of those formats",
             format.format
         ))),
