@@ -5,8 +5,10 @@
 //! The URL is read once, by [`kglue_crds::connection::JdbcUrl`]; which Secret keys hold what is
 //! [`kglue_crds::connection::ConnectionSpec::secret_keys`]'s. This crate only speaks to servers.
 
+pub mod cells;
 mod mysql;
 mod postgres;
+pub mod read;
 pub mod schema;
 mod tls;
 pub mod types;
@@ -52,6 +54,19 @@ pub enum JdbcError {
         /// What the driver or server said, with its causes.
         reason: String,
     },
+    /// A value read does not fit its column's type.
+    #[error("column {column:?}, row {row} of the read: {message}")]
+    Value {
+        /// The column.
+        column: String,
+        /// The row, counted from 1 in the read's order.
+        row: u64,
+        /// Why.
+        message: String,
+    },
+    /// Rows could not be assembled into Arrow arrays.
+    #[error("building the batch: {0}")]
+    Arrow(String),
     /// A statement failed.
     #[error("{engine} refused {statement:?}: {reason}")]
     Statement {

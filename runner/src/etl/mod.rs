@@ -3,6 +3,7 @@
 
 pub mod arguments;
 pub mod bookmark;
+pub mod database;
 pub mod inspect;
 pub mod run;
 pub mod sandbox;

@@ -32,6 +32,7 @@ use kglue_crds::run_result::{CommitIntent, CommitSink};
 use serde::{Deserialize, Serialize};
 
 use super::bookmark::{self, DEFAULT_SAFETY_BAND_SECONDS, job_bookmark, source_bookmark};
+use super::database::{self, DatabaseSource};
 use super::inspect::{bad_json_line, panic_message};
 use super::settle::Decider;
 use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
@@ -190,6 +191,9 @@ pub enum RunError {
     /// A source could not be listed, typed or registered.
     #[error(transparent)]
     Source(#[from] source::SourceError),
+    /// A database source cannot be read as specified.
+    #[error(transparent)]
+    Database(#[from] database::DatabaseSourceError),
     /// A store could not be opened.
     #[error("{what}: {message}")]
     Storage {
@@ -288,6 +292,7 @@ pub struct PlannedRun {
     arguments: BTreeMap<String, String>,
     ctx: SessionContext,
     sources: Vec<PreparedSource>,
+    databases: Vec<DatabaseSource>,
     sinks: Vec<PreparedSink>,
     phases: Phases,
     started: Instant,
@@ -346,11 +351,12 @@ pub async fn plan_run(
 ) -> Result<PlannedRun, (RunRequest, RunError)> {
     let started = Instant::now();
     match plan_inner(&request, catalog, resolver, started).await {
-        Ok((arguments, ctx, sources, sinks, phases)) => Ok(PlannedRun {
+        Ok((arguments, ctx, (sources, databases), sinks, phases)) => Ok(PlannedRun {
             request,
             arguments,
             ctx,
             sources,
+            databases,
             sinks,
             phases,
             started,
@@ -364,7 +370,7 @@ pub async fn plan_run(
 type Planned = (
     BTreeMap<String, String>,
     SessionContext,
-    Vec<PreparedSource>,
+    (Vec<PreparedSource>, Vec<DatabaseSource>),
     Vec<PreparedSink>,
     Phases,
 );
@@ -397,7 +403,16 @@ async fn plan_inner(
     let key_budget = (spec.bookmark.option == BookmarkOption::Enable)
         .then(|| bookmark::MAX_RECENT_KEY_BYTES / spec.sources.len().max(1));
     let mut sources = Vec::new();
+    let mut databases = Vec::new();
     for (index, job_source) in spec.sources.iter().enumerate() {
+        if database::is_database(job_source, catalog) {
+            let bookmark = source_bookmark(read_from, &job_source.name);
+            let database =
+                DatabaseSource::prepare(index, job_source, catalog, resolver, spec.bookmark.option, bookmark).await?;
+            database.register(&ctx)?;
+            databases.push(database);
+            continue;
+        }
         let mut input = source_input(job_source, catalog, resolver)?;
         let selection = source::select(&input, source_bookmark(read_from, &job_source.name), band, key_budget).await?;
         source::settle_compression(&mut input, &selection).await?;
@@ -419,7 +434,7 @@ async fn plan_inner(
         sinks.push(prepare_sink(&ctx, job_sink, catalog, resolver, &scope).await?);
     }
     phases.add("plan", started);
-    Ok((arguments, ctx, sources, sinks, phases))
+    Ok((arguments, ctx, (sources, databases), sinks, phases))
 }
 
 fn session(resources: &Resources) -> Result<SessionContext, RunError> {
@@ -632,6 +647,10 @@ impl PlannedRun {
                 prepared.input.location,
                 prepared.selection.selected_bytes()
             ));
+        }
+        for database in &self.databases {
+            text.push_str(&database.describe());
+            text.push('\n');
         }
         for sink in &self.sinks {
             text.push_str(&format!(
@@ -937,6 +956,15 @@ impl PlannedRun {
                     },
                 )
             })
+            .chain(self.databases.iter().map(|database| {
+                (
+                    database.name.clone(),
+                    SourceMetrics {
+                        rows: database.rows() as i64,
+                        ..SourceMetrics::default()
+                    },
+                )
+            }))
             .collect();
         let sinks = outcomes
             .iter()
@@ -962,6 +990,7 @@ impl PlannedRun {
                 self.sources
                     .iter()
                     .map(|p| (p.input.name.clone(), p.selection.next_bookmark()))
+                    .chain(self.databases.iter().map(|d| (d.name.clone(), d.next_bookmark())))
                     .collect(),
             )
         });

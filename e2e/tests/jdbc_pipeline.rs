@@ -1,0 +1,468 @@
+//! Databases in a pipeline, with the built `kglue` binary against the real servers
+//! (`e2e/kglue-postgres`, `e2e/kglue-mysql`): a crawl of a PostgreSQL schema and of a MariaDB
+//! database into Tables of format Jdbc (types column by column, the key, a view, an exclusion,
+//! an unmapped column named and left out, a later schema change), then jobs reading those Tables:
+//! the rows DuckDB reads back from the output are the database's own (compared with `psql`'s and
+//! `mysql`'s answer), a key bookmark reads only new rows on the next run, a partitioned read gives
+//! the rows of a single read, `--explain` shows the SQL sent with the script's filter in it, and
+//! bad inputs fail naming what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kglue_crds::Table;
+use kglue_e2e::databases::{DatabaseServer, Engine, PASSWORD, USER};
+use serde_json::Value;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    server: DatabaseServer,
+}
+
+impl Fixture {
+    fn new(engine: Engine) -> Self {
+        let server = DatabaseServer::start(engine).expect("the database server starts");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let fixture = Fixture {
+            _dir: dir,
+            root,
+            server,
+        };
+        fixture.write(
+            "catalog/database.yaml",
+            "apiVersion: kglue.dev/v1alpha1\nkind: Database\nmetadata: {name: sales}\nspec: {databaseName: sales}\n",
+        );
+        fixture.write(
+            "catalog/db.yaml",
+            &format!(
+                "apiVersion: kglue.dev/v1alpha1\nkind: Connection\nmetadata: {{name: db}}\nspec:\n  jdbc:\n    url: {}\n    credentialsSecretRef: {{name: db-credentials}}\n",
+                fixture.server.jdbc_url()
+            ),
+        );
+        fixture.write("secrets/db-credentials/username", USER);
+        fixture.write("secrets/db-credentials/password", PASSWORD);
+        fixture
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    fn write(&self, relative: &str, text: &str) {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.server.sql(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    fn kglue(&self, args: &[&str]) -> Output {
+        let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary is built");
+        Command::new(kglue)
+            .args(args)
+            .arg("--catalog")
+            .arg(self.path("catalog"))
+            .arg("--secrets-dir")
+            .arg(self.path("secrets"))
+            .env("KGLUE_SPILL_DIR", self.path("spill"))
+            .output()
+            .expect("kglue runs")
+    }
+
+    fn crawl(&self, crawler: &str) -> String {
+        self.write("crawler.yaml", crawler);
+        let crawler = self.path("crawler.yaml");
+        let output = self.kglue(&["crawl", "-f", crawler.to_str().expect("utf-8")]);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "kglue crawl failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    fn table(&self, object_name: &str) -> Table {
+        let text = std::fs::read_to_string(self.path(&format!("catalog/{object_name}.yaml")))
+            .unwrap_or_else(|e| panic!("table {object_name} written: {e}"));
+        serde_saphyr::from_str(&text).expect("a Table manifest")
+    }
+
+    fn job(&self, file: &str, manifest: &str) -> PathBuf {
+        self.write(file, manifest);
+        self.path(file)
+    }
+
+    fn run(&self, job: &Path, extra: &[&str]) -> Output {
+        let mut args = vec!["run", "-f", job.to_str().expect("utf-8"), "--json"];
+        args.extend(extra);
+        self.kglue(&args)
+    }
+
+    fn run_ok(&self, job: &Path, extra: &[&str]) -> Value {
+        let output = self.run(job, extra);
+        assert!(
+            output.status.success(),
+            "kglue run failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("a JSON result")
+    }
+
+    fn run_failing(&self, job: &Path) -> String {
+        let output = self.run(job, &[]);
+        assert!(!output.status.success(), "the run should fail");
+        let result: Value = serde_json::from_slice(&output.stdout).expect("a JSON result");
+        assert_eq!(result["outcome"], "Failed");
+        result["error"].as_str().expect("an error message").to_string()
+    }
+
+    /// The rows of the Parquet files under `folder` as sorted `a|b|c` lines, read by DuckDB.
+    fn output_rows(&self, folder: &str, columns: &str) -> Vec<String> {
+        let script = r#"
+import sys, duckdb
+rows = duckdb.sql(f"SELECT {sys.argv[2]} FROM read_parquet('{sys.argv[1]}/**/*.parquet', hive_partitioning = false)").fetchall()
+for row in sorted("|".join("NULL" if v is None else str(v) for v in row) for row in rows):
+    print(row)
+"#;
+        let output = Command::new("python3")
+            .args(["-c", script, &self.path(folder).display().to_string(), columns])
+            .output()
+            .expect("python3 with duckdb");
+        assert!(
+            output.status.success(),
+            "duckdb: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The database's answer to `sql` as sorted lines.
+    fn database_rows(&self, sql: &str) -> Vec<String> {
+        let mut rows: Vec<String> = self
+            .sql(sql)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.replace('\t', "|"))
+            .collect();
+        rows.sort();
+        rows
+    }
+}
+
+fn columns(table: &Table) -> Vec<String> {
+    table.spec.columns.iter().map(ToString::to_string).collect()
+}
+
+fn sink_job(name: &str, table: &str, sql: &str, source_extra: &str, spec_extra: &str, out: &Path) -> String {
+    format!(
+        "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec_extra}  sources:\n    - name: orders\n      table: {{database: sales, table: {table}}}\n{source_extra}  sql: |\n    {sql}\n  sinks:\n    - name: out\n      storage: {{location: \"file://{}/\", format: Parquet}}\n",
+        out.display()
+    )
+}
+
+const CRAWLER_POSTGRES: &str = "apiVersion: kglue.dev/v1alpha1
+kind: Crawler
+metadata: {name: shop}
+spec:
+  databaseName: sales
+  jdbcTargets:
+    - connectionName: db
+      path: kglue/public/%
+      exclusions: [\"kglue/public/tmp_*\"]
+";
+
+#[test]
+fn a_postgres_schema_crawls_into_tables_that_jobs_read_by_key_bookmark_and_in_parallel() {
+    let fixture = Fixture::new(Engine::Postgres);
+    fixture.sql(
+        "create table orders (
+           id bigint generated always as identity primary key, customer text not null,
+           amount numeric(12,2), ordered_at timestamptz not null, shipped_on date,
+           tags text[], attrs jsonb, spot point);
+         create table tmp_scratch (x int);
+         create view big_orders as select id, amount from orders where amount > 200;
+         insert into orders (customer, amount, ordered_at, shipped_on, tags, attrs)
+           select 'c' || (i % 7), (i * 37 % 1000) / 4.0, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 hour',
+                  date '2024-01-01' + i / 24, array['t' || (i % 3), null], jsonb_build_object('i', i)
+           from generate_series(1, 1000) i;",
+    );
+
+    // The crawl: one Table per table and view, the scratch table excluded, the point column left
+    // out by name.
+    let report = fixture.crawl(CRAWLER_POSTGRES);
+    assert!(report.contains("create     sales.kglue_public_orders"), "{report}");
+    assert!(report.contains("create     sales.kglue_public_big_orders"), "{report}");
+    assert!(
+        report.contains("skipped kglue.public.tmp_scratch: excluded by \"kglue/public/tmp_*\""),
+        "{report}"
+    );
+    assert!(
+        report.contains("skipped kglue.public.orders column spot: left out of the table: point has no Glue type"),
+        "{report}"
+    );
+    let orders = fixture.table("sales.kglue-public-orders");
+    assert_eq!(orders.spec.storage.location, "kglue.public.orders");
+    assert_eq!(orders.spec.storage.connection.as_deref(), Some("db"));
+    assert_eq!(format!("{:?}", orders.spec.storage.format.format), "Jdbc");
+    assert_eq!(
+        columns(&orders),
+        [
+            "id bigint",
+            "customer string",
+            "amount decimal(12,2)",
+            "ordered_at timestamp",
+            "shipped_on date",
+            "tags array<string>",
+            "attrs string"
+        ]
+    );
+    let parameters = &orders.spec.parameters;
+    assert_eq!(parameters["primaryKey"], "id");
+    assert_eq!(parameters["classification"], "postgresql");
+    assert_eq!(parameters["typeOfData"], "table");
+    assert_eq!(parameters["unmappedColumns"], "spot point");
+    assert_eq!(
+        fixture.table("sales.kglue-public-big-orders").spec.parameters["typeOfData"],
+        "view"
+    );
+
+    // A job reads the Table: its rows are the database's, exactly (decimals, instants in UTC,
+    // dates, arrays, JSON as text).
+    let everything = fixture.path("everything");
+    let job = fixture.job(
+        "everything.yaml",
+        &sink_job(
+            "everything",
+            "kglue_public_orders",
+            "CREATE VIEW out AS SELECT id, customer, amount, ordered_at, shipped_on, array_to_string(tags, ',', 'null') AS tags, attrs FROM orders",
+            "",
+            "",
+            &everything,
+        ),
+    );
+    let result = fixture.run_ok(&job, &[]);
+    assert_eq!(result["metrics"]["sources"]["orders"]["rows"], 1000);
+    let expected = fixture.database_rows(
+        "select id, customer, amount::text, to_char(ordered_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS'), shipped_on::text,
+                array_to_string(tags, ',', 'null'), attrs::text from orders",
+    );
+    assert_eq!(expected.len(), 1000);
+    assert_eq!(
+        fixture.output_rows(
+            "everything",
+            "id, customer, amount, ordered_at, shipped_on, tags, attrs"
+        ),
+        expected
+    );
+
+    // --explain shows the SQL sent: only the columns used, the script's filter pushed down.
+    let filtered = fixture.job(
+        "filtered.yaml",
+        &sink_job(
+            "filtered",
+            "kglue_public_orders",
+            "CREATE VIEW out AS SELECT id, amount FROM orders WHERE amount > 200 AND customer = 'c3'",
+            "",
+            "",
+            &fixture.path("filtered"),
+        ),
+    );
+    let output = fixture.kglue(&["run", "-f", filtered.to_str().expect("utf-8"), "--explain"]);
+    let explain = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{explain}");
+    assert!(
+        explain.contains("SELECT \"id\", \"customer\", \"amount\" FROM \"public\".\"orders\" WHERE"),
+        "{explain}"
+    );
+    assert!(explain.contains("(\"amount\" > 200.00)"), "{explain}");
+    assert!(explain.contains("(\"customer\" = 'c3')"), "{explain}");
+    let result = fixture.run_ok(&filtered, &[]);
+    let wanted = fixture.database_rows("select id, amount from orders where amount > 200 and customer = 'c3'");
+    assert_eq!(fixture.output_rows("filtered", "id, amount"), wanted);
+    assert_eq!(
+        result["metrics"]["sources"]["orders"]["rows"],
+        wanted.len(),
+        "the database returned only the matching rows"
+    );
+
+    // A partitioned read (bounds read from the table) gives the single read's rows.
+    let parallel = fixture.job(
+        "parallel.yaml",
+        &sink_job(
+            "parallel",
+            "kglue_public_orders",
+            "CREATE VIEW out AS SELECT id, customer, amount FROM orders",
+            "      jdbc: {partitionColumn: id, numPartitions: 4, fetchSize: 100}\n",
+            "",
+            &fixture.path("parallel"),
+        ),
+    );
+    let output = fixture.kglue(&["run", "-f", parallel.to_str().expect("utf-8"), "--explain"]);
+    let explain = String::from_utf8_lossy(&output.stdout);
+    assert!(explain.contains("in 4 read(s)"), "{explain}");
+    assert!(explain.contains("(\"id\" < 250 OR \"id\" IS NULL)"), "{explain}");
+    assert!(explain.contains("(\"id\" >= 250 AND \"id\" < 499)"), "{explain}");
+    assert!(explain.contains("(\"id\" >= 748)"), "{explain}");
+    fixture.run_ok(&parallel, &[]);
+    assert_eq!(
+        fixture.output_rows("parallel", "id, customer, amount"),
+        fixture.output_rows("everything", "id, customer, amount")
+    );
+
+    // A key bookmark: the second run reads only the rows added since the first.
+    let bookmarks = fixture.path("bookmarks.json");
+    let bookmarks = bookmarks.to_str().expect("utf-8");
+    let incremental = fixture.job(
+        "incremental.yaml",
+        &sink_job(
+            "incremental",
+            "kglue_public_orders",
+            "CREATE VIEW out AS SELECT id, customer FROM orders",
+            "      jdbc: {bookmarkKeys: [id]}\n",
+            "  bookmark: {option: Enable}\n",
+            &fixture.path("incremental"),
+        ),
+    );
+    let first = fixture.run_ok(&incremental, &["--bookmarks", bookmarks, "--run-id", "r1"]);
+    assert_eq!(first["metrics"]["sources"]["orders"]["rows"], 1000);
+    assert_eq!(
+        first["nextBookmark"]["sources"]["orders"]["key"],
+        serde_json::json!([{"column": "id", "value": "1000"}])
+    );
+    fixture.sql("insert into orders (customer, amount, ordered_at) select 'new', 1, now() from generate_series(1, 25)");
+    let second = fixture.run_ok(&incremental, &["--bookmarks", bookmarks, "--run-id", "r2"]);
+    assert_eq!(second["metrics"]["sources"]["orders"]["rows"], 25, "only the new rows");
+    let rows = fixture.output_rows("incremental", "id, customer");
+    assert_eq!(rows.len(), 1025, "every row exactly once over both runs");
+    assert_eq!(rows.iter().filter(|r| r.ends_with("|new")).count(), 25);
+    let third = fixture.run_ok(&incremental, &["--bookmarks", bookmarks, "--run-id", "r3"]);
+    assert_eq!(third["metrics"]["sources"]["orders"]["rows"], 0, "nothing new");
+    assert_eq!(fixture.output_rows("incremental", "id").len(), 1025);
+
+    // A schema change: the next crawl adds the new column and drops the removed one.
+    fixture.sql("alter table orders add column channel varchar(10); alter table orders drop column attrs;");
+    let report = fixture.crawl(CRAWLER_POSTGRES);
+    assert!(report.contains("update     sales.kglue_public_orders"), "{report}");
+    assert!(report.contains("new column channel varchar(10)"), "{report}");
+    assert!(
+        report.contains("column attrs is no longer in kglue.public.orders"),
+        "{report}"
+    );
+    let orders = fixture.table("sales.kglue-public-orders");
+    assert!(columns(&orders).contains(&"channel varchar(10)".to_string()));
+    assert!(!columns(&orders).iter().any(|c| c.starts_with("attrs ")));
+
+    // Bad inputs, each named.
+    let bad_key = fixture.job(
+        "bad-key.yaml",
+        &sink_job(
+            "bad-key",
+            "kglue_public_orders",
+            "CREATE VIEW out AS SELECT id FROM orders",
+            "      jdbc: {bookmarkKeys: [tags]}\n",
+            "  bookmark: {option: Enable}\n",
+            &fixture.path("bad-key"),
+        ),
+    );
+    let error = fixture.run_failing(&bad_key);
+    assert!(
+        error.contains("spec.sources[0].jdbc.bookmarkKeys: column \"tags\" is array<string>, which has no order a bookmark can rely on"),
+        "{error}"
+    );
+    fixture.sql("drop view big_orders");
+    let gone = fixture.job(
+        "gone.yaml",
+        &sink_job(
+            "gone",
+            "kglue_public_big_orders",
+            "CREATE VIEW out AS SELECT id FROM orders",
+            "",
+            "",
+            &fixture.path("gone"),
+        ),
+    );
+    let error = fixture.run_failing(&gone);
+    assert!(
+        error.contains("relation \"public.big_orders\" does not exist"),
+        "{error}"
+    );
+    assert!(!fixture.path("gone").exists(), "nothing written");
+}
+
+#[test]
+fn a_mariadb_database_crawls_and_reads_with_its_own_types() {
+    let fixture = Fixture::new(Engine::Mysql);
+    fixture.sql(
+        "create table orders (
+           id int unsigned not null auto_increment primary key, paid tinyint(1), amount decimal(12,2),
+           ordered_at datetime(6), shipped date, status enum('new','paid'), big bigint unsigned, yr year,
+           at_time time);
+         insert into orders (paid, amount, ordered_at, shipped, status, big, yr) values
+           (1, 10.50, '2024-01-01 10:00:00.123456', '2024-01-02', 'new', 18446744073709551615, 2024),
+           (0, -3.25, '2024-02-01 00:00:00', null, 'paid', 0, 1999),
+           (null, null, null, null, null, null, null);",
+    );
+    let report = fixture.crawl(
+        "apiVersion: kglue.dev/v1alpha1
+kind: Crawler
+metadata: {name: shop}
+spec:
+  databaseName: sales
+  tablePrefix: maria_
+  jdbcTargets:
+    - {connectionName: db, path: kglue/%}
+",
+    );
+    assert!(report.contains("create     sales.maria_kglue_orders"), "{report}");
+    assert!(
+        report.contains("column at_time: left out of the table: time has no Glue type"),
+        "{report}"
+    );
+    let orders = fixture.table("sales.maria-kglue-orders");
+    assert_eq!(orders.spec.storage.location, "kglue.orders");
+    assert_eq!(
+        columns(&orders),
+        [
+            "id bigint",
+            "paid boolean",
+            "amount decimal(12,2)",
+            "ordered_at timestamp",
+            "shipped date",
+            "status string",
+            "big decimal(20,0)",
+            "yr int"
+        ]
+    );
+    assert_eq!(orders.spec.parameters["classification"], "mysql");
+
+    let job = fixture.job(
+        "read.yaml",
+        &sink_job(
+            "read",
+            "maria_kglue_orders",
+            "CREATE VIEW out AS SELECT id, paid, amount, ordered_at, shipped, status, big, yr FROM orders WHERE id >= 1",
+            "      jdbc: {partitionColumn: id, numPartitions: 2}\n",
+            "",
+            &fixture.path("read"),
+        ),
+    );
+    let result = fixture.run_ok(&job, &[]);
+    assert_eq!(result["metrics"]["sources"]["orders"]["rows"], 3);
+    assert_eq!(
+        fixture.output_rows("read", "id, paid, amount, ordered_at, shipped, status, big, yr"),
+        [
+            "1|True|10.50|2024-01-01 10:00:00.123456|2024-01-02|new|18446744073709551615|2024",
+            "2|False|-3.25|2024-02-01 00:00:00|NULL|paid|0|1999",
+            "3|NULL|NULL|NULL|NULL|NULL|NULL|NULL",
+        ]
+    );
+}
