@@ -194,6 +194,9 @@ pub enum WriteMode {
     Overwrite,
     /// Replace only the partitions the run writes (needs `partitionBy`).
     OverwritePartitions,
+    /// Database tables only: update the rows whose key exists, insert the rest (`jdbc.upsertKeys`,
+    /// or the table's primary key).
+    Upsert,
 }
 
 /// An output of a job.
@@ -201,7 +204,9 @@ pub enum WriteMode {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
     validation = Rule::new("has(self.storage) || has(self.table)").message("a sink needs storage, a table, or both"),
-    validation = Rule::new("!has(self.storage) || self.storage.format in ['Parquet', 'Csv', 'Json']").message("a sink writes Parquet, Csv or Json").field_path(".storage.format"),
+    validation = Rule::new("!has(self.storage) || self.storage.format in ['Parquet', 'Csv', 'Json', 'Jdbc']").message("a sink writes Parquet, Csv or Json files, or a database table (Jdbc)").field_path(".storage.format"),
+    validation = Rule::new("!has(self.storage) || self.storage.format != 'Jdbc' || (self.writeMode != 'OverwritePartitions' && !has(self.partitionBy))").message("a database table has no partition folders: use writeMode Append, Overwrite or Upsert without partitionBy").field_path(".writeMode"),
+    validation = Rule::new("!has(self.storage) || self.storage.format == 'Jdbc' || (self.writeMode != 'Upsert' && !has(self.jdbc))").message("writeMode Upsert and jdbc options are for database tables (storage format Jdbc)").field_path(".writeMode"),
     validation = Rule::new("self.writeMode != 'OverwritePartitions' || (has(self.partitionBy) && size(self.partitionBy) > 0)").message("writeMode OverwritePartitions needs partitionBy").field_path(".writeMode"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -225,12 +230,30 @@ pub struct JobSink {
     pub target_file_size_mb: Option<i32>,
     /// `Append` (the default): add new files beside the existing ones. `Overwrite`: replace
     /// everything under the location once the run commits. `OverwritePartitions`: replace only the
-    /// partitions the run writes (needs `partitionBy`).
+    /// partitions the run writes (needs `partitionBy`). `Upsert` (database tables): update rows
+    /// whose key exists, insert the rest. A database table is written in one transaction per
+    /// run, so readers see its rows before the run or after it.
     #[serde(default)]
     pub write_mode: WriteMode,
     /// The catalog table to create or update with the output's schema and partitions. If it
     /// exists with `schemaLocked`, output that does not fit fails the run.
     pub table: Option<TableRef>,
+    /// How a database table (format Jdbc) is written.
+    pub jdbc: Option<JdbcSink>,
+}
+
+/// How a job writes a database table.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JdbcSink {
+    /// The key of writeMode Upsert. Unset: the table's primary key.
+    #[schemars(length(max = 16), inner(length(min = 1, max = 255)))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upsert_keys: Vec<String>,
+    /// Create the table from the output's columns when it does not exist (with `upsertKeys` as
+    /// its primary key). Without it, a missing table fails the run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_table: bool,
 }
 
 impl JobSink {

@@ -157,6 +157,7 @@ impl CommitSink {
             connection: storage.connection.clone(),
             write_mode: sink.write_mode,
             partition_by: sink.partition_by.clone(),
+            database: None,
         }
     }
 }
@@ -177,4 +178,21 @@ pub struct CommitSink {
     /// The partition columns (OverwritePartitions without them replaces the whole location).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partition_by: Vec<String>,
+    /// For a database table (location is its qualified name): what applying the run's staging
+    /// table takes.
+    pub database: Option<DatabaseCommit>,
+}
+
+/// What finishing a database sink's commit takes besides its table and Connection.
+#[serde_with::skip_serializing_none]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseCommit {
+    /// The columns written, in order.
+    pub columns: Vec<String>,
+    /// The key of writeMode Upsert.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upsert_keys: Vec<String>,
+    /// The statement that creates the table when the run created it.
+    pub create_table: Option<String>,
 }

@@ -466,3 +466,282 @@ spec:
         ]
     );
 }
+
+/// A job reading `orders` (object files are not needed: the source is the database) and writing
+/// `sql`'s `out` into the database table `target` with `sink_extra` (writeMode, jdbc options).
+fn database_sink_job(name: &str, sql: &str, target: &str, sink_extra: &str) -> String {
+    format!(
+        "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  sources:\n    - name: orders\n      storage: {{location: kglue.public.orders, format: Jdbc, connection: db}}\n  sql: |\n    {sql}\n  sinks:\n    - name: out\n      storage: {{location: {target}, format: Jdbc, connection: db}}\n{sink_extra}"
+    )
+}
+
+#[test]
+fn each_postgres_sink_mode_leaves_exactly_the_expected_rows_even_after_a_killed_run_and_a_retry() {
+    let fixture = Fixture::new(Engine::Postgres);
+    fixture.sql(
+        "create table orders (id bigint primary key, customer text not null, amount numeric(12,2), day date not null);
+         insert into orders select i, 'c' || (i % 7), (i * 37 % 1000) / 4.0, date '2024-01-01' + i % 10
+           from generate_series(1, 300000) i;
+         create table copies (id bigint primary key, customer text, amount numeric(12,2), day date);",
+    );
+    let copy_sql = "CREATE VIEW out AS SELECT id, customer, amount, day FROM orders";
+
+    // Append, killed while it loads its staging table: the target is untouched; the retry of the
+    // same run writes every row once.
+    let append = fixture.job(
+        "append.yaml",
+        &database_sink_job("append", copy_sql, "kglue.public.copies", ""),
+    );
+    let staging = kglue_jdbc::write::SinkWrite {
+        target: kglue_crds::connection::JdbcTableName {
+            database: "kglue".into(),
+            schema: Some("public".into()),
+            table: "copies".into(),
+        },
+        columns: vec![],
+        apply: kglue_jdbc::write::Apply::Append,
+        run_id: "r1".into(),
+        sink: "out".into(),
+        create_table: None,
+    }
+    .staging_table();
+    let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary is built");
+    let mut child = Command::new(kglue)
+        .args([
+            "run",
+            "-f",
+            append.to_str().expect("utf-8"),
+            "--run-id",
+            "r1",
+            "--catalog",
+        ])
+        .arg(fixture.path("catalog"))
+        .arg("--secrets-dir")
+        .arg(fixture.path("secrets"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kglue starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut killed = false;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().expect("poll").is_some() {
+            break;
+        }
+        let loading = fixture.sql(&format!(
+            "select count(*) from pg_stat_activity where query like 'COPY \"public\".\"{staging}\"%'"
+        ));
+        if loading.trim() != "0" {
+            child.kill().expect("kill");
+            killed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    child.wait().expect("reap");
+    assert!(killed, "the run was not caught loading its staging table");
+    assert_eq!(
+        fixture.sql("select count(*) from copies").trim(),
+        "0",
+        "the target is untouched"
+    );
+    let result = fixture.run_ok(&append, &["--run-id", "r1", "--attempt", "1"]);
+    assert_eq!(result["metrics"]["sinks"]["out"]["rows"], 300_000);
+    assert_eq!(
+        fixture.sql("select count(*), count(distinct id) from copies").trim(),
+        "300000\t300000"
+    );
+    assert_eq!(
+        fixture
+            .sql(&format!("select to_regclass('public.{staging}') is null"))
+            .trim(),
+        "t",
+        "the staging table is gone after the commit"
+    );
+    // The same run again is refused, not doubled.
+    let output = fixture.run(&append, &["--run-id", "r1", "--attempt", "2"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        text.contains("run r1 already wrote sink out into kglue.public.copies"),
+        "{text}"
+    );
+
+    // A row the table refuses (its primary key) fails the run naming the constraint and the
+    // key; nothing of the run is in the table.
+    let clash = fixture.job(
+        "clash.yaml",
+        &database_sink_job(
+            "clash",
+            "CREATE VIEW out AS SELECT id + 299999 AS id, customer, amount, day FROM orders WHERE id <= 5",
+            "kglue.public.copies",
+            "",
+        ),
+    );
+    let error = fixture.run_failing(&clash);
+    assert!(error.contains("copies_pkey"), "{error}");
+    assert!(error.contains("Key (id)=(300000) already exists"), "{error}");
+    assert_eq!(fixture.sql("select count(*) from copies").trim(), "300000");
+    assert_eq!(
+        fixture
+            .sql("select count(*) from pg_tables where tablename like 'kglue_stage_%'")
+            .trim(),
+        "0",
+        "the failed run left no staging table"
+    );
+
+    // Upsert into a table the sink creates, keyed by day: a second run after the data changed
+    // updates the days in place.
+    let summary_sql =
+        "CREATE VIEW out AS SELECT day, count(*) AS orders, sum(amount) AS revenue FROM orders GROUP BY day";
+    let upsert = fixture.job(
+        "upsert.yaml",
+        &database_sink_job(
+            "upsert",
+            summary_sql,
+            "kglue.public.daily",
+            "      writeMode: Upsert\n      jdbc: {upsertKeys: [day], createTable: true}\n",
+        ),
+    );
+    fixture.run_ok(&upsert, &[]);
+    let expected = "select day, count(*), sum(amount) from orders group by day";
+    assert_eq!(
+        fixture.database_rows("select day, orders, revenue from daily"),
+        fixture.database_rows(expected)
+    );
+    fixture.sql("update orders set amount = amount + 1 where day = date '2024-01-03'; insert into orders values (300001, 'z', 5, date '2024-02-01');");
+    fixture.run_ok(&upsert, &[]);
+    assert_eq!(
+        fixture.database_rows("select day, orders, revenue from daily"),
+        fixture.database_rows(expected)
+    );
+    assert_eq!(fixture.sql("select count(*) from daily").trim(), "11");
+
+    // Overwrite replaces every row in one transaction.
+    let overwrite = fixture.job(
+        "overwrite.yaml",
+        &database_sink_job(
+            "overwrite",
+            "CREATE VIEW out AS SELECT day, count(*) AS orders, sum(amount) AS revenue FROM orders WHERE customer = 'c1' GROUP BY day",
+            "kglue.public.daily",
+            "      writeMode: Overwrite\n",
+        ),
+    );
+    fixture.run_ok(&overwrite, &[]);
+    assert_eq!(
+        fixture.database_rows("select day, orders, revenue from daily"),
+        fixture.database_rows("select day, count(*), sum(amount) from orders where customer = 'c1' group by day")
+    );
+
+    // A decided commit whose transaction never committed is finished from its staging table,
+    // once, however often finishing is tried.
+    let write = kglue_jdbc::write::SinkWrite {
+        target: kglue_crds::connection::JdbcTableName {
+            database: "kglue".into(),
+            schema: Some("public".into()),
+            table: "daily".into(),
+        },
+        columns: vec!["day".into(), "orders".into(), "revenue".into()],
+        apply: kglue_jdbc::write::Apply::Upsert {
+            keys: vec!["day".into()],
+        },
+        run_id: "settled".into(),
+        sink: "out".into(),
+        create_table: None,
+    };
+    let stage = write.staging_table();
+    fixture.sql(&format!(
+        "create table {stage} (day date, orders bigint, revenue numeric(12,2)); insert into {stage} values (date '2030-01-01', 1, 9.99);"
+    ));
+    let endpoint = endpoint(&fixture);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    for _ in 0..2 {
+        runtime
+            .block_on(kglue_jdbc::write::finish(&endpoint, &write))
+            .expect("finishing is idempotent");
+    }
+    assert_eq!(
+        fixture
+            .sql("select count(*) from daily where day = date '2030-01-01'")
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        fixture
+            .sql("select count(*) from kglue_commits where run_id = 'settled'")
+            .trim(),
+        "1"
+    );
+}
+
+fn endpoint(fixture: &Fixture) -> kglue_jdbc::Endpoint {
+    struct Credentials;
+    impl kglue_crds::protocol::storage::SecretValues for Credentials {
+        type Error = String;
+        fn value(&mut self, _: &str, key: &str) -> Result<Option<String>, String> {
+            Ok(match key {
+                "username" => Some(USER.into()),
+                "password" => Some(PASSWORD.into()),
+                _ => None,
+            })
+        }
+        fn missing(&self, secret: &str, key: &str) -> String {
+            format!("{secret} has no {key}")
+        }
+    }
+    let connection: kglue_crds::connection::JdbcConnection = serde_json::from_value(serde_json::json!({
+        "url": fixture.server.jdbc_url(), "credentialsSecretRef": {"name": "db"}
+    }))
+    .expect("a jdbc connection");
+    kglue_jdbc::Endpoint::resolve(&connection, &mut Credentials).expect("an endpoint")
+}
+
+#[test]
+fn mariadb_sinks_append_and_upsert_in_one_transaction() {
+    let fixture = Fixture::new(Engine::Mysql);
+    fixture.sql(
+        "create table orders (id int primary key, customer varchar(20), amount decimal(12,2), at datetime(6));
+         insert into orders values (1, 'a', 10.50, '2024-01-01 10:00:00.5'), (2, 'b', 3.25, '2024-01-02 00:00:00'), (3, 'a', null, null);
+         create table totals (customer varchar(20) primary key, total decimal(12,2), n bigint);",
+    );
+    let job = |name: &str, sql: &str, target: &str, extra: &str| {
+        format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  sources:\n    - name: orders\n      storage: {{location: kglue.orders, format: Jdbc, connection: db}}\n  sql: |\n    {sql}\n  sinks:\n    - name: out\n      storage: {{location: {target}, format: Jdbc, connection: db}}\n{extra}"
+        )
+    };
+    let upsert = fixture.job(
+        "upsert.yaml",
+        &job(
+            "upsert",
+            "CREATE VIEW out AS SELECT customer, sum(amount) AS total, count(*) AS n FROM orders GROUP BY customer",
+            "kglue.totals",
+            "      writeMode: Upsert\n",
+        ),
+    );
+    fixture.run_ok(&upsert, &[]);
+    fixture.sql("insert into orders values (4, 'b', 1.00, now())");
+    fixture.run_ok(&upsert, &[]);
+    assert_eq!(
+        fixture.database_rows("select customer, total, n from totals"),
+        ["a|10.50|2", "b|4.25|2"]
+    );
+    let copy = fixture.job(
+        "copy.yaml",
+        &job(
+            "copy",
+            "CREATE VIEW out AS SELECT id, customer, amount, at FROM orders",
+            "kglue.copies",
+            "      jdbc: {createTable: true, upsertKeys: [id]}\n",
+        ),
+    );
+    let result = fixture.run_ok(&copy, &[]);
+    assert_eq!(result["metrics"]["sinks"]["out"]["rows"], 4);
+    assert_eq!(
+        fixture.database_rows("select id, customer, amount, at from copies where id < 4"),
+        fixture.database_rows("select id, customer, amount, at from orders where id < 4")
+    );
+}

@@ -12,6 +12,7 @@ pub mod read;
 pub mod schema;
 mod tls;
 pub mod types;
+pub mod write;
 
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,19 @@ pub enum JdbcError {
         row: u64,
         /// Why.
         message: String,
+    },
+    /// A run's sink was applied to its table already (`kglue_commits` records it): writing it
+    /// again would double its rows.
+    #[error(
+        "run {run_id} already wrote sink {sink} into {target} (recorded in its kglue_commits table); start a new run to write again"
+    )]
+    AlreadyApplied {
+        /// The run.
+        run_id: String,
+        /// The sink.
+        sink: String,
+        /// The table.
+        target: String,
     },
     /// Rows could not be assembled into Arrow arrays.
     #[error("building the batch: {0}")]

@@ -4,6 +4,7 @@
 pub mod arguments;
 pub mod bookmark;
 pub mod database;
+pub mod database_sink;
 pub mod inspect;
 pub mod run;
 pub mod sandbox;

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bookmark::{self, DEFAULT_SAFETY_BAND_SECONDS, job_bookmark, source_bookmark};
 use super::database::{self, DatabaseSource};
+use super::database_sink::{DatabaseSink, OpenWrite};
 use super::inspect::{bad_json_line, panic_message};
 use super::settle::Decider;
 use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
@@ -294,6 +295,9 @@ pub struct PlannedRun {
     sources: Vec<PreparedSource>,
     databases: Vec<DatabaseSource>,
     sinks: Vec<PreparedSink>,
+    database_sinks: Vec<DatabaseSink>,
+    /// The database sinks' writes staged and applied in open transactions, by sink.
+    open_writes: Vec<Option<OpenWrite>>,
     phases: Phases,
     started: Instant,
     /// The run properties `runPropertiesFrom` gave, once evaluated.
@@ -351,13 +355,15 @@ pub async fn plan_run(
 ) -> Result<PlannedRun, (RunRequest, RunError)> {
     let started = Instant::now();
     match plan_inner(&request, catalog, resolver, started).await {
-        Ok((arguments, ctx, (sources, databases), sinks, phases)) => Ok(PlannedRun {
+        Ok((arguments, ctx, (sources, databases), (sinks, database_sinks), phases)) => Ok(PlannedRun {
             request,
             arguments,
             ctx,
             sources,
             databases,
             sinks,
+            open_writes: database_sinks.iter().map(|_| None).collect(),
+            database_sinks,
             phases,
             started,
             run_properties: BTreeMap::new(),
@@ -371,7 +377,7 @@ type Planned = (
     BTreeMap<String, String>,
     SessionContext,
     (Vec<PreparedSource>, Vec<DatabaseSource>),
-    Vec<PreparedSink>,
+    (Vec<PreparedSink>, Vec<DatabaseSink>),
     Phases,
 );
 
@@ -430,11 +436,15 @@ async fn plan_inner(
         tables: catalog.tables().collect(),
     };
     let mut sinks = Vec::new();
-    for job_sink in &spec.sinks {
-        sinks.push(prepare_sink(&ctx, job_sink, catalog, resolver, &scope).await?);
+    let mut database_sinks = Vec::new();
+    for (index, job_sink) in spec.sinks.iter().enumerate() {
+        match prepare_sink(&ctx, index, job_sink, catalog, resolver, &scope, &request.run_id).await? {
+            SinkPlan::Files(sink) => sinks.push(*sink),
+            SinkPlan::Database(sink) => database_sinks.push(*sink),
+        }
     }
     phases.add("plan", started);
-    Ok((arguments, ctx, (sources, databases), sinks, phases))
+    Ok((arguments, ctx, (sources, databases), (sinks, database_sinks), phases))
 }
 
 fn session(resources: &Resources) -> Result<SessionContext, RunError> {
@@ -514,13 +524,21 @@ fn source_input(
     })
 }
 
+/// A sink as planned: files, or a database table.
+enum SinkPlan {
+    Files(Box<PreparedSink>),
+    Database(Box<DatabaseSink>),
+}
+
 async fn prepare_sink(
     ctx: &SessionContext,
+    index: usize,
     job_sink: &JobSink,
     catalog: &DirCatalog,
     resolver: &StoreResolver,
     scope: &scope::Scope<'_>,
-) -> Result<PreparedSink, RunError> {
+    run_id: &str,
+) -> Result<SinkPlan, RunError> {
     let sink_error = |message: String| RunError::Sink {
         sink: job_sink.name.clone(),
         message,
@@ -554,6 +572,18 @@ async fn prepare_sink(
         }
         (None, None) => return Err(sink_error("needs storage or a table".into())),
     };
+    if storage.format.format == DataFormat::Jdbc {
+        let sink = DatabaseSink::prepare(job_sink, frame, &storage, resolver, run_id, index)
+            .await
+            .map_err(sink_error)?;
+        return Ok(SinkPlan::Database(Box::new(sink)));
+    }
+    if job_sink.write_mode == WriteMode::Upsert {
+        return Err(sink_error(format!(
+            "writeMode Upsert is for database tables; {} is {:?} files (use Append, Overwrite or OverwritePartitions)",
+            storage.location, storage.format.format
+        )));
+    }
     let location: Location = storage
         .location
         .parse()
@@ -624,14 +654,14 @@ async fn prepare_sink(
         write_mode: job_sink.write_mode,
         s3,
     };
-    Ok(PreparedSink {
+    Ok(SinkPlan::Files(Box::new(PreparedSink {
         commit: CommitSink::of(job_sink, &storage),
         spec: job_sink.clone(),
         target,
         plan,
         shape,
         table: existing.map(|(r, t)| (r, t, storage)),
-    })
+    })))
 }
 
 impl PlannedRun {
@@ -667,6 +697,10 @@ impl PlannedRun {
             ));
             text.push_str(&displayable(sink.plan.as_ref()).indent(false).to_string());
         }
+        for sink in &self.database_sinks {
+            text.push_str(&sink.describe());
+            text.push_str(&displayable(sink.plan().as_ref()).indent(false).to_string());
+        }
         text
     }
 
@@ -698,9 +732,13 @@ impl PlannedRun {
             )),
             (Err(error), Decided::No) => {
                 // Leave nothing behind: the staging folders of this run go, so a failed attempt
-                // has no orphan files (a retry would remove them too).
+                // has no orphan files (a retry would remove them too); a database sink's open
+                // transaction rolls back and its staging table goes.
                 for sink in &self.sinks {
                     let _ = sink::clean_attempt(&sink.target, &self.request.run_id).await;
+                }
+                for (sink, open) in self.database_sinks.iter().zip(self.open_writes.iter_mut()) {
+                    sink.abandon(open.as_mut()).await;
                 }
                 self.result(Some(error.to_string()), Vec::new(), &[])
             }
@@ -730,6 +768,16 @@ impl PlannedRun {
                 }
                 Err(error) => return Err(error.into()),
             }
+        }
+        for (index, sink) in self.database_sinks.iter().enumerate() {
+            let open = sink
+                .stage(self.ctx.task_ctx())
+                .await
+                .map_err(|message| RunError::Sink {
+                    sink: sink.spec.name.clone(),
+                    message,
+                })?;
+            self.open_writes[index] = Some(open);
         }
         // Before anything is committed: a malformed relation fails the run with nothing written.
         self.run_properties = self.evaluate_run_properties().await?;
@@ -780,7 +828,12 @@ impl PlannedRun {
 
         // The decision: from here on the run only goes forward.
         let intent = CommitIntent {
-            sinks: self.sinks.iter().map(|s| s.commit.clone()).collect(),
+            sinks: self
+                .sinks
+                .iter()
+                .map(|s| s.commit.clone())
+                .chain(self.database_sinks.iter().map(DatabaseSink::commit_sink))
+                .collect(),
             tables: writes
                 .iter()
                 .map(|(_, table, _)| serde_json::to_value(table))
@@ -799,6 +852,14 @@ impl PlannedRun {
         let started = Instant::now();
         for (sink, plan) in self.sinks.iter().zip(plans) {
             forward(|| sink::apply(&sink.target, plan.clone())).await?;
+        }
+        for (sink, open) in self.database_sinks.iter().zip(self.open_writes.iter_mut()) {
+            if let Some(open) = open.as_mut() {
+                sink.commit(open).await.map_err(|message| RunError::Sink {
+                    sink: sink.spec.name.clone(),
+                    message,
+                })?;
+            }
         }
         self.phases.add("write", started);
 
@@ -940,6 +1001,9 @@ impl PlannedRun {
         for sink in &self.sinks {
             rows_read(&sink.plan, &mut rows_by_store);
         }
+        for sink in &self.database_sinks {
+            rows_read(sink.plan(), &mut rows_by_store);
+        }
         let sources = self
             .sources
             .iter()
@@ -979,6 +1043,22 @@ impl PlannedRun {
                     },
                 )
             })
+            .chain(
+                self.database_sinks
+                    .iter()
+                    .zip(&self.open_writes)
+                    .filter(|_| error.is_none())
+                    .filter_map(|(sink, open)| {
+                        let open = open.as_ref()?;
+                        Some((
+                            sink.spec.name.clone(),
+                            SinkMetrics {
+                                rows: open.rows as i64,
+                                ..SinkMetrics::default()
+                            },
+                        ))
+                    }),
+            )
             .collect();
         let spec = &self.request.spec;
         let started_from = match spec.bookmark.option {

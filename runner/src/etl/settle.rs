@@ -111,6 +111,28 @@ pub fn commit_target(commit: &CommitSink, resolver: &StoreResolver) -> Result<Si
     })
 }
 
+/// A database sink's endpoint and write, from what the decision recorded.
+fn database_write(
+    commit: &CommitSink,
+    database: &kglue_crds::run_result::DatabaseCommit,
+    run_id: &str,
+    resolver: &StoreResolver,
+) -> Result<(kglue_jdbc::Endpoint, kglue_jdbc::write::SinkWrite), SettleError> {
+    let error = |message: String| SettleError::Store {
+        sink: commit.name.clone(),
+        message,
+    };
+    let connection = commit
+        .connection
+        .as_deref()
+        .ok_or_else(|| error("no connection".into()))?;
+    let endpoint = resolver
+        .database(connection, &format!("sink {}", commit.name))
+        .map_err(|e| error(e.to_string()))?;
+    let write = super::database_sink::recorded_write(commit, database, run_id, &endpoint).map_err(error)?;
+    Ok((endpoint, write))
+}
+
 /// Finishes the commit `run_id` decided: every sink's staged files move into place and its write
 /// mode applies ([`sink::settle`]), then the Tables are written. Idempotent.
 pub async fn finish_commit<C: Catalog + ?Sized>(
@@ -120,6 +142,16 @@ pub async fn finish_commit<C: Catalog + ?Sized>(
     resolver: &StoreResolver,
 ) -> Result<(), SettleError> {
     for commit in &intent.sinks {
+        if let Some(database) = &commit.database {
+            let (endpoint, write) = database_write(commit, database, run_id, resolver)?;
+            kglue_jdbc::write::finish(&endpoint, &write)
+                .await
+                .map_err(|e| SettleError::Store {
+                    sink: commit.name.clone(),
+                    message: e.to_string(),
+                })?;
+            continue;
+        }
         let target = commit_target(commit, resolver)?;
         sink::settle(&target, run_id).await?;
     }
@@ -153,6 +185,16 @@ pub async fn clean_up(
 ) -> Result<CleanOutcome, SettleError> {
     let mut total = CleanOutcome::default();
     for commit in sinks {
+        if let Some(database) = &commit.database {
+            let (endpoint, write) = database_write(commit, database, run_id, resolver)?;
+            kglue_jdbc::write::clean(&endpoint, &write)
+                .await
+                .map_err(|e| SettleError::Store {
+                    sink: commit.name.clone(),
+                    message: e.to_string(),
+                })?;
+            continue;
+        }
         let target = commit_target(commit, resolver)?;
         let cleaned = sink::clean_attempt(&target, run_id).await?;
         total.staging_objects += cleaned.staging_objects;

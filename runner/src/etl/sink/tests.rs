@@ -687,6 +687,7 @@ async fn settle_finishes_a_commit_cut_short_and_is_idempotent() {
                     .filter(|row| row.iter().any(|value| value.as_deref() == Some("US"))),
             ),
             WriteMode::Overwrite => {}
+            WriteMode::Upsert => panic!("Upsert is for database tables"),
         }
         want.sort();
         assert_eq!(read_parquet(dir.path(), &["region"]).await, want, "{mode:?}");
