@@ -348,6 +348,29 @@ fn a_postgres_schema_crawls_into_tables_that_jobs_read_by_key_bookmark_and_in_pa
     assert_eq!(third["metrics"]["sources"]["orders"]["rows"], 0, "nothing new");
     assert_eq!(fixture.output_rows("incremental", "id").len(), 1025);
 
+    // A query source: typed as the database types its result, the script's filter applied
+    // around it in the database.
+    let by_customer = fixture.job(
+        "by-customer.yaml",
+        &format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: by-customer}}\nspec:\n  sources:\n    - name: totals\n      jdbc:\n        connection: db\n        query: \"select customer, sum(amount)::numeric(14,2) as total, count(*) as n from orders group by customer\"\n  sql: |\n    CREATE VIEW out AS SELECT customer, total, n FROM totals WHERE n > 100\n  sinks:\n    - name: out\n      storage: {{location: \"file://{}/\", format: Parquet}}\n",
+            fixture.path("by-customer").display()
+        ),
+    );
+    let output = fixture.kglue(&["run", "-f", by_customer.to_str().expect("utf-8"), "--explain"]);
+    let explain = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        explain.contains("FROM (select customer, sum(amount)::numeric(14,2) as total, count(*) as n from orders group by customer) AS \"kglue_query\" WHERE ((\"n\" > 100))"),
+        "{explain}"
+    );
+    fixture.run_ok(&by_customer, &[]);
+    assert_eq!(
+        fixture.output_rows("by-customer", "customer, total, n"),
+        fixture.database_rows(
+            "select customer, sum(amount)::numeric(14,2), count(*) from orders group by customer having count(*) > 100"
+        )
+    );
+
     // A schema change: the next crawl adds the new column and drops the removed one.
     fixture.sql("alter table orders add column channel varchar(10); alter table orders drop column attrs;");
     let report = fixture.crawl(CRAWLER_POSTGRES);
@@ -464,6 +487,19 @@ spec:
             "2|False|-3.25|2024-02-01 00:00:00|NULL|paid|0|1999",
             "3|NULL|NULL|NULL|NULL|NULL|NULL|NULL",
         ]
+    );
+
+    let query = fixture.job(
+        "query.yaml",
+        &format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: query}}\nspec:\n  sources:\n    - name: totals\n      jdbc: {{connection: db, query: \"select status, sum(amount) as total, count(*) as n from orders group by status\"}}\n  sql: |\n    CREATE VIEW out AS SELECT status, total, n FROM totals\n  sinks:\n    - name: out\n      storage: {{location: \"file://{}/\", format: Parquet}}\n",
+            fixture.path("query").display()
+        ),
+    );
+    fixture.run_ok(&query, &[]);
+    assert_eq!(
+        fixture.output_rows("query", "status, total, n"),
+        fixture.database_rows("select status, sum(amount), count(*) from orders group by status")
     );
 }
 

@@ -138,6 +138,15 @@ async fn describe_postgres(endpoint: &Endpoint, include: &IncludePath) -> Result
     let client = postgres::connect(endpoint).await?;
     let schema = like(include.schema.as_deref().unwrap_or("%"));
     let table = like(&include.table);
+    describe_postgres_with(&client, endpoint, schema, table).await
+}
+
+async fn describe_postgres_with(
+    client: &tokio_postgres::Client,
+    endpoint: &Endpoint,
+    schema: String,
+    table: String,
+) -> Result<Vec<DescribedTable>, JdbcError> {
     let rows = client
         .query(POSTGRES_COLUMNS, &[&schema, &table])
         .await
@@ -214,6 +223,58 @@ async fn describe_mysql(endpoint: &Endpoint, include: &IncludePath) -> Result<Ve
     // The session ends cleanly; a failure here changes nothing about what was read.
     let _ = conn.disconnect().await;
     Ok(tables)
+}
+
+/// The name a query's columns are described under.
+const QUERY_RELATION: &str = "kglue_query";
+
+/// The columns a query returns, typed as a table's are: the query becomes a temporary view
+/// (PostgreSQL) or an empty temporary table (MySQL) of the session, whose columns the server
+/// describes with their precision, then goes with the session.
+pub async fn describe_query(endpoint: &Endpoint, query: &str) -> Result<Vec<DescribedColumn>, JdbcError> {
+    let engine = endpoint.url.engine;
+    let query = query.trim().trim_end_matches(';');
+    match engine {
+        JdbcEngine::Postgres => {
+            let client = postgres::connect(endpoint).await?;
+            let create = format!("CREATE TEMPORARY VIEW {QUERY_RELATION} AS {query}");
+            client
+                .batch_execute(&create)
+                .await
+                .map_err(statement_failed(engine, &create))?;
+            let temp = "SELECT nspname::text FROM pg_namespace WHERE oid = pg_my_temp_schema()";
+            let row = client
+                .query_one(temp, &[])
+                .await
+                .map_err(statement_failed(engine, temp))?;
+            let schema: String = row.get(0);
+            let tables = describe_postgres_with(&client, endpoint, like(&schema), like(QUERY_RELATION)).await?;
+            Ok(tables.into_iter().next().map(|t| t.columns).unwrap_or_default())
+        }
+        JdbcEngine::Mysql => {
+            let mut conn = mysql::connect(endpoint).await?;
+            let create = format!("CREATE TEMPORARY TABLE {QUERY_RELATION} AS SELECT * FROM ({query}) AS q LIMIT 0");
+            conn.query_drop(&create)
+                .await
+                .map_err(statement_failed(engine, &create))?;
+            let show = format!("SHOW COLUMNS FROM {QUERY_RELATION}");
+            type ShowRow = (String, String, String, String, Option<String>, String);
+            let rows: Vec<ShowRow> = conn.query(&show).await.map_err(statement_failed(engine, &show))?;
+            let _ = conn.disconnect().await;
+            Ok(rows
+                .into_iter()
+                .map(|(name, column_type, nullable, ..)| {
+                    let data_type = column_type.split(['(', ' ']).next().unwrap_or_default().to_string();
+                    DescribedColumn {
+                        name,
+                        glue_type: types::mysql(&column_type, &data_type),
+                        database_type: column_type,
+                        nullable: nullable == "YES",
+                    }
+                })
+                .collect())
+        }
+    }
 }
 
 /// Adds a column to its table, rows arriving ordered by table.

@@ -148,10 +148,20 @@ impl DatabaseSource {
                 (Relation::Table(name), columns)
             }
             (None, Some(query)) => {
-                return Err(fail(format!(
-                    "{field}.jdbc.query ({} characters) is not read yet: read a table or a view (create the view in the database for this query)",
-                    query.len()
-                )));
+                let described = kglue_jdbc::schema::describe_query(&endpoint, query)
+                    .await
+                    .map_err(|e| fail(format!("{field}.jdbc.query: {e}")))?;
+                let columns = described
+                    .into_iter()
+                    .map(|c| match c.glue_type {
+                        Ok(glue) => Ok((c.name, glue)),
+                        Err(reason) => Err(fail(format!(
+                            "{field}.jdbc.query: column {} ({}): {reason}",
+                            c.name, c.database_type
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (Relation::Query(query.clone()), columns)
             }
             (None, None) => return Err(fail("needs a table, storage or jdbc.query".into())),
         };
