@@ -119,6 +119,15 @@ impl DatabaseServer {
         self.script(args)
     }
 
+    /// [`DatabaseServer::sql`] in another database of the server (one the test created).
+    pub fn sql_in(&self, database: &str, sql: &str) -> Result<String, Error> {
+        let args: &[&str] = match self.engine {
+            Engine::Postgres => &["psql", "-d", database, "-v", "ON_ERROR_STOP=1", "-tAF", "\t", "-c", sql],
+            Engine::Mysql => &["mariadb", "-D", database, "-N", "-B", "-e", sql],
+        };
+        self.script(args)
+    }
+
     fn script(&self, args: &[&str]) -> Result<String, Error> {
         let prefix = self.engine.prefix();
         run_script(

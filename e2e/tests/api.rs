@@ -111,6 +111,11 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
     if examples.is_empty() {
         return Err("examples/sales-pipeline holds no manifests".into());
     }
+    let databases = load_manifests(&repo_root().join("examples/database-pipeline"))?;
+    if databases.len() < 8 {
+        return Err(format!("examples/database-pipeline holds only {} manifests", databases.len()).into());
+    }
+    examples.extend(databases);
     for environment in ["dev", "prod"] {
         let rendered = kubectl.kustomize(&repo_root().join("examples/environments").join(environment))?;
         if rendered.len() < 10 {

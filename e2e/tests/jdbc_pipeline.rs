@@ -781,3 +781,108 @@ fn mariadb_sinks_append_and_upsert_in_one_transaction() {
         fixture.database_rows("select id, customer, amount, at from orders where id < 4")
     );
 }
+
+/// `examples/database-pipeline` as it is in Git, run locally: its Connection pointed at the local
+/// PostgreSQL (database `shop`) and its lake at a folder, as a dev overlay would.
+#[test]
+fn the_database_pipeline_example_crawls_copies_new_orders_and_upserts_the_summary() {
+    let fixture = Fixture::new(Engine::Postgres);
+    fixture.sql("create database shop");
+    let shop = |sql: &str| {
+        fixture
+            .server
+            .sql_in("shop", sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    shop(
+        "create table customers (customer_id bigint primary key, name text not null);
+         create table orders (order_id bigint generated always as identity primary key,
+           customer_id bigint references customers, status text not null, amount numeric(12,2) not null,
+           ordered_at timestamptz not null);
+         insert into customers select i, 'customer ' || i from generate_series(1, 50) i;
+         insert into orders (customer_id, status, amount, ordered_at)
+           select 1 + i % 50, (array['paid', 'shipped', 'cancelled'])[1 + i % 3], (i % 400) / 4.0 + 1,
+                  timestamptz '2024-01-01 00:00:00+00' + i * interval '25 minutes'
+           from generate_series(1, 5000) i;",
+    );
+    let lake = fixture.path("lake");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/database-pipeline");
+    let local = |file: &str| {
+        std::fs::read_to_string(example.join(file))
+            .expect("an example file")
+            .replace(
+                "jdbc:postgresql://shop-db.shop.svc.cluster.local:5432/shop",
+                &format!("jdbc:postgresql://127.0.0.1:{}/shop", fixture.server.port()),
+            )
+            .replace("s3://shop-lake/", &format!("file://{}/", lake.display()))
+            .replace("        connection: shop-lake\n", "")
+    };
+    for file in ["databases.yaml", "connections.yaml"] {
+        fixture.write(&format!("catalog/{file}"), &local(file));
+    }
+    fixture.write("secrets/shop-db-credentials/username", USER);
+    fixture.write("secrets/shop-db-credentials/password", PASSWORD);
+    fixture.write(
+        "secrets/shop-db-ca/ca.crt",
+        &std::fs::read_to_string(fixture.server.ca_certificate()).expect("the server's CA"),
+    );
+    let copy = fixture.job("orders-to-lake.yaml", &local("job-orders-to-lake.yaml"));
+    let summary = fixture.job("daily-revenue.yaml", &local("job-daily-revenue.yaml"));
+    let bookmarks = fixture.path("bookmarks.json");
+    let bookmarks = bookmarks.to_str().expect("utf-8");
+    let expected = "select (ordered_at at time zone 'UTC')::date, count(*), sum(amount) from orders where status <> 'cancelled' group by 1";
+
+    let report = fixture.crawl(&local("crawler.yaml"));
+    assert!(report.contains("create     shop_raw.shop_public_orders"), "{report}");
+    assert!(report.contains("create     shop_raw.shop_public_customers"), "{report}");
+    let first = fixture.run_ok(&copy, &["--bookmarks", bookmarks]);
+    assert_eq!(first["metrics"]["sources"]["orders"]["rows"], 5000);
+    fixture.run_ok(&summary, &[]);
+    let daily = |f: &Fixture| {
+        let mut rows: Vec<String> = f
+            .server
+            .sql_in("shop", "select day, orders, revenue from daily_revenue")
+            .expect("the summary table")
+            .lines()
+            .map(|l| l.replace('\t', "|"))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let database = |f: &Fixture| {
+        let mut rows: Vec<String> = f
+            .server
+            .sql_in("shop", expected)
+            .expect("the database's own answer")
+            .lines()
+            .map(|l| l.replace('\t', "|"))
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(daily(&fixture), database(&fixture));
+
+    // New orders: the next nightly run copies only them, and the summary follows.
+    shop(
+        "insert into orders (customer_id, status, amount, ordered_at)
+           select 1 + i % 50, 'paid', 10, timestamptz '2024-03-20 00:00:00+00' + i * interval '1 hour'
+           from generate_series(1, 500) i;",
+    );
+    let report = fixture.crawl(&local("crawler.yaml"));
+    assert!(
+        report.contains("skipped shop.public.kglue_commits: excluded by \"shop/public/kglue_*\""),
+        "kglue's own bookkeeping table stays out of the catalog: {report}"
+    );
+    assert!(
+        report.contains("create     shop_raw.shop_public_daily_revenue"),
+        "{report}"
+    );
+    let second = fixture.run_ok(&copy, &["--bookmarks", bookmarks]);
+    assert_eq!(
+        second["metrics"]["sources"]["orders"]["rows"], 500,
+        "only the new orders"
+    );
+    fixture.run_ok(&summary, &[]);
+    assert_eq!(daily(&fixture), database(&fixture));
+    assert_eq!(fixture.output_rows("lake/orders", "order_id").len(), 5500);
+}
