@@ -401,6 +401,18 @@ fn a_postgres_schema_crawls_into_tables_that_jobs_read_by_key_bookmark_and_in_pa
         error.contains("spec.sources[0].jdbc.bookmarkKeys: column \"tags\" is array<string>, which has no order a bookmark can rely on"),
         "{error}"
     );
+    let unmapped = fixture.job(
+        "unmapped.yaml",
+        &format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: unmapped}}\nspec:\n  sources:\n    - name: orders\n      storage: {{location: kglue.public.orders, format: Jdbc, connection: db}}\n  sql: |\n    CREATE VIEW out AS SELECT id FROM orders\n  sinks:\n    - name: out\n      storage: {{location: \"file://{}/\", format: Parquet}}\n",
+            fixture.path("unmapped").display()
+        ),
+    );
+    let error = fixture.run_failing(&unmapped);
+    assert!(
+        error.contains("column spot (point) of kglue.public.orders: point has no Glue type"),
+        "{error}"
+    );
     fixture.sql("drop view big_orders");
     let gone = fixture.job(
         "gone.yaml",
@@ -885,4 +897,71 @@ fn the_database_pipeline_example_crawls_copies_new_orders_and_upserts_the_summar
     fixture.run_ok(&summary, &[]);
     assert_eq!(daily(&fixture), database(&fixture));
     assert_eq!(fixture.output_rows("lake/orders", "order_id").len(), 5500);
+}
+
+/// A read whose session the database ends mid-way (an administrator's kill, a failover) fails
+/// the run cleanly with nothing committed, and the retry of the run writes every row once.
+#[test]
+fn a_connection_dropped_mid_read_fails_the_run_and_the_retry_is_exactly_once() {
+    let fixture = Fixture::new(Engine::Postgres);
+    fixture.sql(
+        "create table events (id bigint primary key, payload text);
+         insert into events select i, repeat('x', 200) from generate_series(1, 400000) i;",
+    );
+    let out = fixture.path("out");
+    let job = fixture.job(
+        "events.yaml",
+        &format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: events}}\nspec:\n  sources:\n    - name: events\n      storage: {{location: kglue.public.events, format: Jdbc, connection: db}}\n      jdbc: {{fetchSize: 1000}}\n  sql: |\n    CREATE VIEW out AS SELECT id, payload FROM events\n  sinks:\n    - name: out\n      storage: {{location: \"file://{}/\", format: Parquet}}\n",
+            out.display()
+        ),
+    );
+    let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary is built");
+    let child = Command::new(kglue)
+        .args([
+            "run",
+            "-f",
+            job.to_str().expect("utf-8"),
+            "--run-id",
+            "r1",
+            "--json",
+            "--catalog",
+        ])
+        .arg(fixture.path("catalog"))
+        .arg("--secrets-dir")
+        .arg(fixture.path("secrets"))
+        .env("KGLUE_SPILL_DIR", fixture.path("spill"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kglue starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut terminated = false;
+    while std::time::Instant::now() < deadline && !terminated {
+        let ended = fixture.sql(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity
+             where application_name = 'kglue' and query like 'SELECT%events%' and pid <> pg_backend_pid()",
+        );
+        terminated = ended.trim() != "0";
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let output = child.wait_with_output().expect("kglue ends");
+    assert!(terminated, "the read was not caught running");
+    assert!(!output.status.success(), "the run cannot succeed without its rows");
+    let result: Value = serde_json::from_slice(&output.stdout).expect("a JSON result");
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(error.contains("source events"), "{error}");
+    assert!(
+        error.contains("terminating connection due to administrator command"),
+        "{error}"
+    );
+    assert!(
+        !out.exists() || fixture.output_rows("out", "id").is_empty(),
+        "nothing of the failed attempt is committed"
+    );
+
+    let retry = fixture.run_ok(&job, &["--run-id", "r1", "--attempt", "1"]);
+    assert_eq!(retry["metrics"]["sinks"]["out"]["rows"], 400_000);
+    let ids = fixture.output_rows("out", "count(*), count(DISTINCT id)");
+    assert_eq!(ids, ["400000|400000"]);
 }

@@ -82,7 +82,7 @@ pub enum JdbcError {
     #[error("building the batch: {0}")]
     Arrow(String),
     /// A statement failed.
-    #[error("{engine} refused {statement:?}: {reason}")]
+    #[error("{engine} could not run {statement:?}: {reason}")]
     Statement {
         /// The engine.
         engine: JdbcEngine,

@@ -344,7 +344,7 @@ async fn read_postgres(
     sender: &Sender,
 ) -> Result<(), JdbcError> {
     let engine = JdbcEngine::Postgres;
-    let mut client = postgres::connect(endpoint).await?;
+    let (mut client, closed) = postgres::connect_watched(endpoint).await?;
     let setup = "SET TIME ZONE 'UTC'";
     client
         .batch_execute(setup)
@@ -392,10 +392,16 @@ async fn read_postgres(
     let column_types: Vec<Type> = statement.columns().iter().map(|c| c.type_().clone()).collect();
     let mut row_number: u64 = 0;
     loop {
-        let rows = transaction
-            .query_portal(&portal, fetch)
-            .await
-            .map_err(statement_failed(engine, &sql))?;
+        let rows = match transaction.query_portal(&portal, fetch).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                return Err(JdbcError::Statement {
+                    engine,
+                    statement: sql,
+                    reason: closed.explain(&error).await,
+                });
+            }
+        };
         let done = rows.len() < batch_rows;
         for row in &rows {
             row_number += 1;
