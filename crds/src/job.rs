@@ -165,8 +165,9 @@ pub struct JdbcSource {
     pub lower_bound: Option<i64>,
     /// See `lowerBound`.
     pub upper_bound: Option<i64>,
-    /// Rows fetched per round trip (PostgreSQL: a cursor's batch; MySQL streams rows and uses it
-    /// as the batch size). Default 10000.
+    /// Rows per batch handed to the engine (Glue's `fetchsize`). Both engines stream the result
+    /// (PostgreSQL as a binary COPY), held back by the engine's pace, so memory stays bounded
+    /// whatever it is. Default 10000.
     #[schemars(range(min = 1, max = 1000000))]
     pub fetch_size: Option<i32>,
     /// The columns of a key bookmark (Glue's `jobBookmarkKeys`): with the job's bookmark enabled

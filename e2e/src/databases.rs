@@ -144,6 +144,36 @@ impl DatabaseServer {
     }
 }
 
+impl DatabaseServer {
+    /// A jdbc Connection spec reaching this server (TLS required, not verified) with the
+    /// credentials of [`Credentials`], as a test builds an endpoint from it.
+    pub fn jdbc_connection(&self) -> kglue_crds::connection::JdbcConnection {
+        serde_json::from_value(serde_json::json!({
+            "url": self.jdbc_url(), "credentialsSecretRef": {"name": "db"}
+        }))
+        .unwrap_or_else(|e| panic!("a jdbc connection spec: {e}"))
+    }
+}
+
+/// The Secret values of every test server: its user and password under the default keys.
+pub struct Credentials;
+
+impl kglue_crds::protocol::storage::SecretValues for Credentials {
+    type Error = String;
+
+    fn value(&mut self, _secret: &str, key: &str) -> Result<Option<String>, String> {
+        Ok(match key {
+            "username" => Some(USER.into()),
+            "password" => Some(PASSWORD.into()),
+            _ => None,
+        })
+    }
+
+    fn missing(&self, secret: &str, key: &str) -> String {
+        format!("{secret} has no {key}")
+    }
+}
+
 impl Drop for DatabaseServer {
     fn drop(&mut self) {
         if let Err(error) = self.script(&["stop"]) {

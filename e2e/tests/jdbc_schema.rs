@@ -3,36 +3,12 @@
 //! key, an include path with a wildcard and a literal underscore; each column's Glue type checked
 //! one by one, and every type with no mapping reported by column with its reason.
 
-use kglue_crds::connection::JdbcConnection;
-use kglue_crds::protocol::storage::SecretValues;
-use kglue_e2e::databases::{DATABASE, DatabaseServer, Engine, PASSWORD, USER};
+use kglue_e2e::databases::{Credentials, DATABASE, DatabaseServer, Engine};
 use kglue_jdbc::Endpoint;
 use kglue_jdbc::schema::{DescribedTable, IncludePath, describe};
 
-struct Credentials;
-
-impl SecretValues for Credentials {
-    type Error = String;
-
-    fn value(&mut self, _secret: &str, key: &str) -> Result<Option<String>, String> {
-        Ok(match key {
-            "username" => Some(USER.into()),
-            "password" => Some(PASSWORD.into()),
-            _ => None,
-        })
-    }
-
-    fn missing(&self, secret: &str, key: &str) -> String {
-        format!("{secret} has no {key}")
-    }
-}
-
 fn read(server: &DatabaseServer, path: &str) -> Vec<DescribedTable> {
-    let connection: JdbcConnection = serde_json::from_value(serde_json::json!({
-        "url": server.jdbc_url(), "credentialsSecretRef": {"name": "db"}
-    }))
-    .expect("a jdbc connection");
-    let endpoint = Endpoint::resolve(&connection, &mut Credentials).expect("an endpoint");
+    let endpoint = Endpoint::resolve(&server.jdbc_connection(), &mut Credentials).expect("an endpoint");
     let include = IncludePath::parse(path, endpoint.url.engine, DATABASE).expect("an include path");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

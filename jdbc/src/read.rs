@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::SchemaRef;
+use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use kglue_crds::connection::{JdbcEngine, JdbcTableName};
 use kglue_crds::glue_type::GlueType;
 use mysql_async::prelude::Queryable;
 use tokio_postgres::IsolationLevel;
-use tokio_postgres::types::{FromSql, Kind, Type};
+use tokio_postgres::types::{Kind, Type};
 
 use crate::cells::{BatchBuilder, Cell, days_from_civil, parse_decimal};
 use crate::{Endpoint, JdbcError, mysql, postgres, statement_failed};
@@ -194,16 +195,123 @@ async fn send(sender: &Sender, builder: &mut BatchBuilder) -> Result<bool, JdbcE
     Ok(sender.send(Ok(batch)).await.is_ok())
 }
 
-/// Any PostgreSQL value's bytes in the binary format, decoded by [`decode_postgres`].
-struct Raw<'a>(&'a [u8]);
+/// PostgreSQL's binary COPY stream split into rows, whatever the chunks' boundaries: the
+/// signature and header first, then per row a field count and length-prefixed values, then -1.
+#[derive(Default)]
+struct CopyParser {
+    /// A row (or the header) begun in an earlier chunk.
+    pending: BytesMut,
+    header_read: bool,
+}
 
-impl<'a> FromSql<'a> for Raw<'a> {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(raw))
+/// The 11-byte signature of a binary COPY stream, then 4 bytes of flags and 4 of extension length.
+const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+impl CopyParser {
+    /// Calls `row` with each complete row of `chunk` (and of what was pending), from its field
+    /// count on.
+    fn rows(&mut self, chunk: Bytes, mut row: impl FnMut(&[u8]) -> Result<(), JdbcError>) -> Result<(), JdbcError> {
+        let data: Bytes = if self.pending.is_empty() {
+            chunk
+        } else {
+            self.pending.extend_from_slice(&chunk);
+            self.pending.split().freeze()
+        };
+        let mut at = 0;
+        if !self.header_read {
+            let Some(end) = header_end(&data)? else {
+                self.pending.extend_from_slice(&data);
+                return Ok(());
+            };
+            self.header_read = true;
+            at = end;
+        }
+        while at < data.len() {
+            match row_end(&data[at..])? {
+                Some(RowEnd::Row(length)) => {
+                    row(&data[at..at + length])?;
+                    at += length;
+                }
+                Some(RowEnd::Trailer) => return Ok(()),
+                None => break,
+            }
+        }
+        self.pending.extend_from_slice(&data[at..]);
+        Ok(())
     }
+}
 
-    fn accepts(_: &Type) -> bool {
-        true
+fn copy_error(message: &str) -> JdbcError {
+    JdbcError::Arrow(format!("the COPY stream is malformed: {message}"))
+}
+
+/// Where the header ends, if it is complete.
+fn header_end(data: &[u8]) -> Result<Option<usize>, JdbcError> {
+    if data.len() < COPY_SIGNATURE.len() + 8 {
+        return Ok(None);
+    }
+    if !data.starts_with(COPY_SIGNATURE) {
+        return Err(copy_error("no binary COPY signature"));
+    }
+    let at = COPY_SIGNATURE.len() + 4;
+    let extension = u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+    let end = at + 4 + extension;
+    Ok((data.len() >= end).then_some(end))
+}
+
+enum RowEnd {
+    Row(usize),
+    Trailer,
+}
+
+/// The length of the row at the start of `data`, if it is complete.
+fn row_end(data: &[u8]) -> Result<Option<RowEnd>, JdbcError> {
+    let Some(count) = data.get(..2) else {
+        return Ok(None);
+    };
+    let count = i16::from_be_bytes([count[0], count[1]]);
+    if count == -1 {
+        return Ok(Some(RowEnd::Trailer));
+    }
+    if count < 0 {
+        return Err(copy_error("a negative field count"));
+    }
+    let mut at = 2;
+    for _ in 0..count {
+        let Some(length) = data.get(at..at + 4) else {
+            return Ok(None);
+        };
+        let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+        at += 4 + usize::try_from(length).unwrap_or(0);
+        if at > data.len() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(RowEnd::Row(at)))
+}
+
+/// The values of one complete row, in order.
+struct Fields<'a> {
+    row: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// The next value's bytes, `None` for null.
+    fn next(&mut self) -> Result<Option<&'a [u8]>, String> {
+        let length = self
+            .row
+            .get(self.at..self.at + 4)
+            .ok_or("the row has fewer values than columns")?;
+        let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+        self.at += 4;
+        if length < 0 {
+            return Ok(None);
+        }
+        let end = self.at + length as usize;
+        let value = self.row.get(self.at..end).ok_or("a value past the row's end")?;
+        self.at = end;
+        Ok(Some(value))
     }
 }
 
@@ -384,34 +492,42 @@ async fn read_postgres(
     let sql = read.sql(engine, if read.columns.is_empty() { &[] } else { &casts });
     let types: Vec<GlueType> = read.columns.iter().map(|(_, t)| t.clone()).collect();
     let mut builder = BatchBuilder::new(schema, &types).map_err(JdbcError::Arrow)?;
-    let portal = transaction
-        .bind(&statement, &[])
-        .await
-        .map_err(statement_failed(engine, &sql))?;
-    let fetch = i32::try_from(batch_rows).unwrap_or(i32::MAX);
     let column_types: Vec<Type> = statement.columns().iter().map(|c| c.type_().clone()).collect();
-    let mut row_number: u64 = 0;
-    loop {
-        let rows = match transaction.query_portal(&portal, fetch).await {
-            Ok(rows) => rows,
-            Err(error) => {
-                return Err(JdbcError::Statement {
-                    engine,
-                    statement: sql,
-                    reason: closed.explain(&error).await,
-                });
+    // COPY in binary form: the rows stream as the server produces them (the channel's bound
+    // holds it back), each value in the form `decode_postgres` reads, with no per-row message
+    // of the extended protocol.
+    let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
+    let failed = |error: tokio_postgres::Error| {
+        let closed = closed.clone();
+        let copy = copy.clone();
+        async move {
+            JdbcError::Statement {
+                engine,
+                statement: copy,
+                reason: closed.explain(&error).await,
             }
+        }
+    };
+    let stream = match transaction.copy_out(copy.as_str()).await {
+        Ok(stream) => stream,
+        Err(error) => return Err(failed(error).await),
+    };
+    futures::pin_mut!(stream);
+    let mut parser = CopyParser::default();
+    let mut row_number: u64 = 0;
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => return Err(failed(error).await),
         };
-        let done = rows.len() < batch_rows;
-        for row in &rows {
+        let mut full = false;
+        parser.rows(chunk, |row| {
             row_number += 1;
+            let mut fields = Fields { row, at: 2 };
             for (i, (name, _)) in read.columns.iter().enumerate() {
-                let raw: Option<Raw<'_>> = row
-                    .try_get(i)
-                    .map_err(|e| value_error(name, row_number, e.to_string()))?;
-                let cell = match raw {
+                let cell = match fields.next().map_err(|m| value_error(name, row_number, m))? {
                     None => Cell::Null,
-                    Some(Raw(bytes)) => decode_postgres(&column_types[i], bytes)
+                    Some(bytes) => decode_postgres(&column_types[i], bytes)
                         .map_err(|message| value_error(name, row_number, message))?,
                 };
                 builder
@@ -419,13 +535,15 @@ async fn read_postgres(
                     .map_err(|message| value_error(name, row_number, message))?;
             }
             builder.end_row();
-        }
-        if builder.rows() > 0 && !send(sender, &mut builder).await? {
+            full |= builder.rows() >= batch_rows;
+            Ok(())
+        })?;
+        if full && !send(sender, &mut builder).await? {
             return Ok(());
         }
-        if done {
-            break;
-        }
+    }
+    if builder.rows() > 0 && !send(sender, &mut builder).await? {
+        return Ok(());
     }
     // Read-only: ending it changes nothing, and a failure here loses no row already sent.
     let _ = transaction.commit().await;
@@ -593,6 +711,42 @@ mod tests {
         assert!(typed_literal(pg, &GlueType::Binary, "00").is_err());
         assert!(!orderable_key(&GlueType::Boolean));
         assert!(orderable_key(&GlueType::Timestamp));
+    }
+
+    #[test]
+    fn a_copy_stream_splits_into_rows_whatever_its_chunks() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(COPY_SIGNATURE);
+        stream.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 2, 0xaa, 0xbb]);
+        // Two rows of (int4, text): (7, "ab") and (null, "").
+        stream.extend_from_slice(&[0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 2, b'a', b'b']);
+        stream.extend_from_slice(&[0, 2, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        stream.extend_from_slice(&[0xff, 0xff]);
+        for size in [1, 3, 7, stream.len()] {
+            let mut parser = CopyParser::default();
+            let mut rows: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
+            for chunk in stream.chunks(size) {
+                parser
+                    .rows(Bytes::copy_from_slice(chunk), |row| {
+                        let mut fields = Fields { row, at: 2 };
+                        let values = (0..2)
+                            .map(|_| fields.next().map(|v| v.map(<[u8]>::to_vec)))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(JdbcError::Arrow)?;
+                        rows.push(values);
+                        Ok(())
+                    })
+                    .expect("parses");
+            }
+            assert_eq!(
+                rows,
+                [
+                    vec![Some(vec![0, 0, 0, 7]), Some(b"ab".to_vec())],
+                    vec![None, Some(Vec::new())]
+                ],
+                "chunks of {size} bytes"
+            );
+        }
     }
 
     #[test]

@@ -111,13 +111,22 @@ pub fn commit_target(commit: &CommitSink, resolver: &StoreResolver) -> Result<Si
     })
 }
 
-/// A database sink's endpoint and write, from what the decision recorded.
-fn database_write(
+/// What settling does to a database sink.
+enum DatabaseStep {
+    /// Apply its staging table unless its commit record says it was (the run decided).
+    Finish,
+    /// Drop its staging table (the run never decided).
+    Clean,
+}
+
+/// Settles a database sink from what the decision recorded.
+async fn database_step(
     commit: &CommitSink,
     database: &kglue_crds::run_result::DatabaseCommit,
     run_id: &str,
     resolver: &StoreResolver,
-) -> Result<(kglue_jdbc::Endpoint, kglue_jdbc::write::SinkWrite), SettleError> {
+    step: DatabaseStep,
+) -> Result<(), SettleError> {
     let error = |message: String| SettleError::Store {
         sink: commit.name.clone(),
         message,
@@ -130,7 +139,11 @@ fn database_write(
         .database(connection, &format!("sink {}", commit.name))
         .map_err(|e| error(e.to_string()))?;
     let write = super::database_sink::recorded_write(commit, database, run_id, &endpoint).map_err(error)?;
-    Ok((endpoint, write))
+    match step {
+        DatabaseStep::Finish => kglue_jdbc::write::finish(&endpoint, &write).await,
+        DatabaseStep::Clean => kglue_jdbc::write::clean(&endpoint, &write).await,
+    }
+    .map_err(|e| error(e.to_string()))
 }
 
 /// Finishes the commit `run_id` decided: every sink's staged files move into place and its write
@@ -143,13 +156,7 @@ pub async fn finish_commit<C: Catalog + ?Sized>(
 ) -> Result<(), SettleError> {
     for commit in &intent.sinks {
         if let Some(database) = &commit.database {
-            let (endpoint, write) = database_write(commit, database, run_id, resolver)?;
-            kglue_jdbc::write::finish(&endpoint, &write)
-                .await
-                .map_err(|e| SettleError::Store {
-                    sink: commit.name.clone(),
-                    message: e.to_string(),
-                })?;
+            database_step(commit, database, run_id, resolver, DatabaseStep::Finish).await?;
             continue;
         }
         let target = commit_target(commit, resolver)?;
@@ -186,13 +193,7 @@ pub async fn clean_up(
     let mut total = CleanOutcome::default();
     for commit in sinks {
         if let Some(database) = &commit.database {
-            let (endpoint, write) = database_write(commit, database, run_id, resolver)?;
-            kglue_jdbc::write::clean(&endpoint, &write)
-                .await
-                .map_err(|e| SettleError::Store {
-                    sink: commit.name.clone(),
-                    message: e.to_string(),
-                })?;
+            database_step(commit, database, run_id, resolver, DatabaseStep::Clean).await?;
             continue;
         }
         let target = commit_target(commit, resolver)?;
