@@ -319,40 +319,54 @@ impl Session {
         self.execute(&ddl).await
     }
 
-    /// Loads a batch into the staging table.
-    pub async fn load(&mut self, write: &SinkWrite, batch: &RecordBatch) -> Result<(), JdbcError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
+    /// Loads every batch of `batches` into the staging table; returns the rows loaded. On
+    /// PostgreSQL one `COPY` takes the whole output, so the server stores rows while the next
+    /// batch is encoded; a failure of the output itself is `Err(Err(message))`.
+    pub async fn load<S>(&mut self, write: &SinkWrite, mut batches: S) -> Result<u64, LoadError>
+    where
+        S: futures::Stream<Item = Result<RecordBatch, String>> + Unpin,
+    {
         let engine = self.engine();
         let staging = write.staging_sql(engine);
         let columns = write.column_list(engine);
+        let mut rows = 0u64;
         match self {
             Session::Postgres(client) => {
                 let statement = format!("COPY {staging} ({columns}) FROM STDIN");
-                let text = copy_text(batch).map_err(JdbcError::Arrow)?;
+                let failed = statement_failed(engine, &statement);
                 let sink = client
                     .copy_in::<_, Bytes>(statement.as_str())
                     .await
-                    .map_err(statement_failed(engine, &statement))?;
+                    .map_err(|e| LoadError::Database(failed(e)))?;
                 futures::pin_mut!(sink);
-                sink.send(Bytes::from(text))
-                    .await
-                    .map_err(statement_failed(engine, &statement))?;
+                while let Some(batch) = futures::StreamExt::next(&mut batches).await {
+                    let batch = batch.map_err(LoadError::Output)?;
+                    rows += batch.num_rows() as u64;
+                    let text = copy_text(&batch).map_err(|e| LoadError::Database(JdbcError::Arrow(e)))?;
+                    sink.send(Bytes::from(text))
+                        .await
+                        .map_err(|e| LoadError::Database(failed(e)))?;
+                }
                 sink.as_mut()
                     .finish()
                     .await
-                    .map_err(statement_failed(engine, &statement))?;
+                    .map_err(|e| LoadError::Database(failed(e)))?;
             }
             Session::Mysql(conn) => {
-                for statement in insert_statements(&staging, &columns, batch).map_err(JdbcError::Arrow)? {
-                    conn.query_drop(&statement)
-                        .await
-                        .map_err(statement_failed(engine, "INSERT INTO the staging table"))?;
+                while let Some(batch) = futures::StreamExt::next(&mut batches).await {
+                    let batch = batch.map_err(LoadError::Output)?;
+                    rows += batch.num_rows() as u64;
+                    let statements = insert_statements(&staging, &columns, &batch)
+                        .map_err(|e| LoadError::Database(JdbcError::Arrow(e)))?;
+                    for statement in statements {
+                        conn.query_drop(&statement).await.map_err(|e| {
+                            LoadError::Database(statement_failed(engine, "INSERT INTO the staging table")(e))
+                        })?;
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(rows)
     }
 
     /// Whether `write` was applied already (its run is in the commits table).
@@ -413,6 +427,17 @@ impl Session {
         self.count(&format!("SELECT count(*) FROM {}", write.staging_sql(engine)))
             .await
     }
+}
+
+/// Why loading a staging table stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Computing the output failed (the engine's message).
+    #[error("{0}")]
+    Output(String),
+    /// The database refused the rows.
+    #[error(transparent)]
+    Database(#[from] JdbcError),
 }
 
 /// Finishes a write whose run decided to commit: applies the staging table unless the commits

@@ -172,13 +172,10 @@ impl DatabaseSink {
             .create_staging(&self.write, &self.schema)
             .await
             .map_err(|e| e.to_string())?;
-        let mut batches = execute_stream(self.plan.clone(), task_ctx).map_err(|e| e.to_string())?;
-        let mut rows = 0u64;
-        while let Some(batch) = batches.next().await {
-            let batch = batch.map_err(|e| e.to_string())?;
-            rows += batch.num_rows() as u64;
-            session.load(&self.write, &batch).await.map_err(|e| e.to_string())?;
-        }
+        let batches = execute_stream(self.plan.clone(), task_ctx)
+            .map_err(|e| e.to_string())?
+            .map(|batch| batch.map_err(|e| e.to_string()));
+        let rows = session.load(&self.write, batches).await.map_err(|e| e.to_string())?;
         session.begin_apply(&self.write).await.map_err(|e| e.to_string())?;
         Ok(OpenWrite { session, rows })
     }
