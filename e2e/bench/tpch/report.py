@@ -66,10 +66,9 @@ def merge(measure_file, verify_file, out_file, log_file):
     with open(out_file, "w") as f:
         json.dump(run, f)
     v = run["verify"]
-    line = (
-        f"{run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s CPU, {run['peak_rss_mib']:.0f} MiB peak RSS, "
-        f"{v['rows']:,} rows in {v['partitions']} partitions"
-    )
+    line = f"{run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s CPU, {run['peak_rss_mib']:.0f} MiB peak RSS, {v['rows']:,} rows"
+    if "partitions" in v:
+        line += f" in {v['partitions']} partitions"
     if run["phases"]:
         line += " (kglue phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in run["phases"].items()) + ")"
     print("; ".join([line] + v["failures"]))

@@ -14,12 +14,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../../.." && pwd)
-cache=${KGLUE_CACHE:-$HOME/.cache/kglue}
+# log, die, setup_venv, setup_tpchgen, need_java, setup_kglue, free_gib, generate; repo, cache,
+# tools, data, tpchgen_version, kglue.
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+. "$here/../lib.sh"
 venv=$cache/bench-venv
-tools=$cache/tools
-data=$cache/bench-data
-tpchgen_version=4.0.0
 
 scales=1
 engines=kglue,duckdb,polars,pyspark
@@ -29,8 +28,6 @@ keep_output=
 timeout_s=3600
 threads=2
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
@@ -60,62 +57,9 @@ done
 # Tools
 # ---------------------------------------------------------------------------------------------
 
-setup_venv() {
-  local stamp want
-  want=$(sha256sum "$here/requirements.txt" | cut -c1-16)
-  stamp=$venv/.kglue-requirements
-  if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
-    return
-  fi
-  command -v python3 >/dev/null || die "python3 is required"
-  log "installing the peer engines into $venv (requirements.txt $want)"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$here/requirements.txt"
-  echo "$want" >"$stamp"
-}
-
-setup_tpchgen() {
-  local bin=$tools/bin/tpchgen-cli
-  if [[ -x $bin ]] && "$bin" --version 2>/dev/null | grep -q " $tpchgen_version\$"; then
-    return
-  fi
-  command -v cargo >/dev/null || die "cargo is required to install tpchgen-cli"
-  log "installing tpchgen-cli $tpchgen_version into $tools"
-  # Its own target dir, so that it never shares a build lock with the workspace.
-  CARGO_TARGET_DIR=$cache/tools-build cargo install --quiet --locked --version "$tpchgen_version" \
-    --root "$tools" tpchgen-cli
-  rm -rf "$cache/tools-build"
-}
-
-need_java() {
-  command -v java >/dev/null || die "java (17) is required for PySpark"
-  local v
-  v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
-  [[ $v -ge 17 ]] || die "PySpark needs Java 17 or later, found ${v:-none}"
-}
-
 has_engine() { [[ ",$engines," == *",$1,"* ]]; }
 
-setup_venv
-setup_tpchgen
-if has_engine pyspark; then need_java; fi
-
-# kglue from this checkout, release build (cargo's target dir: ./target unless CARGO_TARGET_DIR).
-kglue=
-setup_kglue() {
-  local target
-  command -v cargo >/dev/null || die "cargo is required to build kglue"
-  log "building kglue (cargo build --release -p kglue-runner --bin kglue)"
-  (cd "$repo" && cargo build --quiet --release --locked -p kglue-runner --bin kglue)
-  target=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
-    "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-  kglue=$target/release/kglue
-  "$kglue" run --help >/dev/null 2>&1 ||
-    die "$kglue has no 'run' command: this checkout cannot run ETL jobs yet"
-}
-
-setup_venv
+setup_venv "$here/requirements.txt"
 setup_tpchgen
 if has_engine pyspark; then need_java; fi
 if has_engine kglue; then setup_kglue; fi
@@ -128,9 +72,6 @@ fi
 # Data
 # ---------------------------------------------------------------------------------------------
 
-# free_gib PATH: whole GiB free on the file system of PATH.
-free_gib() { df -P -k "$1" | awk 'NR == 2 { print int($4 / 1048576) }'; }
-
 # check_disk SF: enough room for the CSV (if not generated yet) and one engine's output.
 check_disk() {
   local sf=$1 need have
@@ -139,38 +80,6 @@ check_disk() {
     'BEGIN { printf "%d", sf * (0.75 * csv + 0.35) + 2.99 }')
   have=$(free_gib "$data")
   ((have >= need)) || die "SF$sf needs about $need GiB free under $data, only $have GiB are"
-}
-
-# generate SF: sf<SF>/lineitem/*.csv and sf<SF>/expected.json, unless both are there already.
-generate() {
-  local sf=$1 dir=$data/sf$1 tmp
-  if [[ -f $dir/expected.json ]] && compgen -G "$dir/lineitem/*.csv" >/dev/null; then
-    log "SF$sf: using the cached lineitem CSV in $dir/lineitem"
-    return
-  fi
-  tmp=$data/.generating-sf$sf
-  rm -rf "$tmp" "$dir"
-  mkdir -p "$tmp/out" "$tmp/lineitem"
-  log "SF$sf: generating lineitem CSV with tpchgen-cli $tpchgen_version"
-  "$tools/bin/tpchgen-cli" csv --scale-factor "$sf" --tables lineitem \
-    --output-dir "$tmp/out" >"$tmp/tpchgen.log" 2>&1 || {
-    cat "$tmp/tpchgen.log" >&2
-    die "tpchgen-cli failed"
-  }
-  # One file (lineitem.csv) or several parts in a folder: take every CSV file it wrote.
-  local n=0 file
-  while IFS= read -r -d '' file; do
-    mv "$file" "$tmp/lineitem/lineitem.$((n += 1)).csv"
-  done < <(find "$tmp/out" -type f -name '*.csv' -print0 | sort -z)
-  ((n > 0)) || die "tpchgen-cli wrote no CSV files under $tmp/out"
-  head -c 200 "$tmp/lineitem/lineitem.1.csv" | head -1 | grep -q '^l_orderkey,' ||
-    die "the generated CSV has no header line (expected one starting with l_orderkey)"
-  log "SF$sf: $n file(s), $(du -sh "$tmp/lineitem" | cut -f1); counting what it holds (DuckDB)"
-  "$venv/bin/python" "$here/verify.py" expected "$tmp/lineitem" "$tmp/expected.json" >&2
-  mkdir -p "$dir"
-  mv "$tmp/lineitem" "$dir/lineitem"
-  mv "$tmp/expected.json" "$dir/expected.json"
-  rm -rf "$tmp"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -63,9 +63,12 @@ def expected(src, dest):
     print(json.dumps({k: v for k, v in result.items() if k != "months"} | {"partitions": len(months)}))
 
 
-def check(expected_file, out):
-    with open(expected_file) as f:
-        want = json.load(f)
+def check_partitioned(out, want, expected_types, check_rows):
+    """The checks of any output partitioned by ship_month: Parquet files only in
+    `ship_month=YYYY-MM/` folders, those of want["months"], each row in its own month's folder, and
+    the column types of expected_types (column -> DuckDB type). check_rows(con, scan, failures)
+    compares the rows themselves (`scan` reads the output) and returns how many there are.
+    Returns rows, partitions, files, output_bytes and failures."""
     failures = []
     files = 0
     size = 0
@@ -89,25 +92,17 @@ def check(expected_file, out):
     else:
         con = connect()
         scan = f"read_parquet('{out}/**/*.parquet', hive_partitioning = true, hive_types = {{'ship_month': 'VARCHAR'}})"
-        rows, orderkeys, quantity, misplaced = con.execute(
-            f"""SELECT count(*), sum(l_orderkey)::HUGEINT, round(sum(l_quantity), 2),
-                       count(*) FILTER (WHERE strftime(l_shipdate, '%Y-%m') <> ship_month)
-                FROM {scan}"""
+        result["rows"] = check_rows(con, scan, failures)
+        (misplaced,) = con.execute(
+            f"SELECT count(*) FROM {scan} WHERE strftime(l_shipdate, '%Y-%m') <> ship_month"
         ).fetchone()
-        result["rows"] = rows
-        if rows != want["rows"]:
-            failures.append(f"rows: wrote {rows}, input has {want['rows']}")
-        if str(orderkeys) != want["sum_orderkey"]:
-            failures.append(f"sum(l_orderkey): {orderkeys}, input {want['sum_orderkey']}")
-        if abs(float(quantity) - want["sum_quantity"]) > 1e-6 * abs(want["sum_quantity"]):
-            failures.append(f"sum(l_quantity): {quantity}, input {want['sum_quantity']}")
         if misplaced:
             failures.append(f"{misplaced} rows sit in a ship_month folder that is not their l_shipdate's month")
         types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
-        for name, typ in EXPECTED_TYPES.items():
+        for name, typ in expected_types.items():
             if types.get(name) != typ:
                 failures.append(f"column {name}: {types.get(name, 'missing')}, expected {typ}")
-        extra = sorted(set(types) - set(EXPECTED_TYPES) - {"ship_month"})
+        extra = sorted(set(types) - set(expected_types) - {"ship_month"})
         if extra:
             failures.append(f"unexpected columns: {', '.join(extra)}")
     if sorted(months) != want["months"]:
@@ -115,8 +110,28 @@ def check(expected_file, out):
         unexpected = sorted(months - set(want["months"]))
         failures.append(f"partitions: {len(months)} written, {len(want['months'])} expected; missing {missing[:5]}, unexpected {unexpected[:5]}")
     result["failures"] = failures
+    return result
+
+
+def check(expected_file, out):
+    with open(expected_file) as f:
+        want = json.load(f)
+
+    def check_rows(con, scan, failures):
+        rows, orderkeys, quantity = con.execute(
+            f"SELECT count(*), sum(l_orderkey)::HUGEINT, round(sum(l_quantity), 2) FROM {scan}"
+        ).fetchone()
+        if rows != want["rows"]:
+            failures.append(f"rows: wrote {rows}, input has {want['rows']}")
+        if str(orderkeys) != want["sum_orderkey"]:
+            failures.append(f"sum(l_orderkey): {orderkeys}, input {want['sum_orderkey']}")
+        if abs(float(quantity) - want["sum_quantity"]) > 1e-6 * abs(want["sum_quantity"]):
+            failures.append(f"sum(l_quantity): {quantity}, input {want['sum_quantity']}")
+        return rows
+
+    result = check_partitioned(out, want, EXPECTED_TYPES, check_rows)
     print(json.dumps(result))
-    return 1 if failures else 0
+    return 1 if result["failures"] else 0
 
 
 def main():

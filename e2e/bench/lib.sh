@@ -1,0 +1,110 @@
+# shellcheck shell=bash disable=SC2154 # the sourcing script sets venv
+# Shared by the benchmark scripts (e2e/bench/tpch/run.sh, e2e/bench/jdbc/run.sh): logging, a
+# benchmark's pinned Python venv, tpchgen-cli and the cached TPC-H lineitem CSV, the Java check for
+# PySpark, and kglue built from this checkout. Sourced, not run. bash only.
+#
+# The sourcing script sets `venv` (its venv directory) before calling setup_venv, setup_kglue or
+# generate; everything else is set here:
+#   bench  this folder (e2e/bench)          repo   the checkout
+#   cache  $KGLUE_CACHE or ~/.cache/kglue   tools  $cache/tools (tpchgen-cli)
+#   data   $cache/bench-data: sf<N>/lineitem/*.csv and sf<N>/expected.json, generated once per
+#          scale factor and shared by every benchmark; results/<UTC time>/ of each invocation
+
+bench=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$bench/../.." && pwd)
+cache=${KGLUE_CACHE:-$HOME/.cache/kglue}
+tools=$cache/tools
+data=$cache/bench-data
+tpchgen_version=4.0.0
+kglue=
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# setup_venv REQUIREMENTS: $venv with exactly the pinned packages of REQUIREMENTS, (re)installed
+# when the file changes.
+setup_venv() {
+  local requirements=$1 stamp want
+  want=$(sha256sum "$requirements" | cut -c1-16)
+  stamp=$venv/.kglue-requirements
+  if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+    return
+  fi
+  command -v python3 >/dev/null || die "python3 is required"
+  log "installing the peer engines into $venv (${requirements#"$repo/"} $want)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$requirements"
+  echo "$want" >"$stamp"
+}
+
+setup_tpchgen() {
+  local bin=$tools/bin/tpchgen-cli
+  if [[ -x $bin ]] && "$bin" --version 2>/dev/null | grep -q " $tpchgen_version\$"; then
+    return
+  fi
+  command -v cargo >/dev/null || die "cargo is required to install tpchgen-cli"
+  log "installing tpchgen-cli $tpchgen_version into $tools"
+  # Its own target dir, so that it never shares a build lock with the workspace.
+  CARGO_TARGET_DIR=$cache/tools-build cargo install --quiet --locked --version "$tpchgen_version" \
+    --root "$tools" tpchgen-cli
+  rm -rf "$cache/tools-build"
+}
+
+need_java() {
+  command -v java >/dev/null || die "java (17) is required for PySpark"
+  local v
+  v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+  [[ $v -ge 17 ]] || die "PySpark needs Java 17 or later, found ${v:-none}"
+}
+
+# setup_kglue: kglue from this checkout, release build, into $kglue (cargo's target dir: ./target
+# unless CARGO_TARGET_DIR).
+setup_kglue() {
+  local target
+  command -v cargo >/dev/null || die "cargo is required to build kglue"
+  log "building kglue (cargo build --release -p kglue-runner --bin kglue)"
+  (cd "$repo" && cargo build --quiet --release --locked -p kglue-runner --bin kglue)
+  target=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
+    "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  kglue=$target/release/kglue
+  "$kglue" run --help >/dev/null 2>&1 ||
+    die "$kglue has no 'run' command: this checkout cannot run ETL jobs yet"
+}
+
+# free_gib PATH: whole GiB free on the file system of PATH.
+free_gib() { df -P -k "$1" | awk 'NR == 2 { print int($4 / 1048576) }'; }
+
+# generate SF: sf<SF>/lineitem/*.csv and sf<SF>/expected.json, unless both are there already.
+# expected.json is what tpch/verify.py checks outputs against (DuckDB, from $venv).
+generate() {
+  local sf=$1 dir=$data/sf$1 tmp
+  if [[ -f $dir/expected.json ]] && compgen -G "$dir/lineitem/*.csv" >/dev/null; then
+    log "SF$sf: using the cached lineitem CSV in $dir/lineitem"
+    return
+  fi
+  tmp=$data/.generating-sf$sf
+  rm -rf "$tmp" "$dir"
+  mkdir -p "$tmp/out" "$tmp/lineitem"
+  setup_tpchgen
+  log "SF$sf: generating lineitem CSV with tpchgen-cli $tpchgen_version"
+  "$tools/bin/tpchgen-cli" csv --scale-factor "$sf" --tables lineitem \
+    --output-dir "$tmp/out" >"$tmp/tpchgen.log" 2>&1 || {
+    cat "$tmp/tpchgen.log" >&2
+    die "tpchgen-cli failed"
+  }
+  # One file (lineitem.csv) or several parts in a folder: take every CSV file it wrote.
+  local n=0 file
+  while IFS= read -r -d '' file; do
+    mv "$file" "$tmp/lineitem/lineitem.$((n += 1)).csv"
+  done < <(find "$tmp/out" -type f -name '*.csv' -print0 | sort -z)
+  ((n > 0)) || die "tpchgen-cli wrote no CSV files under $tmp/out"
+  head -c 200 "$tmp/lineitem/lineitem.1.csv" | head -1 | grep -q '^l_orderkey,' ||
+    die "the generated CSV has no header line (expected one starting with l_orderkey)"
+  log "SF$sf: $n file(s), $(du -sh "$tmp/lineitem" | cut -f1); counting what it holds (DuckDB)"
+  "$venv/bin/python" "$bench/tpch/verify.py" expected "$tmp/lineitem" "$tmp/expected.json" >&2
+  mkdir -p "$dir"
+  mv "$tmp/lineitem" "$dir/lineitem"
+  mv "$tmp/expected.json" "$dir/expected.json"
+  rm -rf "$tmp"
+}
