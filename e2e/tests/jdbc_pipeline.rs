@@ -348,6 +348,40 @@ fn a_postgres_schema_crawls_into_tables_that_jobs_read_by_key_bookmark_and_in_pa
     assert_eq!(third["metrics"]["sources"]["orders"]["rows"], 0, "nothing new");
     assert_eq!(fixture.output_rows("incremental", "id").len(), 1025);
 
+    // Pause reads what is new without moving the bookmark; a reset starts from the beginning.
+    fixture
+        .sql("insert into orders (customer, amount, ordered_at) select 'later', 1, now() from generate_series(1, 5)");
+    let paused = fixture.job(
+        "paused.yaml",
+        &sink_job(
+            "incremental",
+            "kglue_public_orders",
+            "CREATE VIEW out AS SELECT id, customer FROM orders",
+            "      jdbc: {bookmarkKeys: [id]}\n",
+            "  bookmark: {option: Pause}\n",
+            &fixture.path("paused"),
+        ),
+    );
+    for _ in 0..2 {
+        let result = fixture.run_ok(&paused, &["--bookmarks", bookmarks]);
+        assert_eq!(
+            result["metrics"]["sources"]["orders"]["rows"], 5,
+            "the 5 new rows, each time"
+        );
+        assert!(result.get("nextBookmark").is_none(), "Pause proposes no bookmark");
+    }
+    let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary is built");
+    let reset = Command::new(kglue)
+        .args(["bookmark", "reset", "--bookmarks", bookmarks])
+        .output()
+        .expect("kglue bookmark reset");
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    let after_reset = fixture.run_ok(&incremental, &["--bookmarks", bookmarks, "--run-id", "r4"]);
+    assert_eq!(
+        after_reset["metrics"]["sources"]["orders"]["rows"], 1030,
+        "from the beginning"
+    );
+
     // A query source: typed as the database types its result, the script's filter applied
     // around it in the database.
     let by_customer = fixture.job(
@@ -540,55 +574,7 @@ fn each_postgres_sink_mode_leaves_exactly_the_expected_rows_even_after_a_killed_
         "append.yaml",
         &database_sink_job("append", copy_sql, "kglue.public.copies", ""),
     );
-    let staging = kglue_jdbc::write::SinkWrite {
-        target: kglue_crds::connection::JdbcTableName {
-            database: "kglue".into(),
-            schema: Some("public".into()),
-            table: "copies".into(),
-        },
-        columns: vec![],
-        apply: kglue_jdbc::write::Apply::Append,
-        run_id: "r1".into(),
-        sink: "out".into(),
-        create_table: None,
-    }
-    .staging_table();
-    let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary is built");
-    let mut child = Command::new(kglue)
-        .args([
-            "run",
-            "-f",
-            append.to_str().expect("utf-8"),
-            "--run-id",
-            "r1",
-            "--catalog",
-        ])
-        .arg(fixture.path("catalog"))
-        .arg("--secrets-dir")
-        .arg(fixture.path("secrets"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("kglue starts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut killed = false;
-    while std::time::Instant::now() < deadline {
-        if child.try_wait().expect("poll").is_some() {
-            break;
-        }
-        let loading = fixture.sql(&format!(
-            "select count(*) from pg_stat_activity where query like 'COPY \"public\".\"{staging}\"%'"
-        ));
-        if loading.trim() != "0" {
-            child.kill().expect("kill");
-            killed = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    child.wait().expect("reap");
-    assert!(killed, "the run was not caught loading its staging table");
+    let staging = kill_while_loading(&fixture, &append, "r1", "copies");
     assert_eq!(
         fixture.sql("select count(*) from copies").trim(),
         "0",
@@ -682,6 +668,33 @@ fn each_postgres_sink_mode_leaves_exactly_the_expected_rows_even_after_a_killed_
         fixture.database_rows("select day, count(*), sum(amount) from orders where customer = 'c1' group by day")
     );
 
+    // Overwrite and Upsert, each killed while loading: the table keeps its rows; the retry
+    // replaces them, then updates them, once.
+    let sums = "select count(*), count(distinct id), sum(amount) from copies";
+    for (name, mode, plus) in [("replace", "Overwrite", 1), ("update", "Upsert", 2)] {
+        let before = fixture.sql(sums);
+        let job = fixture.job(
+            &format!("{name}.yaml"),
+            &database_sink_job(
+                name,
+                &format!("CREATE VIEW out AS SELECT id, customer, amount + {plus} AS amount, day FROM orders WHERE id <= 300000"),
+                "kglue.public.copies",
+                &format!("      writeMode: {mode}\n"),
+            ),
+        );
+        let run_id = format!("kill-{name}");
+        kill_while_loading(&fixture, &job, &run_id, "copies");
+        assert_eq!(fixture.sql(sums), before, "{mode} killed: the table is as it was");
+        fixture.run_ok(&job, &["--run-id", &run_id, "--attempt", "1"]);
+        assert_eq!(
+            fixture.sql(sums),
+            fixture.sql(&format!(
+                "select count(*), count(distinct id), sum(amount + {plus}) from orders where id <= 300000"
+            )),
+            "{mode} retried: every row once, with this run's values"
+        );
+    }
+
     // A decided commit whose transaction never committed is finished from its staging table,
     // once, however often finishing is tried.
     let write = kglue_jdbc::write::SinkWrite {
@@ -724,6 +737,61 @@ fn each_postgres_sink_mode_leaves_exactly_the_expected_rows_even_after_a_killed_
             .trim(),
         "1"
     );
+}
+
+/// Starts `job` as run `run_id` and kills it while it loads its staging table for `table`
+/// (seen in pg_stat_activity); returns the staging table's name.
+fn kill_while_loading(fixture: &Fixture, job: &Path, run_id: &str, table: &str) -> String {
+    let staging = kglue_jdbc::write::SinkWrite {
+        target: kglue_crds::connection::JdbcTableName {
+            database: "kglue".into(),
+            schema: Some("public".into()),
+            table: table.into(),
+        },
+        columns: vec![],
+        apply: kglue_jdbc::write::Apply::Append,
+        run_id: run_id.into(),
+        sink: "out".into(),
+        create_table: None,
+    }
+    .staging_table();
+    let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary is built");
+    let mut child = Command::new(kglue)
+        .args([
+            "run",
+            "-f",
+            job.to_str().expect("utf-8"),
+            "--run-id",
+            run_id,
+            "--catalog",
+        ])
+        .arg(fixture.path("catalog"))
+        .arg("--secrets-dir")
+        .arg(fixture.path("secrets"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kglue starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut killed = false;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().expect("poll").is_some() {
+            break;
+        }
+        let loading = fixture.sql(&format!(
+            "select count(*) from pg_stat_activity where query like 'COPY \"public\".\"{staging}\"%'"
+        ));
+        if loading.trim() != "0" {
+            child.kill().expect("kill");
+            killed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    child.wait().expect("reap");
+    assert!(killed, "{job:?} was not caught loading its staging table");
+    staging
 }
 
 fn endpoint(fixture: &Fixture) -> kglue_jdbc::Endpoint {

@@ -595,11 +595,60 @@ fn database_pipeline(env: &Env, server: &kglue_e2e::databases::DatabaseServer) -
     if key.as_ref().and_then(|k| k.first()).map(|k| k.value.as_str()) != Some("107") {
         return Err(format!("the committed bookmark should hold key 107: {key:?}").into());
     }
+    maria_db_crawl(env)?;
     env.block(Api::<Job>::namespaced(env.client.clone(), NAMESPACE).delete("copy-orders", &DeleteParams::default()))?;
     env.block(
         Api::<kglue_crds::Crawler>::namespaced(env.client.clone(), NAMESPACE)
             .delete("shop-db", &DeleteParams::default()),
     )?;
+    Ok(())
+}
+
+/// A MariaDB database crawled through the operator: its Connection's Secret mounted in the
+/// crawl's pod, the Table typed from MariaDB's own types.
+fn maria_db_crawl(env: &Env) -> Result<(), Failed> {
+    let server = kglue_e2e::databases::DatabaseServer::start(kglue_e2e::databases::Engine::Mysql)
+        .map_err(|e| format!("starting MariaDB: {e}"))?;
+    server
+        .sql("create table items (id int unsigned not null primary key, paid tinyint(1), price decimal(10,2), at datetime(6))")
+        .map_err(|e| e.to_string())?;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "maria-db", "labels": {"kglue.dev/secret-type": "connection"}},
+        "stringData": {"username": kglue_e2e::databases::USER, "password": kglue_e2e::databases::PASSWORD},
+    }))?;
+    env.block(secrets.create(&PostParams::default(), &secret))?;
+    env.apply_object(&json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "maria-db"},
+        "spec": {"jdbc": {"url": server.jdbc_url(), "credentialsSecretRef": {"name": "maria-db"}}}
+    }))?;
+    env.apply_object(&json!({
+        "apiVersion": "kglue.dev/v1alpha1", "kind": "Crawler", "metadata": {"name": "maria-db"},
+        "spec": {"databaseName": "shop", "tablePrefix": "maria_", "jdbcTargets": [{"connectionName": "maria-db", "path": "kglue/%"}]}
+    }))?;
+    env.wait_ready("crawlers", "maria-db", Duration::from_secs(30))?;
+    let request = env.start("crawlers", "maria-db", &[])?;
+    expect_state(&env.wait_final("crawlers", "maria-db", &request)?, "Succeeded")?;
+    let table = env.block(Api::<Table>::namespaced(env.client.clone(), NAMESPACE).get("shop.maria-kglue-items"))?;
+    let columns: Vec<String> = table.spec.columns.iter().map(ToString::to_string).collect();
+    if table.spec.storage.location != "kglue.items"
+        || columns != ["id bigint", "paid boolean", "price decimal(10,2)", "at timestamp"]
+    {
+        return Err(format!(
+            "the crawled MariaDB Table is not the database's table: {:#?}",
+            table.spec
+        )
+        .into());
+    }
+    env.block(
+        Api::<kglue_crds::Crawler>::namespaced(env.client.clone(), NAMESPACE)
+            .delete("maria-db", &DeleteParams::default()),
+    )?;
+    env.block(
+        Api::<kglue_crds::Connection>::namespaced(env.client.clone(), NAMESPACE)
+            .delete("maria-db", &DeleteParams::default()),
+    )?;
+    env.block(secrets.delete("maria-db", &DeleteParams::default()))?;
     Ok(())
 }
 
