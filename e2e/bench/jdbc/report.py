@@ -107,7 +107,7 @@ def table(results, sf, direction, engines):
         if row is None:
             continue
         if "failed" in row:
-            lines.append(f"| {engine} | FAILED ({row['failed']} of {row['runs']} runs) |" + " |" * (9 + len(extra_heads)))
+            lines.append(f"| {engine} | FAILED ({row['failed']} of {row['runs']} runs) |" + " |" * (7 + len(extra_heads)))
             continue
         v = row["verify"]
         if direction == "read":

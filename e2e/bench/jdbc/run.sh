@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PostgreSQL benchmark: TPC-H lineitem read from a PostgreSQL table into Snappy Parquet partitioned
-# by ship month (kglue, ConnectorX, PySpark's JDBC source), and written from Parquet into a new
-# PostgreSQL table (kglue, PySpark's JDBC sink), each run in its own process under
+# by ship month (kglue, ConnectorX with Polars, PySpark's JDBC source), and written from Parquet into
+# a new PostgreSQL table (kglue, PySpark's JDBC sink), each run in its own process under
 # ../tpch/measure.py. See docs/benchmarks.md for what is measured and how.
 #
 #   e2e/bench/jdbc/run.sh [--scale 1] [--read kglue,connectorx,pyspark] [--write kglue,pyspark]
@@ -42,7 +42,7 @@ keep_output=
 timeout_s=3600
 partitions=2 # parallel reads and threads of every engine (engines.py's PARTITIONS says the same)
 
-usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
   case $1 in
