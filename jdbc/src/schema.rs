@@ -2,7 +2,7 @@
 //! `JdbcTargets.Path`) selects, each column with its own type and its Glue type (or why it has
 //! none), and the primary key in key order.
 
-use kglue_crds::connection::JdbcEngine;
+use kglue_crds::connection::{JdbcEngine, JdbcTableName};
 use kglue_crds::glue_type::GlueType;
 use mysql_async::prelude::Queryable;
 
@@ -223,6 +223,23 @@ async fn describe_mysql(endpoint: &Endpoint, include: &IncludePath) -> Result<Ve
     // The session ends cleanly; a failure here changes nothing about what was read.
     let _ = conn.disconnect().await;
     Ok(tables)
+}
+
+/// The one table or view `name` names, if it exists and the user sees it. (A `%` in a name
+/// would select more tables; the exact one is picked.)
+pub async fn describe_table(endpoint: &Endpoint, name: &JdbcTableName) -> Result<Option<DescribedTable>, String> {
+    let path = match &name.schema {
+        Some(schema) => format!("{}/{schema}/{}", name.database, name.table),
+        None => format!("{}/{}", name.database, name.table),
+    };
+    let include = IncludePath::parse(&path, endpoint.url.engine, &endpoint.url.database)?;
+    // PostgreSQL's described schema is the name's schema; MySQL's is its database.
+    let schema = name.schema.as_ref().unwrap_or(&name.database);
+    Ok(describe(endpoint, &include)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|t| t.name == name.table && t.schema == *schema))
 }
 
 /// The name a query's columns are described under.

@@ -37,7 +37,7 @@ use kglue_crds::glue_type::GlueType;
 use kglue_crds::job::{BookmarkOption, JdbcSource, JobSource, KeyValue, SourceBookmark};
 use kglue_jdbc::Endpoint;
 use kglue_jdbc::read::{Read, Relation, first_row, orderable_key, quote, stream, typed_literal};
-use kglue_jdbc::schema::{IncludePath, describe};
+use kglue_jdbc::schema::describe_table;
 
 use super::types::to_arrow;
 use crate::catalog::DirCatalog;
@@ -380,17 +380,7 @@ fn glue_columns(columns: &[Column]) -> Result<Vec<(String, GlueType)>, String> {
 /// them. A column without a Glue type stops the run by name: reading on without it would be a
 /// silent drop.
 async fn described_columns(endpoint: &Endpoint, name: &JdbcTableName) -> Result<Vec<(String, GlueType)>, String> {
-    // A `%` in a name would match more tables; the exact one is picked below.
-    let path = match &name.schema {
-        Some(schema) => format!("{}/{schema}/{}", name.database, name.table),
-        None => format!("{}/{}", name.database, name.table),
-    };
-    let include = IncludePath::parse(&path, endpoint.url.engine, &endpoint.url.database)?;
-    let tables = describe(endpoint, &include).await.map_err(|e| e.to_string())?;
-    let Some(table) = tables
-        .into_iter()
-        .find(|t| t.name == name.table && name.schema.as_ref().is_none_or(|s| *s == t.schema))
-    else {
+    let Some(table) = describe_table(endpoint, name).await? else {
         return Err(format!(
             "table {name} does not exist (or the Connection's user cannot see it)"
         ));

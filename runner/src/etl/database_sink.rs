@@ -16,7 +16,7 @@ use kglue_crds::connection::JdbcTableName;
 use kglue_crds::job::{JobSink, WriteMode};
 use kglue_crds::run_result::{CommitSink, DatabaseCommit};
 use kglue_jdbc::Endpoint;
-use kglue_jdbc::schema::{IncludePath, describe};
+use kglue_jdbc::schema::describe_table;
 use kglue_jdbc::write::{Apply, Session, SinkWrite, create_table_sql};
 
 use crate::storage::StoreResolver;
@@ -235,15 +235,7 @@ async fn describe_target(
     endpoint: &Endpoint,
     target: &JdbcTableName,
 ) -> Result<Option<(Vec<String>, Vec<String>)>, String> {
-    // A `%` in a name would match more tables; the exact one is picked below.
-    let path = match &target.schema {
-        Some(schema) => format!("{}/{schema}/{}", target.database, target.table),
-        None => format!("{}/{}", target.database, target.table),
-    };
-    let include = IncludePath::parse(&path, endpoint.url.engine, &endpoint.url.database)?;
-    let tables = describe(endpoint, &include).await.map_err(|e| e.to_string())?;
-    Ok(tables
-        .into_iter()
-        .find(|t| t.name == target.table && target.schema.as_ref().is_none_or(|s| *s == t.schema))
+    Ok(describe_table(endpoint, target)
+        .await?
         .map(|t| (t.columns.into_iter().map(|c| c.name).collect(), t.primary_key)))
 }
