@@ -802,6 +802,63 @@ fn endpoint(fixture: &Fixture) -> kglue_jdbc::Endpoint {
     .expect("an endpoint")
 }
 
+/// Every Arrow type a sink writes reaches PostgreSQL's binary COPY as the value itself: the types
+/// PostgreSQL has no wire form for (nanoseconds, Date64, views) cast first, text with every
+/// character COPY's text form would escape, decimals at 38 digits, nulls in every column.
+#[test]
+fn every_output_type_lands_in_a_postgres_table_exactly() {
+    let fixture = Fixture::new(Engine::Postgres);
+    fixture.sql(
+        "create table orders (id bigint primary key, amount numeric(12,2), note text, day date, at timestamptz);
+         insert into orders values
+           (1, 12.50, 'tab\there, newline\nthere, back\\slash, quote '' \", ünïcødé 🦀', date '2024-02-29', timestamptz '2024-02-29 12:34:56.123456+00'),
+           (2, -0.01, '', date '1970-01-01', timestamptz '1999-12-31 23:59:59.999999+00'),
+           (3, null, null, null, null),
+           (4, 9999999999.99, '\\N', date '0001-01-01', timestamptz '2000-01-01 00:00:00+00');",
+    );
+    let job = fixture.job(
+        "typed.yaml",
+        &database_sink_job(
+            "typed",
+            "CREATE VIEW out AS SELECT id, CAST(id AS TINYINT) AS tiny, CAST(id AS INT) AS i4, CAST(id AS FLOAT) / 3 AS f4,
+           CAST(id AS DOUBLE) / 3 AS f8, amount, CAST(amount AS DECIMAL(38,12)) * 1000000000000 AS big, note,
+           arrow_cast(note, 'Utf8View') AS note_view, CAST(note AS BYTEA) AS raw,
+           arrow_cast(CAST(note AS BYTEA), 'BinaryView') AS raw_view, day, arrow_cast(day, 'Date64') AS day64, at,
+           arrow_cast(at, 'Timestamp(Nanosecond, None)') AS at_ns, id % 2 = 0 AS even FROM orders",
+            "kglue.public.typed",
+            "      jdbc: {createTable: true}\n",
+        ),
+    );
+    let result = fixture.run_ok(&job, &[]);
+    assert_eq!(result["metrics"]["sinks"]["out"]["rows"], 4);
+    assert_eq!(
+        fixture
+            .sql(
+                "select string_agg(column_name || ' ' || format_type(atttypid, atttypmod), ', ' order by attnum)
+               from information_schema.columns c join pg_attribute a
+                 on a.attrelid = 'typed'::regclass and a.attname = c.column_name
+              where c.table_name = 'typed'"
+            )
+            .trim(),
+        "id bigint, tiny smallint, i4 integer, f4 real, f8 double precision, amount numeric(12,2), big numeric(38,12), \
+         note text, note_view text, raw bytea, raw_view bytea, day date, day64 date, at timestamp without time zone, \
+         at_ns timestamp without time zone, even boolean"
+    );
+    let written = fixture.sql(
+        "select id, tiny, i4, f4, f8, amount, big, note, note_view, raw, raw_view, day, day64, at, at_ns, even
+           from typed order by id",
+    );
+    let expected = fixture.sql(
+        "select id, id::smallint, id::int, (id::real / 3)::real, id::float8 / 3, amount, (amount * 1000000000000)::numeric(38,12),
+                note, note, convert_to(note, 'UTF8'), convert_to(note, 'UTF8'), day, day,
+                at at time zone 'UTC', at at time zone 'UTC', id % 2 = 0
+           from orders order by 1",
+    );
+    assert_eq!(written, expected);
+    assert!(written.contains("ünïcødé 🦀"), "{written}");
+    assert!(written.contains("9999999999990000000000.000000000000"), "{written}");
+}
+
 #[test]
 fn mariadb_sinks_append_and_upsert_in_one_transaction() {
     let fixture = Fixture::new(Engine::Mysql);

@@ -1,7 +1,7 @@
 //! Writing a run's rows into a database table, exactly once.
 //!
-//! A sink's rows are first loaded into a staging table of its own (PostgreSQL `COPY`, MySQL
-//! multi-row `INSERT`s), committed, so they survive the runner. Then one transaction applies
+//! A sink's rows are first loaded into a staging table of its own (PostgreSQL binary `COPY`,
+//! MySQL multi-row `INSERT`s), committed, so they survive the runner. Then one transaction applies
 //! them to the target — append, replace every row, or upsert on a key — and records the run in
 //! the `kglue_commits` table beside the target. That transaction is opened and applied before
 //! the run decides to commit (so a constraint the rows break fails the run with the table as it
@@ -11,13 +11,17 @@
 
 use std::fmt::Write as _;
 
+use std::sync::Arc;
+
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
 use kglue_crds::connection::{JdbcEngine, JdbcTableName};
 use mysql_async::prelude::Queryable;
+use pgpq::ArrowToPostgresBinaryEncoder;
 
 use crate::read::{quote, string_literal};
 use crate::{Endpoint, JdbcError, mysql, postgres, statement_failed};
@@ -319,10 +323,11 @@ impl Session {
         self.execute(&ddl).await
     }
 
-    /// Loads every batch of `batches` into the staging table; returns the rows loaded. On
-    /// PostgreSQL one `COPY` takes the whole output, so the server stores rows while the next
-    /// batch is encoded; a failure of the output itself is `Err(Err(message))`.
-    pub async fn load<S>(&mut self, write: &SinkWrite, mut batches: S) -> Result<u64, LoadError>
+    /// Loads every batch of `batches`, of the output's `schema`, into the staging table; returns
+    /// the rows loaded. On PostgreSQL one binary `COPY` takes the whole output, so the server
+    /// stores rows while the next batch is encoded; a failure of the output itself is
+    /// `Err(Err(message))`.
+    pub async fn load<S>(&mut self, write: &SinkWrite, schema: &SchemaRef, mut batches: S) -> Result<u64, LoadError>
     where
         S: futures::Stream<Item = Result<RecordBatch, String>> + Unpin,
     {
@@ -332,21 +337,29 @@ impl Session {
         let mut rows = 0u64;
         match self {
             Session::Postgres(client) => {
-                let statement = format!("COPY {staging} ({columns}) FROM STDIN");
+                let mut encoder = BinaryCopy::new(schema).map_err(|e| LoadError::Database(JdbcError::Arrow(e)))?;
+                let statement = format!("COPY {staging} ({columns}) FROM STDIN (FORMAT binary)");
                 let failed = statement_failed(engine, &statement);
                 let sink = client
                     .copy_in::<_, Bytes>(statement.as_str())
                     .await
                     .map_err(|e| LoadError::Database(failed(e)))?;
                 futures::pin_mut!(sink);
+                let encoded =
+                    |bytes: Result<Bytes, String>| bytes.map_err(|e| LoadError::Database(JdbcError::Arrow(e)));
+                sink.send(encoded(encoder.header())?)
+                    .await
+                    .map_err(|e| LoadError::Database(failed(e)))?;
                 while let Some(batch) = futures::StreamExt::next(&mut batches).await {
                     let batch = batch.map_err(LoadError::Output)?;
                     rows += batch.num_rows() as u64;
-                    let text = copy_text(&batch).map_err(|e| LoadError::Database(JdbcError::Arrow(e)))?;
-                    sink.send(Bytes::from(text))
+                    sink.send(encoded(encoder.batch(&batch))?)
                         .await
                         .map_err(|e| LoadError::Database(failed(e)))?;
                 }
+                sink.send(encoded(encoder.footer())?)
+                    .await
+                    .map_err(|e| LoadError::Database(failed(e)))?;
                 sink.as_mut()
                     .finish()
                     .await
@@ -463,47 +476,69 @@ fn formatter(array: &ArrayRef) -> Result<ArrayFormatter<'_>, String> {
     ArrayFormatter::try_new(array.as_ref(), &options).map_err(|e| e.to_string())
 }
 
-/// A batch in PostgreSQL's COPY text format: tab-separated, `\N` for null, backslash escapes.
-fn copy_text(batch: &RecordBatch) -> Result<Vec<u8>, String> {
-    let mut text = String::new();
-    let formatters = batch.columns().iter().map(formatter).collect::<Result<Vec<_>, _>>()?;
-    for row in 0..batch.num_rows() {
-        for (i, column) in batch.columns().iter().enumerate() {
-            if i > 0 {
-                text.push('\t');
-            }
-            if column.is_null(row) {
-                text.push_str("\\N");
-                continue;
-            }
-            match column.data_type() {
-                DataType::Utf8 => escape_copy(&mut text, column.as_string::<i32>().value(row)),
-                DataType::LargeUtf8 => escape_copy(&mut text, column.as_string::<i64>().value(row)),
-                DataType::Binary => {
-                    text.push_str("\\\\x");
-                    for byte in column.as_binary::<i32>().value(row) {
-                        let _ = write!(text, "{byte:02x}");
-                    }
-                }
-                _ => {
-                    let _ = write!(text, "{}", formatters[i].value(row));
-                }
-            }
-        }
-        text.push('\n');
-    }
-    Ok(text.into_bytes())
+/// An output's batches in PostgreSQL's binary `COPY` format, for a staging table made by
+/// [`table_ddl`] from the same schema. The few Arrow types pgpq does not send are cast to ones
+/// of the same column type first: nanoseconds to microseconds (PostgreSQL's precision), `Date64`
+/// to days, views to plain arrays.
+struct BinaryCopy {
+    encoder: ArrowToPostgresBinaryEncoder,
+    wire: SchemaRef,
 }
 
-fn escape_copy(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
+impl BinaryCopy {
+    fn new(schema: &SchemaRef) -> Result<BinaryCopy, String> {
+        let wire: SchemaRef = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|field| Field::new(field.name(), wire_type(field.data_type()), field.is_nullable()))
+                .collect::<Vec<_>>(),
+        ));
+        let encoder = ArrowToPostgresBinaryEncoder::try_new(&wire).map_err(|e| e.to_string())?;
+        Ok(BinaryCopy { encoder, wire })
+    }
+
+    fn header(&mut self) -> Result<Bytes, String> {
+        let mut buffer = BytesMut::new();
+        self.encoder.write_header(&mut buffer).map_err(|e| e.to_string())?;
+        Ok(buffer.freeze())
+    }
+
+    fn batch(&mut self, batch: &RecordBatch) -> Result<Bytes, String> {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.wire.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(column.clone())
+                } else {
+                    cast(column, field.data_type()).map_err(|e| format!("column {}: {e}", field.name()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = RecordBatch::try_new(self.wire.clone(), columns).map_err(|e| e.to_string())?;
+        let mut buffer = BytesMut::new();
+        self.encoder
+            .write_batch(&batch, &mut buffer)
+            .map_err(|e| e.to_string())?;
+        Ok(buffer.freeze())
+    }
+
+    fn footer(&mut self) -> Result<Bytes, String> {
+        let mut buffer = BytesMut::new();
+        self.encoder.write_footer(&mut buffer).map_err(|e| e.to_string())?;
+        Ok(buffer.freeze())
+    }
+}
+
+/// The Arrow type a column is sent to PostgreSQL as (see [`BinaryCopy`]).
+fn wire_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Timestamp(TimeUnit::Nanosecond, zone) => DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+        DataType::Date64 => DataType::Date32,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
     }
 }
 
@@ -575,7 +610,7 @@ fn insert_statements(table: &str, columns: &str, batch: &RecordBatch) -> Result<
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::{BinaryViewArray, Date64Array, Int64Array, StringArray, TimestampNanosecondArray};
     use arrow::datatypes::{Field, Schema};
 
     use super::*;
@@ -627,7 +662,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_encoded_with_every_special_character_kept() {
+    fn mysql_rows_are_encoded_with_every_special_character_kept() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, true),
             Field::new("note", DataType::Utf8, true),
@@ -641,12 +676,63 @@ mod tests {
         )
         .expect("a batch");
         assert_eq!(
-            String::from_utf8(copy_text(&batch).expect("text")).expect("utf-8"),
-            "1\ta\\tb\\\\c\\nd\n\\N\tit's\n"
-        );
-        assert_eq!(
             insert_statements("`t`", "`id`, `note`", &batch).expect("inserts"),
             ["INSERT INTO `t` (`id`, `note`) VALUES (1, 'a\tb\\\\c\nd'), (NULL, 'it''s')"]
         );
+    }
+
+    #[test]
+    fn postgres_rows_are_sent_in_binary_with_the_types_postgres_lacks_cast_first() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("at", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+            Field::new("day", DataType::Date64, true),
+            Field::new("raw", DataType::BinaryView, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![7])),
+                // 2000-01-01 00:00:01.000001999: PostgreSQL's epoch plus 1,000,001 µs.
+                Arc::new(TimestampNanosecondArray::from(vec![Some(946_684_801_000_001_999)])),
+                Arc::new(Date64Array::from(vec![None])),
+                Arc::new(BinaryViewArray::from(vec![Some(b"ab".as_slice())])),
+            ],
+        )
+        .expect("a batch");
+        let mut copy = BinaryCopy::new(&schema).expect("every type has a wire type");
+        let header = copy.header().expect("header");
+        assert!(header.starts_with(b"PGCOPY\n\xff\r\n\0"));
+        let row = copy.batch(&batch).expect("encodes");
+        let mut expected = vec![0, 4];
+        expected.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7]);
+        expected.extend_from_slice(&8i32.to_be_bytes());
+        expected.extend_from_slice(&1_000_001i64.to_be_bytes());
+        expected.extend_from_slice(&(-1i32).to_be_bytes());
+        expected.extend_from_slice(&[0, 0, 0, 2, b'a', b'b']);
+        assert_eq!(row.as_ref(), expected.as_slice());
+        assert_eq!(copy.footer().expect("footer").as_ref(), [0xff, 0xff]);
+        let unwritable = Arc::new(Schema::new(vec![Field::new(
+            "tags",
+            DataType::Map(
+                Arc::new(Field::new(
+                    "entries",
+                    DataType::Struct(
+                        vec![
+                            Field::new("key", DataType::Utf8, false),
+                            Field::new("value", DataType::Utf8, true),
+                        ]
+                        .into(),
+                    ),
+                    false,
+                )),
+                false,
+            ),
+            true,
+        )]));
+        let error = BinaryCopy::new(&unwritable)
+            .err()
+            .expect("a map has no PostgreSQL type");
+        assert!(error.contains("tags"), "{error}");
     }
 }

@@ -175,7 +175,10 @@ impl DatabaseSink {
         let batches = execute_stream(self.plan.clone(), task_ctx)
             .map_err(|e| e.to_string())?
             .map(|batch| batch.map_err(|e| e.to_string()));
-        let rows = session.load(&self.write, batches).await.map_err(|e| e.to_string())?;
+        let rows = session
+            .load(&self.write, &self.schema, batches)
+            .await
+            .map_err(|e| e.to_string())?;
         session.begin_apply(&self.write).await.map_err(|e| e.to_string())?;
         Ok(OpenWrite { session, rows })
     }
