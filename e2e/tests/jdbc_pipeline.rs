@@ -235,6 +235,26 @@ fn a_postgres_schema_crawls_into_tables_that_jobs_read_by_key_bookmark_and_in_pa
         "view"
     );
 
+    // `kglue sql` reads the crawled Table through its Connection, with the filter sent along.
+    let sql = fixture.kglue(&[
+        "sql",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT customer, count(*) AS n, sum(amount) AS total FROM sales.kglue_public_orders WHERE customer = 'c3' GROUP BY customer",
+    ]);
+    assert!(
+        sql.status.success(),
+        "kglue sql: {}",
+        String::from_utf8_lossy(&sql.stderr)
+    );
+    let expected = fixture
+        .database_rows("select customer, count(*), sum(amount) from orders where customer = 'c3' group by customer");
+    assert_eq!(
+        String::from_utf8_lossy(&sql.stdout),
+        format!("customer,n,total\n{}\n", expected[0].replace('|', ","))
+    );
+
     // A job reads the Table: its rows are the database's, exactly (decimals, instants in UTC,
     // dates, arrays, JSON as text).
     let everything = fixture.path("everything");

@@ -323,6 +323,11 @@ impl DirCatalog {
         self.table_entry(database, table).map(|e| &e.object)
     }
 
+    /// Every Database.
+    pub fn databases(&self) -> impl Iterator<Item = &Database> {
+        self.databases.iter().map(|e| &e.object)
+    }
+
     /// Every Table.
     pub fn tables(&self) -> impl Iterator<Item = &Table> {
         self.tables.iter().map(|e| &e.object)

@@ -13,6 +13,7 @@
 //! - [`connections`]: `kglue connection test`, a database Connection reached as a run reaches it.
 //! - [`ddl`]: CREATE statements that let DuckDB, Trino, Spark and Athena read a catalog table.
 //! - [`manifest`]: one object read from a `-f` manifest file.
+//! - [`sql`]: `kglue sql`, read-only SQL over the catalog.
 
 pub mod attempt;
 pub mod catalog;
@@ -25,4 +26,5 @@ pub mod etl;
 pub mod local;
 pub mod manifest;
 pub mod multipart;
+pub mod sql;
 pub mod storage;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use cli::{attempt, bookmark, cluster, local};
+use cli::{attempt, bookmark, cluster, local, sql};
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +65,9 @@ enum Command {
         #[command(subcommand)]
         command: local::ConnectionCommand,
     },
+    /// Query the catalog with SQL, read-only: a prompt (line editing, history, \\d, \\timing,
+    /// \\q), or one-shot with -c or -f. Every Database is a schema, every Table a table.
+    Sql(sql::SqlArgs),
     /// Work with the tables of a catalog directory.
     Table {
         #[command(subcommand)]
@@ -121,6 +124,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Attempt(args) => Ok(attempt::run(args).await),
         Command::Crawl(args) => local::crawl(args).await,
         Command::Run(args) => local::run(args).await,
+        Command::Sql(args) => sql::run(args).await,
         Command::Table { command } => local::table(command),
         Command::Connection { command } => local::connection(command).await,
         Command::Bookmark { command } => bookmark::run(command).await,

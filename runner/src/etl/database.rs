@@ -306,6 +306,11 @@ impl DatabaseSource {
             })
     }
 
+    /// The source as a table of any session (`kglue sql` reads database tables with it).
+    pub fn provider(&self) -> Arc<dyn TableProvider> {
+        Arc::new(DatabaseTable { source: self.clone() })
+    }
+
     /// One line for `--explain`.
     pub fn describe(&self) -> String {
         let key = if self.next_key.is_empty() {

@@ -4,7 +4,8 @@
 //! runs, and the session's object stores hold only the stores of the job's own sources (no local
 //! file system), so a path that reached the engine by another route still reads nothing.
 //!
-//! The same check serves every SQL entry point (`kglue run`, `kglue attempt`).
+//! The same check serves every job entry point (`kglue run`, `kglue attempt`); SQL sessions
+//! (`kglue sql`) are read-only and checked by [`check_session`].
 
 use std::sync::Arc;
 
@@ -73,6 +74,59 @@ pub fn check(number: usize, statement: &Statement) -> Result<(), Refused> {
     }
 }
 
+/// A statement a SQL session refuses.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{kind} is not allowed in a SQL session: {why}; a session is read-only over the catalog's tables: queries, EXPLAIN, SHOW and DESCRIBE, and views it defines for itself (CREATE VIEW name AS SELECT …)"
+)]
+pub struct RefusedInSession {
+    /// What the statement is.
+    pub kind: String,
+    /// Why it is refused.
+    pub why: &'static str,
+}
+
+/// Checks that `statement` only reads: a query, an explanation of one, a look at the catalog, or
+/// a view of the session's own. Writes and every route to a path are refused, as in jobs.
+pub fn check_session(statement: &Statement) -> Result<(), RefusedInSession> {
+    let refuse = |kind: &str, why: &'static str| {
+        Err(RefusedInSession {
+            kind: kind.to_string(),
+            why,
+        })
+    };
+    let reads_paths = "it reads files or object-store paths outside the catalog";
+    match statement {
+        Statement::CreateExternalTable(_) => refuse("CREATE EXTERNAL TABLE", reads_paths),
+        Statement::CopyTo(_) => refuse("COPY", "it writes to a path"),
+        Statement::Explain(explain) => check_session(&explain.statement),
+        Statement::Reset(_) => refuse("RESET", "it changes the session's settings"),
+        Statement::Statement(inner) => match inner.as_ref() {
+            SqlStatement::Query(_)
+            | SqlStatement::CreateView(_)
+            | SqlStatement::ShowTables { .. }
+            | SqlStatement::ShowColumns { .. }
+            | SqlStatement::ExplainTable { .. } => Ok(()),
+            SqlStatement::Explain { statement, .. } => {
+                check_session(&Statement::Statement(Box::new(statement.as_ref().clone())))
+            }
+            SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::Merge(_) => {
+                refuse(&keyword(inner), "it changes data; jobs write through their sinks")
+            }
+            SqlStatement::Copy { .. } => refuse("COPY", "it writes to or reads from a path"),
+            SqlStatement::CreateTable(table)
+                if table.external
+                    || table.location.is_some()
+                    || table.hive_formats.as_ref().is_some_and(|h| h.location.is_some()) =>
+            {
+                refuse("CREATE EXTERNAL TABLE", reads_paths)
+            }
+            SqlStatement::Set(_) => refuse("SET", "it changes the session's settings"),
+            other => refuse(&keyword(other), "it is not a read"),
+        },
+    }
+}
+
 /// The statement's leading words, upper-cased, for the message (`DROP TABLE`, `INSERT`, …).
 fn keyword(statement: &SqlStatement) -> String {
     let text = statement.to_string();
@@ -113,6 +167,47 @@ mod tests {
             .iter()
             .enumerate()
             .try_for_each(|(index, statement)| check(index + 1, statement))
+    }
+
+    #[test]
+    fn a_session_reads_and_defines_views_but_writes_nothing_and_reaches_no_path() {
+        let session = |sql: &str| {
+            DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+                .expect("parses")
+                .iter()
+                .try_for_each(check_session)
+        };
+        for sql in [
+            "SELECT * FROM sales.orders WHERE day = '2024-01-01'",
+            "EXPLAIN SELECT 1",
+            "EXPLAIN ANALYZE SELECT 1",
+            "SHOW TABLES",
+            "SHOW COLUMNS FROM sales.orders",
+            "DESCRIBE sales.orders",
+            "CREATE VIEW recent AS SELECT * FROM sales.orders",
+        ] {
+            assert_eq!(session(sql), Ok(()), "{sql}");
+        }
+        for (sql, kind) in [
+            ("INSERT INTO sales.orders VALUES (1)", "INSERT"),
+            ("DELETE FROM sales.orders", "DELETE"),
+            ("COPY (SELECT 1) TO '/tmp/x.csv'", "COPY"),
+            (
+                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+                "CREATE EXTERNAL TABLE",
+            ),
+            ("EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'", "COPY"),
+            ("CREATE TABLE t AS SELECT 1", "CREATE TABLE"),
+            ("DROP TABLE sales.orders", "DROP TABLE"),
+            ("SET datafusion.execution.batch_size = 1", "SET"),
+        ] {
+            let refused = session(sql).expect_err(sql);
+            assert_eq!(refused.kind, kind, "{sql}");
+            assert!(
+                refused.to_string().contains("not allowed in a SQL session"),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

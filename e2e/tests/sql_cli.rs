@@ -1,0 +1,276 @@
+//! `kglue sql`, the built binary over a catalog directory: one-shot queries joining two tables of
+//! different formats, a partition filter that reads one object of a table with 10,000
+//! partitions, refusals of writes and paths, errors that name the position or the table, and
+//! the interactive prompt driven through a pseudo-terminal.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+struct Lake {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Lake {
+    fn new() -> Lake {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let lake = Lake { _dir: dir, root };
+        lake.write(
+            "catalog/databases.yaml",
+            "apiVersion: kglue.dev/v1alpha1\nkind: Database\nmetadata: {name: sales}\nspec: {databaseName: sales}\n---\napiVersion: kglue.dev/v1alpha1\nkind: Database\nmetadata: {name: lake}\nspec: {databaseName: lake}\n",
+        );
+        lake.write(
+            "data/orders/day=2024-01-01/part-0.csv",
+            "id,customer_id,amount\n1,10,5.50\n2,11,7.25\n",
+        );
+        lake.write(
+            "data/orders/day=2024-01-02/part-0.csv",
+            "id,customer_id,amount\n3,10,1.00\n",
+        );
+        lake.write(
+            "data/customers/part-0.json",
+            "{\"customer_id\": 10, \"name\": \"Ada\"}\n{\"customer_id\": 11, \"name\": \"Grace\"}\n",
+        );
+        lake.table(
+            "sales",
+            "orders",
+            "data/orders",
+            "Csv",
+            "[{name: id, type: bigint}, {name: customer_id, type: bigint}, {name: amount, type: 'decimal(10,2)'}]",
+            "[{name: day, type: date}]",
+        );
+        lake.table(
+            "sales",
+            "customers",
+            "data/customers",
+            "Json",
+            "[{name: customer_id, type: bigint}, {name: name, type: string}]",
+            "[]",
+        );
+        lake
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    fn write(&self, relative: &str, text: &str) {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn table(&self, database: &str, table: &str, folder: &str, format: &str, columns: &str, keys: &str) {
+        self.write(
+            &format!("catalog/{database}.{table}.yaml"),
+            &format!(
+                "apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {{name: {database}.{table}}}\nspec:\n  databaseName: {database}\n  tableName: {table}\n  storage: {{location: \"file://{}/\", format: {format}}}\n  columns: {columns}\n  partitionKeys: {keys}\n",
+                self.path(folder).display()
+            ),
+        );
+    }
+
+    fn command(&self) -> Command {
+        let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary is built");
+        let mut command = Command::new(kglue);
+        command.arg("sql").arg("--catalog").arg(self.path("catalog"));
+        command
+    }
+
+    fn sql(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("kglue sql runs")
+    }
+
+    fn sql_ok(&self, args: &[&str]) -> String {
+        let output = self.sql(args);
+        assert!(
+            output.status.success(),
+            "kglue sql {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8")
+    }
+
+    fn sql_failing(&self, args: &[&str]) -> (String, String) {
+        let output = self.sql(args);
+        assert!(!output.status.success(), "kglue sql {args:?} should fail");
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+const JOIN: &str = "SELECT c.name, sum(o.amount) AS total, count(*) AS n, min(o.day) AS first_day
+  FROM sales.orders o JOIN sales.customers c ON o.customer_id = c.customer_id
+  GROUP BY c.name ORDER BY c.name";
+
+#[test]
+fn one_shot_queries_join_tables_of_the_catalog_in_each_output_format() {
+    let lake = Lake::new();
+    assert_eq!(
+        lake.sql_ok(&["--format", "csv", "-c", JOIN]),
+        "name,total,n,first_day\nAda,6.50,2,2024-01-01\nGrace,7.25,1,2024-01-01\n"
+    );
+    assert_eq!(
+        lake.sql_ok(&["--format", "json", "-c", JOIN]),
+        "[{\"name\":\"Ada\",\"total\":6.50,\"n\":2,\"first_day\":\"2024-01-01\"},{\"name\":\"Grace\",\"total\":7.25,\"n\":1,\"first_day\":\"2024-01-01\"}]\n"
+    );
+    let table = lake.sql_ok(&["-c", JOIN]);
+    assert!(table.contains("| name  | total | n | first_day  |"), "{table}");
+    assert!(table.ends_with("(2 rows)\n"), "{table}");
+
+    // A file of statements, with a view of the session's own and a default database.
+    lake.write(
+        "queries.sql",
+        "-- the big spenders\nCREATE VIEW spend AS\n  SELECT customer_id, sum(amount) AS total FROM orders GROUP BY customer_id;\nSELECT customer_id FROM spend WHERE total > 7 ORDER BY 1;\n",
+    );
+    let queries = lake.path("queries.sql");
+    assert_eq!(
+        lake.sql_ok(&["-d", "sales", "--format", "csv", "-f", queries.to_str().expect("utf-8")]),
+        "customer_id\n11\n"
+    );
+    // SHOW TABLES lists the catalog without reading any table.
+    let shown = lake.sql_ok(&["--format", "csv", "--timing", "-c", "SHOW TABLES"]);
+    assert!(shown.contains("kglue,sales,customers,BASE TABLE"), "{shown}");
+    assert!(shown.contains("read 0 objects (0 B) after 0 listings"), "{shown}");
+}
+
+#[test]
+fn bad_sql_writes_and_paths_fail_naming_what_is_wrong() {
+    let lake = Lake::new();
+    let (_, error) = lake.sql_failing(&["-c", "SELECT id FROM sales.orders WHER id = 1"]);
+    assert!(error.contains("Line: 1, Column: 34"), "{error}");
+    let (_, error) = lake.sql_failing(&["-c", "SELECT * FROM sales.refunds"]);
+    assert!(error.contains("sales.refunds"), "{error}");
+    let (_, error) = lake.sql_failing(&["-c", "SELECT nope FROM sales.orders"]);
+    assert!(error.contains("nope"), "{error}");
+    for (statement, kind) in [
+        ("COPY (SELECT 1) TO '/tmp/kglue-sql-out.csv'", "COPY"),
+        ("INSERT INTO sales.orders VALUES (9, 9, 9.00)", "INSERT"),
+        (
+            "CREATE EXTERNAL TABLE pw STORED AS CSV LOCATION '/etc/passwd'",
+            "CREATE EXTERNAL TABLE",
+        ),
+        ("DROP TABLE sales.orders", "DROP TABLE"),
+    ] {
+        let (_, error) = lake.sql_failing(&["-c", statement]);
+        assert!(
+            error.contains(&format!("ERROR: {kind} is not allowed in a SQL session")),
+            "{statement}: {error}"
+        );
+    }
+    assert!(!Path::new("/tmp/kglue-sql-out.csv").exists());
+    // A path in FROM reaches no file: the session has no local file system but its tables'.
+    let (out, error) = lake.sql_failing(&["-c", "SELECT * FROM '/etc/passwd'"]);
+    assert!(!out.contains("root:") && !error.contains("root:"), "{out}{error}");
+    // A bad table declaration fails the statement that reads it, naming the table.
+    lake.write(
+        "catalog/lake.broken.yaml",
+        "apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {name: lake.broken}\nspec:\n  databaseName: lake\n  tableName: broken\n  storage: {location: \"file:///nowhere/\", format: Avro}\n  columns: [{name: id, type: bigint}]\n",
+    );
+    let (_, error) = lake.sql_failing(&["-c", "SELECT * FROM lake.broken"]);
+    assert!(error.contains("table lake.broken"), "{error}");
+    assert!(
+        lake.sql_ok(&["-c", "SELECT count(*) FROM sales.orders"])
+            .contains("| 3 ")
+    );
+}
+
+/// 10,000 partitions; a filter on the key lists one folder and reads one object.
+#[test]
+fn a_partition_filter_reads_only_the_matching_partition_of_ten_thousand() {
+    let lake = Lake::new();
+    for p in 0..10_000 {
+        lake.write(
+            &format!("data/events/p={p}/part-0.csv"),
+            &format!("id,kind\n{p},k{}\n", p % 7),
+        );
+    }
+    lake.table(
+        "lake",
+        "events",
+        "data/events",
+        "Csv",
+        "[{name: id, type: bigint}, {name: kind, type: string}]",
+        "[{name: p, type: int}]",
+    );
+    let one = lake.sql_ok(&[
+        "--timing",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT id, kind FROM lake.events WHERE p = 4242",
+    ]);
+    let mut lines = one.lines();
+    assert_eq!(lines.next(), Some("id,kind"));
+    assert_eq!(lines.next(), Some("4242,k0"));
+    let timing = lines.next().expect("a timing line");
+    assert!(timing.contains("read 1 object ("), "{one}");
+    assert!(timing.ends_with("after 1 listing"), "{one}");
+    eprintln!("one partition of 10,000: {timing}");
+
+    let all = lake.sql_ok(&[
+        "--timing",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT count(*) AS n FROM lake.events",
+    ]);
+    assert!(all.starts_with("n\n10000\n"), "{all}");
+    assert!(all.contains("read 10000 objects"), "{all}");
+    eprintln!("every partition: {}", all.lines().last().unwrap_or_default());
+}
+
+#[test]
+fn the_prompt_runs_multi_line_statements_lists_tables_reports_errors_and_quits() {
+    let lake = Lake::new();
+    let mut command = lake.command();
+    // No history file of the person running the tests is read or written.
+    std::fs::create_dir_all(lake.path("home")).expect("a home folder");
+    command.env("HOME", lake.path("home"));
+    let mut shell = rexpect::session::spawn_command(command, Some(30_000)).expect("kglue sql starts on a terminal");
+    let expect = |shell: &mut rexpect::session::PtySession, text: &str| {
+        shell
+            .exp_string(text)
+            .unwrap_or_else(|e| panic!("waiting for {text:?}: {e}"))
+    };
+    expect(&mut shell, "kglue=> ");
+    shell.send_line("SELECT c.name, count(*) AS n").expect("send");
+    expect(&mut shell, "kglue-> ");
+    shell
+        .send_line("  FROM sales.orders o JOIN sales.customers c")
+        .expect("send");
+    expect(&mut shell, "kglue-> ");
+    shell
+        .send_line("  ON o.customer_id = c.customer_id GROUP BY c.name ORDER BY n DESC;")
+        .expect("send");
+    expect(&mut shell, "| Ada   | 2 |");
+    expect(&mut shell, "| Grace | 1 |");
+    expect(&mut shell, "(2 rows)");
+    expect(&mut shell, "kglue=> ");
+    shell.send_line("\\d").expect("send");
+    expect(&mut shell, "| sales    | customers | Json   |");
+    expect(&mut shell, "kglue=> ");
+    shell.send_line("\\d sales.orders").expect("send");
+    expect(&mut shell, "| day         | date          | partition key |");
+    expect(&mut shell, "Format: Csv");
+    expect(&mut shell, "kglue=> ");
+    shell.send_line("SELEC 1;").expect("send");
+    expect(&mut shell, "ERROR: ");
+    expect(&mut shell, "kglue=> ");
+    shell.send_line("\\timing").expect("send");
+    expect(&mut shell, "Timing is on.");
+    shell.send_line("SELECT count(*) FROM sales.customers;").expect("send");
+    expect(&mut shell, "read 1 object");
+    shell.send_line("\\q").expect("send");
+    shell.exp_eof().expect("kglue sql exits after \\q");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        lake.path("home/.kglue_sql_history").exists(),
+        "the history is kept between sessions"
+    );
+}

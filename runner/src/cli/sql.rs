@@ -1,0 +1,104 @@
+//! `kglue sql`: a prompt with line editing and history (rustyline), or one-shot `-c` / `-f`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use kglue_crds::protocol::attempt::{SECRETS_DIR, SECRETS_DIR_ENV};
+use kglue_runner::catalog::DirCatalog;
+use kglue_runner::sql::SqlSession;
+use kglue_runner::sql::output::Format;
+use kglue_runner::sql::shell::{Shell, Step};
+use kglue_runner::storage::{Credentials, SecretsDir, StoreResolver};
+use rustyline::error::ReadlineError;
+
+use super::exit_code;
+
+/// `kglue sql`.
+#[derive(Args)]
+pub struct SqlArgs {
+    /// The directory of Database, Table and Connection manifests to query (the catalog
+    /// `kglue run` uses): every Database is a schema, every Table a table.
+    #[arg(long)]
+    catalog: PathBuf,
+    /// The database unqualified table names are looked up in.
+    #[arg(short = 'd', long)]
+    database: Option<String>,
+    /// Run these statements and exit (1 if one fails).
+    #[arg(short = 'c', long = "command", conflicts_with = "file")]
+    command: Option<String>,
+    /// Run the statements of this file, stopping at the first that fails (exit 1).
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// How answers are printed.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// After each statement, print its time and what it read from storage (objects, bytes,
+    /// listings), as `\timing` does at the prompt.
+    #[arg(long)]
+    timing: bool,
+    /// Where the Secrets that Connections refer to are: one folder per Secret, one file per key.
+    #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
+    secrets_dir: PathBuf,
+}
+
+/// Runs `kglue sql`.
+pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
+    let catalog = DirCatalog::load(&args.catalog)?;
+    let resolver = StoreResolver::new(
+        catalog.connections().clone(),
+        Credentials::from_process(SecretsDir(args.secrets_dir.clone())),
+    );
+    let session = SqlSession::open(catalog, resolver, args.database.as_deref())?;
+    let mut shell = Shell::new(session, args.format, args.timing);
+    let one_shot = match (&args.command, &args.file) {
+        (Some(command), _) => Some(command.clone()),
+        (None, Some(file)) => {
+            Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?)
+        }
+        (None, None) => None,
+    };
+    if let Some(text) = one_shot {
+        let (out, err) = shell.run_text(&text).await;
+        print!("{out}");
+        eprint!("{err}");
+        return Ok(exit_code(err.is_empty()));
+    }
+    prompt(&mut shell).await
+}
+
+async fn prompt(shell: &mut Shell) -> anyhow::Result<ExitCode> {
+    let mut editor = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
+    let history = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kglue_sql_history"));
+    if let Some(path) = &history {
+        // No history yet is the usual first run.
+        let _ = editor.load_history(path);
+    }
+    loop {
+        let prompt = if shell.in_statement() { "kglue-> " } else { "kglue=> " };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                match shell.line(&line).await {
+                    Step::More => {}
+                    Step::Printed { out, err } => {
+                        print!("{out}");
+                        eprint!("{err}");
+                    }
+                    Step::Quit => break,
+                }
+            }
+            // Ctrl-C drops the statement being typed, as in psql; Ctrl-D quits.
+            Err(ReadlineError::Interrupted) => shell.cancel(),
+            Err(ReadlineError::Eof) => break,
+            Err(error) => return Err(error).context("reading the prompt"),
+        }
+    }
+    if let Some(path) = &history {
+        let _ = editor.save_history(path);
+    }
+    Ok(ExitCode::SUCCESS)
+}
