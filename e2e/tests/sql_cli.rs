@@ -266,6 +266,19 @@ fn the_prompt_runs_multi_line_statements_lists_tables_reports_errors_and_quits()
     expect(&mut shell, "Timing is on.");
     shell.send_line("SELECT count(*) FROM sales.customers;").expect("send");
     expect(&mut shell, "read 1 object");
+    // A Table added while the prompt is open is there for the next statement.
+    lake.table(
+        "sales",
+        "people",
+        "data/customers",
+        "Json",
+        "[{name: customer_id, type: bigint}, {name: name, type: string}]",
+        "[]",
+    );
+    shell
+        .send_line("SELECT max(name) AS last FROM sales.people;")
+        .expect("send");
+    expect(&mut shell, "| Grace |");
     shell.send_line("\\q").expect("send");
     shell.exp_eof().expect("kglue sql exits after \\q");
     std::thread::sleep(Duration::from_millis(100));

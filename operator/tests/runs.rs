@@ -595,6 +595,20 @@ fn database_pipeline(env: &Env, server: &kglue_e2e::databases::DatabaseServer) -
     if key.as_ref().and_then(|k| k.first()).map(|k| k.value.as_str()) != Some("107") {
         return Err(format!("the committed bookmark should hold key 107: {key:?}").into());
     }
+    // `kglue sql -n` reads the crawled Table from the API server and reaches the database with
+    // the Connection's Secret, read with the caller's rights.
+    let (ok, out, err) = env.cli(&[
+        "sql",
+        "-n",
+        NAMESPACE,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT count(*) AS n, max(id) AS last FROM shop.kglue_public_orders",
+    ])?;
+    if !ok || out != "n,last\n107,107\n" {
+        return Err(format!("kglue sql -n should count the 107 rows: {out}{err}").into());
+    }
     maria_db_crawl(env)?;
     env.block(Api::<Job>::namespaced(env.client.clone(), NAMESPACE).delete("copy-orders", &DeleteParams::default()))?;
     env.block(

@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use clap::Args;
 use kglue_crds::protocol::attempt::{SECRETS_DIR, SECRETS_DIR_ENV};
 use kglue_runner::catalog::DirCatalog;
-use kglue_runner::sql::SqlSession;
 use kglue_runner::sql::output::Format;
 use kglue_runner::sql::shell::{Shell, Step};
+use kglue_runner::sql::{CatalogSource, SqlSession};
 use kglue_runner::storage::{Credentials, SecretsDir, StoreResolver};
 use rustyline::error::ReadlineError;
 
@@ -20,8 +20,13 @@ use super::exit_code;
 pub struct SqlArgs {
     /// The directory of Database, Table and Connection manifests to query (the catalog
     /// `kglue run` uses): every Database is a schema, every Table a table.
-    #[arg(long)]
-    catalog: PathBuf,
+    #[arg(long, required_unless_present = "namespace", conflicts_with = "namespace")]
+    catalog: Option<PathBuf>,
+    /// Query the catalog of this namespace of the current cluster instead (kubeconfig): its
+    /// Tables read from the API server before each statement, storage reached with the
+    /// Connections' Secrets where you may read them, from where this command runs.
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
     /// The database unqualified table names are looked up in.
     #[arg(short = 'd', long)]
     database: Option<String>,
@@ -38,19 +43,44 @@ pub struct SqlArgs {
     /// listings), as `\timing` does at the prompt.
     #[arg(long)]
     timing: bool,
-    /// Where the Secrets that Connections refer to are: one folder per Secret, one file per key.
+    /// With --catalog: where the Secrets that Connections refer to are, one folder per Secret,
+    /// one file per key.
     #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
     secrets_dir: PathBuf,
 }
 
 /// Runs `kglue sql`.
 pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
-    let catalog = DirCatalog::load(&args.catalog)?;
-    let resolver = StoreResolver::new(
-        catalog.connections().clone(),
-        Credentials::from_process(SecretsDir(args.secrets_dir.clone())),
-    );
-    let session = SqlSession::open(catalog, resolver, args.database.as_deref())?;
+    // The namespace's Secrets, copied for the session's life into a folder only this user can
+    // read, laid out as a mounted Secret volume is; removed when the session ends.
+    let mut _secrets_copy = None;
+    let (catalog, secrets, source) = match (&args.catalog, &args.namespace) {
+        (Some(dir), _) => (
+            DirCatalog::load(dir)?,
+            SecretsDir(args.secrets_dir.clone()),
+            CatalogSource::Dir(dir.clone()),
+        ),
+        (None, Some(namespace)) => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach the cluster: {e}"))?;
+            let catalog = kglue_runner::cluster::catalog_snapshot(&client, namespace).await?;
+            let copy = kglue_runner::sql::secrets::copy_secrets(&client, namespace, &catalog).await?;
+            for warning in &copy.unreadable {
+                eprintln!("kglue sql: {warning}");
+            }
+            let dir = SecretsDir(copy.dir.path().to_path_buf());
+            _secrets_copy = Some(copy);
+            let source = CatalogSource::Namespace {
+                client,
+                namespace: namespace.clone(),
+            };
+            (catalog, dir, source)
+        }
+        (None, None) => anyhow::bail!("give --catalog DIR or -n NAMESPACE"),
+    };
+    let resolver = StoreResolver::new(catalog.connections().clone(), Credentials::from_process(secrets));
+    let session = SqlSession::open(catalog, source, resolver, args.database.as_deref())?;
     let mut shell = Shell::new(session, args.format, args.timing);
     let one_shot = match (&args.command, &args.file) {
         (Some(command), _) => Some(command.clone()),

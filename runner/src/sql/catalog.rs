@@ -19,9 +19,9 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use kglue_crds::Table;
 use kglue_crds::common::{DataFormat, TableRef};
 use kglue_crds::job::{BookmarkOption, JobSource};
+use kglue_crds::{Table, TableSpec};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
@@ -79,7 +79,8 @@ impl ReadLog {
 /// The catalog directory's Databases as schemas, under the engine catalog `kglue`.
 #[derive(Debug)]
 pub struct LakeCatalog {
-    schemas: BTreeMap<String, Arc<LakeSchema>>,
+    schemas: Mutex<BTreeMap<String, Arc<LakeSchema>>>,
+    shared: Arc<Shared>,
     /// Where views go when the session names no database (`super::SESSION_SCHEMA`).
     session: Option<Arc<dyn SchemaProvider>>,
 }
@@ -93,32 +94,44 @@ impl LakeCatalog {
         runtime: Arc<RuntimeEnv>,
         reads: Arc<ReadLog>,
     ) -> LakeCatalog {
+        let shared = Arc::new(Shared {
+            catalog: Mutex::new(Arc::new(catalog.clone())),
+            resolver,
+            runtime,
+            reads,
+            next_store: Mutex::new(0),
+        });
+        let lake = LakeCatalog {
+            schemas: Mutex::default(),
+            session: None,
+            shared,
+        };
+        lake.refresh(catalog.clone());
+        lake
+    }
+
+    /// Takes the catalog as it is now: Tables added, changed or removed since are seen by the
+    /// next statement (a changed Table is opened again); the session's views stay.
+    pub fn refresh(&self, catalog: DirCatalog) {
         // A Database without tables is still a schema (`\d` lists it).
         let names: BTreeSet<String> = catalog
             .tables()
             .map(|t| t.spec.database_name.clone())
             .chain(catalog.databases().map(|d| d.spec.database_name.clone()))
             .collect();
-        let shared = Arc::new(Shared {
-            catalog: catalog.clone(),
-            resolver,
-            runtime,
-            reads,
-            next_store: Mutex::new(0),
-        });
-        let schemas = names
-            .into_iter()
-            .map(|database| {
-                let schema = LakeSchema {
-                    database: database.clone(),
-                    shared: shared.clone(),
+        *locked(&self.shared.catalog) = Arc::new(catalog);
+        let mut schemas = locked(&self.schemas);
+        schemas.retain(|name, schema| names.contains(name) || !locked(&schema.views).is_empty());
+        for database in names {
+            schemas.entry(database.clone()).or_insert_with(|| {
+                Arc::new(LakeSchema {
+                    database,
+                    shared: self.shared.clone(),
                     built: Mutex::default(),
                     views: Mutex::default(),
-                };
-                (database, Arc::new(schema))
-            })
-            .collect();
-        LakeCatalog { schemas, session: None }
+                })
+            });
+        }
     }
 
     /// The same catalog with `schema` as the session's own schema.
@@ -127,14 +140,19 @@ impl LakeCatalog {
         self
     }
 
+    /// The catalog as last taken.
+    pub fn snapshot(&self) -> Arc<DirCatalog> {
+        locked(&self.shared.catalog).clone()
+    }
+
     /// Whether the catalog has this database.
     pub fn has_schema(&self, name: &str) -> bool {
-        self.schemas.contains_key(name)
+        locked(&self.schemas).contains_key(name)
     }
 
     /// The databases, in order.
     pub fn schema_list(&self) -> Vec<String> {
-        self.schemas.keys().cloned().collect()
+        locked(&self.schemas).keys().cloned().collect()
     }
 }
 
@@ -148,7 +166,7 @@ impl CatalogProvider for LakeCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        match self.schemas.get(name) {
+        match locked(&self.schemas).get(name) {
             Some(schema) => Some(schema.clone() as Arc<dyn SchemaProvider>),
             None if name == super::SESSION_SCHEMA => self.session.clone(),
             None => None,
@@ -158,7 +176,7 @@ impl CatalogProvider for LakeCatalog {
 
 /// What every schema of a session shares.
 struct Shared {
-    catalog: DirCatalog,
+    catalog: Mutex<Arc<DirCatalog>>,
     resolver: Arc<StoreResolver>,
     runtime: Arc<RuntimeEnv>,
     reads: Arc<ReadLog>,
@@ -176,17 +194,25 @@ impl fmt::Debug for Shared {
 pub struct LakeSchema {
     database: String,
     shared: Arc<Shared>,
-    built: Mutex<BTreeMap<String, Arc<dyn TableProvider>>>,
+    /// Tables opened, with the spec they were opened from.
+    built: Mutex<BTreeMap<String, Opened>>,
     views: Mutex<BTreeMap<String, Arc<dyn TableProvider>>>,
 }
+
+/// A table opened, with the spec it was opened from.
+type Opened = (TableSpec, Arc<dyn TableProvider>);
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl LakeSchema {
-    fn catalog_table(&self, name: &str) -> Option<&Table> {
-        self.shared.catalog.table(&self.database, name)
+    fn catalog(&self) -> Arc<DirCatalog> {
+        locked(&self.shared.catalog).clone()
+    }
+
+    fn catalog_table(&self, name: &str) -> Option<Table> {
+        self.catalog().table(&self.database, name).cloned()
     }
 
     async fn build(&self, table: &Table) -> Result<Arc<dyn TableProvider>, String> {
@@ -204,7 +230,7 @@ impl LakeSchema {
             let prepared = DatabaseSource::prepare(
                 0,
                 &source,
-                &self.shared.catalog,
+                &self.catalog(),
                 &self.shared.resolver,
                 BookmarkOption::Disable,
                 None,
@@ -264,9 +290,8 @@ impl LakeSchema {
 #[async_trait]
 impl SchemaProvider for LakeSchema {
     fn table_names(&self) -> Vec<String> {
-        let mut names: BTreeSet<String> = self
-            .shared
-            .catalog
+        let catalog = self.catalog();
+        let mut names: BTreeSet<String> = catalog
             .tables_in(&self.database)
             .map(|t| t.spec.table_name.clone())
             .collect();
@@ -278,14 +303,16 @@ impl SchemaProvider for LakeSchema {
         if let Some(view) = locked(&self.views).get(name) {
             return Ok(Some(view.clone()));
         }
-        if let Some(built) = locked(&self.built).get(name) {
-            return Ok(Some(built.clone()));
-        }
         let Some(table) = self.catalog_table(name) else {
             return Ok(None);
         };
-        let provider = self.build(table).await.map_err(DataFusionError::Plan)?;
-        locked(&self.built).insert(name.to_string(), provider.clone());
+        if let Some((spec, built)) = locked(&self.built).get(name)
+            && *spec == table.spec
+        {
+            return Ok(Some(built.clone()));
+        }
+        let provider = self.build(&table).await.map_err(DataFusionError::Plan)?;
+        locked(&self.built).insert(name.to_string(), (table.spec.clone(), provider.clone()));
         Ok(Some(provider))
     }
 

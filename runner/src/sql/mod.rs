@@ -7,12 +7,15 @@
 //! - [`catalog`]: the catalog as the engine's catalog, tables built when first named, and the log
 //!   of what each statement read from object storage.
 //! - [`output`]: answers as an aligned table, CSV or JSON.
+//! - [`secrets`]: a namespace's Secrets copied for `kglue sql -n`.
 //! - [`shell`]: the prompt's logic (statements over lines, `\d`, `\timing`, `\q`).
 
 pub mod catalog;
 pub mod output;
+pub mod secrets;
 pub mod shell;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,17 +75,49 @@ impl Answer {
     }
 }
 
-/// A SQL session over a catalog directory.
+/// Where a session's catalog is read from, again before each statement.
+pub enum CatalogSource {
+    /// A directory of manifests.
+    Dir(PathBuf),
+    /// A namespace of the cluster.
+    Namespace {
+        /// The client.
+        client: kube::Client,
+        /// The namespace.
+        namespace: String,
+    },
+}
+
+impl CatalogSource {
+    /// The catalog as it is now.
+    pub async fn read(&self) -> Result<DirCatalog, SqlError> {
+        match self {
+            CatalogSource::Dir(dir) => DirCatalog::load(dir).map_err(|e| SqlError::Catalog(e.to_string())),
+            CatalogSource::Namespace { client, namespace } => crate::cluster::catalog_snapshot(client, namespace)
+                .await
+                .map_err(|e| SqlError::Catalog(e.to_string())),
+        }
+    }
+}
+
+/// A SQL session over a catalog.
 pub struct SqlSession {
     ctx: SessionContext,
-    catalog: DirCatalog,
+    lake: Arc<LakeCatalog>,
+    source: CatalogSource,
     reads: Arc<ReadLog>,
 }
 
 impl SqlSession {
-    /// A session over `catalog`, reaching storage through `resolver`; unqualified table names
-    /// are looked up in `database` when given.
-    pub fn open(catalog: DirCatalog, resolver: StoreResolver, database: Option<&str>) -> Result<SqlSession, SqlError> {
+    /// A session over `catalog`, read from `source` (and again before each statement), reaching
+    /// storage through `resolver`; unqualified table names are looked up in `database` when
+    /// given.
+    pub fn open(
+        catalog: DirCatalog,
+        source: CatalogSource,
+        resolver: StoreResolver,
+        database: Option<&str>,
+    ) -> Result<SqlSession, SqlError> {
         let runtime = RuntimeEnvBuilder::new()
             // No local file system but the tables' own stores, as in jobs.
             .with_object_store_registry(object_stores())
@@ -106,9 +141,21 @@ impl SqlSession {
                 .with_default_catalog_and_schema(CATALOG, &default_schema),
         );
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let lake = lake.with_session_schema(Arc::new(MemorySchemaProvider::new()));
-        ctx.register_catalog(CATALOG, Arc::new(lake));
-        Ok(SqlSession { ctx, catalog, reads })
+        let lake = Arc::new(lake.with_session_schema(Arc::new(MemorySchemaProvider::new())));
+        ctx.register_catalog(CATALOG, lake.clone());
+        Ok(SqlSession {
+            ctx,
+            lake,
+            source,
+            reads,
+        })
+    }
+
+    /// Takes the catalog as it is now, so a statement sees Tables applied or crawled since the
+    /// last one.
+    pub async fn refresh(&self) -> Result<(), SqlError> {
+        self.lake.refresh(self.source.read().await?);
+        Ok(())
     }
 
     /// The statements of `sql`, parsed; a syntax error names the line and column.
@@ -121,6 +168,7 @@ impl SqlSession {
     /// Runs one statement, after the sandbox's check.
     pub async fn run(&self, statement: Statement) -> Result<Answer, SqlError> {
         check_session(&statement)?;
+        self.refresh().await?;
         self.reads.take();
         let started = Instant::now();
         let engine = |e: datafusion::error::DataFusionError| SqlError::Engine(e.strip_backtrace().to_string());
@@ -138,8 +186,8 @@ impl SqlSession {
 
     /// `\d`: every table of the catalog, with its format, location and partition keys.
     pub fn list_tables(&self) -> Answer {
-        let mut rows: Vec<[String; 5]> = self
-            .catalog
+        let catalog = self.lake.snapshot();
+        let mut rows: Vec<[String; 5]> = catalog
             .tables()
             .map(|t| {
                 [
@@ -167,8 +215,8 @@ impl SqlSession {
                 "name the table with its database: \\d DATABASE.TABLE, not {name:?}"
             ))
         })?;
-        let found = self
-            .catalog
+        let catalog = self.lake.snapshot();
+        let found = catalog
             .table(database, table)
             .ok_or_else(|| SqlError::Catalog(format!("no table {database}.{table} in the catalog (\\d lists them)")))?;
         let spec = &found.spec;

@@ -65,7 +65,7 @@ impl Shell {
     /// Takes one line typed at the prompt.
     pub async fn line(&mut self, line: &str) -> Step {
         if !self.in_statement() && line.trim_start().starts_with('\\') {
-            return self.command(line.trim());
+            return self.command(line.trim()).await;
         }
         self.buffer.push_str(line);
         self.buffer.push('\n');
@@ -102,11 +102,17 @@ impl Shell {
         (out, String::new())
     }
 
-    fn command(&mut self, line: &str) -> Step {
+    async fn command(&mut self, line: &str) -> Step {
         let mut words = line.split_whitespace();
         let name = words.next().unwrap_or_default();
         let argument = words.next();
         let printed = |out: String, err: String| Step::Printed { out, err };
+        // `\d` lists the catalog as it is now, as a statement would read it.
+        if name == "\\d"
+            && let Err(error) = self.session.refresh().await
+        {
+            return printed(String::new(), error_text(&error));
+        }
         match (name, argument) {
             ("\\q" | "\\quit", _) => Step::Quit,
             ("\\?" | "\\h" | "\\help", _) => printed(HELP.to_string(), String::new()),
