@@ -247,6 +247,9 @@ fn pipeline(env: &Env) -> Result<(), Failed> {
         "customer_id|country\n0|NL\n1|DE\n2|FR\n",
     )?;
 
+    // Ready means the operator has seen the Crawler's Database: a start request it handles before
+    // that is refused for the missing Database (seen under load in CI), as it would be for a user.
+    env.wait_ready("crawlers", "landing", Duration::from_secs(30))?;
     let crawl = env.start("crawlers", "landing", &[])?;
     let crawled = env.wait_final("crawlers", "landing", &crawl)?;
     expect_state(&crawled, "Succeeded")?;
