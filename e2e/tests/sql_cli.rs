@@ -174,6 +174,27 @@ fn bad_sql_writes_and_paths_fail_naming_what_is_wrong() {
     );
     let (_, error) = lake.sql_failing(&["-c", "SELECT * FROM lake.broken"]);
     assert!(error.contains("table lake.broken"), "{error}");
+    // A Table without columns is named with what to do; a view may not hide a catalog table.
+    lake.write(
+        "catalog/lake.bare.yaml",
+        "apiVersion: kglue.dev/v1alpha1\nkind: Table\nmetadata: {name: lake.bare}\nspec:\n  databaseName: lake\n  tableName: bare\n  storage: {location: \"file:///nowhere/\", format: Csv}\n",
+    );
+    let (_, error) = lake.sql_failing(&["-c", "SELECT * FROM lake.bare"]);
+    assert!(
+        error.contains("table lake.bare: it declares no columns; crawl it"),
+        "{error}"
+    );
+    let (_, error) = lake.sql_failing(&["-d", "sales", "-c", "CREATE VIEW orders AS SELECT 1"]);
+    assert!(error.contains("Table 'orders' already exists"), "{error}");
+    let (_, error) = lake.sql_failing(&["-d", "sales", "-c", "CREATE OR REPLACE VIEW orders AS SELECT 1"]);
+    assert!(
+        error.contains("sales.orders is a catalog table; name the view otherwise"),
+        "{error}"
+    );
+    assert!(
+        lake.sql_ok(&["-c", "SELECT count(*) FROM sales.orders"])
+            .contains("| 3 ")
+    );
     assert!(
         lake.sql_ok(&["-c", "SELECT count(*) FROM sales.orders"])
             .contains("| 3 ")
