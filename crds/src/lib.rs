@@ -22,6 +22,7 @@ pub mod protocol;
 pub mod reference;
 pub mod references;
 pub mod run_result;
+pub mod session;
 pub mod table;
 pub mod trigger;
 pub mod workflow;
@@ -37,6 +38,7 @@ pub use crawler::{Crawler, CrawlerSpec, CrawlerStatus};
 pub use database::{Database, DatabaseSpec, DatabaseStatus};
 pub use job::{Job, JobSpec, JobStatus};
 pub use run_result::{RunResult, RunResultSpec};
+pub use session::{Session, SessionSpec, SessionStatus};
 pub use table::{Table, TableSpec, TableStatus};
 pub use trigger::{Trigger, TriggerSpec, TriggerStatus};
 pub use workflow::{Workflow, WorkflowSpec, WorkflowStatus};
@@ -57,6 +59,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Job::crd(),
         Trigger::crd(),
         Workflow::crd(),
+        Session::crd(),
         RunResult::crd(),
     ];
     for crd in &mut crds {

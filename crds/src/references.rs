@@ -5,7 +5,7 @@
 //! lists; the runner reaches storage through the same lists.
 
 use crate::common::{DataFormat, ObservedStatus, StorageSpec, TableRef};
-use crate::{Classifier, Connection, Crawler, Database, Job, Table, Trigger, Workflow};
+use crate::{Classifier, Connection, Crawler, Database, Job, Session, Table, Trigger, Workflow};
 
 /// The kinds objects refer to by object name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -219,6 +219,16 @@ impl Job {
     }
 }
 
+/// A Session names only its ServiceAccount: the databases it exposes need not exist yet (an
+/// empty schema until they do), and its password Secret is waited for by the kubelet.
+impl References for Session {
+    const NAMES_SERVICE_ACCOUNT: bool = true;
+
+    fn service_account(&self) -> Option<&str> {
+        self.spec.service_account_name.as_deref()
+    }
+}
+
 impl References for Crawler {
     const NAMED: &'static [NamedKind] = &[NamedKind::Classifier, NamedKind::Connection];
     const NAMES_DATABASES: bool = true;
@@ -401,7 +411,7 @@ macro_rules! observed_in_field {
         }
     )*};
 }
-observed_in_field!(Database, Table, Crawler, Job, Trigger, Workflow);
+observed_in_field!(Database, Table, Crawler, Job, Trigger, Workflow, Session);
 
 macro_rules! observed_is_status {
     ($($kind:ty),*) => {$(

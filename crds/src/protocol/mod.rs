@@ -8,6 +8,7 @@
 //! - [`ids`]: run ids, request ids and the names of an attempt's Kubernetes Job.
 //! - [`attempt`]: the `kglue attempt` command line the operator puts in an attempt's pod and the
 //!   runner parses, the pod's environment, paths and labels.
+//! - [`session`]: the `kglue serve` command line of a Session's pod and what it writes back.
 //! - [`storage`]: storage locations and how a Connection becomes an object-store client, for the
 //!   runner's reads and writes and the operator's Event-trigger listings alike.
 //!
@@ -16,4 +17,5 @@
 pub mod attempt;
 pub mod ids;
 pub mod requests;
+pub mod session;
 pub mod storage;
