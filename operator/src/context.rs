@@ -47,6 +47,8 @@ pub struct ActOn<'a> {
     pub name: &'a str,
     /// Why it cannot act (it is Stalled: the problems' messages), if so.
     pub blocked: Option<String>,
+    /// The first problem's reason (the Stalled condition's), when `blocked`.
+    pub blocked_reason: Option<&'static str>,
 }
 
 /// What a kind does after its conditions are written (runs, fires, workflow runs); returns when

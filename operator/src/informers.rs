@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
-use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Table, Trigger, Workflow};
+use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Session, Table, Trigger, Workflow};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::store::Writer;
@@ -216,6 +216,8 @@ pub struct Informers {
     pub triggers: Informer<Trigger>,
     /// Every Workflow.
     pub workflows: Informer<Workflow>,
+    /// Every Session.
+    pub sessions: Informer<Session>,
 }
 
 impl Informers {
@@ -233,6 +235,7 @@ impl Informers {
             self.jobs.store.wait_until_ready(),
             self.triggers.store.wait_until_ready(),
             self.workflows.store.wait_until_ready(),
+            self.sessions.store.wait_until_ready(),
         );
     }
 
@@ -253,6 +256,7 @@ impl Informers {
             self.jobs.run(api(client, namespace)),
             self.triggers.run(api(client, namespace)),
             self.workflows.run(api(client, namespace)),
+            self.sessions.run(api(client, namespace)),
         );
     }
 }
@@ -282,4 +286,5 @@ informed!(
     Job => jobs,
     Trigger => triggers,
     Workflow => workflows,
+    Session => sessions,
 );

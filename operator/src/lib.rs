@@ -3,8 +3,9 @@
 //! Today it checks what the API server cannot (references between objects, cron expressions,
 //! nested column types, grok patterns, cycles; see `docs/validation.md`) and reports the result as
 //! kstatus conditions (`Ready`, `Stalled`) with `observedGeneration`; then it acts: runs of Jobs
-//! and Crawlers as Kubernetes Jobs (`runs`), Trigger fires (`triggers`) and Workflow runs
-//! (`workflows`), the latter two asking for runs the way users do (`starts`). `docs/operator.md`
+//! and Crawlers as Kubernetes Jobs (`runs`), Trigger fires (`triggers`), Workflow runs
+//! (`workflows`), the latter two asking for runs the way users do (`starts`), and Sessions' pods
+//! and Services (`sessions`). `docs/operator.md`
 //! describes flags, conditions, metrics and leader election.
 //!
 //! Every controller is a pipeline: read (the only step that calls the API) → validate (pure) →
@@ -12,7 +13,7 @@
 //! unit tested in each module; `tests/*.rs` run the binary against a real control plane.
 //!
 //! The modules are layered (docs/architecture.md; `layering.rs` tests it): `controllers` →
-//! {`runs`, `triggers`, `workflows`} → {`starts`, `schedule`, `writes`} → {`context`, `settings`,
+//! {`runs`, `triggers`, `workflows`, `sessions`} → {`starts`, `schedule`, `writes`} → {`context`, `settings`,
 //! `metrics`}, and nothing points back up.
 
 pub mod admission;
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod rbac;
 pub mod runs;
 pub mod schedule;
+pub mod sessions;
 pub mod settings;
 pub mod starts;
 pub mod triggers;

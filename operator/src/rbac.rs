@@ -24,7 +24,7 @@ pub struct Rule {
 
 /// The runner's rules, all in the kglue.dev group, each with why it remains. Not there: Secrets
 /// (the operator mounts a Connection's consenting Secret into the pod), batch Jobs and Pods, any
-/// write to Jobs or Crawlers (their status and bookmarks are the operator's), `update` and `delete`
+/// write to Jobs, Crawlers or a Session's spec (their status and bookmarks are the operator's), `update` and `delete`
 /// of anything (every write is a server-side apply, and the operator deletes the Tables a crawl
 /// reports gone), and `list` of RunResults. What RBAC cannot say is left to the admission policy
 /// (`admission.rs`: a RunResult only from its attempt's own pod) and to the runner's checks
@@ -61,6 +61,16 @@ pub const RUNNER_RULES: &[Rule] = &[
         why: "report the attempt's result to the operator (the only writer of run status and bookmarks; the admission policy kglue-runresults lets only the attempt's own pod create it); read back a decision whose answer was lost, and the decided commit a settle attempt finishes",
         resources: &["runresults"],
         verbs: &["create", "get"],
+    },
+    Rule {
+        why: "a session's pod reads the Session it serves",
+        resources: &["sessions"],
+        verbs: &["get"],
+    },
+    Rule {
+        why: "a session's pod reports its use (status.activity: serving since, queries, last activity) by server-side apply under its own field manager, kglue-session; the rest of the status is the operator's",
+        resources: &["sessions/status"],
+        verbs: &["patch"],
     },
 ];
 
@@ -164,6 +174,9 @@ mod tests {
             assert!(!resources.iter().any(|r| r == "secrets" || r == "pods" || r == "*"));
             assert!(!rule.verbs.iter().any(|v| v == "*" || v == "escalate" || v == "bind"));
             assert!(!rule.verbs.iter().any(|v| v == "update" || v == "delete"), "{rule:?}");
+            if resources.iter().any(|r| r == "sessions") {
+                assert_eq!(rule.verbs, ["get"], "a session's pod cannot change a Session's spec");
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! once recorded, and Events. Runs, triggers and workflows decide purely and write through these.
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kglue_crds::protocol::requests::Request;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
@@ -62,6 +63,32 @@ pub fn cut(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+/// A condition of `type_` with `status`, `reason` and `message` for `generation`, keeping its
+/// `lastTransitionTime` from `existing` when the type had the same status there, else `now`.
+pub fn condition(
+    existing: &[Condition],
+    generation: Option<i64>,
+    now: &Time,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let last_transition_time = existing
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time,
+        observed_generation: generation,
+    }
 }
 
 /// Writes `status` fields of `object` by server-side apply under `manager`, with the object's

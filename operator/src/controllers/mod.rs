@@ -1,6 +1,6 @@
 //! The controllers, one module per kind, over the shared [`pipeline`] and the reference helpers of
-//! [`refs`]. Kinds that act hand over to `crate::runs` (Jobs, Crawlers), `crate::triggers` and
-//! `crate::workflows` after their conditions are written.
+//! [`refs`]. Kinds that act hand over to `crate::runs` (Jobs, Crawlers), `crate::triggers`,
+//! `crate::workflows` and `crate::sessions` after their conditions are written.
 
 pub mod classifier;
 pub mod connection;
@@ -10,13 +10,14 @@ pub mod job;
 pub mod pipeline;
 pub mod problem;
 pub mod refs;
+pub mod session;
 pub mod table;
 pub mod trigger;
 pub mod workflow;
 
 use std::sync::Arc;
 
-use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Table, Trigger, Workflow};
+use kglue_crds::{Classifier, Connection, Crawler, Database, Job, Session, Table, Trigger, Workflow};
 use tokio::sync::watch;
 
 use self::pipeline::{Reconcile, run};
@@ -35,6 +36,7 @@ pub async fn run_all(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
     let job = Job::controller(&ctx);
     let trigger = Trigger::controller(&ctx);
     let workflow = Workflow::controller(&ctx);
+    let session = Session::controller(&ctx);
     let watches = {
         let ctx = ctx.clone();
         let mut shutdown = shutdown.clone();
@@ -61,6 +63,7 @@ pub async fn run_all(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
             run(job, ctx.clone(), shutdown.clone()),
             run(trigger, ctx.clone(), shutdown.clone()),
             run(workflow, ctx.clone(), shutdown.clone()),
+            run(session, ctx.clone(), shutdown.clone()),
         );
     };
     futures::join!(watches, controllers);

@@ -58,6 +58,11 @@ pub trait Reconcile:
     /// `None` for kinds that only describe.
     const ACT: Option<Act> = None;
 
+    /// Whether `ACT` writes the whole operator-owned status, conditions included, from what it
+    /// finds (a Session's Ready says its pod serves, not only that its spec is valid): the
+    /// pipeline then writes no status of a readable object and hands the problems to `ACT`.
+    const ACT_WRITES_STATUS: bool = false;
+
     /// Everything that keeps the object from working, in spec order. Pure.
     fn validate(&self, refs: &Self::Refs) -> Vec<Problem>;
 
@@ -115,19 +120,7 @@ pub fn build_conditions(
     now: &Time,
 ) -> Vec<Condition> {
     let condition = |type_: &str, status: &str, reason: &str, message: String| {
-        let last_transition_time = existing
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
-        Condition {
-            type_: type_.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message,
-            last_transition_time,
-            observed_generation: generation,
-        }
+        crate::writes::condition(existing, generation, now, type_, status, reason, message)
     };
     match problems.first() {
         None => vec![condition(
@@ -315,7 +308,10 @@ async fn reconcile_once<K: Reconcile>(guard: &DeserializeGuard<K>, ctx: &Context
         "kind": resource.kind,
         "status": status,
     });
-    if !status_holds(current.as_ref(), &status) {
+    // A kind whose acting module writes its status (a Session) gets it there, problems
+    // included; a malformed object gets the pipeline's.
+    let act_writes_status = K::ACT_WRITES_STATUS && guard.0.is_ok();
+    if !act_writes_status && !status_holds(current.as_ref(), &status) {
         api.patch_status(
             &name,
             &PatchParams::apply(crate::FIELD_MANAGER).force(),
@@ -327,7 +323,7 @@ async fn reconcile_once<K: Reconcile>(guard: &DeserializeGuard<K>, ctx: &Context
     if let Some(first) = problems.first() {
         ctx.metrics.found_stalled(&kind, first.reason.as_str());
     }
-    if let Some(change) = transition(&existing, &new_conditions) {
+    if !act_writes_status && let Some(change) = transition(&existing, &new_conditions) {
         publish_event(ctx, &guard.object_ref(&()), &change.event(&kind)).await;
     }
     tracing::info!(%kind, %name, %namespace, ?generation, problems = problems.len(), "reconciled");
@@ -345,6 +341,7 @@ async fn reconcile_once<K: Reconcile>(guard: &DeserializeGuard<K>, ctx: &Context
             namespace: &namespace,
             name: &name,
             blocked,
+            blocked_reason: problems.first().map(|p| p.reason.as_str()),
         };
         if let Some(act) = K::ACT
             && let Some(after) = act(on).await?

@@ -49,7 +49,21 @@ pub fn labels(owner: &Owner, run_id: &str, attempt: i32) -> BTreeMap<String, Str
     labels
 }
 
-fn field_env(name: &str, path: &str) -> EnvVar {
+/// The controller owner reference to the kglue object `kind`/`name` (its UID `uid`), blocking its
+/// deletion until what it owns is gone (the garbage collector removes them with it).
+pub fn controller_reference(kind: &str, name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: format!("{}/{}", kglue_crds::API_GROUP, kglue_crds::API_VERSION),
+        kind: kind.into(),
+        name: name.into(),
+        uid: uid.into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// A variable from the downward API: the pod's field at `path`.
+pub fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
@@ -96,6 +110,91 @@ pub fn secret_projections(uses: &[SecretKeyUse]) -> Vec<VolumeProjection> {
         .collect()
 }
 
+/// The requests and limits (equal) of `size` as the operator is configured, with the figures.
+pub fn worker_resources(settings: &RunnerSettings, size: WorkerSize) -> (WorkerResources, ResourceRequirements) {
+    let worker = settings.worker_sizes.get(size);
+    let resources: BTreeMap<String, Quantity> = BTreeMap::from([
+        ("cpu".to_string(), Quantity(worker.cpu.to_string())),
+        ("memory".to_string(), Quantity(format!("{}Gi", worker.memory_gib))),
+    ]);
+    let requirements = ResourceRequirements {
+        requests: Some(resources.clone()),
+        limits: Some(resources),
+        ..ResourceRequirements::default()
+    };
+    (worker, requirements)
+}
+
+/// The spill folder of a pod with `memory_gib` of memory: an emptyDir of twice that, at
+/// [`SPILL_DIR`].
+pub fn spill_volume(memory_gib: u32) -> (Volume, VolumeMount) {
+    let volume = Volume {
+        name: "spill".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(format!("{}Gi", memory_gib * 2))),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let mount = VolumeMount {
+        name: "spill".into(),
+        mount_path: SPILL_DIR.into(),
+        ..VolumeMount::default()
+    };
+    (volume, mount)
+}
+
+/// The Connections' Secret keys `uses` as one read-only projected volume at [`SECRETS_DIR`]
+/// (`<secret>/<key>`, mode 0400); `None` when there are none.
+pub fn secrets_volume(uses: &[SecretKeyUse]) -> Option<(Volume, VolumeMount)> {
+    let projections = secret_projections(uses);
+    if projections.is_empty() {
+        return None;
+    }
+    let volume = Volume {
+        name: "connection-secrets".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(projections),
+            default_mode: Some(0o400),
+        }),
+        ..Volume::default()
+    };
+    let mount = VolumeMount {
+        name: "connection-secrets".into(),
+        mount_path: SECRETS_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    Some((volume, mount))
+}
+
+/// The security context of every runner container ("restricted" Pod Security Standard, read-only
+/// root file system).
+pub fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The security context of every runner pod (non-root, the runtime's default seccomp profile).
+pub fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
 /// What an attempt's Kubernetes Job needs to know besides the launch.
 #[derive(Clone, Debug)]
 pub struct AttemptSpec<'a> {
@@ -112,11 +211,7 @@ pub struct AttemptSpec<'a> {
 /// The Kubernetes Job of an attempt. Pure.
 pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &RunnerSettings) -> BatchJob {
     let labels = labels(owner, &launch.run_id, launch.attempt);
-    let WorkerResources { cpu, memory_gib } = settings.worker_sizes.get(spec.worker);
-    let resources: BTreeMap<String, Quantity> = BTreeMap::from([
-        ("cpu".to_string(), Quantity(cpu.to_string())),
-        ("memory".to_string(), Quantity(format!("{memory_gib}Gi"))),
-    ]);
+    let (WorkerResources { cpu, memory_gib }, resources) = worker_resources(settings, spec.worker);
     let mut command = AttemptCommand::in_pod(
         owner.kind,
         &owner.name,
@@ -131,59 +226,23 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
         command = command.settling(mode);
     }
     let args = command.to_args();
-    let mut volumes = vec![Volume {
-        name: "spill".into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            size_limit: Some(Quantity(format!("{}Gi", memory_gib * 2))),
-            ..EmptyDirVolumeSource::default()
-        }),
-        ..Volume::default()
-    }];
-    let mut mounts = vec![VolumeMount {
-        name: "spill".into(),
-        mount_path: SPILL_DIR.into(),
-        ..VolumeMount::default()
-    }];
-    let projections = secret_projections(&spec.secrets);
-    if !projections.is_empty() {
-        volumes.push(Volume {
-            name: "connection-secrets".into(),
-            projected: Some(ProjectedVolumeSource {
-                sources: Some(projections),
-                default_mode: Some(0o400),
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: "connection-secrets".into(),
-            mount_path: SECRETS_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+    let (spill, spill_mount) = spill_volume(memory_gib);
+    let mut volumes = vec![spill];
+    let mut mounts = vec![spill_mount];
+    if let Some((volume, mount)) = secrets_volume(&spec.secrets) {
+        volumes.push(volume);
+        mounts.push(mount);
     }
     let container = Container {
         name: "runner".into(),
         image: Some(settings.image.clone()),
         args: Some(args),
         env: Some(POD_ENV.iter().map(|(name, path)| field_env(name, path)).collect()),
-        resources: Some(ResourceRequirements {
-            requests: Some(resources.clone()),
-            limits: Some(resources),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(resources),
         volume_mounts: Some(mounts),
         termination_message_path: Some(TERMINATION_LOG.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Capabilities::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(restricted_container()),
         ..Container::default()
     };
     BatchJob {
@@ -191,14 +250,7 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
             name: Some(launch.job_name.clone()),
             namespace: Some(owner.namespace.clone()),
             labels: Some(labels.clone()),
-            owner_references: Some(vec![OwnerReference {
-                api_version: format!("{}/{}", kglue_crds::API_GROUP, kglue_crds::API_VERSION),
-                kind: owner.kind.as_str().into(),
-                name: owner.name.clone(),
-                uid: owner.uid.clone(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
+            owner_references: Some(vec![controller_reference(owner.kind.as_str(), &owner.name, &owner.uid)]),
             ..ObjectMeta::default()
         },
         spec: Some(BatchJobSpec {
@@ -220,14 +272,7 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
                     service_account_name: Some(spec.service_account.unwrap_or(&settings.service_account).to_string()),
                     containers: vec![container],
                     volumes: Some(volumes),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..SeccompProfile::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(restricted_pod()),
                     ..PodSpec::default()
                 }),
             },
@@ -287,7 +332,7 @@ fn pod_running(pod: &Pod) -> bool {
 }
 
 /// How the runner container of the newest pod ended: exit code, reason, termination message.
-fn pod_detail(pods: &[Pod]) -> Option<String> {
+pub fn pod_detail(pods: &[Pod]) -> Option<String> {
     let pod = pods.iter().max_by_key(|p| p.metadata.creation_timestamp.clone())?;
     let status = pod.status.as_ref()?;
     let terminated = status

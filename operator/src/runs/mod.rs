@@ -435,12 +435,23 @@ async fn credentials_secrets<K: Runnable>(
         Vec::new()
     };
     let tables: Vec<&Table> = cached_tables.iter().filter_map(|guard| guard.0.as_ref().ok()).collect();
-    let mut wanted = object.connections(&tables);
-    wanted.sort();
-    wanted.dedup();
+    consenting_secrets(ctx, namespace, object.connections(&tables)).await
+}
+
+/// The Secret keys the Connections `connections` (names in `namespace`) read, from those Secrets
+/// that consent to being used by Connections: what a run's or a session's pod mounts. A
+/// Connection not in the shared cache is skipped (the object referring to it is Stalled, or will
+/// be).
+pub async fn consenting_secrets(
+    ctx: &Context,
+    namespace: &str,
+    mut connections: Vec<String>,
+) -> Result<Vec<SecretKeyUse>, Error> {
+    connections.sort();
+    connections.dedup();
     let secrets_api: Api<Secret> = ctx.api(namespace);
     let mut secrets = Vec::new();
-    for name in &wanted {
+    for name in &connections {
         // The shared cache: the Connection's spec as the last watch event had it.
         let Some(guard) = ctx.informers.connections.get(namespace, name) else {
             continue;

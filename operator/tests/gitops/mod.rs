@@ -23,12 +23,13 @@ pub fn argocd_dir() -> PathBuf {
 }
 
 /// The kinds with a health check, as `health/<file>.lua` names them.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "Classifier",
     "Connection",
     "Crawler",
     "Database",
     "Job",
+    "Session",
     "Table",
     "Trigger",
     "Workflow",
