@@ -32,12 +32,12 @@ e2e/kglue-cluster build
 e2e/kglue-s3 build
 e2e/kglue-tools build
 
-step "DuckDB for Python in a venv (runner/tests/ddl_cli.rs runs the DDL of kglue table ddl in it)"
+step "DuckDB and psycopg for Python in a venv (runner/tests/ddl_cli.rs runs kglue table ddl's DDL in DuckDB; e2e/tests/sql_cli.rs and the Session trial query kglue serve with psycopg)"
 # A venv of the project's own, not the system Python; its python3 comes first on PATH for the tests.
 venv=$cache/venv
-if ! "$venv/bin/python3" -c 'import duckdb' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check duckdb
+if ! "$venv/bin/python3" -c 'import duckdb, psycopg' 2>/dev/null; then
+  [ -x "$venv/bin/python3" ] || python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check duckdb 'psycopg[binary]'
 fi
 export PATH="$venv/bin:$PATH"
 
@@ -53,7 +53,7 @@ step "cargo test: unit tests, the CRD drift test and the integration suites, in 
 # usual wall time so both lanes end together. A suite not in the table counts 30 s.
 lanes=$(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
 import json, sys
-seconds = {"runs": 170, "integrity": 420, "pipelines": 100, "chart": 45, "controllers": 45, "attempt": 35, "node_agent": 30,
+seconds = {"runs": 170, "integrity": 420, "sessions": 100, "pipelines": 100, "chart": 45, "controllers": 45, "attempt": 35, "node_agent": 30,
            "run_cli": 20, "node_logs": 12, "ddl_cli": 10, "api": 10, "crawl_s3": 8, "crawl_cli": 8, "etl_s3": 6, "s3": 5}
 tests = sorted({t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "test" in t["kind"]},
                key=lambda name: -seconds.get(name, 30))

@@ -18,6 +18,7 @@ use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::{Api, Client, Config};
 use serde_json::Value;
 
+pub mod clients;
 pub mod databases;
 pub mod harness;
 pub mod node;

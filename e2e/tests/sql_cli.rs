@@ -1,11 +1,14 @@
 //! `kglue sql`, the built binary over a catalog directory: one-shot queries joining two tables of
 //! different formats, a partition filter that reads one object of a table with 10,000
 //! partitions, refusals of writes and paths, errors that name the position or the table, and
-//! the interactive prompt driven through a pseudo-terminal.
+//! the interactive prompt driven through a pseudo-terminal; and `kglue serve`, the same catalog
+//! over the PostgreSQL wire protocol, queried by psql and psycopg.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
+
+use kglue_e2e::clients::Login;
 
 struct Lake {
     _dir: tempfile::TempDir,
@@ -306,5 +309,187 @@ fn the_prompt_runs_multi_line_statements_lists_tables_reports_errors_and_quits()
     assert!(
         lake.path("home/.kglue_sql_history").exists(),
         "the history is kept between sessions"
+    );
+}
+
+/// `kglue serve` over the lake, listening on a free port of 127.0.0.1; stopped when dropped.
+struct Served {
+    child: std::process::Child,
+    login: Login,
+}
+
+const PASSWORD: &str = "s3cret-pw";
+
+impl Served {
+    fn start(lake: &Lake, extra: &[&str]) -> Served {
+        use std::io::BufRead;
+        let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary is built");
+        let mut child = Command::new(kglue)
+            .args(["serve", "--catalog"])
+            .arg(lake.path("catalog"))
+            .args(["--port", "0", "--username", "analyst"])
+            .args(extra)
+            .env("KGLUE_SESSION_PASSWORD", PASSWORD)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kglue serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let first = lines.next().expect("a line").expect("utf-8");
+        let port = first
+            .strip_prefix("kglue serve: listening on 127.0.0.1:")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(|line| eprintln!("serve: {}", line.unwrap_or_default())));
+        let login = Login {
+            port,
+            user: "analyst".into(),
+            password: PASSWORD.into(),
+        };
+        Served { child, login }
+    }
+
+    fn as_user(&self, user: &str, password: &str) -> Login {
+        Login {
+            user: user.into(),
+            password: password.into(),
+            ..self.login.clone()
+        }
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        let answer = self.login.psql(sql);
+        assert!(answer.ok, "psql -c {sql:?} failed: {answer:?}");
+        answer.out
+    }
+
+    fn psql_error(&self, sql: &str) -> String {
+        let answer = self.login.psql(sql);
+        assert!(!answer.ok, "psql -c {sql:?} should fail: {answer:?}");
+        answer.err
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// psql, the PostgreSQL client, against `kglue serve`: answers, the password, the sandbox and
+/// Tables added while it runs.
+#[test]
+fn psql_queries_the_catalog_through_kglue_serve() {
+    let lake = Lake::new();
+    let served = Served::start(&lake, &[]);
+    assert_eq!(served.psql(JOIN), "Ada,6.50,2,2024-01-01\nGrace,7.25,1,2024-01-01\n");
+    // A partition filter and typed values as PostgreSQL types.
+    assert_eq!(
+        served.psql("SELECT id, amount, day FROM sales.orders WHERE day = DATE '2024-01-02'"),
+        "3,1.00,2024-01-02\n"
+    );
+    // Who may connect: the user and the password, nothing else.
+    for (user, password) in [("analyst", "wrong"), ("postgres", PASSWORD)] {
+        let answer = served.as_user(user, password).psql("SELECT 1");
+        assert!(
+            !answer.ok && answer.err.contains("assword authentication failed"),
+            "{answer:?}"
+        );
+    }
+    // The sandbox: no writes, no paths, no engine settings.
+    for (statement, kind) in [
+        ("INSERT INTO sales.orders VALUES (9, 9, 9.00)", "INSERT"),
+        ("COPY (SELECT 1) TO '/tmp/kglue-serve-out.csv'", "COPY"),
+        (
+            "CREATE EXTERNAL TABLE pw (line TEXT) STORED AS TEXTFILE LOCATION '/etc/passwd'",
+            "CREATE EXTERNAL TABLE",
+        ),
+        ("DROP TABLE sales.orders", "DROP TABLE"),
+        ("SET datafusion.execution.target_partitions = 1", "SET"),
+    ] {
+        let error = served.psql_error(statement);
+        assert!(
+            error.contains(&format!("{kind} is not allowed in a SQL session")),
+            "{statement}: {error}"
+        );
+    }
+    assert!(!Path::new("/tmp/kglue-serve-out.csv").exists());
+    let error = served.psql_error("SELECT * FROM '/etc/passwd'");
+    assert!(!error.contains("root:"), "{error}");
+    // A Table added after the server started is there for the next statement.
+    lake.table(
+        "sales",
+        "people",
+        "data/customers",
+        "Json",
+        "[{name: customer_id, type: bigint}, {name: name, type: string}]",
+        "[]",
+    );
+    assert_eq!(served.psql("SELECT max(name) FROM sales.people"), "Grace\n");
+    let listed = served
+        .psql("SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema = 'sales' ORDER BY 2");
+    assert_eq!(listed, "sales,customers\nsales,orders\nsales,people\n");
+    // psql's own meta-commands, answered from pg_catalog.
+    assert_eq!(
+        served.psql("\\dt sales.*"),
+        "sales,customers,table,postgres\nsales,orders,table,postgres\nsales,people,table,postgres\n"
+    );
+    assert_eq!(
+        served.psql("\\d sales.orders"),
+        "id,bigint,,,\ncustomer_id,bigint,,,\namount,numeric,,,\nday,date,,not null,\n"
+    );
+}
+
+/// psycopg (Python), which uses the extended protocol with parameters: typed answers, the
+/// sandbox, and `--database` limiting what is exposed.
+#[test]
+fn psycopg_queries_with_parameters_and_typed_values() {
+    let lake = Lake::new();
+    let served = Served::start(&lake, &["--database", "sales"]);
+    let answer = served.login.psycopg(
+        r#"rows = conn.execute("SELECT id, amount, day FROM orders WHERE customer_id = %s ORDER BY id", (10,)).fetchall()
+assert rows == [(1, decimal.Decimal("5.50"), datetime.date(2024, 1, 1)), (3, decimal.Decimal("1.00"), datetime.date(2024, 1, 2))], rows
+try:
+    conn.execute("DELETE FROM sales.orders WHERE id = %s", (1,))
+    raise SystemExit("a DELETE was accepted")
+except psycopg.Error as e:
+    assert "DELETE is not allowed in a SQL session" in str(e), str(e)
+    conn.rollback()
+names = [r[0] for r in conn.execute("SELECT schema_name FROM information_schema.schemata ORDER BY 1").fetchall()]
+assert "sales" in names and "lake" not in names, names
+print("ok")"#,
+    );
+    assert!(answer.ok && answer.out.trim() == "ok", "{answer:?}");
+}
+
+/// pgJDBC (Java), as DBeaver and other JDBC tools connect: a prepared statement with a parameter,
+/// the column types it reports, a wrong password and a refused write.
+#[test]
+fn a_jdbc_client_queries_through_kglue_serve() {
+    let lake = Lake::new();
+    let served = Served::start(&lake, &[]);
+    let answer = served.login.jdbc(
+        "SELECT o.id, c.name, o.amount, o.day FROM sales.orders o JOIN sales.customers c ON o.customer_id = c.customer_id WHERE o.customer_id = ? ORDER BY o.id",
+        Some(10),
+    );
+    assert!(answer.ok, "{answer:?}");
+    assert_eq!(
+        answer.out,
+        "id:int8,name:text,amount:numeric,day:date\n1,Ada,5.50,2024-01-01\n3,Ada,1.00,2024-01-02\n"
+    );
+    let answer = served.as_user("analyst", "wrong").jdbc("SELECT 1", None);
+    assert!(
+        !answer.ok && answer.err.contains("assword authentication failed"),
+        "{answer:?}"
+    );
+    let answer = served.login.jdbc("DELETE FROM sales.orders WHERE id = ?", Some(1));
+    assert!(
+        !answer.ok
+            && answer.err.contains("SQLState 42501")
+            && answer.err.contains("DELETE is not allowed in a SQL session"),
+        "{answer:?}"
     );
 }

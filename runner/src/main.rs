@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use cli::{attempt, bookmark, cluster, local, sql};
+use cli::{attempt, bookmark, cluster, local, serve, sql};
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +68,10 @@ enum Command {
     /// Query the catalog with SQL, read-only: a prompt (line editing, history, \\d, \\timing,
     /// \\q), or one-shot with -c or -f. Every Database is a schema, every Table a table.
     Sql(sql::SqlArgs),
+    /// Serve the catalog over the PostgreSQL wire protocol, read-only, for psql, JDBC and BI
+    /// tools (what a Session's pod runs): one user, a password from $KGLUE_SESSION_PASSWORD
+    /// checked with SCRAM-SHA-256, the catalog read again before each statement.
+    Serve(serve::ServeCliArgs),
     /// Work with the tables of a catalog directory.
     Table {
         #[command(subcommand)]
@@ -125,6 +129,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Crawl(args) => local::crawl(args).await,
         Command::Run(args) => local::run(args).await,
         Command::Sql(args) => sql::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Table { command } => local::table(command),
         Command::Connection { command } => local::connection(command).await,
         Command::Bookmark { command } => bookmark::run(command).await,

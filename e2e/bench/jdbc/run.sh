@@ -27,10 +27,8 @@ measure=$here/../tpch/measure.py
 postgres=$repo/e2e/kglue-postgres
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
 
-# PySpark's JDBC driver, from Maven Central; the sha1 is the one Maven Central publishes.
-jdbc_driver_version=42.7.14
-jdbc_driver_sha1=0e7c94ce80cb1dd9875ff44ffe6a40a8aaa3eefd
-jdbc_driver=$cache/maven/org/postgresql/postgresql/$jdbc_driver_version/postgresql-$jdbc_driver_version.jar
+# PySpark's JDBC driver, from Maven Central (pinned and checked by e2e/kglue-pgjdbc).
+jdbc_driver=
 
 scales=1
 read_engines=kglue,connectorx,pyspark
@@ -86,24 +84,7 @@ done
 uses() { [[ ",$read_engines,$write_engines," == *",$1,"* ]]; }
 
 setup_jdbc_driver() {
-  local url published tmp
-  if [[ -f $jdbc_driver ]] && sha1sum "$jdbc_driver" | grep -q "^$jdbc_driver_sha1 "; then
-    return
-  fi
-  command -v curl >/dev/null || die "curl is required to download PostgreSQL's JDBC driver"
-  url=https://repo1.maven.org/maven2/org/postgresql/postgresql/$jdbc_driver_version/postgresql-$jdbc_driver_version.jar
-  log "downloading PostgreSQL's JDBC driver $jdbc_driver_version from Maven Central"
-  mkdir -p "$(dirname "$jdbc_driver")"
-  tmp=$jdbc_driver.download
-  curl -fsSL --retry 3 -o "$tmp" "$url" || die "cannot download $url"
-  published=$(curl -fsSL --retry 3 "$url.sha1" | cut -c1-40) || die "cannot download $url.sha1"
-  [[ $published == "$jdbc_driver_sha1" ]] ||
-    die "Maven Central publishes sha1 $published for $url, this script pins $jdbc_driver_sha1"
-  sha1sum "$tmp" | grep -q "^$jdbc_driver_sha1 " || {
-    rm -f "$tmp"
-    die "the downloaded $url does not have sha1 $jdbc_driver_sha1"
-  }
-  mv "$tmp" "$jdbc_driver"
+  jdbc_driver=$("$repo/e2e/kglue-pgjdbc")
 }
 
 setup_venv "$here/requirements.txt"
@@ -175,7 +156,7 @@ if [[ -n $(cd "$repo" && git status --porcelain -- '*.rs' '*Cargo.toml' Cargo.lo
 fi
 java_version=$( (java -version 2>&1 || true) | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -1)
 "$venv/bin/python" - "$results/versions.json" "$partitions" "$tls" "$kglue_version" "$server_version" \
-  "$jdbc_driver_version" "${java_version:-none}" <<'PY'
+  "$(basename "${jdbc_driver:-none}" .jar | sed "s/^postgresql-//")" "${java_version:-none}" <<'PY'
 import json, sys
 import connectorx, duckdb, polars, pyarrow, pyspark
 out, partitions, tls, kglue, server, driver, java = sys.argv[1:]

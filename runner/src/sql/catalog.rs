@@ -83,6 +83,11 @@ pub struct LakeCatalog {
     shared: Arc<Shared>,
     /// Where views go when the session names no database (`super::SESSION_SCHEMA`).
     session: Option<Arc<dyn SchemaProvider>>,
+    /// The databases shown; `None`: all, including ones created later.
+    only: Option<BTreeSet<String>>,
+    /// Schemas the server registers beside the databases (`pg_catalog` for PostgreSQL clients);
+    /// the sandbox keeps statements from registering any.
+    extra: Mutex<BTreeMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl LakeCatalog {
@@ -104,6 +109,8 @@ impl LakeCatalog {
         let lake = LakeCatalog {
             schemas: Mutex::default(),
             session: None,
+            only: None,
+            extra: Mutex::default(),
             shared,
         };
         lake.refresh(catalog.clone());
@@ -118,6 +125,7 @@ impl LakeCatalog {
             .tables()
             .map(|t| t.spec.database_name.clone())
             .chain(catalog.databases().map(|d| d.spec.database_name.clone()))
+            .filter(|name| self.only.as_ref().is_none_or(|only| only.contains(name)))
             .collect();
         *locked(&self.shared.catalog) = Arc::new(catalog);
         let mut schemas = locked(&self.schemas);
@@ -137,6 +145,15 @@ impl LakeCatalog {
     /// The same catalog with `schema` as the session's own schema.
     pub fn with_session_schema(mut self, schema: Arc<dyn SchemaProvider>) -> LakeCatalog {
         self.session = Some(schema);
+        self
+    }
+
+    /// The same catalog showing only `databases` (a Session's `spec.databases`); the others are
+    /// not schemas, so their tables cannot be named.
+    pub fn with_only_databases(mut self, databases: BTreeSet<String>, catalog: DirCatalog) -> LakeCatalog {
+        self.only = Some(databases);
+        locked(&self.schemas).clear();
+        self.refresh(catalog);
         self
     }
 
@@ -162,6 +179,7 @@ impl CatalogProvider for LakeCatalog {
         if self.session.is_some() && !self.has_schema(super::SESSION_SCHEMA) {
             names.push(super::SESSION_SCHEMA.to_string());
         }
+        names.extend(locked(&self.extra).keys().filter(|n| !self.has_schema(n)).cloned());
         names
     }
 
@@ -169,8 +187,21 @@ impl CatalogProvider for LakeCatalog {
         match locked(&self.schemas).get(name) {
             Some(schema) => Some(schema.clone() as Arc<dyn SchemaProvider>),
             None if name == super::SESSION_SCHEMA => self.session.clone(),
-            None => None,
+            None => locked(&self.extra).get(name).cloned(),
         }
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> datafusion::error::Result<Option<Arc<dyn SchemaProvider>>> {
+        if self.has_schema(name) || name == super::SESSION_SCHEMA {
+            return Err(DataFusionError::Plan(format!(
+                "{name} is a database of the catalog; another schema cannot take its name"
+            )));
+        }
+        Ok(locked(&self.extra).insert(name.to_string(), schema))
     }
 }
 

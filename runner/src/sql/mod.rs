@@ -8,13 +8,16 @@
 //!   of what each statement read from object storage.
 //! - [`output`]: answers as an aligned table, CSV or JSON.
 //! - [`secrets`]: a namespace's Secrets copied for `kglue sql -n`.
+//! - [`serve`]: the same over the PostgreSQL wire protocol (`kglue serve`, a Session's pod).
 //! - [`shell`]: the prompt's logic (statements over lines, `\d`, `\timing`, `\q`).
 
 pub mod catalog;
 pub mod output;
 pub mod secrets;
+pub mod serve;
 pub mod shell;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,13 +121,28 @@ impl SqlSession {
         resolver: StoreResolver,
         database: Option<&str>,
     ) -> Result<SqlSession, SqlError> {
+        SqlSession::open_limited(catalog, source, resolver, database, None)
+    }
+
+    /// [`SqlSession::open`], showing only the databases of `only` when given (a Session's
+    /// `spec.databases`).
+    pub fn open_limited(
+        catalog: DirCatalog,
+        source: CatalogSource,
+        resolver: StoreResolver,
+        database: Option<&str>,
+        only: Option<BTreeSet<String>>,
+    ) -> Result<SqlSession, SqlError> {
         let runtime = RuntimeEnvBuilder::new()
             // No local file system but the tables' own stores, as in jobs.
             .with_object_store_registry(object_stores())
             .build_arc()
             .map_err(|e| SqlError::Engine(e.to_string()))?;
         let reads = Arc::new(ReadLog::default());
-        let lake = LakeCatalog::new(&catalog, Arc::new(resolver), runtime.clone(), reads.clone());
+        let mut lake = LakeCatalog::new(&catalog, Arc::new(resolver), runtime.clone(), reads.clone());
+        if let Some(only) = only {
+            lake = lake.with_only_databases(only, catalog.clone());
+        }
         let default_schema = match database {
             Some(name) if lake.has_schema(name) => name.to_string(),
             Some(name) => {
@@ -156,6 +174,16 @@ impl SqlSession {
     pub async fn refresh(&self) -> Result<(), SqlError> {
         self.lake.refresh(self.source.read().await?);
         Ok(())
+    }
+
+    /// The engine's context, sharing this session's catalog and state (for the wire server).
+    pub fn context(&self) -> SessionContext {
+        self.ctx.clone()
+    }
+
+    /// What statements read from object storage since the last call.
+    pub fn take_reads(&self) -> Reads {
+        self.reads.take()
     }
 
     /// The statements of `sql`, parsed; a syntax error names the line and column.
