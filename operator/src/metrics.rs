@@ -45,6 +45,24 @@ pub struct RunLabels {
     pub state: String,
 }
 
+/// Labels of a session's figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionLabels {
+    /// The Session's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub session: String,
+}
+
+/// What a session's pod reports in `status.activity`, per session (see [`Metrics::session`]).
+#[derive(Clone, Default)]
+struct SessionGauges {
+    queries: Family<SessionLabels, Gauge>,
+    errors: Family<SessionLabels, Gauge>,
+    rows: Family<SessionLabels, Gauge>,
+    bytes: Family<SessionLabels, Gauge>,
+}
+
 /// Labels of trigger fires.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FireLabels {
@@ -140,6 +158,7 @@ pub struct Metrics {
     run_duration: Family<RunLabels, Histogram, fn() -> Histogram>,
     fires: Family<FireLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
+    sessions: SessionGauges,
 }
 
 impl Default for Metrics {
@@ -201,7 +220,33 @@ impl Metrics {
             "1 while this replica holds the leader Lease and runs the controllers, else 0",
             leader.clone(),
         );
+        let sessions = SessionGauges::default();
+        for (name, help, family) in [
+            (
+                "session_queries",
+                "Statements a Session's pod served since it started (its status.activity.queries)",
+                &sessions.queries,
+            ),
+            (
+                "session_errors",
+                "Statements of a Session that failed or were refused (status.activity.errors)",
+                &sessions.errors,
+            ),
+            (
+                "session_rows_returned",
+                "Rows a Session returned to its clients (status.activity.rowsReturned)",
+                &sessions.rows,
+            ),
+            (
+                "session_bytes_scanned",
+                "Bytes a Session read from object storage (status.activity.bytesScanned)",
+                &sessions.bytes,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
         Metrics {
+            sessions,
             registry,
             reconciles,
             errors,
@@ -266,6 +311,33 @@ impl Metrics {
             .inc();
     }
 
+    /// Mirrors the activity a Session's pod reports (queries, errors, rows returned, bytes
+    /// scanned), so one scrape of the operator shows every session; `None` (the Session is gone)
+    /// removes its series.
+    pub fn session(&self, namespace: &str, session: &str, activity: Option<&kglue_crds::session::SessionActivity>) {
+        let labels = SessionLabels {
+            namespace: namespace.into(),
+            session: session.into(),
+        };
+        let gauges = &self.sessions;
+        let families = [&gauges.queries, &gauges.errors, &gauges.rows, &gauges.bytes];
+        match activity {
+            Some(a) => {
+                for (family, value) in families
+                    .into_iter()
+                    .zip([a.queries, a.errors, a.rows_returned, a.bytes_scanned])
+                {
+                    family.get_or_create(&labels).set(value);
+                }
+            }
+            None => {
+                for family in families {
+                    family.remove(&labels);
+                }
+            }
+        }
+    }
+
     /// Records whether this replica leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -282,6 +354,30 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sessions_activity_is_mirrored_per_session_and_removed_with_it() {
+        let metrics = Metrics::new();
+        let activity = kglue_crds::session::SessionActivity {
+            queries: 11,
+            errors: 4,
+            rows_returned: 6,
+            bytes_scanned: 246,
+            ..Default::default()
+        };
+        metrics.session("analytics", "adhoc", Some(&activity));
+        let text = metrics.encode().expect("encodes");
+        for line in [
+            "kglue_operator_session_queries{namespace=\"analytics\",session=\"adhoc\"} 11",
+            "kglue_operator_session_errors{namespace=\"analytics\",session=\"adhoc\"} 4",
+            "kglue_operator_session_rows_returned{namespace=\"analytics\",session=\"adhoc\"} 6",
+            "kglue_operator_session_bytes_scanned{namespace=\"analytics\",session=\"adhoc\"} 246",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
+        metrics.session("analytics", "adhoc", None);
+        assert!(!metrics.encode().expect("encodes").contains("session=\"adhoc\""));
+    }
 
     #[test]
     fn api_requests_are_labelled_by_verb_and_resource() {

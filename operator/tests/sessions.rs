@@ -280,17 +280,65 @@ print("ok")"#,
         "pgJDBC",
         "name:text\nGrace\n",
     )?;
-    // The pod counts what it served into status.activity (written at most every 5 s).
+    // `kglue sql --session`: the same statements sent from the CLI, the password read from the
+    // Session's Secret with the caller's rights.
+    let (ok, out, err) = env.cli(&[
+        "sql",
+        "-n",
+        NAMESPACE,
+        "--session",
+        "adhoc",
+        "--format",
+        "csv",
+        "-c",
+        join,
+    ])?;
+    if !ok || out != "name,total\nAda,6.50\nGrace,7.25\n" {
+        return Err(format!("kglue sql --session: {out}{err}").into());
+    }
+    let (ok, _, err) = env.cli(&[
+        "sql",
+        "-n",
+        NAMESPACE,
+        "--session",
+        "adhoc",
+        "-c",
+        "DROP TABLE sales.orders",
+    ])?;
+    if ok || !err.contains("DROP TABLE is not allowed in a SQL session") || !err.contains("SQLSTATE 42501") {
+        return Err(format!("kglue sql --session should relay the refusal: {err}").into());
+    }
+    // The pod counts what it served into status.activity (written at most every 5 s): five
+    // statements failed (the join before customers existed, the INSERT, the local table, the
+    // path in FROM, the DROP through kglue sql); the wrong password was no statement.
     let activity = env.wait_for("the session's activity", Duration::from_secs(30), || {
         let activity = session_status(env, "adhoc")?["activity"].clone();
         let done = activity["queries"].as_i64().unwrap_or(0) >= 8
-            && activity["errors"].as_i64().unwrap_or(0) >= 3
+            && activity["errors"].as_i64() == Some(5)
             && activity["rowsReturned"].as_i64().unwrap_or(0) >= 6
             && activity["bytesScanned"].as_i64().unwrap_or(0) > 0
             && !activity["lastActivityTime"].is_null();
         Ok(done.then_some(activity))
     })?;
     eprintln!("session activity: {activity}");
+    // The operator mirrors it on its metrics endpoint, per session.
+    let series = format!("kglue_operator_session_queries{{namespace=\"{NAMESPACE}\",session=\"adhoc\"}}");
+    env.wait_for(
+        "the session's queries in the operator's metrics",
+        Duration::from_secs(30),
+        || {
+            Ok(env
+                ._operator
+                .sample(&series)
+                .filter(|&queries| {
+                    Some(queries as i64)
+                        == session_status(env, "adhoc")
+                            .ok()
+                            .and_then(|s| s["activity"]["queries"].as_i64())
+                })
+                .map(|_| ()))
+        },
+    )?;
     Ok(())
 }
 

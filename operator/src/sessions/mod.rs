@@ -39,10 +39,15 @@ pub fn reconcile(on: ActOn<'_>) -> futures::future::BoxFuture<'_, Result<Option<
 /// watch event (the nearest deadline of a Ready session).
 pub async fn reconcile_session(on: ActOn<'_>) -> Result<Option<Duration>, Error> {
     let (ctx, namespace, name) = (on.ctx, on.namespace, on.name);
-    let (Some(settings), Some((api, session))) = (ctx.runner.as_ref(), ctx.fresh::<Session>(namespace, name).await?)
-    else {
+    let Some(settings) = ctx.runner.as_ref() else {
         return Ok(None);
     };
+    let Some((api, session)) = ctx.fresh::<Session>(namespace, name).await? else {
+        ctx.metrics.session(namespace, name, None);
+        return Ok(None);
+    };
+    let activity = session.status.as_ref().and_then(|s| s.activity.as_ref());
+    ctx.metrics.session(namespace, name, activity);
     let owner = SessionOwner {
         name: name.to_string(),
         namespace: namespace.to_string(),

@@ -1,4 +1,5 @@
-//! `kglue sql`: a prompt with line editing and history (rustyline), or one-shot `-c` / `-f`.
+//! `kglue sql`: a prompt with line editing and history (rustyline), or one-shot `-c` / `-f`,
+//! over a catalog or sent to a Session's pod (`--session`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +9,8 @@ use clap::Args;
 use kglue_crds::protocol::attempt::{SECRETS_DIR, SECRETS_DIR_ENV};
 use kglue_runner::catalog::DirCatalog;
 use kglue_runner::sql::output::Format;
-use kglue_runner::sql::shell::{Shell, Step};
+use kglue_runner::sql::remote::RemoteSession;
+use kglue_runner::sql::shell::{Shell, Step, Target};
 use kglue_runner::sql::{CatalogSource, SqlSession};
 use kglue_runner::storage::{Credentials, SecretsDir, StoreResolver};
 use rustyline::error::ReadlineError;
@@ -27,6 +29,11 @@ pub struct SqlArgs {
     /// Connections' Secrets where you may read them, from where this command runs.
     #[arg(short = 'n', long)]
     namespace: Option<String>,
+    /// With -n: send the statements to this Session's pod instead (it must be Ready and
+    /// reachable from here: the pod's IP, as inside the cluster or on the local control plane).
+    /// The password is $PGPASSWORD, or else read from the Session's Secret with your rights.
+    #[arg(long, requires = "namespace")]
+    session: Option<String>,
     /// The database unqualified table names are looked up in.
     #[arg(short = 'd', long)]
     database: Option<String>,
@@ -51,6 +58,11 @@ pub struct SqlArgs {
 
 /// Runs `kglue sql`.
 pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(name), Some(namespace)) = (&args.session, &args.namespace) {
+        let remote = connect_to_session(namespace, name).await?;
+        let shell = Shell::new(Target::Remote(remote), args.format, args.timing);
+        return run_shell(shell, &args).await;
+    }
     // The namespace's Secrets, copied for the session's life into a folder only this user can
     // read, laid out as a mounted Secret volume is; removed when the session ends.
     let mut _secrets_copy = None;
@@ -81,7 +93,12 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
     };
     let resolver = StoreResolver::new(catalog.connections().clone(), Credentials::from_process(secrets));
     let session = SqlSession::open(catalog, source, resolver, args.database.as_deref())?;
-    let mut shell = Shell::new(session, args.format, args.timing);
+    let shell = Shell::new(Target::Local(session), args.format, args.timing);
+    run_shell(shell, &args).await
+}
+
+/// Runs `-c`, `-f` or the prompt.
+async fn run_shell(mut shell: Shell, args: &SqlArgs) -> anyhow::Result<ExitCode> {
     let one_shot = match (&args.command, &args.file) {
         (Some(command), _) => Some(command.clone()),
         (None, Some(file)) => {
@@ -96,6 +113,68 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
         return Ok(exit_code(err.is_empty()));
     }
     prompt(&mut shell).await
+}
+
+/// A connection to Session `name` of `namespace`: its pod's IP and port, its user name, and the
+/// password from $PGPASSWORD or its Secret.
+async fn connect_to_session(namespace: &str, name: &str) -> anyhow::Result<RemoteSession> {
+    use k8s_openapi::api::core::v1::{Pod, Secret};
+    use kglue_crds::Session;
+    use kglue_crds::session::SessionState;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the cluster: {e}"))?;
+    let session = kube::Api::<Session>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .with_context(|| format!("reading Session {namespace}/{name}"))?;
+    let status = session.status.clone().unwrap_or_default();
+    if status.state != Some(SessionState::Ready) {
+        anyhow::bail!(
+            "session {name} is not Ready (state {:?}){}",
+            status.state,
+            status.message.map(|m| format!(": {m}")).unwrap_or_default()
+        );
+    }
+    let pod_name = status
+        .activity
+        .and_then(|a| a.pod)
+        .with_context(|| format!("session {name} names no pod in status.activity"))?;
+    let pod = kube::Api::<Pod>::namespaced(client.clone(), namespace)
+        .get(&pod_name)
+        .await
+        .with_context(|| format!("reading the session's pod {pod_name}"))?;
+    let ip = pod
+        .status
+        .and_then(|s| s.pod_ip)
+        .with_context(|| format!("the session's pod {pod_name} has no IP yet"))?;
+    let auth = &session.spec.auth;
+    let password = match std::env::var("PGPASSWORD") {
+        Ok(password) if !password.is_empty() => password,
+        _ => {
+            let secret = kube::Api::<Secret>::namespaced(client, namespace)
+                .get(&auth.password_secret_ref.name)
+                .await
+                .with_context(|| {
+                    format!(
+                        "reading the session's password from Secret {} (or set PGPASSWORD)",
+                        auth.password_secret_ref.name
+                    )
+                })?;
+            let bytes = secret
+                .data
+                .and_then(|mut d| d.remove(&auth.password_secret_ref.key))
+                .with_context(|| {
+                    format!(
+                        "Secret {} has no key {}",
+                        auth.password_secret_ref.name, auth.password_secret_ref.key
+                    )
+                })?;
+            String::from_utf8(bytes.0).context("the session's password is not UTF-8")?
+        }
+    };
+    let port = u16::try_from(session.spec.port).context("the session's port")?;
+    Ok(RemoteSession::connect(&ip, port, &auth.username, &password).await?)
 }
 
 async fn prompt(shell: &mut Shell) -> anyhow::Result<ExitCode> {

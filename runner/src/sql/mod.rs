@@ -7,12 +7,14 @@
 //! - [`catalog`]: the catalog as the engine's catalog, tables built when first named, and the log
 //!   of what each statement read from object storage.
 //! - [`output`]: answers as an aligned table, CSV or JSON.
+//! - [`remote`]: the prompt's statements sent to a Session's pod (`kglue sql --session`).
 //! - [`secrets`]: a namespace's Secrets copied for `kglue sql -n`.
 //! - [`serve`]: the same over the PostgreSQL wire protocol (`kglue serve`, a Session's pod).
 //! - [`shell`]: the prompt's logic (statements over lines, `\d`, `\timing`, `\q`).
 
 pub mod catalog;
 pub mod output;
+pub mod remote;
 pub mod secrets;
 pub mod serve;
 pub mod shell;
@@ -65,8 +67,9 @@ pub struct Answer {
     pub schema: SchemaRef,
     /// The rows.
     pub batches: Vec<RecordBatch>,
-    /// What it read from object storage.
-    pub reads: Reads,
+    /// What it read from object storage (`None`: not known here, the statement ran in a
+    /// session's pod).
+    pub reads: Option<Reads>,
     /// How long it took, planning included.
     pub elapsed: Duration,
 }
@@ -207,7 +210,7 @@ impl SqlSession {
         Ok(Answer {
             schema,
             batches,
-            reads: self.reads.take(),
+            reads: Some(self.reads.take()),
             elapsed: started.elapsed(),
         })
     }
@@ -284,7 +287,7 @@ fn text_answer<const N: usize>(names: &[&str; N], rows: Vec<[String; N]>) -> Ans
     Answer {
         schema,
         batches,
-        reads: Reads::default(),
+        reads: Some(Reads::default()),
         elapsed: Duration::ZERO,
     }
 }

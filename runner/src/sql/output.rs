@@ -95,7 +95,7 @@ mod tests {
         Answer {
             schema,
             batches: if rows == 0 { Vec::new() } else { vec![batch] },
-            reads: Reads::default(),
+            reads: Some(Reads::default()),
             elapsed: Duration::ZERO,
         }
     }

@@ -35,7 +35,9 @@ use datafusion_postgres::pgwire::api::portal::Portal;
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use datafusion_postgres::pgwire::api::results::Response;
 use datafusion_postgres::pgwire::api::store::PortalStore;
-use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers};
+use datafusion_postgres::pgwire::api::{
+    ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers,
+};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::{DfSessionService, Parser, QueryHook};
@@ -224,11 +226,10 @@ impl Counted {
         match response {
             Response::Query(mut query) => {
                 let activity = self.activity.clone();
-                query.data_rows = Box::pin(query.data_rows.inspect(move |row| match row {
-                    Ok(_) => {
+                query.data_rows = Box::pin(query.data_rows.inspect(move |row| {
+                    if row.is_ok() {
                         activity.rows.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(_) => activity.error(),
                 }));
                 Response::Query(query)
             }
@@ -251,9 +252,9 @@ impl SimpleQueryHandler for Counted {
                 self.activity.statements(responses.len());
                 Ok(responses.into_iter().map(|r| self.count(r)).collect())
             }
+            // The error itself is counted by `ErrorCounter`, as every error sent is.
             Err(error) => {
                 self.activity.statements(1);
-                self.activity.error();
                 Err(error)
             }
         }
@@ -282,12 +283,30 @@ impl ExtendedQueryHandler for Counted {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.activity.statements(1);
-        match ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows).await {
-            Ok(response) => Ok(self.count(response)),
-            Err(error) => {
-                self.activity.error();
-                Err(error)
-            }
+        ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows)
+            .await
+            .map(|response| self.count(response))
+    }
+}
+
+/// Counts the errors sent to clients once they logged in: a statement refused or failing at any
+/// step (parse, bind, execute, or while its rows stream). Failed logins are not statements.
+struct ErrorCounter {
+    activity: Arc<Activity>,
+}
+
+impl ErrorHandler for ErrorCounter {
+    fn on_error<C>(&self, client: &C, _error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        if !matches!(
+            client.state(),
+            PgWireConnectionState::AwaitingSslRequest
+                | PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        ) {
+            self.activity.error();
         }
     }
 }
@@ -319,6 +338,7 @@ impl AuthSource for OneUser {
 
 struct Handlers {
     service: Arc<Counted>,
+    errors: Arc<ErrorCounter>,
     user: Arc<OneUser>,
     parameters: Arc<DefaultServerParameterProvider>,
 }
@@ -330,6 +350,10 @@ impl PgWireServerHandlers for Handlers {
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
         self.service.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        self.errors.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -371,6 +395,9 @@ impl Server {
         let handlers = Arc::new(Handlers {
             service: Arc::new(Counted {
                 inner: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+                activity: activity.clone(),
+            }),
+            errors: Arc::new(ErrorCounter {
                 activity: activity.clone(),
             }),
             user,

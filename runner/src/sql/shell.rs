@@ -6,6 +6,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::output::{Format, render};
+use super::remote::{self, RemoteSession};
 use super::{Answer, SqlError, SqlSession};
 
 /// What a line did.
@@ -33,9 +34,17 @@ pub const HELP: &str = "\
   Statements end with ;  Every Database is a schema: SELECT … FROM database.table
 ";
 
-/// An interactive session: the SQL session, the statement being typed, the settings.
+/// Where the prompt's statements run.
+pub enum Target {
+    /// Here, over a catalog.
+    Local(SqlSession),
+    /// In a Session's pod.
+    Remote(RemoteSession),
+}
+
+/// An interactive session: where statements run, the statement being typed, the settings.
 pub struct Shell {
-    session: SqlSession,
+    session: Target,
     format: Format,
     timing: bool,
     buffer: String,
@@ -43,7 +52,7 @@ pub struct Shell {
 
 impl Shell {
     /// A shell over `session` printing answers in `format`.
-    pub fn new(session: SqlSession, format: Format, timing: bool) -> Shell {
+    pub fn new(session: Target, format: Format, timing: bool) -> Shell {
         Shell {
             session,
             format,
@@ -81,25 +90,47 @@ impl Shell {
     /// standard output and on standard error.
     pub async fn run_text(&mut self, text: &str) -> (String, String) {
         let mut out = String::new();
+        let session = match &self.session {
+            Target::Local(session) => session,
+            Target::Remote(remote) => {
+                return match remote.run_text(text).await {
+                    Ok(answers) => {
+                        for answer in &answers {
+                            if let Err(error) = self.print(answer, &mut out) {
+                                return (out, error);
+                            }
+                        }
+                        (out, String::new())
+                    }
+                    Err(error) => (out, error_text(&error)),
+                };
+            }
+        };
         let statements = match SqlSession::parse(text) {
             Ok(statements) => statements,
             Err(error) => return (out, error_text(&error)),
         };
         for statement in statements {
-            match self.session.run(statement).await {
-                Ok(answer) => match render(&answer, self.format) {
-                    Ok(text) => {
-                        out.push_str(&text);
-                        if self.timing {
-                            out.push_str(&timing_line(&answer));
-                        }
+            match session.run(statement).await {
+                Ok(answer) => {
+                    if let Err(error) = self.print(&answer, &mut out) {
+                        return (out, error);
                     }
-                    Err(error) => return (out, format!("ERROR: printing the answer: {error}\n")),
-                },
+                }
                 Err(error) => return (out, error_text(&error)),
             }
         }
         (out, String::new())
+    }
+
+    /// Appends `answer` (and its timing line) to `out`; an error's text when it cannot print.
+    fn print(&self, answer: &Answer, out: &mut String) -> Result<(), String> {
+        let text = render(answer, self.format).map_err(|e| format!("ERROR: printing the answer: {e}\n"))?;
+        out.push_str(&text);
+        if self.timing {
+            out.push_str(&timing_line(answer));
+        }
+        Ok(())
     }
 
     async fn command(&mut self, line: &str) -> Step {
@@ -107,20 +138,48 @@ impl Shell {
         let name = words.next().unwrap_or_default();
         let argument = words.next();
         let printed = |out: String, err: String| Step::Printed { out, err };
+        if let Target::Remote(_) = &self.session
+            && name == "\\d"
+        {
+            // The session's own catalog, as its information_schema says it.
+            let sql = match argument.map(|a| a.split_once('.')) {
+                None => remote::LIST_TABLES.to_string(),
+                Some(Some((database, table))) => remote::describe_table(database, table),
+                Some(None) => {
+                    return printed(
+                        String::new(),
+                        "ERROR: name the table with its database: \\d DATABASE.TABLE\n".into(),
+                    );
+                }
+            };
+            let (out, err) = self.run_text(&sql).await;
+            return printed(out, err);
+        }
+        let Target::Local(session) = &self.session else {
+            return self.settings(name, argument);
+        };
         // `\d` lists the catalog as it is now, as a statement would read it.
         if name == "\\d"
-            && let Err(error) = self.session.refresh().await
+            && let Err(error) = session.refresh().await
         {
             return printed(String::new(), error_text(&error));
         }
         match (name, argument) {
-            ("\\q" | "\\quit", _) => Step::Quit,
-            ("\\?" | "\\h" | "\\help", _) => printed(HELP.to_string(), String::new()),
-            ("\\d", None) => printed(self.printed(&self.session.list_tables()), String::new()),
-            ("\\d", Some(table)) => match self.session.describe_table(table) {
+            ("\\d", None) => printed(self.printed(&session.list_tables()), String::new()),
+            ("\\d", Some(table)) => match session.describe_table(table) {
                 Ok((answer, footer)) => printed(format!("{}{footer}\n", self.printed(&answer)), String::new()),
                 Err(error) => printed(String::new(), error_text(&error)),
             },
+            _ => self.settings(name, argument),
+        }
+    }
+
+    /// The commands that do not look at the catalog.
+    fn settings(&mut self, name: &str, argument: Option<&str>) -> Step {
+        let printed = |out: String, err: String| Step::Printed { out, err };
+        match (name, argument) {
+            ("\\q" | "\\quit", _) => Step::Quit,
+            ("\\?" | "\\h" | "\\help", _) => printed(HELP.to_string(), String::new()),
             ("\\timing", setting) => {
                 self.timing = match setting {
                     Some("on") => true,
@@ -148,12 +207,15 @@ fn error_text(error: &SqlError) -> String {
 
 /// `Time: 1.234 ms; read 1 object (2.0 KiB) after 1 listing`.
 pub fn timing_line(answer: &Answer) -> String {
-    let reads = &answer.reads;
+    let elapsed = answer.elapsed.as_secs_f64() * 1000.0;
+    let Some(reads) = &answer.reads else {
+        // A session's pod ran it: the time as seen from here, its reads are the pod's.
+        return format!("Time: {elapsed:.3} ms\n");
+    };
     let objects = reads.objects.len();
     let listings = reads.listings.len();
     format!(
-        "Time: {:.3} ms; read {objects} object{} ({}) after {listings} listing{}\n",
-        answer.elapsed.as_secs_f64() * 1000.0,
+        "Time: {elapsed:.3} ms; read {objects} object{} ({}) after {listings} listing{}\n",
         if objects == 1 { "" } else { "s" },
         human_bytes(reads.bytes()),
         if listings == 1 { "" } else { "s" },
