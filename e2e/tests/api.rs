@@ -116,6 +116,7 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
         return Err(format!("examples/database-pipeline holds only {} manifests", databases.len()).into());
     }
     examples.extend(databases);
+    examples.extend(load_manifests(&repo_root().join("examples/sessions"))?);
     for environment in ["dev", "prod"] {
         let rendered = kubectl.kustomize(&repo_root().join("examples/environments").join(environment))?;
         if rendered.len() < 10 {
@@ -141,8 +142,8 @@ fn crds_are_established(env: &Env) -> Result<(), Failed> {
     let expected = kglue_crds::crds();
     assert_eq!(
         expected.len(),
-        9,
-        "the API has eight kinds, plus RunResult (the runner's report)"
+        10,
+        "the API has nine kinds, plus RunResult (the runner's report)"
     );
     for crd in expected {
         let name = crd.metadata.name.unwrap_or_default();
@@ -211,6 +212,7 @@ fn kubectl_get_kglue(env: &Env) -> Result<(), Failed> {
         "job",
         "trigger",
         "workflow",
+        "session",
     ] {
         let prefix = format!("{kind}.kglue.dev/");
         if !stdout.contains(&prefix) {
