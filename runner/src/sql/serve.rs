@@ -153,7 +153,8 @@ pub fn check_wire(statement: &Statement) -> Result<(), SqlError> {
 }
 
 fn refused(error: SqlError) -> PgWireError {
-    // 42501 insufficient_privilege for the sandbox, 3F000/42P01-like catalog trouble as 58000.
+    // 42501 insufficient_privilege for the sandbox, 42601 syntax_error, and 58000 system_error
+    // when the catalog cannot be read.
     let code = match error {
         SqlError::Refused(_) => "42501",
         SqlError::Syntax(_) => "42601",
