@@ -4,6 +4,8 @@
 
 use clap::Args;
 
+use crate::common::WorkerResources;
+
 /// The subcommand the session's pod runs.
 pub const SUBCOMMAND: &str = "serve";
 /// The variable holding the session's password (from `spec.auth.passwordSecretRef`).
@@ -38,6 +40,13 @@ pub struct ServeArgs {
     /// Expose only these databases (repeat); none: every database, present and future.
     #[arg(long = "database")]
     pub databases: Vec<String>,
+    /// The pod's CPUs: the engine's parallelism (unset: the machine's).
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// The pod's memory in GiB: the engine's memory pool is sized from it, and queries beyond it
+    /// spill (unset: no pool, as on a laptop).
+    #[arg(long = "memory-gib")]
+    pub memory_gib: Option<u32>,
 }
 
 /// The `kglue serve` command line of a Session's pod.
@@ -51,6 +60,8 @@ pub struct ServeCommand {
     pub username: String,
     /// The databases exposed (empty: all).
     pub databases: Vec<String>,
+    /// The worker size's CPU and memory.
+    pub worker: WorkerResources,
 }
 
 impl ServeCommand {
@@ -75,6 +86,12 @@ impl ServeCommand {
             args.push("--database".into());
             args.push(database.clone());
         }
+        args.extend([
+            "--cpu".into(),
+            self.worker.cpu.to_string(),
+            "--memory-gib".into(),
+            self.worker.memory_gib.to_string(),
+        ]);
         args
     }
 }
@@ -97,6 +114,7 @@ mod tests {
             port: 15432,
             username: "analyst".into(),
             databases: vec!["sales".into(), "web".into()],
+            worker: WorkerResources { cpu: 2, memory_gib: 8 },
         };
         let mut argv = vec!["kglue".to_string()];
         // The kubelet expands $(KGLUE_POD_IP); here, as on the local node agent, to 127.0.0.1.
@@ -113,5 +131,6 @@ mod tests {
         assert_eq!(parsed.listen, vec!["10.1.2.3".to_string(), "127.0.0.1".to_string()]);
         assert_eq!(parsed.username, "analyst");
         assert_eq!(parsed.databases, vec!["sales".to_string(), "web".to_string()]);
+        assert_eq!((parsed.cpu, parsed.memory_gib), (Some(2), Some(8)));
     }
 }

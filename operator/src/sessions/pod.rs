@@ -85,12 +85,13 @@ fn port(spec: &SessionSpec) -> u16 {
 }
 
 /// The `kglue serve` command of a Session.
-pub fn serve_command(name: &str, spec: &SessionSpec) -> ServeCommand {
+pub fn serve_command(name: &str, spec: &SessionSpec, settings: &RunnerSettings) -> ServeCommand {
     ServeCommand {
         session: name.to_string(),
         port: port(spec),
         username: spec.auth.username.clone(),
         databases: spec.databases.clone(),
+        worker: worker_resources(settings, spec.worker_size).0,
     }
 }
 
@@ -108,7 +109,7 @@ fn service_account<'a>(spec: &'a SessionSpec, settings: &'a RunnerSettings) -> &
 pub fn spec_hash(name: &str, spec: &SessionSpec, settings: &RunnerSettings) -> String {
     let (worker, _) = worker_resources(settings, spec.worker_size);
     let shape = serde_json::json!({
-        "args": serve_command(name, spec).to_args(),
+        "args": serve_command(name, spec, settings).to_args(),
         "password": [spec.auth.password_secret_ref.name, spec.auth.password_secret_ref.key],
         "cpu": worker.cpu,
         "memoryGiB": worker.memory_gib,
@@ -171,7 +172,7 @@ pub fn build_pod(owner: &SessionOwner, spec: &SessionSpec, settings: &RunnerSett
     let container = Container {
         name: CONTAINER.into(),
         image: Some(settings.image.clone()),
-        args: Some(serve_command(&owner.name, spec).to_args()),
+        args: Some(serve_command(&owner.name, spec, settings).to_args()),
         env: Some(env),
         ports: Some(vec![ContainerPort {
             name: Some(PORT_NAME.into()),

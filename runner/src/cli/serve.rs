@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use kglue_crds::protocol::attempt::{POD_NAME_ENV, SECRETS_DIR, SECRETS_DIR_ENV};
+use kglue_crds::common::WorkerResources;
+use kglue_crds::protocol::attempt::{POD_NAME_ENV, SECRETS_DIR, SECRETS_DIR_ENV, SPILL_DIR, SPILL_DIR_ENV};
 use kglue_crds::protocol::session::{PASSWORD_ENV, ServeArgs};
 use kglue_runner::catalog::DirCatalog;
+use kglue_runner::etl::run::Resources;
 use kglue_runner::sql::serve::{ActivityReporter, Login, Server};
 use kglue_runner::sql::{CatalogSource, SqlSession};
 use kglue_runner::storage::{Credentials, SecretsDir, StoreResolver};
@@ -32,6 +34,9 @@ pub struct ServeCliArgs {
     /// (a Session's pod has them mounted here).
     #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
     secrets_dir: PathBuf,
+    /// Where queries spill when --memory-gib bounds them (a Session's pod: its emptyDir).
+    #[arg(long, env = SPILL_DIR_ENV, default_value = SPILL_DIR)]
+    spill_dir: PathBuf,
 }
 
 /// Runs `kglue serve` until the process is stopped.
@@ -73,7 +78,15 @@ pub async fn run(args: ServeCliArgs) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let session = SqlSession::open_limited(catalog, source, resolver, default.as_deref(), only)?;
+    // A Session's pod is told its worker size: the engine's pool and spill are sized from it.
+    let resources = serve.memory_gib.map(|memory_gib| {
+        let worker = WorkerResources {
+            cpu: serve.cpu.unwrap_or(u32::MAX),
+            memory_gib,
+        };
+        Resources::for_resources(worker, args.spill_dir.clone())
+    });
+    let session = SqlSession::open_limited(catalog, source, resolver, default.as_deref(), only, resources.as_ref())?;
     let login = Login {
         username: serve.username.clone(),
         password,

@@ -447,17 +447,24 @@ async fn plan_inner(
     Ok((arguments, ctx, (sources, databases), (sinks, database_sinks), phases))
 }
 
-fn session(resources: &Resources) -> Result<SessionContext, RunError> {
+/// The engine's runtime within `resources`: a memory pool that makes operators spill to
+/// `spill_dir` before the pod's memory runs out, and no local file system (a script or a session
+/// reaches only the stores its tables are mounted on). Jobs and sessions (`kglue serve`) alike.
+pub fn engine_runtime(
+    resources: &Resources,
+) -> datafusion::error::Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
     let _ = std::fs::create_dir_all(&resources.spill_dir);
-    let runtime = RuntimeEnvBuilder::new()
+    RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(resources.memory_limit_bytes)))
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![resources.spill_dir.clone()])),
         )
-        // No local file system: the script reaches only the stores its sources are mounted on.
         .with_object_store_registry(super::sandbox::object_stores())
         .build_arc()
-        .map_err(|e| RunError::Engine(e.to_string()))?;
+}
+
+fn session(resources: &Resources) -> Result<SessionContext, RunError> {
+    let runtime = engine_runtime(resources).map_err(|e| RunError::Engine(e.to_string()))?;
     let config = source::reading_sources(SessionConfig::new().with_target_partitions(resources.target_partitions));
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }

@@ -33,6 +33,7 @@ use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use crate::catalog::DirCatalog;
+use crate::etl::run::{Resources, engine_runtime};
 use crate::etl::sandbox::{RefusedInSession, check_session, object_stores};
 use crate::etl::source::reading_sources;
 use crate::storage::StoreResolver;
@@ -124,23 +125,28 @@ impl SqlSession {
         resolver: StoreResolver,
         database: Option<&str>,
     ) -> Result<SqlSession, SqlError> {
-        SqlSession::open_limited(catalog, source, resolver, database, None)
+        SqlSession::open_limited(catalog, source, resolver, database, None, None)
     }
 
     /// [`SqlSession::open`], showing only the databases of `only` when given (a Session's
-    /// `spec.databases`).
+    /// `spec.databases`), within `resources` when given (a Session's worker size).
     pub fn open_limited(
         catalog: DirCatalog,
         source: CatalogSource,
         resolver: StoreResolver,
         database: Option<&str>,
         only: Option<BTreeSet<String>>,
+        resources: Option<&Resources>,
     ) -> Result<SqlSession, SqlError> {
-        let runtime = RuntimeEnvBuilder::new()
+        let runtime = match resources {
+            // A session's pod: the memory pool and spill of its worker size, as a job's.
+            Some(resources) => engine_runtime(resources),
             // No local file system but the tables' own stores, as in jobs.
-            .with_object_store_registry(object_stores())
-            .build_arc()
-            .map_err(|e| SqlError::Engine(e.to_string()))?;
+            None => RuntimeEnvBuilder::new()
+                .with_object_store_registry(object_stores())
+                .build_arc(),
+        }
+        .map_err(|e| SqlError::Engine(e.to_string()))?;
         let reads = Arc::new(ReadLog::default());
         let mut lake = LakeCatalog::new(&catalog, Arc::new(resolver), runtime.clone(), reads.clone());
         if let Some(only) = only {
@@ -156,11 +162,13 @@ impl SqlSession {
             }
             None => SESSION_SCHEMA.to_string(),
         };
-        let config = reading_sources(
-            SessionConfig::new()
-                .with_information_schema(true)
-                .with_default_catalog_and_schema(CATALOG, &default_schema),
-        );
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, &default_schema);
+        if let Some(resources) = resources {
+            config = config.with_target_partitions(resources.target_partitions);
+        }
+        let config = reading_sources(config);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let lake = Arc::new(lake.with_session_schema(Arc::new(MemorySchemaProvider::new())));
         ctx.register_catalog(CATALOG, lake.clone());
@@ -289,5 +297,59 @@ fn text_answer<const N: usize>(names: &[&str; N], rows: Vec<[String; N]>) -> Ans
         batches,
         reads: Some(Reads::default()),
         elapsed: Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kglue_crds::common::WorkerResources;
+
+    use super::*;
+    use crate::storage::{Credentials, SecretsDir};
+
+    /// A session given a worker's resources (a Session's pod) keeps to its memory pool: a sort
+    /// larger than the pool spills to the spill folder and still answers in full.
+    #[tokio::test]
+    async fn a_bounded_session_spills_a_sort_larger_than_its_pool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut resources =
+            Resources::for_resources(WorkerResources { cpu: 1, memory_gib: 1 }, dir.path().join("spill"));
+        resources.memory_limit_bytes = 24 << 20;
+        let catalog = DirCatalog::snapshot(Vec::new(), Vec::new(), BTreeMap::new(), BTreeMap::new());
+        let resolver = StoreResolver::new(
+            BTreeMap::new(),
+            Credentials::from_process(SecretsDir(dir.path().into())),
+        );
+        let session = SqlSession::open_limited(
+            catalog,
+            CatalogSource::Dir(dir.path().into()),
+            resolver,
+            None,
+            None,
+            Some(&resources),
+        )
+        .expect("opens");
+        let runtime = session.context().runtime_env();
+        assert!(matches!(
+            runtime.memory_pool.memory_limit(),
+            datafusion::execution::memory_pool::MemoryLimit::Finite(limit) if limit == 24 << 20
+        ));
+        let sql = "SELECT sum(r) AS s FROM (SELECT row_number() OVER (ORDER BY v DESC) AS r \
+                   FROM (SELECT value * 7919 % 1000003 AS v FROM generate_series(1, 5000000)))";
+        let statement = SqlSession::parse(sql).expect("parses").remove(0);
+        let answer = session
+            .run(statement)
+            .await
+            .expect("answers within the pool by spilling");
+        let total = answer.batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+            .map(|a| a.value(0));
+        // 5,000,000 sorted rows (40 MB of values alone) do not fit in 24 MiB: without spilling
+        // the sort would fail with "Resources exhausted".
+        assert_eq!(total, Some(5_000_000 * 5_000_001 / 2));
     }
 }
