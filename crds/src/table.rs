@@ -105,8 +105,9 @@ pub struct PartitionSummary {
     #[schemars(length(max = 10))]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub newest: Vec<String>,
-    /// The URL of the partition index object that lists every partition (written by the crawler
-    /// or job that last updated the table). Unset: list the Hive-style layout under the location.
+    /// The URL of the partition index object that lists every partition, written by the crawler
+    /// that last updated the table (a job's write to the table clears it). `kglue sql` and
+    /// sessions take the partitions from it; unset, they list the layout under the location.
     pub index: Option<String>,
     /// Partitions whose folders disappeared and that are kept as deprecated.
     pub deprecated: Option<i64>,

@@ -219,9 +219,16 @@ fn partition_values(folders: &[String]) -> PartitionValues {
         .enumerate()
         .map(|(i, folder)| match folder.split_once('=') {
             Some((key, value)) if !key.is_empty() => (key.to_string(), value.to_string()),
-            _ => (format!("partition_{i}"), folder.clone()),
+            _ => (positional_key(i), folder.clone()),
         })
         .collect()
+}
+
+/// The key a crawler names a partition level whose folders are bare values (`2024/05/`) rather
+/// than `key=value`: `partition_<level>`, counting from 0 as Glue does. Readers take a key of that
+/// name at that level to mean folders named by the value alone.
+pub fn positional_key(level: usize) -> String {
+    format!("partition_{level}")
 }
 
 fn is_hive(folder: &str) -> bool {

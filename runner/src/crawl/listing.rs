@@ -107,6 +107,14 @@ impl Exclusions {
         })
     }
 
+    /// No exclusions.
+    pub fn none() -> Exclusions {
+        Exclusions {
+            patterns: Vec::new(),
+            set: GlobSet::empty(),
+        }
+    }
+
     /// The first pattern that matches `relative_path`, if any.
     pub fn matching(&self, relative_path: &str) -> Option<&str> {
         self.set

@@ -84,6 +84,17 @@ impl CrawlState {
         Ok(self.read(&location.prefix).await?.unwrap_or_default())
     }
 
+    /// The partitions an index object lists, read from `store` (the store that holds `url`);
+    /// `None` when there is no such object.
+    pub async fn read_index(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+    ) -> Result<Option<BTreeSet<Vec<String>>>, StateError> {
+        let root: Location = url.parse().map_err(StorageError::from)?;
+        let key = root.prefix.clone();
+        CrawlState { store, root }.read(&key).await
+    }
+
     /// Writes a table's partition index; returns its URL.
     pub async fn write_index(
         &self,

@@ -45,6 +45,7 @@ use tokio::task::JoinSet;
 
 pub use commit::{CommitPlan, apply, clean_attempt, commit, plan, settle, staged_runs};
 pub use partition::HIVE_DEFAULT_PARTITION;
+pub(crate) use partition::{escape_path_name, unescape_path_name};
 
 use crate::multipart::S3Requests;
 use crate::storage::Location;

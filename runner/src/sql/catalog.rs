@@ -1,8 +1,9 @@
 //! The catalog as the engine's catalog: every Database a schema, every Table a table. A table's
 //! provider is built when a statement first names it (listing nothing before), so a catalog of
-//! thousands of tables costs nothing until it is queried; object-store tables are DataFusion
-//! listing tables over the table's location, whose partition filters list only the folders they
-//! can match; database tables (format Jdbc) are the jobs' database reader.
+//! thousands of tables costs nothing until it is queried; object-store tables are
+//! [`LakeTable`]s, whose partition filters read only the partitions they can match (from the
+//! crawler's partition index where one exists); database tables (format Jdbc) are the jobs'
+//! database reader.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -11,16 +12,17 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::Field;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::TableType;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::DataFusionError;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use kglue_crds::common::{DataFormat, TableRef};
 use kglue_crds::job::{BookmarkOption, JobSource};
+use kglue_crds::table::PartitionSummary;
 use kglue_crds::{Table, TableSpec};
 use object_store::path::Path;
 use object_store::{
@@ -28,6 +30,7 @@ use object_store::{
     PutOptions, PutPayload, PutResult,
 };
 
+use super::lake_table::{LakeTable, LakeTableParts};
 use crate::catalog::DirCatalog;
 use crate::etl::database::DatabaseSource;
 use crate::etl::source::file_format;
@@ -230,8 +233,9 @@ pub struct LakeSchema {
     views: Mutex<BTreeMap<String, Arc<dyn TableProvider>>>,
 }
 
-/// A table opened, with the spec it was opened from.
-type Opened = (TableSpec, Arc<dyn TableProvider>);
+/// A table opened, with the spec and partition summary it was opened from (a new crawl can
+/// rewrite the partition index the summary points at).
+type Opened = ((TableSpec, Option<PartitionSummary>), Arc<dyn TableProvider>);
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -286,35 +290,58 @@ impl LakeSchema {
         let columns = fields_of(&table.spec.columns).map_err(|e| failed(e.to_string()))?;
         let keys: Vec<Field> = fields_of(&table.spec.partition_keys).map_err(|e| failed(e.to_string()))?;
         let format = file_format(&qualified, &storage.format).map_err(|e| failed(e.to_string()))?;
-        let options = ListingOptions::new(format)
-            .with_file_extension("")
-            .with_table_partition_cols(keys.iter().map(|f| (f.name().clone(), f.data_type().clone())).collect());
+        // The index is read with the table's Connection when it sits in the table's store (a
+        // crawler's state usually does), else with the standard credentials.
+        let index = match table.status.as_ref().and_then(|s| s.partitions.as_ref()?.index.clone()) {
+            Some(url) => {
+                let index_location: Location = url.parse().map_err(|e| failed(format!("partition index: {e}")))?;
+                let connection = storage
+                    .connection
+                    .as_deref()
+                    .filter(|_| index_location.store == location.store);
+                let store = self
+                    .shared
+                    .resolver
+                    .store(&index_location, connection)
+                    .map_err(|e| failed(format!("partition index {url}: {e}")))?;
+                Some((url, self.shared.logged(store)))
+            }
+            None => None,
+        };
+        let (store_url, store) = self.shared.register(store).map_err(failed)?;
+        Ok(Arc::new(LakeTable::new(LakeTableParts {
+            name: qualified,
+            location,
+            columns,
+            keys,
+            format,
+            store_url,
+            store,
+            index,
+        })))
+    }
+}
+
+impl Shared {
+    /// A table's store as the engine reaches it (`kglue://table-N`), its reads logged.
+    fn register(&self, store: Arc<dyn ObjectStore>) -> Result<(ObjectStoreUrl, Arc<dyn ObjectStore>), String> {
         let index = {
-            let mut next = locked(&self.shared.next_store);
+            let mut next = locked(&self.next_store);
             *next += 1;
             *next
         };
-        let base = format!("kglue://table-{index}");
-        let base_url = url::Url::parse(&base).map_err(|e| failed(e.to_string()))?;
-        self.shared.runtime.register_object_store(
-            &base_url,
-            Arc::new(LoggedStore {
-                inner: store,
-                log: self.shared.reads.clone(),
-            }),
-        );
-        let prefix = location.prefix.as_ref();
-        let url = if prefix.is_empty() {
-            format!("{base}/")
-        } else {
-            format!("{base}/{prefix}/")
-        };
-        let url = ListingTableUrl::parse(&url).map_err(|e| failed(e.to_string()))?;
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(Arc::new(Schema::new(columns)));
-        let listing = ListingTable::try_new(config).map_err(|e| failed(e.to_string()))?;
-        Ok(Arc::new(listing))
+        let url = ObjectStoreUrl::parse(format!("kglue://table-{index}")).map_err(|e| e.to_string())?;
+        let logged = self.logged(store);
+        self.runtime.register_object_store(url.as_ref(), logged.clone());
+        Ok((url, logged))
+    }
+
+    /// `store`, read-only, with its reads in the session's log.
+    fn logged(&self, store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+        Arc::new(LoggedStore {
+            inner: store,
+            log: self.reads.clone(),
+        })
     }
 }
 
@@ -337,13 +364,17 @@ impl SchemaProvider for LakeSchema {
         let Some(table) = self.catalog_table(name) else {
             return Ok(None);
         };
-        if let Some((spec, built)) = locked(&self.built).get(name)
-            && *spec == table.spec
+        let opened_from = (
+            table.spec.clone(),
+            table.status.as_ref().and_then(|s| s.partitions.clone()),
+        );
+        if let Some((from, built)) = locked(&self.built).get(name)
+            && *from == opened_from
         {
             return Ok(Some(built.clone()));
         }
         let provider = self.build(&table).await.map_err(DataFusionError::Plan)?;
-        locked(&self.built).insert(name.to_string(), (table.spec.clone(), provider.clone()));
+        locked(&self.built).insert(name.to_string(), (opened_from, provider.clone()));
         Ok(Some(provider))
     }
 

@@ -13,6 +13,7 @@
 //! - [`shell`]: the prompt's logic (statements over lines, `\d`, `\timing`, `\q`).
 
 pub mod catalog;
+pub mod lake_table;
 pub mod output;
 pub mod remote;
 pub mod secrets;

@@ -51,6 +51,11 @@ pub(crate) fn escape_path_name(s: &str, out: &mut String) {
     }
 }
 
+/// A folder name's value as Hive's `FileUtils.unescapePathName` reads it back (`%XX` decoded).
+pub(crate) fn unescape_path_name(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
 /// A partition as the catalog sees it: its folder relative to the sink's root and the value of
 /// each partition column (`None` for NULL).
 #[derive(Debug, Clone, PartialEq, Eq)]
