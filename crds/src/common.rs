@@ -266,14 +266,19 @@ pub enum DataFormat {
     /// qualified name as Glue writes it (`database.schema.table` for PostgreSQL,
     /// `database.table` for MySQL), and `connection` is required.
     Jdbc,
+    /// A Kafka topic reached through a `kafka` Connection (Glue's `classification: kafka`):
+    /// `location` is the topic's name, `connection` is required, and `kafka.valueFormat` says how
+    /// each record's value is encoded. Read by streaming jobs (`spec.streaming`).
+    Kafka,
 }
 
 impl DataFormat {
     /// The Connection type a storage of this format is reached through: `jdbc` for a database
-    /// table, `s3` for files.
+    /// table, `kafka` for a topic, `s3` for files.
     pub fn connection_type(self) -> &'static str {
         match self {
             DataFormat::Jdbc => "jdbc",
+            DataFormat::Kafka => "kafka",
             _ => "s3",
         }
     }
@@ -368,14 +373,37 @@ pub struct FormatSpec {
     pub json: Option<JsonOptions>,
     /// Grok options (required with format Grok).
     pub grok: Option<GrokOptions>,
+    /// How a Kafka topic's records are encoded (required with format Kafka).
+    pub kafka: Option<KafkaOptions>,
+}
+
+/// How a Kafka topic's records are encoded.
+#[serde_with::skip_serializing_none]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaOptions {
+    /// Each record's value: `Json` (one JSON object; `json` options apply) or `Csv` (one delimited
+    /// line; `csv` options apply, without a header).
+    pub value_format: KafkaValueFormat,
+}
+
+/// The encoding of a Kafka record's value.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KafkaValueFormat {
+    /// One JSON object per record.
+    Json,
+    /// One delimited line per record.
+    Csv,
 }
 
 /// Where data lives and how it is encoded.
 #[serde_with::skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
-    validation = Rule::new(r#"self.format == 'Jdbc' ? self.location.matches('^[^.\\s/"]+(\\.[^.\\s/"]+){1,2}$') : self.location.matches('^(s3a?://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$')"#).message("location must be an object-store URL (s3://bucket/prefix/ or file:///path/), or with format Jdbc the table's qualified name (database.schema.table or database.table)").field_path(".location"),
+    validation = Rule::new(r#"self.format == 'Jdbc' ? self.location.matches('^[^.\\s/"]+(\\.[^.\\s/"]+){1,2}$') : self.format == 'Kafka' ? self.location.matches('^[a-zA-Z0-9._-]{1,249}$') : self.location.matches('^(s3a?://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$')"#).message("location must be an object-store URL (s3://bucket/prefix/ or file:///path/), with format Jdbc the table's qualified name (database.schema.table or database.table), with format Kafka the topic's name").field_path(".location"),
     validation = Rule::new("self.format != 'Jdbc' || has(self.connection)").message("format Jdbc needs connection: the jdbc Connection that reaches the database").field_path(".connection"),
+    validation = Rule::new("self.format != 'Kafka' || (has(self.connection) && has(self.kafka))").message("format Kafka needs connection (the kafka Connection of the cluster) and kafka.valueFormat").field_path(".format"),
+    validation = Rule::new("self.format == 'Kafka' || !has(self.kafka)").message("kafka options are for format Kafka").field_path(".kafka"),
     validation = Rule::new("self.format != 'Jdbc' || !(has(self.compression) || has(self.csv) || has(self.json) || has(self.grok))").message("format Jdbc takes no compression, csv, json or grok options: the database encodes its own rows").field_path(".format"),
 )]
 #[serde(rename_all = "camelCase")]

@@ -20,13 +20,14 @@ use crate::common::ObservedStatus;
     doc = "A connection (Glue connection): how crawlers and jobs reach a data store. Credentials are never inline: they come from a Secret the runner is given.",
     printcolumn = r#"{"name": "Endpoint", "type": "string", "jsonPath": ".spec.s3.endpoint"}"#,
     printcolumn = r#"{"name": "URL", "type": "string", "jsonPath": ".spec.jdbc.url"}"#,
+    printcolumn = r#"{"name": "Brokers", "type": "string", "jsonPath": ".spec.kafka.bootstrapServers[0]"}"#,
     printcolumn = r#"{"name": "Region", "type": "string", "jsonPath": ".spec.s3.region"}"#,
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
-    validation = Rule::new("[has(self.s3), has(self.jdbc)].filter(x, x).size() == 1").message("exactly one of s3 or jdbc must be set: a Connection reaches one data store"),
-    validation = Rule::new("!has(self.jdbc) || !has(self.allowedWritePrefixes)").message("allowedWritePrefixes scope object-store locations; a jdbc Connection has none").field_path(".allowedWritePrefixes")
+    validation = Rule::new("[has(self.s3), has(self.jdbc), has(self.kafka)].filter(x, x).size() == 1").message("exactly one of s3, jdbc or kafka must be set: a Connection reaches one data store"),
+    validation = Rule::new("!(has(self.jdbc) || has(self.kafka)) || !has(self.allowedWritePrefixes)").message("allowedWritePrefixes scope object-store locations; a jdbc or kafka Connection has none").field_path(".allowedWritePrefixes")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionSpec {
@@ -37,6 +38,8 @@ pub struct ConnectionSpec {
     pub s3: Option<S3Connection>,
     /// A database (PostgreSQL, MySQL or MariaDB), named by a JDBC URL as Glue names it.
     pub jdbc: Option<JdbcConnection>,
+    /// An Apache Kafka cluster, for streaming jobs' topics.
+    pub kafka: Option<KafkaConnection>,
     /// The locations runs may write through this Connection (`s3://lake/curated/`): a sink
     /// outside all of them fails before anything is written, naming the sink, its location and
     /// these prefixes. Empty: no restriction. The same scoping as an IAM policy limited to one
@@ -158,7 +161,70 @@ pub struct JdbcConnection {
     pub statement_timeout_seconds: Option<u32>,
 }
 
-/// Where in a Secret a database's user and password are.
+/// An Apache Kafka cluster: Glue's Kafka connection (`KAFKA_BOOTSTRAP_SERVERS`,
+/// `KAFKA_SSL_ENABLED` with `KAFKA_CUSTOM_CERT`, `KAFKA_SASL_MECHANISM` with the SASL user and
+/// password, here from a Secret).
+#[serde_with::skip_serializing_none]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaConnection {
+    /// The brokers to bootstrap from, `host:port` each (`kafka-0.kafka:9092`); the cluster's other
+    /// brokers are found from them.
+    #[schemars(
+        length(min = 1, max = 32),
+        inner(pattern("^([^\\s/:\\[\\]]+|\\[[0-9a-fA-F:.]+\\]):[0-9]{1,5}$"), length(max = 261))
+    )]
+    pub bootstrap_servers: Vec<String>,
+    /// TLS to the brokers, always verifying their certificates. Unset: plaintext, Kafka's default
+    /// `security.protocol`.
+    pub tls: Option<KafkaTls>,
+    /// A SASL login. Unset: none.
+    pub sasl: Option<KafkaSasl>,
+    /// How long to wait for a broker to answer a connection, in seconds (default 10).
+    #[schemars(range(min = 1, max = 300))]
+    pub connect_timeout_seconds: Option<u32>,
+}
+
+/// TLS to Kafka's brokers.
+#[serde_with::skip_serializing_none]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTls {
+    /// The Secret key holding the CA certificate(s) the brokers' certificates are checked against,
+    /// PEM. Unset: the public web PKI's roots (a managed Kafka with a public certificate).
+    pub ca_secret_ref: Option<SecretKeySelector>,
+}
+
+/// A SASL login to Kafka.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSasl {
+    /// `Plain`, `ScramSha256` or `ScramSha512` (Kafka's PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
+    pub mechanism: SaslMechanism,
+    /// The Secret (same namespace) holding the user and password (`username` and `password` by
+    /// default, as in a `kubernetes.io/basic-auth` Secret).
+    pub credentials_secret_ref: JdbcCredentialsSecretRef,
+}
+
+/// A SASL mechanism.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// PLAIN: the password as it is (use it over TLS).
+    Plain,
+    /// SCRAM-SHA-256.
+    ScramSha256,
+    /// SCRAM-SHA-512.
+    ScramSha512,
+}
+
+impl KafkaConnection {
+    /// The connect timeout, defaulted.
+    pub fn connect_timeout_seconds(&self) -> u32 {
+        self.connect_timeout_seconds.unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECONDS)
+    }
+}
+
+/// Where in a Secret a user and password are (a database's, or a Kafka SASL login's).
 #[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -317,12 +383,38 @@ impl ConnectionSpec {
                 add(&ca.name, ca.key(), true, "spec.jdbc.tls.caSecretRef");
             }
         }
+        if let Some(kafka) = &self.kafka {
+            if let Some(sasl) = &kafka.sasl {
+                let secret = &sasl.credentials_secret_ref;
+                add(
+                    &secret.name,
+                    secret.user_key(),
+                    true,
+                    "spec.kafka.sasl.credentialsSecretRef.userKey",
+                );
+                add(
+                    &secret.name,
+                    secret.password_key(),
+                    true,
+                    "spec.kafka.sasl.credentialsSecretRef.passwordKey",
+                );
+            }
+            if let Some(ca) = kafka.tls.as_ref().and_then(|tls| tls.ca_secret_ref.as_ref()) {
+                add(&ca.name, ca.key(), true, "spec.kafka.tls.caSecretRef");
+            }
+        }
         uses
     }
 
-    /// The Connection's type, as users write it (`s3`, `jdbc`).
+    /// The Connection's type, as users write it (`s3`, `jdbc`, `kafka`).
     pub fn kind(&self) -> &'static str {
-        if self.jdbc.is_some() { "jdbc" } else { "s3" }
+        if self.jdbc.is_some() {
+            "jdbc"
+        } else if self.kafka.is_some() {
+            "kafka"
+        } else {
+            "s3"
+        }
     }
 }
 

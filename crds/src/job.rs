@@ -101,6 +101,73 @@ pub struct JobSpec {
     #[schemars(range(min = 1, max = 100))]
     #[serde(default = "default_history_limit")]
     pub run_history_limit: i32,
+    /// Run as a streaming job (Glue's `gluestreaming`): the one source whose Table has format
+    /// Kafka is read in micro-batches, each batch running the script over its records (joins with
+    /// the other sources allowed) and committing its sinks together with the offsets it consumed
+    /// (docs/streaming.md).
+    pub streaming: Option<StreamingSpec>,
+}
+
+/// How a streaming job reads its topic and commits its batches.
+#[serde_with::skip_serializing_none]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamingSpec {
+    /// The length of a micro-batch in seconds (Glue's `windowSize`): records that arrive within it
+    /// are processed and committed together. Default 100.
+    #[schemars(range(min = 1, max = 3600))]
+    #[serde(default = "default_window_seconds")]
+    pub window_seconds: u32,
+    /// The most records one batch takes (across partitions); the rest wait for the next batch.
+    /// Unset: no limit but the window.
+    #[schemars(range(min = 1, max = 100000000))]
+    pub max_records_per_batch: Option<u64>,
+    /// Where a stream with no checkpoint starts: `earliest` (every record the topic still holds)
+    /// or `latest` (records produced from now on). Default `latest`, as in Glue.
+    #[serde(default)]
+    pub starting_offsets: StartingOffsets,
+    /// Where the stream's checkpoint is kept: one record per committed batch, holding the offsets
+    /// it consumed (docs/streaming.md). Unset: `_kglue_checkpoint/<job name>/` under the first
+    /// sink's location.
+    pub checkpoint: Option<StorageLocation>,
+    /// Where records that do not parse go, as JSON lines naming their topic, partition, offset
+    /// and the reason. Unset: `_kglue_dead_letter/<job name>/` under the first sink's location.
+    pub dead_letter: Option<StorageLocation>,
+    /// Stop the stream (the run fails) at the first record that does not parse, instead of
+    /// sending it to the dead-letter location.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_on_bad_record: bool,
+}
+
+/// An object-store location and the Connection that reaches it.
+#[serde_with::skip_serializing_none]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageLocation {
+    /// `s3://bucket/prefix/` or `file:///path/`.
+    #[schemars(
+        pattern("^(s3a?://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$"),
+        length(max = 2048)
+    )]
+    pub location: String,
+    /// The `s3` Connection; unset: the standard AWS environment.
+    #[schemars(pattern(OBJECT_NAME_PATTERN))]
+    pub connection: Option<String>,
+}
+
+/// Where a stream without a checkpoint starts.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartingOffsets {
+    /// The oldest records the topic holds.
+    Earliest,
+    /// Records produced after the stream starts.
+    #[default]
+    Latest,
+}
+
+fn default_window_seconds() -> u32 {
+    100
 }
 
 fn default_job_timeout() -> i32 {
@@ -376,6 +443,18 @@ pub struct SourceBookmark {
     /// committed runs, one value per key column, in key order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key: Vec<KeyValue>,
+    /// A Kafka source's committed position: per partition, the next offset to read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offsets: Vec<PartitionOffset>,
+}
+
+/// The next offset to read of one partition of a topic.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionOffset {
+    /// The partition.
+    pub partition: i32,
+    /// The offset of the next record to read.
+    pub offset: i64,
 }
 
 /// One column's value of a key bookmark, as text (the database parses it back as the column's

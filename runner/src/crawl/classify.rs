@@ -130,6 +130,7 @@ fn plain(format: DataFormat, compression: Option<Compression>) -> FormatSpec {
         csv: None,
         json: None,
         grok: None,
+        kafka: None,
     }
 }
 

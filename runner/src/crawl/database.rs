@@ -156,6 +156,7 @@ fn found_table(
                 csv: None,
                 json: None,
                 grok: None,
+                kafka: None,
             },
             connection: Some(connection.to_string()),
         },

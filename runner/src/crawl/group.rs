@@ -413,6 +413,7 @@ mod tests {
                 csv: None,
                 json: None,
                 grok: None,
+                kafka: None,
             },
             columns: columns
                 .iter()
@@ -433,6 +434,7 @@ mod tests {
                 csv: None,
                 json: None,
                 grok: None,
+                kafka: None,
             },
             ..csv_schema(&[("x", "int")])
         }

@@ -96,6 +96,7 @@ pub(super) fn athena(ctx: &mut Ctx) -> Result<String, DdlError> {
             sql.push_str("ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'\nSTORED AS TEXTFILE\n");
         }
         DataFormat::Jdbc => return Err(ctx.refuse_jdbc()),
+        DataFormat::Kafka => return Err(ctx.refuse_kafka()),
         DataFormat::Grok => {
             let Some(grok) = &ctx.grok else {
                 return Err(ctx.unsupported("its format is Grok but it has no grok pattern".into()));

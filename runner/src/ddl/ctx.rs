@@ -143,6 +143,13 @@ impl Ctx {
         ))
     }
 
+    pub(super) fn refuse_kafka(&self) -> DdlError {
+        self.unsupported(format!(
+            "it is a Kafka topic (format Kafka), not files: read it with {}'s Kafka connector, or query the files a streaming job writes from it",
+            self.dialect.engine()
+        ))
+    }
+
     pub(super) fn refuse_grok(&self) -> DdlError {
         self.unsupported(format!(
             "its files are text lines parsed by a grok pattern, which {} has no reader for (Athena has: --dialect athena)",

@@ -23,6 +23,7 @@ pub(super) fn duckdb(ctx: &mut Ctx, folders: Option<&str>) -> Result<String, Ddl
         }
         DataFormat::Grok => return Err(ctx.refuse_grok()),
         DataFormat::Jdbc => return Err(ctx.refuse_jdbc()),
+        DataFormat::Kafka => return Err(ctx.refuse_kafka()),
     };
     let text = matches!(ctx.format, DataFormat::Csv | DataFormat::Json);
     if text && let Some(codec @ (Compression::Bzip2 | Compression::Xz)) = ctx.compression {

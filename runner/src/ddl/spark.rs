@@ -14,6 +14,7 @@ pub(super) fn spark(ctx: &mut Ctx) -> Result<String, DdlError> {
         DataFormat::Orc => "orc",
         DataFormat::Grok => return Err(ctx.refuse_grok()),
         DataFormat::Jdbc => return Err(ctx.refuse_jdbc()),
+        DataFormat::Kafka => return Err(ctx.refuse_kafka()),
     };
     let mut options = Vec::new();
     match ctx.format {

@@ -15,6 +15,7 @@ pub(super) fn trino(ctx: &mut Ctx) -> Result<String, DdlError> {
         DataFormat::Orc => "ORC",
         DataFormat::Grok => return Err(ctx.refuse_grok()),
         DataFormat::Jdbc => return Err(ctx.refuse_jdbc()),
+        DataFormat::Kafka => return Err(ctx.refuse_kafka()),
     };
     if ctx.format == DataFormat::Json && ctx.json_array {
         return Err(ctx.unsupported(

@@ -99,6 +99,7 @@ pub fn pick(
         next: SourceBookmark {
             watermark: Some(MicroTime(listed_at)),
             recent_keys: recent.into_iter().collect(),
+            offsets: Vec::new(),
             key: Vec::new(),
         },
         deferred,

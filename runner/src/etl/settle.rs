@@ -103,6 +103,7 @@ pub fn commit_target(commit: &CommitSink, resolver: &StoreResolver) -> Result<Si
             csv: None,
             json: None,
             grok: None,
+            kafka: None,
         },
         partition_by: commit.partition_by.clone(),
         target_file_bytes: 1,

@@ -342,6 +342,9 @@ pub fn file_format(name: &str, format: &FormatSpec) -> Result<Arc<dyn FileFormat
             }
             Ok(Arc::new(JsonFormat::default().with_file_compression_type(compression)))
         }
+        DataFormat::Kafka => Err(unsupported(
+            "format Kafka is a topic: a streaming job reads it (spec.streaming), and `kglue sql` reads the files a streaming job writes",
+        )),
         DataFormat::Avro | DataFormat::Orc | DataFormat::Grok | DataFormat::Jdbc => Err(unsupported(&format!(
             "format {:?} is not supported by job sources yet (Parquet, Csv and Json are); convert it with a crawler-backed table in one of those formats",
             format.format
@@ -717,6 +720,7 @@ mod tests {
                 csv: None,
                 json: None,
                 grok: None,
+                kafka: None,
             },
             file_schema: None,
             partition_keys: None,

@@ -269,6 +269,7 @@ mod tests {
                 csv: None,
                 json: None,
                 grok: None,
+                kafka: None,
             },
             connection: None,
         }

@@ -92,6 +92,7 @@ fn parquet() -> FormatSpec {
         csv: None,
         json: None,
         grok: None,
+        kafka: None,
     }
 }
 
@@ -478,6 +479,7 @@ async fn csv_honours_header_delimiter_null_value_and_gzip() {
         }),
         json: None,
         grok: None,
+        kafka: None,
     };
     let target = target(dir.path(), format, &["region"], WriteMode::Append);
     // Names are the only NULLs: DataFusion's CSV reader has no null value of its own, so the
@@ -540,6 +542,7 @@ async fn csv_without_header_and_with_an_escape_character() {
         }),
         json: None,
         grok: None,
+        kafka: None,
     };
     let target = target(dir.path(), format, &[], WriteMode::Append);
     let partitions = vec![vec![batch(0, 10, &[Some("EU")])]];
@@ -566,6 +569,7 @@ async fn json_lines_with_zstd_read_back() {
         csv: None,
         json: None,
         grok: None,
+        kafka: None,
     };
     let target = target(dir.path(), format, &["region"], WriteMode::Append);
     let partitions = input(&[Some("EU"), Some("US"), None]);
@@ -774,6 +778,7 @@ async fn text_files_roll_over_with_a_header_each() {
         csv: None,
         json: None,
         grok: None,
+        kafka: None,
     };
     let mut target = target(dir.path(), format, &[], WriteMode::Append);
     target.target_file_bytes = 200;
