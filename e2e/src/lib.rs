@@ -21,6 +21,7 @@ use serde_json::Value;
 pub mod clients;
 pub mod databases;
 pub mod harness;
+pub mod kafka;
 pub mod node;
 pub mod s3;
 pub use s3::S3Server;

@@ -76,6 +76,7 @@ impl Setup {
             arguments: BTreeMap::new(),
             bookmark,
             resources: Resources::for_worker(kglue_crds::common::WorkerSize::Small, self.path("spill")),
+            stream: None,
         };
         match plan_run(request, &catalog, &resolver).await {
             Ok(planned) => planned.execute(&mut catalog, decider).await,

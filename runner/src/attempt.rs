@@ -219,6 +219,7 @@ async fn job_attempt(client: &Client, attempt: &Attempt) -> AttemptEnd {
         arguments,
         bookmark,
         resources: Resources::for_resources(worker, spill_dir.clone()),
+        stream: None,
     };
     let mut decider = ReportDecider {
         client: client.clone(),

@@ -39,6 +39,9 @@ pub enum LocalError {
     /// The record of a decided commit could not be read or removed.
     #[error("the record of a decided commit: {0}")]
     Ledger(String),
+    /// A streaming job stopped on an error.
+    #[error(transparent)]
+    Stream(#[from] crate::etl::stream::StreamError),
     /// `kglue bookmark rewind --bookmarks FILE` without `--to-run`.
     #[error("rewinding a bookmark file needs --to-run ID (`kglue bookmark show --bookmarks FILE` lists the runs)")]
     RewindNeedsRun,
@@ -122,6 +125,7 @@ pub async fn run_job(run: LocalRun, explain: bool) -> Result<LocalRunOutput, Loc
         arguments: run.arguments.clone(),
         bookmark: bookmark_file.bookmark.clone(),
         resources: Resources::for_worker(run.job.spec.worker_size, spill_dir.clone()),
+        stream: None,
     };
     if explain {
         let started = std::time::Instant::now();
@@ -158,6 +162,40 @@ pub async fn run_job(run: LocalRun, explain: bool) -> Result<LocalRunOutput, Loc
         ledger.remove(&run_id).map_err(LocalError::Ledger)?;
     }
     Ok(LocalRunOutput::Ran(Box::new(result)))
+}
+
+/// Runs a streaming Job (`spec.streaming`) against a catalog directory until it is stopped
+/// (`stop` set to true: Ctrl-C), caught up (`until_caught_up`), `max_batches` are done, or it
+/// fails. Its checkpoint, not a bookmark file, keeps its place (docs/streaming.md).
+pub async fn run_stream(
+    run: LocalRun,
+    until_caught_up: bool,
+    max_batches: Option<u64>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    on_batch: impl FnMut(&crate::etl::stream::BatchReport),
+    on_problem: impl FnMut(&str),
+) -> Result<crate::etl::stream::StreamSummary, LocalError> {
+    let mut catalog = DirCatalog::load(&run.catalog)?;
+    let resolver = StoreResolver::new(
+        catalog.connections().clone(),
+        Credentials::from_process(SecretsDir(run.secrets_dir.clone())),
+    );
+    let spill_dir = run
+        .spill_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("kglue-spill-{}", new_run_id())));
+    let request = crate::etl::stream::StreamRequest {
+        job_name: run.job.name_any(),
+        spec: run.job.spec.clone(),
+        arguments: run.arguments.clone(),
+        resources: Resources::for_worker(run.job.spec.worker_size, spill_dir.clone()),
+        until_caught_up,
+        max_batches,
+        stop,
+    };
+    let summary = crate::etl::stream::run_stream(request, &mut catalog, &resolver, on_batch, on_problem).await;
+    let _ = std::fs::remove_dir_all(&spill_dir);
+    Ok(summary?)
 }
 
 /// A run id from the clock: sortable, unique per microsecond, and made of the characters output

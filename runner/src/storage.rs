@@ -52,6 +52,16 @@ pub enum StorageError {
         /// Its type.
         kind: &'static str,
     },
+    /// A Kafka source names a Connection that does not reach Kafka.
+    #[error("{field}: connection {connection} is a {kind} Connection, not kafka")]
+    NotKafka {
+        /// What named it.
+        field: String,
+        /// The Connection.
+        connection: String,
+        /// Its type.
+        kind: &'static str,
+    },
     /// A database's endpoint could not be resolved (its URL, Secret values, CA).
     #[error("{}", match source.as_ref() {
         kglue_jdbc::JdbcError::Secret(message) => message.clone(),
@@ -227,6 +237,27 @@ impl StoreResolver {
             connection: connection.into(),
             source: Box::new(source),
         })
+    }
+
+    /// The Kafka endpoint of the `kafka` Connection `connection` (named by `field`), with its
+    /// credentials and CA read from the mounted Secrets. Nothing is connected yet.
+    pub fn kafka(&self, connection: &str, field: &str) -> Result<crate::etl::kafka::KafkaEndpoint, StorageError> {
+        let spec = self
+            .connections
+            .get(connection)
+            .ok_or_else(|| StorageError::UnknownConnection(connection.into()))?;
+        let Some(kafka) = &spec.kafka else {
+            return Err(StorageError::NotKafka {
+                field: field.into(),
+                connection: connection.into(),
+                kind: spec.kind(),
+            });
+        };
+        let mut secrets = ConnectionSecrets {
+            connection,
+            dir: &self.secrets,
+        };
+        crate::etl::kafka::KafkaEndpoint::resolve(connection, kafka, &mut secrets)
     }
 
     /// For an S3 location, the multipart requests object_store does not make (listing and

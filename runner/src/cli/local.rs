@@ -78,6 +78,13 @@ pub struct RunArgs {
     /// Where the Secrets that Connections refer to are: one folder per Secret, one file per key.
     #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
     secrets_dir: PathBuf,
+    /// A streaming job: stop once the topic is read to the end it had when the stream started
+    /// (Spark's Trigger.AvailableNow). Without it the stream runs until Ctrl-C.
+    #[arg(long)]
+    until_caught_up: bool,
+    /// A streaming job: stop after this many batches.
+    #[arg(long)]
+    max_batches: Option<u64>,
 }
 
 /// `kglue connection`.
@@ -165,6 +172,9 @@ pub async fn crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
 /// Runs a Job locally and prints its result (or, with `--explain`, its plan).
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let job = read_job(&args.file)?;
+    if job.spec.streaming.is_some() && !args.explain {
+        return stream(job, args).await;
+    }
     let output = kglue_runner::local::run_job(
         LocalRun {
             job,
@@ -208,6 +218,56 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             result.run_id
         )),
     }
+}
+
+/// Runs a streaming job, printing a line per committed batch, until Ctrl-C (which stops it after
+/// the batch in progress), `--until-caught-up` or `--max-batches`.
+async fn stream(job: kglue_crds::Job, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("kglue: stopping after the batch in progress");
+            let _ = stop.send(true);
+        }
+    });
+    let json = args.json;
+    let summary = kglue_runner::local::run_stream(
+        LocalRun {
+            job,
+            catalog: args.catalog,
+            arguments: args.arguments.into_iter().collect(),
+            bookmarks: None,
+            run_id: None,
+            attempt: args.attempt,
+            spill_dir: args.spill_dir,
+            secrets_dir: args.secrets_dir,
+        },
+        args.until_caught_up,
+        args.max_batches,
+        stopped,
+        |batch| {
+            if json {
+                if let Ok(line) = serde_json::to_string(batch) {
+                    println!("{line}");
+                }
+            } else {
+                let lag: i64 = batch.lag.values().sum();
+                println!(
+                    "batch {} ({}): {} records, {} bad, {} bytes; lag {lag}; {:.2}s",
+                    batch.batch, batch.run_id, batch.records, batch.bad_records, batch.bytes, batch.seconds
+                );
+            }
+        },
+        |problem| eprintln!("kglue: {problem}; retrying"),
+    )
+    .await?;
+    if !json {
+        println!(
+            "stream stopped after {} batches, {} records; offsets {:?}",
+            summary.batches, summary.records, summary.offsets
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a table's DDL for another engine; notes go to stderr.

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::datasource::MemTable;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -26,7 +28,7 @@ use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Table;
 use kglue_crds::common::{Compression, DataFormat, StorageSpec, TableRef, WorkerResources, WorkerSize};
 use kglue_crds::job::{
-    BookmarkOption, JobBookmark, JobRunMetrics, JobSink, JobSpec, SinkMetrics, SourceMetrics, WriteMode,
+    BookmarkOption, JobBookmark, JobRunMetrics, JobSink, JobSpec, SinkMetrics, SourceBookmark, SourceMetrics, WriteMode,
 };
 use kglue_crds::run_result::{CommitIntent, CommitSink};
 use serde::{Deserialize, Serialize};
@@ -108,6 +110,21 @@ pub struct RunRequest {
     pub bookmark: Option<JobBookmark>,
     /// What the run may use.
     pub resources: Resources,
+    /// One micro-batch of a streaming job: its Kafka source's records, read before the run.
+    pub stream: Option<StreamBatch>,
+}
+
+/// The records of one micro-batch of a streaming job, registered as its Kafka source.
+#[derive(Debug, Clone)]
+pub struct StreamBatch {
+    /// The source's name in the job.
+    pub source: String,
+    /// The records that parsed: the Table's columns and Kafka's metadata columns.
+    pub rows: RecordBatch,
+    /// Bytes of the records' values.
+    pub bytes: u64,
+    /// The offsets after the batch: the source's bookmark once the batch commits.
+    pub next: Vec<kglue_crds::job::PartitionOffset>,
 }
 
 /// How a run ended.
@@ -410,7 +427,17 @@ async fn plan_inner(
         .then(|| bookmark::MAX_RECENT_KEY_BYTES / spec.sources.len().max(1));
     let mut sources = Vec::new();
     let mut databases = Vec::new();
+    // A streaming batch reads its other sources whole each time (the tables it joins with); only
+    // the topic's offsets are its bookmark.
+    let read_from = if request.stream.is_some() { None } else { read_from };
     for (index, job_source) in spec.sources.iter().enumerate() {
+        if let Some(stream) = request.stream.as_ref().filter(|s| s.source == job_source.name) {
+            let table = MemTable::try_new(stream.rows.schema(), vec![vec![stream.rows.clone()]])
+                .map_err(|e| RunError::Engine(e.to_string()))?;
+            ctx.register_table(job_source.name.as_str(), Arc::new(table))
+                .map_err(|e| RunError::Engine(e.to_string()))?;
+            continue;
+        }
         if database::is_database(job_source, catalog) {
             let bookmark = source_bookmark(read_from, &job_source.name);
             let database =
@@ -1036,6 +1063,16 @@ impl PlannedRun {
                     },
                 )
             }))
+            .chain(self.request.stream.iter().map(|stream| {
+                (
+                    stream.source.clone(),
+                    SourceMetrics {
+                        rows: stream.rows.num_rows() as i64,
+                        bytes: stream.bytes as i64,
+                        ..SourceMetrics::default()
+                    },
+                )
+            }))
             .collect();
         let sinks = outcomes
             .iter()
@@ -1072,15 +1109,19 @@ impl PlannedRun {
             BookmarkOption::Disable => None,
             _ => self.request.bookmark.clone(),
         };
-        let next_bookmark = (error.is_none() && spec.bookmark.option == BookmarkOption::Enable).then(|| {
-            job_bookmark(
-                self.sources
-                    .iter()
-                    .map(|p| (p.input.name.clone(), p.selection.next_bookmark()))
-                    .chain(self.databases.iter().map(|d| (d.name.clone(), d.next_bookmark())))
-                    .collect(),
-            )
-        });
+        let next_bookmark = match &self.request.stream {
+            // A streaming batch's bookmark is its topic's offsets, whatever the bookmark option.
+            Some(stream) => error.is_none().then(|| {
+                job_bookmark(BTreeMap::from([(
+                    stream.source.clone(),
+                    SourceBookmark {
+                        offsets: stream.next.clone(),
+                        ..SourceBookmark::default()
+                    },
+                )]))
+            }),
+            None => self.next_bookmark(error.is_none()),
+        };
         let run_properties = if error.is_none() {
             self.run_properties.clone()
         } else {
@@ -1109,6 +1150,20 @@ impl PlannedRun {
             tables,
             duration_seconds: self.started.elapsed().as_secs_f64(),
         }
+    }
+
+    /// The bookmark after a batch run's sources, when it moves.
+    fn next_bookmark(&self, succeeded: bool) -> Option<JobBookmark> {
+        let spec = &self.request.spec;
+        (succeeded && spec.bookmark.option == BookmarkOption::Enable).then(|| {
+            job_bookmark(
+                self.sources
+                    .iter()
+                    .map(|p| (p.input.name.clone(), p.selection.next_bookmark()))
+                    .chain(self.databases.iter().map(|d| (d.name.clone(), d.next_bookmark())))
+                    .collect(),
+            )
+        })
     }
 }
 
