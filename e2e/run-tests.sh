@@ -27,10 +27,12 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "control plane, S3 server and GitOps tools (built once, then cached in $cache/bin)"
+step "control plane, S3 server, GitOps tools and Kafka (built or downloaded once, then cached in $cache)"
 e2e/kglue-cluster build
 e2e/kglue-s3 build
 e2e/kglue-tools build
+# Kafka's jars from Maven Central (e2e/tests/streaming.rs starts brokers from them).
+e2e/kglue-kafka classpath >/dev/null
 
 step "DuckDB and psycopg for Python in a venv (runner/tests/ddl_cli.rs runs kglue table ddl's DDL in DuckDB; e2e/tests/sql_cli.rs and the Session trial query kglue serve with psycopg)"
 # A venv of the project's own, not the system Python; its python3 comes first on PATH for the tests.
@@ -53,7 +55,7 @@ step "cargo test: unit tests, the CRD drift test and the integration suites, in 
 # usual wall time so both lanes end together. A suite not in the table counts 30 s.
 lanes=$(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
 import json, sys
-seconds = {"runs": 170, "integrity": 420, "sessions": 100, "pipelines": 100, "chart": 45, "controllers": 45, "attempt": 35, "node_agent": 30,
+seconds = {"runs": 170, "integrity": 420, "sessions": 100, "pipelines": 100, "streaming": 60, "chart": 45, "controllers": 45, "attempt": 35, "node_agent": 30,
            "run_cli": 20, "node_logs": 12, "ddl_cli": 10, "api": 10, "crawl_s3": 8, "crawl_cli": 8, "etl_s3": 6, "s3": 5}
 tests = sorted({t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "test" in t["kind"]},
                key=lambda name: -seconds.get(name, 30))

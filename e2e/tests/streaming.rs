@@ -69,6 +69,12 @@ struct Lake {
 
 impl Lake {
     fn new(broker: &KafkaBroker, window_seconds: u32, max_records: u32) -> Lake {
+        let connection = format!(r#"{{bootstrapServers: ["{}"]}}"#, broker.bootstrap());
+        Lake::with_connection(&connection, window_seconds, max_records)
+    }
+
+    /// A lake whose `events` Connection is `connection` (the `kafka` field, as YAML).
+    fn with_connection(connection: &str, window_seconds: u32, max_records: u32) -> Lake {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let lake = Lake { dir };
         std::fs::create_dir_all(lake.path("catalog")).expect("catalog folder");
@@ -85,7 +91,7 @@ impl Lake {
 kind: Connection
 metadata: {{name: events}}
 spec:
-  kafka: {{bootstrapServers: ["{bootstrap}"]}}
+  kafka: {connection}
 ---
 apiVersion: kglue.dev/v1alpha1
 kind: Table
@@ -105,7 +111,6 @@ spec:
   storage: {{location: "file://{pages}/", format: Csv}}
   columns: [{{name: page, type: string}}, {{name: section, type: string}}]
 "#,
-                bootstrap = broker.bootstrap(),
                 pages = lake.path("ref/pages").display(),
             ),
         )
@@ -148,8 +153,17 @@ spec:
             .arg(self.path("job.yaml"))
             .arg("--catalog")
             .arg(self.path("catalog"))
+            .arg("--secrets-dir")
+            .arg(self.path("secrets"))
             .args(args);
         command
+    }
+
+    /// Writes a Secret's key as a mounted Secret file.
+    fn secret(&self, name: &str, key: &str, value: &str) {
+        let folder = self.path(&format!("secrets/{name}"));
+        std::fs::create_dir_all(&folder).expect("a Secret folder");
+        std::fs::write(folder.join(key), value).expect("a Secret key");
     }
 
     fn spawn(&self, args: &[&str]) -> Child {
@@ -353,4 +367,79 @@ fn each_event_reaches_the_sink_once_through_kills_and_restarts() {
         String::from_utf8_lossy(&output.stdout)
     );
     assert_eq!(lake.written().0, 30_000);
+}
+
+fn values(from: usize, count: usize) -> Vec<String> {
+    (from..from + count)
+        .map(|i| format!(r#"{{"id":{i},"page":"/p{}","ms":{}}}"#, i % 5, i * 3))
+        .collect()
+}
+
+/// SCRAM-SHA-256 over TLS with the broker's CA from a Secret: a wrong password is refused by name
+/// at once (not retried), the right one streams. Then the broker is paused (an outage that keeps
+/// its data): the stream reports it and retries, and once the broker is back it goes on with
+/// nothing lost or repeated. Ctrl-C stops it after the batch in progress.
+#[test]
+fn a_stream_logs_in_over_tls_and_waits_out_an_outage_losing_nothing() {
+    let broker = KafkaBroker::start().expect("a Kafka broker");
+    broker.create_topic("clicks", 2).expect("the topic");
+    let first = produce(&broker, "clicks", 2, &values(0, 1_000), 100);
+
+    let connection = format!(
+        r#"{{bootstrapServers: ["{}"], tls: {{caSecretRef: {{name: kafka-ca}}}}, sasl: {{mechanism: ScramSha256, credentialsSecretRef: {{name: kafka-login}}}}}}"#,
+        broker.sasl_ssl_bootstrap()
+    );
+    let lake = Lake::with_connection(&connection, 1, 400);
+    let ca = std::fs::read_to_string(broker.ca_certificate()).expect("the broker's CA");
+    lake.secret("kafka-ca", "ca.crt", &ca);
+    lake.secret("kafka-login", "username", kglue_e2e::kafka::USER);
+    lake.secret("kafka-login", "password", "not-the-password");
+    let started = Instant::now();
+    let refused = lake.command(&["--until-caught-up"]).output().expect("kglue run runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("connection events: Kafka at") && stderr.contains("refused the connection"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "a refused login is not retried"
+    );
+    lake.secret("kafka-login", "password", kglue_e2e::kafka::PASSWORD);
+
+    let log = std::fs::File::create(lake.path("stream.log")).expect("a log file");
+    let mut child = lake
+        .command(&[])
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("kglue run starts");
+    let read_log = || std::fs::read_to_string(lake.path("stream.log")).unwrap_or_default();
+    wait_for("the first events committed", Duration::from_secs(120), || {
+        read_log().contains("batch ") && lake.batches() >= 1 && lake.written().0 == 1_000
+    });
+
+    // The outage: the broker answers nothing while it is paused.
+    let pid = rustix::process::Pid::from_raw(broker.pid().expect("the broker's pid")).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("paused");
+    wait_for("the outage reported", Duration::from_secs(90), || {
+        read_log().contains("no answer from Kafka")
+    });
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("resumed");
+    let second = produce(&broker, "clicks", 2, &values(1_000, 1_000), 100);
+    wait_for("the later events committed", Duration::from_secs(180), || {
+        lake.written().0 >= 2_000
+    });
+    let stream = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+    rustix::process::kill_process(stream, rustix::process::Signal::INT).expect("Ctrl-C");
+    let status = child.wait().expect("the stream ends");
+    let log = read_log();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("stopping after the batch in progress"), "{log}");
+
+    let (rows, offsets, _) = lake.written();
+    let produced: Offsets = first.into_iter().chain(second).collect();
+    assert_eq!(rows, 2_000, "{log}");
+    assert_eq!(offsets, produced);
 }

@@ -53,6 +53,26 @@ pub enum KafkaError {
         /// The client's error.
         source: Box<rskafka::client::error::Error>,
     },
+    /// The brokers refused the login or their certificate: retrying would not help.
+    #[error("connection {connection}: Kafka at {servers} refused the connection: {message}")]
+    Refused {
+        /// The Connection.
+        connection: String,
+        /// The bootstrap servers.
+        servers: String,
+        /// The client's error.
+        message: String,
+    },
+    /// A broker did not answer in time.
+    #[error("topic {topic}: no answer from Kafka at {servers} within {seconds}s")]
+    NoAnswer {
+        /// The topic.
+        topic: String,
+        /// The bootstrap servers.
+        servers: String,
+        /// How long it waited.
+        seconds: u64,
+    },
     /// The topic does not exist.
     #[error("topic {topic} does not exist on {servers}")]
     NoTopic {
@@ -165,10 +185,22 @@ impl KafkaEndpoint {
                 SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(credentials),
             });
         }
-        builder.build().await.map_err(|source| KafkaError::Connect {
-            connection: self.connection.clone(),
-            servers: self.servers.join(","),
-            source: Box::new(source),
+        builder.build().await.map_err(|source| {
+            let message = source.to_string();
+            // A wrong password or an untrusted certificate will not fix itself.
+            if message.contains("Sasl handshake failed") || message.contains("invalid peer certificate") {
+                KafkaError::Refused {
+                    connection: self.connection.clone(),
+                    servers: self.servers.join(","),
+                    message,
+                }
+            } else {
+                KafkaError::Connect {
+                    connection: self.connection.clone(),
+                    servers: self.servers.join(","),
+                    source: Box::new(source),
+                }
+            }
         })
     }
 
@@ -561,5 +593,102 @@ fn bad_record(topic: &str, partition: i32, record: &RecordAndOffset, reason: Str
         reason,
         key: text(&record.record.key),
         value: text(&record.record.value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    use rskafka::chrono::{TimeZone, Utc};
+    use rskafka::record::Record;
+
+    use super::*;
+
+    fn record(partition: i32, offset: i64, value: Option<&str>) -> (i32, RecordAndOffset) {
+        (
+            partition,
+            RecordAndOffset {
+                record: Record {
+                    key: Some(format!("k{offset}").into_bytes()),
+                    value: value.map(|v| v.as_bytes().to_vec()),
+                    headers: BTreeMap::new(),
+                    timestamp: Utc.timestamp_millis_opt(1_700_000_000_000 + offset).unwrap(),
+                },
+                offset,
+            },
+        )
+    }
+
+    fn columns() -> Vec<Field> {
+        vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("page", DataType::Utf8, true),
+        ]
+    }
+
+    #[test]
+    fn good_records_decode_with_their_metadata_and_bad_ones_are_named() {
+        let decoder = ValueDecoder::new(columns(), KafkaValueFormat::Json, None);
+        let records = vec![
+            record(0, 10, Some(r#"{"id": 1, "page": "/a"}"#)),
+            record(0, 11, Some("not json")),
+            record(1, 5, Some(r#"{"id": 2}"#)),
+            record(1, 6, None),
+            record(2, 7, Some(r#"{"id": "three", "page": "/c"}"#)),
+            record(2, 8, Some("{\"id\": 4,\n\"page\": \"/d\"}")),
+            record(2, 9, Some(r#"{"id": 5, "page": "/e", "extra": true}"#)),
+        ];
+        let (batch, bad) = decoder.decode("clicks", &records);
+        let ids: Vec<i64> = batch.column(0).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(ids, vec![1, 2, 5]);
+        assert_eq!(batch.schema().field(2).name(), "topic");
+        let offsets: Vec<i64> = batch
+            .column_by_name("offset")
+            .map(|c| c.as_primitive::<Int64Type>().values().to_vec())
+            .unwrap_or_default();
+        assert_eq!(offsets, vec![10, 5, 9]);
+        let keys = batch
+            .column_by_name("key")
+            .map(|c| c.as_binary::<i32>().value(1).to_vec());
+        assert_eq!(keys, Some(b"k5".to_vec()));
+        assert!(batch.column(1).is_null(1), "a missing field is null");
+        let named: Vec<(i32, i64, &str)> = bad.iter().map(|b| (b.partition, b.offset, b.reason.as_str())).collect();
+        assert_eq!(named.len(), 4, "{named:?}");
+        assert_eq!((named[0].0, named[0].1), (0, 11));
+        assert!(named[0].2.contains("Json error"), "{named:?}");
+        assert_eq!(
+            (named[1].0, named[1].1, named[1].2),
+            (1, 6, "the record has no value (a tombstone)")
+        );
+        assert_eq!((named[2].0, named[2].1), (2, 7));
+        assert!(named[2].2.contains("three"), "{named:?}");
+        assert_eq!(
+            (named[3].0, named[3].1, named[3].2),
+            (2, 8, "the value holds more than one line")
+        );
+        assert_eq!(bad[0].value.as_deref(), Some("not json"));
+        assert_eq!(bad[0].topic, "clicks");
+    }
+
+    #[test]
+    fn csv_values_decode_with_the_tables_delimiter() {
+        let options = CsvOptions {
+            delimiter: Some("|".into()),
+            ..CsvOptions::default()
+        };
+        let decoder = ValueDecoder::new(columns(), KafkaValueFormat::Csv, Some(options));
+        let records = vec![
+            record(0, 0, Some("1|/a")),
+            record(0, 1, Some("x|/b")),
+            record(0, 2, Some("3|/c\n")),
+        ];
+        let (batch, bad) = decoder.decode("t", &records);
+        let ids: Vec<i64> = batch.column(0).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(ids, vec![1, 3]);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].offset, 1);
     }
 }

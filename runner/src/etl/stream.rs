@@ -439,27 +439,7 @@ pub async fn run_stream<C: Catalog + ?Sized>(
         .kafka(&connection, &format!("source {}", source.name))
         .map_err(|e| StreamError::Spec(e.to_string()))?;
     let topic_name = source.storage.location.clone();
-    let mut attempt = 0;
-    let topic = loop {
-        let opened = async {
-            let client = endpoint.connect().await?;
-            Topic::open(&endpoint, &client, &topic_name).await
-        };
-        match opened.await {
-            Ok(topic) => break topic,
-            Err(error @ KafkaError::NoTopic { .. }) | Err(error @ KafkaError::Settings { .. }) => {
-                return Err(error.into());
-            }
-            Err(error) => {
-                on_problem(&error.to_string());
-                if stopped(&request.stop) {
-                    return Err(error.into());
-                }
-                tokio::time::sleep(kafka_backoff(attempt)).await;
-                attempt += 1;
-            }
-        }
-    };
+    let mut topic = open_topic(&endpoint, &topic_name, &request.stop, &mut on_problem).await?;
     let start = match streaming.starting_offsets {
         StartingOffsets::Earliest => topic.offsets(OffsetAt::Earliest).await?,
         StartingOffsets::Latest => topic.offsets(OffsetAt::Latest).await?,
@@ -484,24 +464,37 @@ pub async fn run_stream<C: Catalog + ?Sized>(
             .as_ref()
             .map(|r| kafka::offsets_of(&r.offsets))
             .unwrap_or_default();
-        let fetched = match topic
-            .fetch(
-                &from,
-                &start,
-                began + window,
-                streaming.max_records_per_batch,
-                request.until_caught_up,
-            )
-            .await
-        {
+        // A broker that stops answering (no reply, not a closed connection) must not hang the
+        // stream: past the window and a margin, the fetch is given up and the topic reopened.
+        let patience = window + FETCH_PATIENCE;
+        let fetch = topic.fetch(
+            &from,
+            &start,
+            began + window,
+            streaming.max_records_per_batch,
+            request.until_caught_up,
+        );
+        let outcome = match tokio::time::timeout(patience, fetch).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(KafkaError::NoAnswer {
+                topic: topic.name.clone(),
+                servers: topic.servers().to_string(),
+                seconds: patience.as_secs(),
+            }),
+        };
+        let fetched = match outcome {
             Ok(fetched) => {
                 kafka_attempt = 0;
                 fetched
             }
             Err(error) => {
                 on_problem(&error.to_string());
+                if stopped(&request.stop) {
+                    return Ok(summary);
+                }
                 tokio::time::sleep(kafka_backoff(kafka_attempt)).await;
                 kafka_attempt += 1;
+                topic = open_topic(&endpoint, &topic_name, &request.stop, &mut on_problem).await?;
                 continue;
             }
         };
@@ -592,6 +585,48 @@ pub async fn run_stream<C: Catalog + ?Sized>(
         latest = Some(recorded);
         if request.until_caught_up && fetched.lag.values().all(|lag| *lag == 0) {
             return Ok(summary);
+        }
+    }
+}
+
+/// How much longer than its window a batch's fetch may take before Kafka counts as not answering.
+const FETCH_PATIENCE: Duration = Duration::from_secs(20);
+
+/// Connects and opens the topic, waiting out an outage (each failure reported through
+/// `on_problem`); a missing topic, unusable settings or a refused login fail at once.
+async fn open_topic(
+    endpoint: &kafka::KafkaEndpoint,
+    name: &str,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    on_problem: &mut impl FnMut(&str),
+) -> Result<Topic, StreamError> {
+    let mut attempt = 0;
+    loop {
+        let opened = async {
+            let client = endpoint.connect().await?;
+            Topic::open(endpoint, &client, name).await
+        };
+        let outcome = match tokio::time::timeout(FETCH_PATIENCE, opened).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(KafkaError::NoAnswer {
+                topic: name.to_string(),
+                servers: endpoint.servers.join(","),
+                seconds: FETCH_PATIENCE.as_secs(),
+            }),
+        };
+        match outcome {
+            Ok(topic) => return Ok(topic),
+            Err(error @ (KafkaError::NoTopic { .. } | KafkaError::Settings { .. } | KafkaError::Refused { .. })) => {
+                return Err(error.into());
+            }
+            Err(error) => {
+                on_problem(&error.to_string());
+                if stopped(stop) {
+                    return Err(error.into());
+                }
+                tokio::time::sleep(kafka_backoff(attempt)).await;
+                attempt += 1;
+            }
         }
     }
 }
