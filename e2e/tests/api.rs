@@ -117,6 +117,11 @@ fn setup(control_plane: &ControlPlane) -> Result<Env, Box<dyn std::error::Error>
     }
     examples.extend(databases);
     examples.extend(load_manifests(&repo_root().join("examples/sessions"))?);
+    let streaming = load_manifests(&repo_root().join("examples/streaming"))?;
+    if streaming.len() < 6 {
+        return Err(format!("examples/streaming holds only {} manifests", streaming.len()).into());
+    }
+    examples.extend(streaming);
     for environment in ["dev", "prod"] {
         let rendered = kubectl.kustomize(&repo_root().join("examples/environments").join(environment))?;
         if rendered.len() < 10 {

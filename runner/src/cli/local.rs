@@ -220,15 +220,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs a streaming job, printing a line per committed batch, until Ctrl-C (which stops it after
-/// the batch in progress), `--until-caught-up` or `--max-batches`.
+/// Runs a streaming job, printing a line per committed batch, until Ctrl-C or SIGTERM (which stop
+/// it after the batch in progress), `--until-caught-up` or `--max-batches`.
 async fn stream(job: kglue_crds::Job, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Ctrl-C, or SIGTERM (a pod being deleted), stops the stream after the batch in progress.
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("kglue: stopping after the batch in progress");
-            let _ = stop.send(true);
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
         }
+        eprintln!("kglue: stopping after the batch in progress");
+        let _ = stop.send(true);
     });
     let json = args.json;
     let summary = kglue_runner::local::run_stream(
