@@ -116,3 +116,26 @@ async fn a_missing_bucket_is_an_error() -> Result<(), Box<dyn std::error::Error>
     }
     Ok(())
 }
+
+/// A streaming job's batch record is created only where none exists (docs/streaming.md): the
+/// server honours `If-None-Match: *`, so a second create of the same key is refused and the first
+/// one's content stays.
+#[tokio::test]
+async fn a_create_only_put_is_refused_when_the_object_exists() -> Result<(), Box<dyn std::error::Error>> {
+    let server = start();
+    server.create_bucket("kglue-data")?;
+    let store = server.store("kglue-data")?;
+    let key = Path::from("checkpoint/batches/00000000000000000001.json");
+    let create = object_store::PutOptions {
+        mode: object_store::PutMode::Create,
+        ..Default::default()
+    };
+    store.put_opts(&key, PutPayload::from("first"), create.clone()).await?;
+    match store.put_opts(&key, PutPayload::from("second"), create).await {
+        Err(object_store::Error::AlreadyExists { .. }) => {}
+        other => panic!("a second create of {key} was not refused as existing: {other:?}"),
+    }
+    let kept = store.get(&key).await?.bytes().await?;
+    assert_eq!(&kept[..], b"first");
+    Ok(())
+}

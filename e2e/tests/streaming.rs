@@ -443,3 +443,96 @@ fn a_stream_logs_in_over_tls_and_waits_out_an_outage_losing_nothing() {
     assert_eq!(rows, 2_000, "{log}");
     assert_eq!(offsets, produced);
 }
+
+/// The sink and the checkpoint on the S3 server (versitygw), where a batch's record is created
+/// with `If-None-Match: *` and its files move by copy and delete: killed after two batches, then
+/// run to the end, the bucket holds each of 2,000 events once.
+#[test]
+fn a_stream_on_s3_commits_each_event_once_through_a_kill() {
+    let broker = KafkaBroker::start().expect("a Kafka broker");
+    broker.create_topic("clicks", 2).expect("the topic");
+    let produced: Offsets = produce(&broker, "clicks", 2, &values(0, 2_000), 100)
+        .into_iter()
+        .collect();
+    let server = kglue_e2e::S3Server::start().expect("the S3 server starts");
+    server.create_bucket("lake").expect("a bucket");
+    let lake = Lake::new(&broker, 1, 250);
+    // The sink (and with it the checkpoint) in the bucket, through an s3 Connection.
+    let job = std::fs::read_to_string(lake.path("job.yaml")).expect("the job");
+    let job = job.replace(
+        &format!("location: \"file://{}/\"", lake.path("out").display()),
+        "location: \"s3://lake/clicks/\", connection: lake",
+    );
+    std::fs::write(lake.path("job.yaml"), job).expect("the job on S3");
+    let mut catalog = std::fs::read_to_string(lake.path("catalog/catalog.yaml")).expect("the catalog");
+    catalog.push_str(&format!(
+        "---\napiVersion: kglue.dev/v1alpha1\nkind: Connection\nmetadata: {{name: lake}}\nspec: {{s3: {{endpoint: '{}', region: us-east-1, forcePathStyle: true, credentialsSecretRef: {{name: lake-credentials}}}}}}\n",
+        server.endpoint()
+    ));
+    std::fs::write(lake.path("catalog/catalog.yaml"), catalog).expect("the catalog with the lake");
+    lake.secret("lake-credentials", "AWS_ACCESS_KEY_ID", server.access_key());
+    lake.secret("lake-credentials", "AWS_SECRET_ACCESS_KEY", server.secret_key());
+    let store = std::sync::Arc::new(server.store("lake").expect("a client"));
+    let keys = |prefix: &str| -> Vec<String> {
+        runtime().block_on(async {
+            use futures::TryStreamExt;
+            use object_store::ObjectStore;
+            store
+                .list(Some(&object_store::path::Path::from(prefix)))
+                .map_ok(|meta| meta.location.to_string())
+                .try_collect()
+                .await
+                .unwrap_or_default()
+        })
+    };
+
+    let child = lake.spawn(&["--until-caught-up"]);
+    wait_for("two batches recorded in the bucket", Duration::from_secs(120), || {
+        keys("clicks/_kglue_checkpoint/clicks/batches").len() >= 2
+    });
+    kill(child);
+    let output = lake.command(&["--until-caught-up"]).output().expect("kglue run runs");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(keys("clicks/_kglue_staging").is_empty(), "nothing left staged");
+
+    let written: Offsets = runtime().block_on(async {
+        let ctx = SessionContext::new();
+        let url = url::Url::parse("s3://lake").expect("a URL");
+        ctx.register_object_store(&url, store.clone());
+        ctx.register_parquet(
+            "out",
+            "s3://lake/clicks/",
+            ParquetReadOptions::default().table_partition_cols(vec![(
+                "section".to_string(),
+                datafusion::arrow::datatypes::DataType::Utf8,
+            )]),
+        )
+        .await
+        .expect("the sink's files read");
+        let batches = ctx
+            .sql("SELECT \"partition\", \"offset\" FROM out")
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("reads");
+        let mut offsets = Offsets::new();
+        let mut rows = 0;
+        for batch in batches {
+            let partitions = batch.column(0).as_any().downcast_ref::<Int32Array>().expect("int");
+            let offs = batch.column(1).as_any().downcast_ref::<Int64Array>().expect("bigint");
+            for row in 0..batch.num_rows() {
+                rows += 1;
+                offsets.insert((partitions.value(row), offs.value(row)));
+            }
+        }
+        assert_eq!(rows, 2_000, "rows in the bucket");
+        offsets
+    });
+    assert_eq!(written, produced);
+}

@@ -78,7 +78,7 @@ pub struct RunArgs {
     /// Where the Secrets that Connections refer to are: one folder per Secret, one file per key.
     #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
     secrets_dir: PathBuf,
-    /// A streaming job: stop once the topic is read to the end it had when the stream started
+    /// A streaming job: stop once the topic is read to the ends it had when the stream started
     /// (Spark's Trigger.AvailableNow). Without it the stream runs until Ctrl-C.
     #[arg(long)]
     until_caught_up: bool,

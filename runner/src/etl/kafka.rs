@@ -297,15 +297,15 @@ impl Topic {
 
     /// Reads one micro-batch from `from` (the next offset of each partition; a partition missing
     /// from it starts at `start`): records that are there now or arrive before `deadline`, at
-    /// most `max_records` of them. With `until_caught_up`, stops as soon as every partition has
-    /// reached the end it had when the batch began.
+    /// most `max_records` of them, shared fairly between the partitions that have records. With
+    /// `until`, reads no partition past its offset there (the ends a stream started with).
     pub async fn fetch(
         &self,
         from: &BTreeMap<i32, i64>,
         start: &BTreeMap<i32, i64>,
         deadline: Instant,
         max_records: Option<u64>,
-        until_caught_up: bool,
+        until: Option<&BTreeMap<i32, i64>>,
     ) -> Result<Fetched, KafkaError> {
         let mut next: BTreeMap<i32, i64> = self
             .partitions
@@ -313,55 +313,60 @@ impl Topic {
             .map(|p| (*p, from.get(p).or(start.get(p)).copied().unwrap_or(0)))
             .collect();
         let begin = next.clone();
-        let mut high: BTreeMap<i32, i64> = BTreeMap::new();
+        // Each partition's end as the batch begins: the lag of a partition this batch does not
+        // reach.
+        let mut high = self.offsets(OffsetAt::Latest).await?;
+        let limit = |p: &i32| until.map_or(i64::MAX, |u| u.get(p).copied().unwrap_or(0));
         let mut records: Vec<(i32, RecordAndOffset)> = Vec::new();
         let budget = max_records.unwrap_or(u64::MAX);
+        let partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        let mut round = 0usize;
         loop {
-            let mut fetched_any = false;
-            for (&partition, client) in &self.partitions {
-                if records.len() as u64 >= budget {
+            let active: Vec<i32> = partitions.iter().copied().filter(|p| next[p] < limit(p)).collect();
+            let taken = records.len() as u64;
+            if active.is_empty() || taken >= budget || Instant::now() >= deadline {
+                break;
+            }
+            // Partitions known to hold records first; when none does, wait on all for new ones.
+            let available: Vec<i32> = active.iter().copied().filter(|p| next[p] < high[p]).collect();
+            let waiting = available.is_empty();
+            let mut candidates = if waiting { active } else { available };
+            // Fair shares, and a rotating first partition, so no partition starves another.
+            let count = candidates.len();
+            candidates.rotate_left(round % count);
+            let share = ((budget - taken) / count as u64).max(1);
+            let mut waited = false;
+            for partition in candidates {
+                let room = share
+                    .min(budget - records.len() as u64)
+                    .min((limit(&partition) - next[&partition]).max(0) as u64);
+                if room == 0 {
                     break;
                 }
                 let offset = next[&partition];
-                if until_caught_up && high.get(&partition).is_some_and(|h| offset >= *h) {
-                    continue;
-                }
                 let left = deadline.saturating_duration_since(Instant::now());
-                // Only long-poll when nothing else is waiting: one idle partition must not delay
-                // the others' records.
-                let wait = if fetched_any {
-                    Duration::ZERO
-                } else {
+                // One long poll per round at most: an idle partition must not hold up the others.
+                let wait = if waiting && !waited {
                     left.min(FETCH_WAIT)
+                } else {
+                    Duration::ZERO
                 };
+                waited |= waiting;
+                let client = &self.partitions[&partition];
                 let (batch, watermark) = client
                     .fetch_records(offset, 1..FETCH_BYTES, wait.as_millis() as i32)
                     .await
                     .map_err(self.read_error(partition))?;
-                high.entry(partition).or_insert(watermark);
-                if !until_caught_up {
-                    high.insert(partition, watermark);
-                }
-                let room = (budget - records.len() as u64) as usize;
-                for record in batch.into_iter().filter(|r| r.offset >= offset).take(room) {
+                let known = high.entry(partition).or_insert(watermark);
+                *known = (*known).max(watermark);
+                for record in batch.into_iter().filter(|r| r.offset >= offset).take(room as usize) {
                     next.insert(partition, record.offset + 1);
                     records.push((partition, record));
-                    fetched_any = true;
                 }
             }
-            let caught_up = self
-                .partitions
-                .keys()
-                .all(|p| high.get(p).is_some_and(|h| next[p] >= *h));
-            if records.len() as u64 >= budget || (until_caught_up && caught_up) || Instant::now() >= deadline {
-                break;
-            }
+            round += 1;
         }
-        let lag = self
-            .partitions
-            .keys()
-            .map(|p| (*p, high.get(p).map_or(0, |h| (h - next[p]).max(0))))
-            .collect();
+        let lag = partitions.iter().map(|p| (*p, (high[p] - next[p]).max(0))).collect();
         Ok(Fetched {
             begin,
             next,

@@ -44,7 +44,7 @@ pub struct StreamRequest {
     pub arguments: BTreeMap<String, String>,
     /// What each batch may use.
     pub resources: Resources,
-    /// Stop once the topic is read to the end it had when the stream started (Spark's
+    /// Stop once the topic is read to the ends it had when the stream started (Spark's
     /// `Trigger.AvailableNow`): a backfill, or a test.
     pub until_caught_up: bool,
     /// Stop after this many batches.
@@ -444,6 +444,13 @@ pub async fn run_stream<C: Catalog + ?Sized>(
         StartingOffsets::Earliest => topic.offsets(OffsetAt::Earliest).await?,
         StartingOffsets::Latest => topic.offsets(OffsetAt::Latest).await?,
     };
+    // `--until-caught-up`: the ends the topic has now are where the stream stops (records
+    // produced later wait for the next start), as Spark's Trigger.AvailableNow.
+    let until = if request.until_caught_up {
+        Some(topic.offsets(OffsetAt::Latest).await?)
+    } else {
+        None
+    };
 
     let mut summary = StreamSummary {
         batches: 0,
@@ -472,7 +479,7 @@ pub async fn run_stream<C: Catalog + ?Sized>(
             &start,
             began + window,
             streaming.max_records_per_batch,
-            request.until_caught_up,
+            until.as_ref(),
         );
         let outcome = match tokio::time::timeout(patience, fetch).await {
             Ok(outcome) => outcome,
@@ -499,7 +506,11 @@ pub async fn run_stream<C: Catalog + ?Sized>(
             }
         };
         if fetched.records.is_empty() {
-            if request.until_caught_up {
+            if let Some(until) = &until
+                && until
+                    .iter()
+                    .all(|(p, end)| fetched.next.get(p).is_some_and(|next| next >= end))
+            {
                 return Ok(summary);
             }
             continue;
@@ -583,7 +594,11 @@ pub async fn run_stream<C: Catalog + ?Sized>(
         summary.offsets = fetched.next.clone();
         on_batch(&report);
         latest = Some(recorded);
-        if request.until_caught_up && fetched.lag.values().all(|lag| *lag == 0) {
+        if let Some(until) = &until
+            && until
+                .iter()
+                .all(|(p, end)| fetched.next.get(p).is_some_and(|next| next >= end))
+        {
             return Ok(summary);
         }
     }
