@@ -184,49 +184,9 @@ spec:
         count_files(&self.path("out/_kglue_staging"))
     }
 
-    /// Every (partition, offset) in the sink, and how many rows it has.
+    /// Every (partition, offset) in the sink, how many rows it has, and rows per section.
     fn written(&self) -> (usize, Offsets, BTreeMap<String, usize>) {
-        runtime().block_on(async {
-            let ctx = SessionContext::new();
-            ctx.register_parquet(
-                "out",
-                self.path("out").display().to_string(),
-                ParquetReadOptions::default().table_partition_cols(vec![(
-                    "section".to_string(),
-                    datafusion::arrow::datatypes::DataType::Utf8,
-                )]),
-            )
-            .await
-            .expect("the sink's files read");
-            let batches = ctx
-                .sql("SELECT \"partition\", \"offset\", section FROM out")
-                .await
-                .expect("plans")
-                .collect()
-                .await
-                .expect("reads");
-            let mut rows = 0;
-            let mut offsets = Offsets::new();
-            let mut sections: BTreeMap<String, usize> = BTreeMap::new();
-            for batch in batches {
-                let partitions = batch.column(0).as_any().downcast_ref::<Int32Array>().expect("int");
-                let offs = batch.column(1).as_any().downcast_ref::<Int64Array>().expect("bigint");
-                let section =
-                    datafusion::arrow::compute::cast(batch.column(2), &datafusion::arrow::datatypes::DataType::Utf8)
-                        .expect("text");
-                let section = section
-                    .as_any()
-                    .downcast_ref::<datafusion::arrow::array::StringArray>()
-                    .expect("strings");
-                for row in 0..batch.num_rows() {
-                    rows += 1;
-                    offsets.insert((partitions.value(row), offs.value(row)));
-                    *sections.entry(section.value(row).to_string()).or_default() += 1;
-                    assert!(!section.is_null(row));
-                }
-            }
-            (rows, offsets, sections)
-        })
+        read_sink(SessionContext::new(), &self.path("out").display().to_string())
     }
 
     /// The (partition, offset) of every dead letter.
@@ -247,6 +207,51 @@ spec:
         }
         offsets
     }
+}
+
+/// Every (partition, offset) in the sink at `url` (its store registered in `ctx`), how many rows
+/// it has, and rows per section.
+fn read_sink(ctx: SessionContext, url: &str) -> (usize, Offsets, BTreeMap<String, usize>) {
+    runtime().block_on(async {
+        ctx.register_parquet(
+            "out",
+            url,
+            ParquetReadOptions::default().table_partition_cols(vec![(
+                "section".to_string(),
+                datafusion::arrow::datatypes::DataType::Utf8,
+            )]),
+        )
+        .await
+        .expect("the sink's files read");
+        let batches = ctx
+            .sql("SELECT \"partition\", \"offset\", section FROM out")
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("reads");
+        let mut rows = 0;
+        let mut offsets = Offsets::new();
+        let mut sections: BTreeMap<String, usize> = BTreeMap::new();
+        for batch in batches {
+            let partitions = batch.column(0).as_any().downcast_ref::<Int32Array>().expect("int");
+            let offs = batch.column(1).as_any().downcast_ref::<Int64Array>().expect("bigint");
+            let section =
+                datafusion::arrow::compute::cast(batch.column(2), &datafusion::arrow::datatypes::DataType::Utf8)
+                    .expect("text");
+            let section = section
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .expect("strings");
+            for row in 0..batch.num_rows() {
+                rows += 1;
+                offsets.insert((partitions.value(row), offs.value(row)));
+                *sections.entry(section.value(row).to_string()).or_default() += 1;
+                assert!(!section.is_null(row));
+            }
+        }
+        (rows, offsets, sections)
+    })
 }
 
 fn count_files(folder: &Path) -> usize {
@@ -500,39 +505,9 @@ fn a_stream_on_s3_commits_each_event_once_through_a_kill() {
     );
     assert!(keys("clicks/_kglue_staging").is_empty(), "nothing left staged");
 
-    let written: Offsets = runtime().block_on(async {
-        let ctx = SessionContext::new();
-        let url = url::Url::parse("s3://lake").expect("a URL");
-        ctx.register_object_store(&url, store.clone());
-        ctx.register_parquet(
-            "out",
-            "s3://lake/clicks/",
-            ParquetReadOptions::default().table_partition_cols(vec![(
-                "section".to_string(),
-                datafusion::arrow::datatypes::DataType::Utf8,
-            )]),
-        )
-        .await
-        .expect("the sink's files read");
-        let batches = ctx
-            .sql("SELECT \"partition\", \"offset\" FROM out")
-            .await
-            .expect("plans")
-            .collect()
-            .await
-            .expect("reads");
-        let mut offsets = Offsets::new();
-        let mut rows = 0;
-        for batch in batches {
-            let partitions = batch.column(0).as_any().downcast_ref::<Int32Array>().expect("int");
-            let offs = batch.column(1).as_any().downcast_ref::<Int64Array>().expect("bigint");
-            for row in 0..batch.num_rows() {
-                rows += 1;
-                offsets.insert((partitions.value(row), offs.value(row)));
-            }
-        }
-        assert_eq!(rows, 2_000, "rows in the bucket");
-        offsets
-    });
+    let ctx = SessionContext::new();
+    ctx.register_object_store(&url::Url::parse("s3://lake").expect("a URL"), store.clone());
+    let (rows, written, _) = read_sink(ctx, "s3://lake/clicks/");
+    assert_eq!(rows, 2_000, "rows in the bucket");
     assert_eq!(written, produced);
 }

@@ -218,21 +218,15 @@ impl StoreResolver {
     /// The database endpoint of the `jdbc` Connection `connection` (named by `field`), with its
     /// credentials read from the mounted Secrets. Nothing is connected yet.
     pub fn database(&self, connection: &str, field: &str) -> Result<kglue_jdbc::Endpoint, StorageError> {
-        let spec = self
-            .connections
-            .get(connection)
-            .ok_or_else(|| StorageError::UnknownConnection(connection.into()))?;
-        let Some(jdbc) = &spec.jdbc else {
-            return Err(StorageError::NotADatabase {
+        let (jdbc, mut secrets) = self.typed(
+            connection,
+            |spec| spec.jdbc.as_ref(),
+            |kind| StorageError::NotADatabase {
                 field: field.into(),
                 connection: connection.into(),
-                kind: spec.kind(),
-            });
-        };
-        let mut secrets = ConnectionSecrets {
-            connection,
-            dir: &self.secrets,
-        };
+                kind,
+            },
+        )?;
         kglue_jdbc::Endpoint::resolve(jdbc, &mut secrets).map_err(|source| StorageError::Database {
             connection: connection.into(),
             source: Box::new(source),
@@ -242,22 +236,38 @@ impl StoreResolver {
     /// The Kafka endpoint of the `kafka` Connection `connection` (named by `field`), with its
     /// credentials and CA read from the mounted Secrets. Nothing is connected yet.
     pub fn kafka(&self, connection: &str, field: &str) -> Result<crate::etl::kafka::KafkaEndpoint, StorageError> {
+        let (kafka, mut secrets) = self.typed(
+            connection,
+            |spec| spec.kafka.as_ref(),
+            |kind| StorageError::NotKafka {
+                field: field.into(),
+                connection: connection.into(),
+                kind,
+            },
+        )?;
+        crate::etl::kafka::KafkaEndpoint::resolve(connection, kafka, &mut secrets)
+    }
+
+    /// The part `pick` takes of Connection `connection`, with its mounted Secrets; `wrong` makes
+    /// the error for a Connection of another type (given that type).
+    fn typed<'a, T>(
+        &'a self,
+        connection: &'a str,
+        pick: impl FnOnce(&'a ConnectionSpec) -> Option<&'a T>,
+        wrong: impl FnOnce(&'static str) -> StorageError,
+    ) -> Result<(&'a T, ConnectionSecrets<'a>), StorageError> {
         let spec = self
             .connections
             .get(connection)
             .ok_or_else(|| StorageError::UnknownConnection(connection.into()))?;
-        let Some(kafka) = &spec.kafka else {
-            return Err(StorageError::NotKafka {
-                field: field.into(),
-                connection: connection.into(),
-                kind: spec.kind(),
-            });
-        };
-        let mut secrets = ConnectionSecrets {
-            connection,
-            dir: &self.secrets,
-        };
-        crate::etl::kafka::KafkaEndpoint::resolve(connection, kafka, &mut secrets)
+        let part = pick(spec).ok_or_else(|| wrong(spec.kind()))?;
+        Ok((
+            part,
+            ConnectionSecrets {
+                connection,
+                dir: &self.secrets,
+            },
+        ))
     }
 
     /// For an S3 location, the multipart requests object_store does not make (listing and

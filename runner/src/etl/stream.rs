@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::common::{DataFormat, KafkaValueFormat, StorageSpec};
 use kglue_crds::job::{JobBookmark, JobSpec, PartitionOffset, SourceBookmark, StartingOffsets, StorageLocation};
@@ -142,8 +142,8 @@ pub struct BatchRecord {
     pub run_id: String,
     /// Per partition, the next offset to read after it.
     pub offsets: Vec<PartitionOffset>,
-    /// When the decision was recorded.
-    pub decided_at: Time,
+    /// When the decision was recorded (microseconds: latency is measured from it).
+    pub decided_at: MicroTime,
     /// The batch run's result.
     pub result: RunResult,
     /// What finishing its commit takes.
@@ -224,7 +224,7 @@ impl Decider for CheckpointDecider<'_> {
             batch: self.batch,
             run_id: result.run_id.clone(),
             offsets: self.offsets.clone(),
-            decided_at: Time(Timestamp::now()),
+            decided_at: MicroTime(Timestamp::now()),
             result: result.clone(),
             intent: intent.clone(),
         };
