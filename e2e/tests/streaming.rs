@@ -511,3 +511,39 @@ fn a_stream_on_s3_commits_each_event_once_through_a_kill() {
     assert_eq!(rows, 2_000, "rows in the bucket");
     assert_eq!(written, produced);
 }
+
+/// Records deleted from the topic (here by a delete-records request, as retention would) before
+/// the stream read them stop it, naming the partition and offsets, rather than being skipped.
+#[test]
+fn records_deleted_before_the_stream_read_them_stop_it_by_name() {
+    let broker = KafkaBroker::start().expect("a Kafka broker");
+    broker.create_topic("clicks", 1).expect("the topic");
+    produce(&broker, "clicks", 1, &values(0, 100), 100);
+    let lake = Lake::new(&broker, 1, 1_000);
+    let first = lake.command(&["--until-caught-up"]).output().expect("kglue run runs");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    produce(&broker, "clicks", 1, &values(100, 100), 100);
+    runtime().block_on(async {
+        let client = ClientBuilder::new(vec![broker.bootstrap()])
+            .build()
+            .await
+            .expect("a Kafka client");
+        client
+            .partition_client("clicks", 0, UnknownTopicHandling::Retry)
+            .await
+            .expect("a partition client")
+            .delete_records(150, 10_000)
+            .await
+            .expect("records deleted");
+    });
+    let second = lake.command(&["--until-caught-up"]).output().expect("kglue run runs");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        stderr.contains(
+            "topic clicks partition 0: the records from offset 100 are no longer in the topic (the earliest is 150)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(lake.written().0, 100, "nothing of the later records was written");
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::{Cluster, Operator, tail};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kglue_crds::Session;
+use kglue_crds::{Session, Table};
 use kglue_e2e::clients::Login;
 use kglue_e2e::harness::{self, trial};
 use kube::api::{Api, PostParams};
@@ -116,6 +116,24 @@ fn setup() -> Result<Env, Box<dyn std::error::Error>> {
         "orders",
         &[("id", "bigint"), ("customer_id", "bigint"), ("amount", "decimal(10,2)")],
         &[("day", "date")],
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    // A session's pod mounts the Secrets of the Connections its Tables name as the operator sees
+    // them when it creates the pod (docs/sessions.md): the sessions start once the operator has
+    // seen the Table (it has written the Table's conditions), not while its watch still lags.
+    env.wait_for(
+        "the operator to see Table sales.orders",
+        Duration::from_secs(60),
+        || {
+            let table = env
+                .block(Api::<Table>::namespaced(env.client.clone(), NAMESPACE).get("sales.orders"))
+                .map_err(|e| format!("get table sales.orders: {e}"))?;
+            let seen = table
+                .status
+                .and_then(|s| s.observed.observed_generation)
+                .is_some_and(|generation| Some(generation) == table.metadata.generation);
+            Ok(seen.then_some(()))
+        },
     )
     .map_err(|e| format!("{e:?}"))?;
     Ok(env)

@@ -73,6 +73,21 @@ pub enum KafkaError {
         /// How long it waited.
         seconds: u64,
     },
+    /// Records the stream had yet to read are no longer in the topic.
+    #[error(
+        "topic {topic} partition {partition}: the records from offset {offset} are no longer in the topic (the earliest is {}), so they cannot be read: they were deleted (by retention?) before the stream read them, and the stream stops rather than skip them",
+        earliest.map_or("unknown".to_string(), |e| e.to_string())
+    )]
+    Lost {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset the stream was to read.
+        offset: i64,
+        /// The partition's earliest offset now, if known.
+        earliest: Option<i64>,
+    },
     /// The topic does not exist.
     #[error("topic {topic} does not exist on {servers}")]
     NoTopic {
@@ -353,10 +368,27 @@ impl Topic {
                 };
                 waited |= waiting;
                 let client = &self.partitions[&partition];
-                let (batch, watermark) = client
+                let (batch, watermark) = match client
                     .fetch_records(offset, 1..FETCH_BYTES, wait.as_millis() as i32)
                     .await
-                    .map_err(self.read_error(partition))?;
+                {
+                    Ok(fetched) => fetched,
+                    Err(rskafka::client::error::Error::ServerError {
+                        protocol_error: rskafka::client::error::ProtocolError::OffsetOutOfRange,
+                        ..
+                    }) => {
+                        // The records the checkpoint reads on from are gone (retention, or
+                        // deleted): reading on from the earliest would skip them silently.
+                        let earliest = client.get_offset(OffsetAt::Earliest).await.ok();
+                        return Err(KafkaError::Lost {
+                            topic: self.name.clone(),
+                            partition,
+                            offset,
+                            earliest,
+                        });
+                    }
+                    Err(error) => return Err(self.read_error(partition)(error)),
+                };
                 let known = high.entry(partition).or_insert(watermark);
                 *known = (*known).max(watermark);
                 for record in batch.into_iter().filter(|r| r.offset >= offset).take(room as usize) {

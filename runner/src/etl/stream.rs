@@ -494,6 +494,8 @@ pub async fn run_stream<C: Catalog + ?Sized>(
                 kafka_attempt = 0;
                 fetched
             }
+            // Waiting would not bring lost records back.
+            Err(error @ KafkaError::Lost { .. }) => return Err(error.into()),
             Err(error) => {
                 on_problem(&error.to_string());
                 if stopped(&request.stop) {
