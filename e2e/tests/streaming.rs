@@ -547,3 +547,33 @@ fn records_deleted_before_the_stream_read_them_stop_it_by_name() {
     );
     assert_eq!(lake.written().0, 100, "nothing of the later records was written");
 }
+
+/// With `failOnBadRecord`, the first record that does not parse stops the stream, naming its
+/// partition, offset and reason, and its batch is not committed.
+#[test]
+fn fail_on_bad_record_stops_the_stream_at_the_first_bad_record() {
+    let broker = KafkaBroker::start().expect("a Kafka broker");
+    broker.create_topic("clicks", 1).expect("the topic");
+    let mut events = values(0, 10);
+    events.insert(4, "not json".to_string());
+    produce(&broker, "clicks", 1, &events, 100);
+    let lake = Lake::new(&broker, 1, 1_000);
+    let job = std::fs::read_to_string(lake.path("job.yaml")).expect("the job");
+    let job = job.replace(
+        "startingOffsets: earliest}",
+        "startingOffsets: earliest, failOnBadRecord: true}",
+    );
+    assert!(job.contains("failOnBadRecord: true"));
+    std::fs::write(lake.path("job.yaml"), job).expect("the job");
+    let output = lake.command(&["--until-caught-up"]).output().expect("kglue run runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("topic clicks partition 0 offset 4: the record does not parse (")
+            && stderr.contains("and failOnBadRecord is set"),
+        "{stderr}"
+    );
+    assert_eq!(lake.batches(), 0, "no batch committed");
+    // Nothing at all under the sink: no file, no checkpoint record, no dead letter.
+    assert_eq!(count_files(&lake.path("out")), 0, "nothing written");
+}
