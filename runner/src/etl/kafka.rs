@@ -170,6 +170,11 @@ impl KafkaEndpoint {
         })
     }
 
+    /// How long the client keeps trying the brokers before a call fails.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     fn settings(&self, message: impl ToString) -> KafkaError {
         KafkaError::Settings {
             connection: self.connection.clone(),

@@ -623,12 +623,15 @@ async fn open_topic(
             let client = endpoint.connect().await?;
             Topic::open(endpoint, &client, name).await
         };
-        let outcome = match tokio::time::timeout(FETCH_PATIENCE, opened).await {
+        // Longer than the client's own retries (the connect timeout): a refused login comes out
+        // of them as Refused, which must not be mistaken for a broker that does not answer.
+        let patience = endpoint.connect_timeout() * 2 + FETCH_PATIENCE;
+        let outcome = match tokio::time::timeout(patience, opened).await {
             Ok(outcome) => outcome,
             Err(_) => Err(KafkaError::NoAnswer {
                 topic: name.to_string(),
                 servers: endpoint.servers.join(","),
-                seconds: FETCH_PATIENCE.as_secs(),
+                seconds: patience.as_secs(),
             }),
         };
         match outcome {
