@@ -7,60 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, Int32Array, Int64Array};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use kglue_e2e::kafka::KafkaBroker;
+use datafusion::prelude::SessionContext;
+use kglue_e2e::kafka::{KafkaBroker, Offsets, produce, read_sink};
 use rskafka::client::ClientBuilder;
-use rskafka::client::partition::{Compression, UnknownTopicHandling};
-use rskafka::record::Record;
-
-/// (partition, offset) of each record.
-type Offsets = BTreeSet<(i32, i64)>;
+use rskafka::client::partition::UnknownTopicHandling;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime")
-}
-
-/// Produces `values` to `topic`, spread over its `partitions` in turn (`chunk` records per
-/// request); returns where each landed, in `values`' order.
-fn produce(broker: &KafkaBroker, topic: &str, partitions: i32, values: &[String], chunk: usize) -> Vec<(i32, i64)> {
-    runtime().block_on(async {
-        let client = ClientBuilder::new(vec![broker.bootstrap()])
-            .build()
-            .await
-            .expect("a Kafka client");
-        let mut clients = Vec::new();
-        for partition in 0..partitions {
-            clients.push(
-                client
-                    .partition_client(topic, partition, UnknownTopicHandling::Retry)
-                    .await
-                    .expect("a partition client"),
-            );
-        }
-        let mut landed = Vec::with_capacity(values.len());
-        for (index, part) in values.chunks(chunk).enumerate() {
-            let partition = (index % partitions as usize) as i32;
-            let records = part
-                .iter()
-                .map(|value| Record {
-                    key: Some(format!("k{}", landed.len() % 7).into_bytes()),
-                    value: Some(value.clone().into_bytes()),
-                    headers: BTreeMap::new(),
-                    timestamp: chrono::Utc::now(),
-                })
-                .collect();
-            let offsets = clients[partition as usize]
-                .produce(records, Compression::NoCompression)
-                .await
-                .expect("produced");
-            landed.extend(offsets.into_iter().map(|offset| (partition, offset)));
-        }
-        landed
-    })
 }
 
 struct Lake {
@@ -207,51 +163,6 @@ spec:
         }
         offsets
     }
-}
-
-/// Every (partition, offset) in the sink at `url` (its store registered in `ctx`), how many rows
-/// it has, and rows per section.
-fn read_sink(ctx: SessionContext, url: &str) -> (usize, Offsets, BTreeMap<String, usize>) {
-    runtime().block_on(async {
-        ctx.register_parquet(
-            "out",
-            url,
-            ParquetReadOptions::default().table_partition_cols(vec![(
-                "section".to_string(),
-                datafusion::arrow::datatypes::DataType::Utf8,
-            )]),
-        )
-        .await
-        .expect("the sink's files read");
-        let batches = ctx
-            .sql("SELECT \"partition\", \"offset\", section FROM out")
-            .await
-            .expect("plans")
-            .collect()
-            .await
-            .expect("reads");
-        let mut rows = 0;
-        let mut offsets = Offsets::new();
-        let mut sections: BTreeMap<String, usize> = BTreeMap::new();
-        for batch in batches {
-            let partitions = batch.column(0).as_any().downcast_ref::<Int32Array>().expect("int");
-            let offs = batch.column(1).as_any().downcast_ref::<Int64Array>().expect("bigint");
-            let section =
-                datafusion::arrow::compute::cast(batch.column(2), &datafusion::arrow::datatypes::DataType::Utf8)
-                    .expect("text");
-            let section = section
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::StringArray>()
-                .expect("strings");
-            for row in 0..batch.num_rows() {
-                rows += 1;
-                offsets.insert((partitions.value(row), offs.value(row)));
-                *sections.entry(section.value(row).to_string()).or_default() += 1;
-                assert!(!section.is_null(row));
-            }
-        }
-        (rows, offsets, sections)
-    })
 }
 
 fn count_files(folder: &Path) -> usize {
