@@ -177,6 +177,9 @@ pub struct RunRecord<M> {
     pub kubernetes_job: Option<String>,
     /// Settle attempts started to finish this attempt's commit (state Settling).
     pub settle_attempts: Option<i32>,
+    /// A streaming run: attempts in a row, this one included, that failed without committing a
+    /// batch. `maxRetries` bounds it; an attempt that commits a batch starts it again.
+    pub failures_in_a_row: Option<i32>,
     /// What happened, in words: the error of a failed run, the reason of a stop.
     pub message: Option<String>,
     /// Figures the runner reported for the run.

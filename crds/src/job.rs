@@ -139,6 +139,86 @@ pub struct StreamingSpec {
     pub fail_on_bad_record: bool,
 }
 
+/// What a streaming run is doing, as its runner reports it after every batch and every change
+/// of state (`RunResult.status.streaming`), mirrored by the operator into the Job's
+/// `status.streaming` for people and dashboards. The checkpoint, not this, is what a restarted
+/// stream resumes from.
+#[serde_with::skip_serializing_none]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamProgress {
+    /// The run and attempt reporting.
+    pub run_id: Option<String>,
+    /// The attempt reporting.
+    #[serde(default)]
+    pub attempt: i32,
+    /// What the stream is doing.
+    #[serde(default)]
+    pub state: StreamState,
+    /// Since when it is in this state.
+    pub since: Option<MicroTime>,
+    /// Why (an outage's error, a failure's error).
+    #[schemars(length(max = 4096))]
+    pub message: Option<String>,
+    /// The newest committed batch (batch numbers go on across attempts and runs).
+    pub last_batch: Option<i64>,
+    /// When it committed.
+    pub last_batch_at: Option<MicroTime>,
+    /// Records it read.
+    pub last_batch_records: Option<i64>,
+    /// Seconds from its window's start to its commit.
+    pub last_batch_seconds: Option<f64>,
+    /// Batches this attempt committed.
+    #[serde(default)]
+    pub batches: i64,
+    /// Records this attempt committed.
+    #[serde(default)]
+    pub records: i64,
+    /// Records this attempt sent to the dead-letter location.
+    #[serde(default)]
+    pub bad_records: i64,
+    /// Records per second over the newest batch's window (from the previous commit to its own).
+    pub records_per_second: Option<f64>,
+    /// Bytes of record values per second over the same span.
+    pub bytes_per_second: Option<f64>,
+    /// Records the topic holds beyond the newest committed batch, summed over partitions.
+    pub lag: Option<i64>,
+    /// Per partition: the next offset to read (committed) and the records behind the end the
+    /// stream last saw.
+    #[schemars(length(max = 1000))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// What a streaming run is doing.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StreamState {
+    /// Opening the topic, finishing the last recorded batch.
+    #[default]
+    Starting,
+    /// Reading and committing batches.
+    Running,
+    /// Kafka cannot be reached or read: retried with backoff, nothing lost (`message` says why).
+    Outage,
+    /// Ending after the batch in progress (a stop, or a roll to a new spec).
+    Stopping,
+    /// Ended on request.
+    Stopped,
+    /// Ended by an error (`message`); the run restarts it when retries allow.
+    Failed,
+}
+
+/// One partition's place in a stream.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition.
+    pub partition: i32,
+    /// The next offset to read (the newest committed batch's end).
+    pub offset: i64,
+    /// Records behind the partition's end as the stream last saw it.
+    pub lag: i64,
+}
+
 /// An object-store location and the Connection that reaches it.
 #[serde_with::skip_serializing_none]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -486,6 +566,8 @@ pub struct JobStatus {
     #[schemars(length(max = 10))]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bookmark_history: Vec<BookmarkHistoryEntry>,
+    /// A streaming job's newest run as its runner last reported it (docs/streaming.md).
+    pub streaming: Option<StreamProgress>,
 }
 
 /// The bookmark a run started from.

@@ -48,6 +48,10 @@ pub enum AttemptOutcome {
     /// decision is creating this RunResult, before any file moves). The runner's exit code 0
     /// says it finished the commit; otherwise a settle attempt finishes it from `job.commit`.
     Committing,
+    /// A streaming attempt at work, created when it starts: its progress is in
+    /// `status.streaming` (the one part of a RunResult that changes, and only by the attempt's own
+    /// pod), and how it ended is its Kubernetes Job's: exit 0 after a stop, else a failure.
+    Streaming,
 }
 
 /// One attempt's report.
@@ -65,7 +69,8 @@ pub enum AttemptOutcome {
     printcolumn = r#"{"name": "Run", "type": "string", "jsonPath": ".spec.runId"}"#,
     printcolumn = r#"{"name": "Attempt", "type": "integer", "jsonPath": ".spec.attempt"}"#,
     printcolumn = r#"{"name": "Outcome", "type": "string", "jsonPath": ".spec.outcome"}"#,
-    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    status = "RunResultStatus"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RunResultSpec {
@@ -100,6 +105,17 @@ pub struct RunResultSpec {
     /// crawler's only, when it records the crawl.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_tables: Vec<String>,
+}
+
+/// What changes while an attempt runs: a streaming attempt's progress. Written by the attempt's
+/// own pod (server-side apply, field manager `kglue-stream`; the admission policy holds the
+/// writer to the attempt's pod as for the create).
+#[serde_with::skip_serializing_none]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResultStatus {
+    /// A streaming attempt's progress, mirrored into the Job's `status.streaming`.
+    pub streaming: Option<crate::job::StreamProgress>,
 }
 
 /// The pod a RunResult comes from.

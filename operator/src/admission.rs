@@ -11,7 +11,8 @@
 //!   same rule in Rust, which the operator checks again),
 //! - and recording that very pod in `spec.pod`;
 //!
-//! and a RunResult's spec never changes after. The operator, for its part, counts a RunResult only
+//! and a RunResult's spec never changes after. Its status (a streaming attempt's progress, which
+//! moves nothing but the Job's `status.streaming`) is written under the same three rules. The operator, for its part, counts a RunResult only
 //! when `spec.pod` is one of the attempt's pods (runs/mod.rs), so a result created while the policy
 //! was not installed, or by hand, does not count either.
 //!
@@ -51,7 +52,11 @@ fn claim(key: &str) -> String {
 
 /// The checks of a create, each with the message a refused runner (or person) reads.
 fn validations() -> Vec<Validation> {
-    let on_create = |expression: &str| format!("request.operation != 'CREATE' || ({expression})");
+    // A create, and a write of the status (a streaming attempt's progress): both only by the
+    // attempt's own pod.
+    let on_create = |expression: &str| {
+        format!("!(request.operation == 'CREATE' || request.subResource == 'status') || ({expression})")
+    };
     vec![
         Validation {
             expression: on_create("variables.podName != ''"),
@@ -104,7 +109,7 @@ pub fn policy() -> ValidatingAdmissionPolicy {
                     api_groups: Some(vec![kglue_crds::API_GROUP.into()]),
                     api_versions: Some(vec!["*".into()]),
                     operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
-                    resources: Some(vec!["runresults".into()]),
+                    resources: Some(vec!["runresults".into(), "runresults/status".into()]),
                     ..NamedRuleWithOperations::default()
                 }]),
                 ..MatchResources::default()

@@ -72,6 +72,11 @@ pub const RUNNER_RULES: &[Rule] = &[
         resources: &["sessions/status"],
         verbs: &["patch"],
     },
+    Rule {
+        why: "a streaming attempt reports its progress (status.streaming: batches, rates, lag, outages) in its own RunResult's status by server-side apply, field manager kglue-stream; the admission policy kglue-runresults lets only the attempt's own pod write it",
+        resources: &["runresults/status"],
+        verbs: &["patch"],
+    },
 ];
 
 fn meta(name: &str, namespace: &str) -> ObjectMeta {

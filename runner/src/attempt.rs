@@ -8,6 +8,7 @@
 //! is still reported, as a Failed result that says what went wrong.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
@@ -18,7 +19,7 @@ use kglue_crds::protocol::attempt::{AttemptArgs, SettleMode, run_labels};
 use kglue_crds::protocol::ids::attempt_job_name;
 use kglue_crds::run_result::{AttemptOutcome, CommitIntent, CommitSink, JobAttemptReport, RunOwnerKind};
 use kglue_crds::{Crawler, Job, RunResult, RunResultSpec};
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 
 use crate::catalog::Catalog;
@@ -27,6 +28,7 @@ use crate::crawl::plan::{Action, CrawlPlan};
 use crate::crawl::run::crawl;
 use crate::etl::run::{self, Resources, RunOutcome, RunRequest};
 use crate::etl::settle::{DecideError, Decider, clean_up, finish_commit};
+use crate::etl::stream::{Progress, StreamRequest, run_stream};
 use crate::storage::{Credentials, Location, SecretsDir, StoreResolver};
 
 /// The most characters of an error a RunResult keeps (the CRD's `maxLength` of `spec.error`).
@@ -95,6 +97,9 @@ pub enum AttemptEnd {
     Unfinished(RunResultSpec),
     /// A settle attempt: what it did, or why it could not.
     Settled(Result<String, String>),
+    /// A streaming attempt (its Streaming RunResult made when it started): stopped on request,
+    /// with what it did, or failed.
+    Streamed(Result<String, String>),
 }
 
 /// Runs the attempt. Never fails: an error becomes a Failed report (or, after the decision to
@@ -103,7 +108,10 @@ pub async fn run_attempt(client: &Client, attempt: &Attempt) -> AttemptEnd {
     let started = Instant::now();
     let end = match (attempt.command.kind, attempt.command.settle) {
         (RunOwnerKind::Job, Some(mode)) => return AttemptEnd::Settled(settle_attempt(client, attempt, mode).await),
-        (RunOwnerKind::Job, None) => job_attempt(client, attempt).await,
+        (RunOwnerKind::Job, None) => match job_attempt(client, attempt).await {
+            Ok(end) => end,
+            Err(streaming) => return AttemptEnd::Streamed(stream_attempt(client, attempt, *streaming).await),
+        },
         (RunOwnerKind::Crawler, _) => AttemptEnd::Report(crawl_attempt(client, attempt).await),
     };
     // The attempt's wall time inside the runner, reading the catalog included (the ETL result's
@@ -178,16 +186,33 @@ fn resolver(attempt: &Attempt, catalog: &ClusterCatalog) -> StoreResolver {
     .with_local_paths(local)
 }
 
-async fn job_attempt(client: &Client, attempt: &Attempt) -> AttemptEnd {
+/// What a Job attempt has read before it works.
+struct Prepared {
+    job: Job,
+    arguments: BTreeMap<String, String>,
+    catalog: ClusterCatalog,
+}
+
+/// A batch Job's attempt; a streaming Job's is handed back (`Err`) to [`stream_attempt`].
+async fn job_attempt(client: &Client, attempt: &Attempt) -> Result<AttemptEnd, Box<Prepared>> {
     let prepared = async {
         let (job, catalog) = read_job(client, attempt).await?;
         let arguments = parse_arguments(attempt)?;
-        Ok::<_, AttemptError>((job, arguments, catalog))
+        Ok::<_, AttemptError>(Prepared {
+            job,
+            arguments,
+            catalog,
+        })
     }
     .await;
-    let (job, arguments, mut catalog) = match prepared {
+    let Prepared {
+        job,
+        arguments,
+        mut catalog,
+    } = match prepared {
+        Ok(prepared) if prepared.job.spec.streaming.is_some() => return Err(Box::new(prepared)),
         Ok(prepared) => prepared,
-        Err(error) => return AttemptEnd::Report(failed(attempt, error.to_string())),
+        Err(error) => return Ok(AttemptEnd::Report(failed(attempt, error.to_string()))),
     };
     // The committed bookmark is the operator's, in status; a run with bookmarks disabled reads
     // everything whatever is there.
@@ -196,8 +221,35 @@ async fn job_attempt(client: &Client, attempt: &Attempt) -> AttemptEnd {
         BookmarkOption::Enable | BookmarkOption::Pause => job.status.as_ref().and_then(|s| s.bookmark.clone()),
     };
     let resolver = resolver(attempt, &catalog);
-    // A folder of this attempt's own under the spill root, so that removing it afterwards never
-    // touches the mount point (an emptyDir) or another process's files.
+    let (spill_dir, resources) = resources(attempt, &job);
+    let request = RunRequest {
+        job_name: attempt.command.name.clone(),
+        spec: job.spec.clone(),
+        run_id: attempt.command.run_id.clone(),
+        attempt: attempt.command.attempt,
+        arguments,
+        bookmark,
+        resources,
+        stream: None,
+    };
+    let mut decider = ReportDecider {
+        client: client.clone(),
+        attempt: attempt.clone(),
+    };
+    let result = run::run(request, &mut catalog, &resolver, &mut decider).await;
+    let _ = std::fs::remove_dir_all(&spill_dir);
+    let spec = job_report(attempt, &result);
+    Ok(match result.outcome {
+        RunOutcome::Succeeded => AttemptEnd::Committed(spec),
+        RunOutcome::Failed => AttemptEnd::Report(spec),
+        RunOutcome::Unfinished => AttemptEnd::Unfinished(spec),
+    })
+}
+
+/// The attempt's spill folder and what its work may use. The folder is the attempt's own under
+/// the spill root, so that removing it afterwards never touches the mount point (an emptyDir) or
+/// another process's files.
+fn resources(attempt: &Attempt, job: &Job) -> (std::path::PathBuf, Resources) {
     let spill_dir = attempt
         .command
         .spill_dir
@@ -211,27 +263,147 @@ async fn job_attempt(client: &Client, attempt: &Attempt) -> AttemptEnd {
             .unwrap_or(job.spec.worker_size)
             .default_resources()
     });
-    let request = RunRequest {
-        job_name: attempt.command.name.clone(),
-        spec: job.spec.clone(),
-        run_id: attempt.command.run_id.clone(),
-        attempt: attempt.command.attempt,
+    (spill_dir.clone(), Resources::for_resources(worker, spill_dir))
+}
+
+/// The field manager of a streaming attempt's progress in its RunResult's status.
+pub const STREAM_MANAGER: &str = "kglue-stream";
+
+/// A streaming Job's attempt (docs/streaming.md, "In a cluster"): its RunResult, outcome
+/// Streaming, first, so the operator knows where to read progress; then batches until SIGTERM
+/// (a stop or a roll: the operator suspends the attempt's Kubernetes Job) ends the stream after
+/// the batch in progress, or an error does. Progress goes to the RunResult's status as it
+/// changes. Returns what it did (exit 0) or the error (exit 1, in the termination message).
+async fn stream_attempt(client: &Client, attempt: &Attempt, prepared: Prepared) -> Result<String, String> {
+    let Prepared {
+        job,
         arguments,
-        bookmark,
-        resources: Resources::for_resources(worker, spill_dir.clone()),
-        stream: None,
+        mut catalog,
+    } = prepared;
+    let command = &attempt.command;
+    let object = result_object(attempt, base(attempt, AttemptOutcome::Streaming, None));
+    report(client, &object).await.map_err(|e| e.to_string())?;
+
+    let progress = Arc::new(Mutex::new(Progress::new(&command.run_id, command.attempt)));
+    let snapshot = |progress: &Mutex<Progress>| progress.lock().map(|p| p.current().clone()).unwrap_or_default();
+    let (publish, published) = tokio::sync::watch::channel(snapshot(&progress));
+    let reporter = tokio::spawn(report_progress(
+        Api::namespaced(client.clone(), &attempt.pod.namespace),
+        attempt.pod.kubernetes_job.clone(),
+        published,
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    {
+        let (progress, publish) = (progress.clone(), publish.clone());
+        tokio::spawn(async move {
+            terminated().await;
+            eprintln!("kglue: stopping after the batch in progress");
+            if let Ok(mut p) = progress.lock() {
+                p.stopping();
+                publish.send_replace(p.current().clone());
+            }
+            let _ = stop.send(true);
+        });
+    }
+    let update = |change: &dyn Fn(&mut Progress)| {
+        if let Ok(mut p) = progress.lock() {
+            change(&mut p);
+            publish.send_replace(p.current().clone());
+        }
     };
-    let mut decider = ReportDecider {
-        client: client.clone(),
-        attempt: attempt.clone(),
+    let resolver = resolver(attempt, &catalog);
+    let (spill_dir, resources) = resources(attempt, &job);
+    let request = StreamRequest {
+        job_name: command.name.clone(),
+        spec: job.spec.clone(),
+        arguments,
+        resources,
+        until_caught_up: false,
+        max_batches: None,
+        stop: stopped,
     };
-    let result = run::run(request, &mut catalog, &resolver, &mut decider).await;
+    let ended = run_stream(
+        request,
+        &mut catalog,
+        &resolver,
+        |batch| {
+            println!(
+                "batch {} ({}): {} records, {} bad; lag {}; {:.2}s",
+                batch.batch,
+                batch.run_id,
+                batch.records,
+                batch.bad_records,
+                batch.lag.values().sum::<i64>(),
+                batch.seconds
+            );
+            update(&|p| p.batch(batch));
+        },
+        |problem| {
+            match problem {
+                Some(problem) => eprintln!("kglue: {problem}; retrying"),
+                None => eprintln!("kglue: Kafka answers again"),
+            }
+            update(&|p| p.problem(problem));
+        },
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&spill_dir);
-    let spec = job_report(attempt, &result);
-    match result.outcome {
-        RunOutcome::Succeeded => AttemptEnd::Committed(spec),
-        RunOutcome::Failed => AttemptEnd::Report(spec),
-        RunOutcome::Unfinished => AttemptEnd::Unfinished(spec),
+    let outcome = match &ended {
+        Ok(summary) => Ok(format!(
+            "stream stopped after {} batch(es), {} record(s)",
+            summary.batches, summary.records
+        )),
+        Err(error) => Err(error.to_string()),
+    };
+    update(&|p| p.ended(outcome.as_ref().map(|_| ()).map_err(String::as_str)));
+    // The last progress written before the exit, within a bound: the exit code says the rest.
+    drop(publish);
+    let _ = tokio::time::timeout(Duration::from_secs(10), reporter).await;
+    outcome.map_err(|error| cut_bytes(&error, TERMINATION_ERROR_BYTES).to_string())
+}
+
+/// Writes each new progress into the RunResult's status (server-side apply of
+/// `status.streaming` only), skipping those superseded before their turn. A failed write is
+/// logged and the next progress tried: the status is for people, the checkpoint is the truth.
+async fn report_progress(
+    api: Api<RunResult>,
+    name: String,
+    mut published: tokio::sync::watch::Receiver<kglue_crds::job::StreamProgress>,
+) {
+    let params = PatchParams::apply(STREAM_MANAGER).force();
+    loop {
+        let progress = published.borrow_and_update().clone();
+        let patch = serde_json::json!({
+            "apiVersion": <RunResult as kube::Resource>::api_version(&()),
+            "kind": <RunResult as kube::Resource>::kind(&()),
+            "status": {"streaming": progress},
+        });
+        if let Err(error) = api.patch_status(&name, &params, &Patch::Apply(&patch)).await {
+            eprintln!("kglue: writing the stream's progress into RunResult {name}: {error}");
+        }
+        if published.changed().await.is_err() {
+            // The stream ended: write what it said last, if that is not written yet.
+            if published.has_changed().unwrap_or(false) {
+                continue;
+            }
+            return;
+        }
+    }
+}
+
+/// Resolves on SIGTERM (the pod being deleted or its Job suspended) or Ctrl-C.
+async fn terminated() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
     }
 }
 
@@ -464,6 +636,7 @@ pub fn result_object(attempt: &Attempt, mut spec: RunResultSpec) -> RunResult {
             ..ObjectMeta::default()
         },
         spec,
+        status: None,
     }
 }
 
@@ -511,6 +684,7 @@ pub fn termination_message(spec: &RunResultSpec, report_error: Option<&str>) -> 
         AttemptOutcome::Succeeded => "Succeeded".to_string(),
         AttemptOutcome::Failed => "Failed".to_string(),
         AttemptOutcome::Committing => "Committing".to_string(),
+        AttemptOutcome::Streaming => "Streaming".to_string(),
     };
     if let Some(error) = report_error {
         message.push_str(&format!(" (not reported: {})", cut_bytes(error, 512)));

@@ -173,7 +173,7 @@ pub async fn run_stream(
     max_batches: Option<u64>,
     stop: tokio::sync::watch::Receiver<bool>,
     on_batch: impl FnMut(&crate::etl::stream::BatchReport),
-    on_problem: impl FnMut(&str),
+    on_problem: impl FnMut(Option<&str>),
 ) -> Result<crate::etl::stream::StreamSummary, LocalError> {
     let mut catalog = DirCatalog::load(&run.catalog)?;
     let resolver = StoreResolver::new(

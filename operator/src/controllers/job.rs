@@ -176,13 +176,6 @@ impl Reconcile for Job {
         problems.extend(refs.found.missing(self, NamedKind::Connection));
         problems.extend(shared_locations(self, &refs.writers));
         problems.extend(refs.found.missing_service_account(self));
-        if self.spec.streaming.is_some() {
-            // Said on the Job, not found out by a run that fails on its Kafka source.
-            problems.push(Problem::new(
-                Reason::NotSupported,
-                "spec.streaming: the operator does not run streaming jobs yet; run this one with kglue run -f JOB.yaml --catalog DIR (docs/streaming.md)",
-            ));
-        }
         problems
     }
 
@@ -290,17 +283,11 @@ spec:
     }
 
     #[test]
-    fn a_streaming_job_is_stalled_saying_the_operator_does_not_run_it_yet() {
+    fn a_streaming_job_with_its_references_found_is_ready_to_run() {
         let mut job = job();
         job.spec.streaming = Some(serde_json::from_value(serde_json::json!({"windowSeconds": 10})).expect("streaming"));
         let problems = job.validate(&refs(&[("raw", "orders"), ("curated", "out")], &["lake", "reports"]));
-        assert_eq!(problems.len(), 1);
-        assert_eq!(problems[0].reason, Reason::NotSupported);
-        assert!(
-            problems[0]
-                .message
-                .starts_with("spec.streaming: the operator does not run streaming jobs yet")
-        );
+        assert_eq!(problems, vec![]);
     }
 
     fn writer_job(name: &str, created: i64, sinks: &[(&str, &str)]) -> Job {

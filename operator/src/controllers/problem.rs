@@ -47,8 +47,6 @@ pub enum Reason {
     /// A field names a Connection of the other type: a jdbc Connection for a storage location,
     /// an s3 one for a database.
     ConnectionTypeMismatch,
-    /// The object asks for something this operator does not run yet (a streaming Job).
-    NotSupported,
 }
 
 impl Reason {
@@ -76,7 +74,6 @@ impl Reason {
             Reason::SinkLocationShared => "SinkLocationShared",
             Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
             Reason::LocalPathRefused => "LocalPathRefused",
-            Reason::NotSupported => "NotSupported",
         }
     }
 }

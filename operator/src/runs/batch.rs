@@ -206,6 +206,36 @@ pub struct AttemptSpec<'a> {
     pub secrets: Vec<SecretKeyUse>,
     /// `spec.serviceAccountName`; `None`: the operator's runner account.
     pub service_account: Option<&'a str>,
+    /// A streaming Job's attempt: no deadline, and a grace period for the batch in progress.
+    pub stream: Option<StreamAttempt>,
+}
+
+/// What shapes a streaming attempt's Kubernetes Job.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamAttempt {
+    /// `spec.streaming.windowSeconds`.
+    pub window_seconds: u32,
+    /// The Job's `metadata.generation` the attempt runs (a newer one rolls it).
+    pub generation: i64,
+}
+
+/// The annotation of a streaming attempt's Kubernetes Job naming the generation of the Job whose
+/// spec it runs.
+pub const ANNOTATION_GENERATION: &str = "kglue.dev/job-generation";
+
+/// How long past its window a streaming attempt's pod may take to end after SIGTERM: the batch
+/// in progress is cut at the stop, then processed and committed.
+pub const STREAM_STOP_MARGIN_SECONDS: i64 = 120;
+
+/// Whether attempt Job `job` runs an older generation of its streaming Job than `generation`.
+pub fn stale_stream(job: &BatchJob, generation: Option<i64>) -> bool {
+    let built = job
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_GENERATION))
+        .and_then(|g| g.parse::<i64>().ok());
+    matches!((built, generation), (Some(built), Some(now)) if built < now)
 }
 
 /// The Kubernetes Job of an attempt. Pure.
@@ -245,18 +275,25 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
         security_context: Some(restricted_container()),
         ..Container::default()
     };
+    // A stream runs until stopped: no deadline, and the time to commit the batch in progress.
+    let stream = spec.stream.filter(|_| launch.settle.is_none());
     BatchJob {
         metadata: ObjectMeta {
             name: Some(launch.job_name.clone()),
             namespace: Some(owner.namespace.clone()),
             labels: Some(labels.clone()),
+            annotations: stream
+                .map(|s| BTreeMap::from([(ANNOTATION_GENERATION.to_string(), s.generation.to_string())])),
             owner_references: Some(vec![controller_reference(owner.kind.as_str(), &owner.name, &owner.uid)]),
             ..ObjectMeta::default()
         },
         spec: Some(BatchJobSpec {
             // Retries are the operator's, so that every attempt is recorded with its own id.
             backoff_limit: Some(0),
-            active_deadline_seconds: Some(i64::from(spec.timeout_minutes) * 60),
+            active_deadline_seconds: match stream {
+                Some(_) => None,
+                None => Some(i64::from(spec.timeout_minutes) * 60),
+            },
             // None until the run is recorded (`super::retire`): a TTL running from the Job's end
             // would delete it and its RunResult while an operator is down, and with them the
             // only record of how the attempt ended.
@@ -273,6 +310,8 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
                     containers: vec![container],
                     volumes: Some(volumes),
                     security_context: Some(restricted_pod()),
+                    termination_grace_period_seconds: stream
+                        .map(|s| i64::from(s.window_seconds) + STREAM_STOP_MARGIN_SECONDS),
                     ..PodSpec::default()
                 }),
             },
@@ -406,6 +445,7 @@ mod tests {
             timeout_minutes: 30,
             secrets: vec![],
             service_account: None,
+            stream: None,
         };
         let value = serde_json::to_value(build_job(&owner(), &launch(), &spec, &settings)).expect("serialises");
         assert_eq!(
@@ -422,6 +462,32 @@ mod tests {
             settings.worker_sizes.get(WorkerSize::Large),
             WorkerSize::Large.default_resources()
         );
+    }
+
+    #[test]
+    fn a_streaming_attempt_has_no_deadline_a_grace_period_for_its_batch_and_its_generation() {
+        let spec = AttemptSpec {
+            worker: WorkerSize::Small,
+            timeout_minutes: 30,
+            secrets: vec![],
+            service_account: None,
+            stream: Some(StreamAttempt {
+                window_seconds: 100,
+                generation: 4,
+            }),
+        };
+        let job = build_job(&owner(), &launch(), &spec, &settings());
+        let value = serde_json::to_value(&job).expect("serialises");
+        assert!(value["spec"].get("activeDeadlineSeconds").is_none(), "{value}");
+        assert_eq!(value["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 220);
+        assert_eq!(value["metadata"]["annotations"][ANNOTATION_GENERATION], "4");
+        assert!(!stale_stream(&job, Some(4)));
+        assert!(stale_stream(&job, Some(5)));
+        // A batch attempt keeps its deadline and carries no generation.
+        let batch = build_job(&owner(), &launch(), &AttemptSpec { stream: None, ..spec }, &settings());
+        let value = serde_json::to_value(&batch).expect("serialises");
+        assert_eq!(value["spec"]["activeDeadlineSeconds"], 1800);
+        assert!(!stale_stream(&batch, Some(5)));
     }
 
     #[test]
@@ -457,6 +523,7 @@ mod tests {
             timeout_minutes: 30,
             secrets: connection.secret_keys(),
             service_account: Some("orders-pipeline"),
+            stream: None,
         };
         let job = build_job(&owner(), &launch(), &spec, &settings());
         let value = serde_json::to_value(&job).expect("serialises");
@@ -580,6 +647,7 @@ mod tests {
             timeout_minutes: 30,
             secrets: vec![],
             service_account: None,
+            stream: None,
         };
         let settle = Launch {
             job_name: "clean-jr-0123456789-0-s1".into(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kglue_crds::common::{RunRecord, RunState, cap_run_message};
-use kglue_crds::job::{BookmarkHistoryEntry, JobBookmark};
+use kglue_crds::job::{BookmarkHistoryEntry, JobBookmark, StreamProgress};
 use kglue_crds::run_result::AttemptOutcome;
 
 use kglue_crds::protocol::attempt::SettleMode;
@@ -17,6 +17,8 @@ use kglue_crds::protocol::ids::{attempt_job_name, cleanup_job_name, run_id, sett
 use kglue_crds::protocol::requests::{BookmarkRequest, Requests, StartBody};
 
 use crate::writes::Notice;
+
+mod stream;
 
 /// How many replaced bookmarks `status.bookmarkHistory` keeps.
 pub const BOOKMARK_HISTORY: usize = 10;
@@ -93,6 +95,9 @@ pub struct Limits {
     /// Whether runs stage outputs (a Job with sinks): an attempt that ends without deciding to
     /// commit, with no retry to clean up after it, gets a cleanup attempt.
     pub stages_outputs: bool,
+    /// Whether runs are streams (a Job with `spec.streaming`): one at a time, each a long-lived
+    /// attempt restarted until stopped ([`stream`]).
+    pub streaming: bool,
 }
 
 /// Everything the decision depends on.
@@ -122,6 +127,12 @@ pub struct Observed<M> {
     pub limits: Limits,
     /// The bookmark state (Jobs only).
     pub bookmarks: Option<Bookmarks>,
+    /// Streaming runs: what each attempt's runner last reported (its RunResult's
+    /// `status.streaming`), by Kubernetes Job name.
+    pub progress: BTreeMap<String, StreamProgress>,
+    /// Streaming runs: the attempts' Kubernetes Jobs built for an older generation of the object
+    /// (a spec change rolls them).
+    pub stale: BTreeSet<String>,
 }
 
 /// An attempt to start: its Kubernetes Job's name and the record it belongs to.
@@ -291,6 +302,7 @@ impl<M: Clone> Machine<M> {
                 not_before: None,
                 kubernetes_job: None,
                 settle_attempts: None,
+                failures_in_a_row: None,
                 message: None,
                 metrics: None,
                 run_properties: BTreeMap::new(),
@@ -327,6 +339,10 @@ impl<M: Clone> Machine<M> {
         let job_name = attempt_job_name(&self.observed.name, &record.id, record.attempt);
         let stop = self.stop_asked(&record.id);
         let job = self.observed.jobs.get(&job_name).cloned();
+        if self.observed.limits.streaming {
+            self.advance_stream(record, job_name, stop, job);
+            return;
+        }
         match (record.state, job) {
             (RunState::Waiting, None) if stop => {
                 self.end(record, RunState::Stopped, "stopped before it started".into());
@@ -590,7 +606,7 @@ impl<M: Clone> Machine<M> {
     fn start_waiting_runs(&mut self) {
         let now = self.now();
         let serialize = self.bookmark_state.as_ref().is_some_and(|s| s.serialize);
-        let limit = if serialize || self.observed.limits.replaces_data {
+        let limit = if serialize || self.observed.limits.replaces_data || self.observed.limits.streaming {
             1
         } else {
             self.observed.limits.max_concurrent.max(1)
@@ -614,6 +630,7 @@ impl<M: Clone> Machine<M> {
             if running >= limit {
                 let why = match (limit == 1 && self.observed.limits.max_concurrent > 1, serialize) {
                     (false, _) => "",
+                    (true, _) if self.observed.limits.streaming => " (a stream runs one at a time)",
                     (true, true) => " (runs that read a bookmark run one at a time)",
                     (true, false) => " (runs that overwrite their sinks' data run one at a time)",
                 };

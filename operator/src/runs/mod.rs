@@ -18,21 +18,22 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job as BatchJob;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Table;
 use kglue_crds::common::{RunRecord, RunState, cap_run_message};
 use kglue_crds::connection::{SecretKeyUse, secret_consents};
 use kglue_crds::crawler::CRAWLER_LABEL;
+use kglue_crds::job::{StreamProgress, StreamState};
 use kglue_crds::protocol::attempt::{LABEL_OWNER_UID, SettleMode};
 use kglue_crds::protocol::ids::is_attempt_pod_name;
 use kglue_crds::protocol::requests::Requests;
-use kglue_crds::run_result::RunResult;
+use kglue_crds::run_result::{AttemptOutcome, RunResult};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::{Value, json};
 
-use self::batch::{AttemptSpec, Owner, attempt_state, build_job};
+use self::batch::{AttemptSpec, Owner, StreamAttempt, attempt_state, build_job, stale_stream};
 use self::machine::{AttemptJob, Decision, Observed, Report, decide, followed_jobs};
 pub use self::runnable::Runnable;
 use self::scheduled::scheduled_start;
@@ -47,6 +48,10 @@ pub const RUNS_MANAGER: &str = "kglue-operator-runs";
 /// How long an active run waits for a look without a watch event: a safety net, since attempts are
 /// followed through their Kubernetes Jobs' watch events.
 const ACTIVE_RECHECK: Duration = Duration::from_secs(60);
+
+/// How often an active stream's progress is copied from its RunResult into the Job's
+/// `status.streaming`: the status lags the runner by at most this.
+const STREAM_RECHECK: Duration = Duration::from_secs(10);
 
 /// The object's own schedule as this reconcile sees it.
 struct Tick {
@@ -93,14 +98,24 @@ pub async fn reconcile_runs<K: Runnable>(on: ActOn<'_>) -> Result<Option<Duratio
     }
     let runs = object.runs();
     let (observed, deletes) = read(ctx, namespace, &object, requests, blocked, settings).await?;
+    let reported = observed.progress.clone();
     let decision = decide(observed);
     let new_runs = act(ctx, namespace, &object, &decision, settings).await?;
+    let streaming = object
+        .stream_window()
+        .and_then(|_| stream_status(object.stream_progress(), &new_runs, &reported));
     delete_crawled_away(ctx, namespace, &object, &runs, &new_runs, &deletes).await?;
-    record(ctx, &api, &object, &runs, &new_runs, &decision, &tick).await?;
+    let shown = Shown { tick: &tick, streaming };
+    record(ctx, &api, &object, &runs, &new_runs, &decision, shown).await?;
     retire(ctx, namespace, &decision.retire, settings).await?;
 
     let active = new_runs.iter().any(|r| !r.state.is_final());
-    let after = decision.requeue_after.or(active.then_some(ACTIVE_RECHECK));
+    let recheck = if object.stream_window().is_some() {
+        STREAM_RECHECK
+    } else {
+        ACTIVE_RECHECK
+    };
+    let after = decision.requeue_after.or(active.then_some(recheck));
     Ok([after, tick.wait()].into_iter().flatten().min())
 }
 
@@ -158,6 +173,9 @@ async fn read<K: Runnable>(
     let mut reports = BTreeMap::new();
     let mut deletes = TableDeletes::new();
     let mut unretired = BTreeSet::new();
+    let mut progress = BTreeMap::new();
+    let mut stale = BTreeSet::new();
+    let streaming = object.stream_window().is_some();
     let followed = followed_jobs(&object.name_any(), &object.runs());
     for job in listed.items {
         let job_name = job.name_any();
@@ -187,8 +205,16 @@ async fn read<K: Runnable>(
             state,
             AttemptJob::Complete | AttemptJob::Failed { .. } | AttemptJob::Suspended
         );
-        if over && let Some(result) = results_api.get_opt(&job_name).await? {
+        // A stream's RunResult is read while it runs too: its status holds the progress.
+        if (over || streaming)
+            && let Some(result) = results_api.get_opt(&job_name).await?
+        {
             match foreign_result(&result, &job, &pods) {
+                None if result.spec.outcome == AttemptOutcome::Streaming => {
+                    if let Some(reported) = result.status.and_then(|s| s.streaming) {
+                        progress.insert(job_name.clone(), reported);
+                    }
+                }
                 None => {
                     reports.insert(job_name.clone(), report::<K>(&result));
                     deletes.insert(job_name.clone(), result.spec.delete_tables.clone());
@@ -197,6 +223,9 @@ async fn read<K: Runnable>(
                     tracing::warn!(%namespace, result = %job_name, %why, "ignoring a RunResult that is not its attempt's");
                 }
             }
+        }
+        if streaming && stale_stream(&job, object.meta().generation) {
+            stale.insert(job_name.clone());
         }
         if finished_without_ttl {
             unretired.insert(job_name.clone());
@@ -216,6 +245,8 @@ async fn read<K: Runnable>(
         blocked,
         limits: object.limits(settings),
         bookmarks: object.bookmarks(),
+        progress,
+        stale,
     };
     Ok((observed, deletes))
 }
@@ -350,6 +381,10 @@ async fn act<K: Runnable>(
             timeout_minutes,
             secrets,
             service_account: object.service_account(),
+            stream: object.stream_window().map(|window_seconds| StreamAttempt {
+                window_seconds,
+                generation: object.meta().generation.unwrap_or(0),
+            }),
         };
         let owner = Owner {
             kind: K::KIND,
@@ -477,9 +512,45 @@ pub async fn consenting_secrets(
     Ok(secrets)
 }
 
-/// Records the decision: one status write for the history, the bookmark and the next tick,
-/// conditional on what was read; then the handled requests' annotations go, and metrics, Events
-/// and logs follow.
+/// A streaming Job's `status.streaming`: what the newest attempt that reported said last
+/// (`reported`, by Kubernetes Job name), or what status shows when no attempt reports now. An
+/// attempt that ended without saying so (killed) is shown as its run record ended. Pure.
+pub fn stream_status<M>(
+    shown: Option<&StreamProgress>,
+    runs: &[RunRecord<M>],
+    reported: &BTreeMap<String, StreamProgress>,
+) -> Option<StreamProgress> {
+    let found = runs.iter().find_map(|run| {
+        let progress = reported.get(run.kubernetes_job.as_deref()?)?;
+        Some((run, progress.clone()))
+    });
+    let Some((run, mut progress)) = found else {
+        return shown.cloned();
+    };
+    let said_it_ended = matches!(progress.state, StreamState::Stopped | StreamState::Failed);
+    if run.state.is_final() && !said_it_ended {
+        progress.state = if run.state == RunState::Stopped {
+            StreamState::Stopped
+        } else {
+            StreamState::Failed
+        };
+        progress.message = run.message.clone();
+        progress.since = run.completed_at.as_ref().map(|t| MicroTime(t.0));
+    }
+    Some(progress)
+}
+
+/// What status shows besides the runs and the bookmark.
+struct Shown<'a> {
+    /// The schedule's next tick.
+    tick: &'a Tick,
+    /// A streaming Job's `status.streaming`.
+    streaming: Option<StreamProgress>,
+}
+
+/// Records the decision: one status write for the history, the bookmark, the next tick and a
+/// stream's progress, conditional on what was read; then the handled requests' annotations go,
+/// and metrics, Events and logs follow.
 async fn record<K: Runnable>(
     ctx: &Context,
     api: &Api<K>,
@@ -487,11 +558,16 @@ async fn record<K: Runnable>(
     before: &[RunRecord<K::Metrics>],
     runs: &[RunRecord<K::Metrics>],
     decision: &Decision<K::Metrics>,
-    tick: &Tick,
+    shown: Shown<'_>,
 ) -> Result<(), Error> {
-    if runs != before || decision.bookmarks.is_some() || tick.changed {
+    let Shown { tick, streaming } = shown;
+    let stream_changed = streaming.as_ref() != object.stream_progress();
+    if runs != before || decision.bookmarks.is_some() || tick.changed || stream_changed {
         let mut status = serde_json::Map::new();
         status.insert("runs".into(), json!(runs));
+        if let Some(streaming) = streaming {
+            status.insert("streaming".into(), json!(streaming));
+        }
         if let (false, Some(next)) = (tick.field.is_empty(), tick.next) {
             status.insert(tick.field.into(), json!(Time(next)));
         }
@@ -543,6 +619,62 @@ mod tests {
             }),
             ..BatchJob::default()
         }
+    }
+
+    #[test]
+    fn status_streaming_shows_the_newest_reporting_attempt_and_an_unsaid_end() {
+        let record = |attempt: i32, state: RunState, job: &str| RunRecord::<()> {
+            id: "jr-1".into(),
+            attempt,
+            request_id: None,
+            started_by: kglue_crds::common::StartedBy {
+                kind: kglue_crds::common::StartedByKind::Manual,
+                name: None,
+            },
+            arguments: BTreeMap::new(),
+            state,
+            started_at: None,
+            completed_at: Some(Time(Timestamp::from_second(1_800_000_000).expect("valid"))),
+            duration_seconds: None,
+            not_before: None,
+            kubernetes_job: Some(job.into()),
+            settle_attempts: None,
+            failures_in_a_row: None,
+            message: Some("the attempt's pod ended: exit code 137".into()),
+            metrics: None,
+            run_properties: BTreeMap::new(),
+        };
+        let progress = |attempt: i32, state: StreamState| StreamProgress {
+            attempt,
+            state,
+            batches: 3,
+            ..StreamProgress::default()
+        };
+        let shown = progress(0, StreamState::Running);
+        // Nothing reports: status stays as shown.
+        assert_eq!(
+            stream_status(Some(&shown), &[record(0, RunState::Running, "a0")], &BTreeMap::new()),
+            Some(shown.clone())
+        );
+        // The newest attempt that reports wins.
+        let reported = BTreeMap::from([
+            ("a0".to_string(), progress(0, StreamState::Failed)),
+            ("a1".to_string(), progress(1, StreamState::Outage)),
+        ]);
+        let runs = [record(1, RunState::Running, "a1"), record(0, RunState::Failed, "a0")];
+        assert_eq!(
+            stream_status(None, &runs, &reported).map(|p| (p.attempt, p.state)),
+            Some((1, StreamState::Outage))
+        );
+        // Killed before it could say so: shown as its run record ended.
+        let killed = [record(1, RunState::Failed, "a1")];
+        let status = stream_status(None, &killed, &reported).expect("a status");
+        assert_eq!(status.state, StreamState::Failed);
+        assert_eq!(
+            status.message.as_deref(),
+            Some("the attempt's pod ended: exit code 137")
+        );
+        assert_eq!(status.batches, 3, "its figures stay");
     }
 
     #[test]

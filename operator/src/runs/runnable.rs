@@ -2,7 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kglue_crds::common::{RunRecord, Schedule, WorkerSize};
-use kglue_crds::job::{BookmarkOption, WriteMode};
+use kglue_crds::job::{BookmarkOption, StreamProgress, WriteMode};
 use kglue_crds::references::{NamedKind, References};
 use kglue_crds::run_result::{RunOwnerKind, RunResult};
 use kglue_crds::{Crawler, Job, Table};
@@ -50,6 +50,14 @@ pub trait Runnable:
     const READS_TABLES: bool = false;
     /// The figures of a report.
     fn metrics(result: &RunResult) -> Option<Self::Metrics>;
+    /// A streaming Job's window in seconds: its runs are streams.
+    fn stream_window(&self) -> Option<u32> {
+        None
+    }
+    /// What `status.streaming` shows now (streaming Jobs).
+    fn stream_progress(&self) -> Option<&StreamProgress> {
+        None
+    }
     /// The object's own schedule (a Crawler's `spec.schedule`).
     fn schedule(&self) -> Option<&Schedule> {
         None
@@ -78,6 +86,7 @@ impl Runnable for Job {
             timeout_minutes: self.spec.timeout_minutes,
             replaces_data: self.spec.sinks.iter().any(|s| s.write_mode != WriteMode::Append),
             stages_outputs: !self.spec.sinks.is_empty(),
+            streaming: self.spec.streaming.is_some(),
         }
     }
 
@@ -112,6 +121,14 @@ impl Runnable for Job {
     fn metrics(result: &RunResult) -> Option<Self::Metrics> {
         result.spec.job.as_ref().map(|j| j.metrics.clone())
     }
+
+    fn stream_window(&self) -> Option<u32> {
+        self.spec.streaming.as_ref().map(|s| s.window_seconds)
+    }
+
+    fn stream_progress(&self) -> Option<&StreamProgress> {
+        self.status.as_ref().and_then(|s| s.streaming.as_ref())
+    }
 }
 
 impl Runnable for Crawler {
@@ -132,6 +149,7 @@ impl Runnable for Crawler {
             timeout_minutes: self.worker().1,
             replaces_data: false,
             stages_outputs: false,
+            streaming: false,
         }
     }
 

@@ -60,6 +60,16 @@ pub async fn run(attempt: AttemptArgs) -> ExitCode {
             write_summary(&termination_message(&spec, None));
             return ExitCode::from(3);
         }
+        AttemptEnd::Streamed(Ok(done)) => {
+            println!("{done}");
+            write_summary(&format!("Stopped: {done}"));
+            return ExitCode::SUCCESS;
+        }
+        AttemptEnd::Streamed(Err(error)) => {
+            eprintln!("kglue: {what} failed: {error}");
+            write_summary(&format!("Failed: {error}").replace('\n', " "));
+            return ExitCode::from(1);
+        }
         AttemptEnd::Report(spec) => spec,
     };
     print_report(&spec);
@@ -76,7 +86,7 @@ pub async fn run(attempt: AttemptArgs) -> ExitCode {
             ExitCode::from(2)
         }
         (None, AttemptOutcome::Succeeded) => ExitCode::SUCCESS,
-        (None, AttemptOutcome::Failed | AttemptOutcome::Committing) => ExitCode::from(1),
+        (None, AttemptOutcome::Failed | AttemptOutcome::Committing | AttemptOutcome::Streaming) => ExitCode::from(1),
     }
 }
 

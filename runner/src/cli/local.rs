@@ -269,7 +269,10 @@ async fn stream(job: kglue_crds::Job, args: RunArgs) -> anyhow::Result<ExitCode>
                 );
             }
         },
-        |problem| eprintln!("kglue: {problem}; retrying"),
+        |problem| match problem {
+            Some(problem) => eprintln!("kglue: {problem}; retrying"),
+            None => eprintln!("kglue: Kafka answers again"),
+        },
     )
     .await?;
     if !json {

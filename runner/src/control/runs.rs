@@ -397,6 +397,7 @@ mod tests {
             not_before: None,
             kubernetes_job: None,
             settle_attempts: None,
+            failures_in_a_row: None,
             message: None,
             metrics: None,
             run_properties: BTreeMap::new(),

@@ -321,6 +321,7 @@ impl Topic {
     /// `until`, reads no partition past its offset there (the ends a stream started with).
     pub async fn fetch(
         &self,
+        stop: &tokio::sync::watch::Receiver<bool>,
         from: &BTreeMap<i32, i64>,
         start: &BTreeMap<i32, i64>,
         deadline: Instant,
@@ -344,7 +345,8 @@ impl Topic {
         loop {
             let active: Vec<i32> = partitions.iter().copied().filter(|p| next[p] < limit(p)).collect();
             let taken = records.len() as u64;
-            if active.is_empty() || taken >= budget || Instant::now() >= deadline {
+            // A stop ends the window early: what is fetched is the last batch.
+            if active.is_empty() || taken >= budget || Instant::now() >= deadline || *stop.borrow() {
                 break;
             }
             // Partitions known to hold records first; when none does, wait on all for new ones.

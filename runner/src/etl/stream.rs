@@ -20,7 +20,10 @@ use futures::TryStreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::common::{DataFormat, KafkaValueFormat, StorageSpec};
-use kglue_crds::job::{JobBookmark, JobSpec, PartitionOffset, SourceBookmark, StartingOffsets, StorageLocation};
+use kglue_crds::job::{
+    JobBookmark, JobSpec, PartitionLag, PartitionOffset, SourceBookmark, StartingOffsets, StorageLocation,
+    StreamProgress, StreamState,
+};
 use kglue_crds::run_result::CommitIntent;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -390,13 +393,14 @@ fn kafka_backoff(attempt: u32) -> Duration {
 
 /// Runs a streaming job until it is stopped, caught up (`until_caught_up`) or `max_batches`
 /// are done, or it fails. `on_batch` hears of each committed batch; `on_problem` of each Kafka
+/// outage while it is waited out (`Some`), and of Kafka answering again after one (`None`).
 /// outage while it is waited out.
 pub async fn run_stream<C: Catalog + ?Sized>(
     request: StreamRequest,
     catalog: &mut C,
     resolver: &StoreResolver,
     mut on_batch: impl FnMut(&BatchReport),
-    mut on_problem: impl FnMut(&str),
+    mut on_problem: impl FnMut(Option<&str>),
 ) -> Result<StreamSummary, StreamError> {
     let Some(streaming) = request.spec.streaming.clone() else {
         return Err(StreamError::Spec("the job has no spec.streaming".into()));
@@ -462,6 +466,8 @@ pub async fn run_stream<C: Catalog + ?Sized>(
     };
     let window = Duration::from_secs(u64::from(streaming.window_seconds));
     let mut kafka_attempt = 0;
+    // Whether Kafka failed since the last fetch that worked: the next one says it answers again.
+    let mut troubled = false;
     loop {
         if stopped(&request.stop) || request.max_batches.is_some_and(|max| summary.batches >= max) {
             return Ok(summary);
@@ -475,6 +481,7 @@ pub async fn run_stream<C: Catalog + ?Sized>(
         // stream: past the window and a margin, the fetch is given up and the topic reopened.
         let patience = window + FETCH_PATIENCE;
         let fetch = topic.fetch(
+            &request.stop,
             &from,
             &start,
             began + window,
@@ -491,13 +498,18 @@ pub async fn run_stream<C: Catalog + ?Sized>(
         };
         let fetched = match outcome {
             Ok(fetched) => {
+                if kafka_attempt > 0 || troubled {
+                    on_problem(None);
+                }
                 kafka_attempt = 0;
+                troubled = false;
                 fetched
             }
             // Waiting would not bring lost records back.
             Err(error @ KafkaError::Lost { .. }) => return Err(error.into()),
             Err(error) => {
-                on_problem(&error.to_string());
+                on_problem(Some(&error.to_string()));
+                troubled = true;
                 if stopped(&request.stop) {
                     return Ok(summary);
                 }
@@ -606,6 +618,103 @@ pub async fn run_stream<C: Catalog + ?Sized>(
     }
 }
 
+/// A stream's progress for people (`status.streaming`), kept up to date from what
+/// [`run_stream`] reports: each committed batch, each Kafka outage and its end.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    progress: StreamProgress,
+    /// When the previous batch committed (or the stream started): rates are over the span to the
+    /// next commit, the window and any wait included, as a dashboard would count them.
+    previous_commit: Instant,
+}
+
+impl Progress {
+    /// A stream of run `run_id`, attempt `attempt`, starting now.
+    pub fn new(run_id: &str, attempt: i32) -> Self {
+        Progress {
+            progress: StreamProgress {
+                run_id: Some(run_id.to_string()),
+                attempt,
+                state: StreamState::Starting,
+                since: Some(MicroTime(Timestamp::now())),
+                ..StreamProgress::default()
+            },
+            previous_commit: Instant::now(),
+        }
+    }
+
+    /// The progress as it stands.
+    pub fn current(&self) -> &StreamProgress {
+        &self.progress
+    }
+
+    fn enter(&mut self, state: StreamState, message: Option<String>) {
+        if self.progress.state != state {
+            self.progress.since = Some(MicroTime(Timestamp::now()));
+        }
+        self.progress.state = state;
+        self.progress.message = message.map(|m| cut_message(&m));
+    }
+
+    /// A batch committed.
+    pub fn batch(&mut self, report: &BatchReport) {
+        let now = Instant::now();
+        let span = now.duration_since(self.previous_commit).as_secs_f64().max(1e-3);
+        self.previous_commit = now;
+        let p = &mut self.progress;
+        p.last_batch = i64::try_from(report.batch).ok();
+        p.last_batch_at = Some(MicroTime(Timestamp::now()));
+        p.last_batch_records = i64::try_from(report.records).ok();
+        p.last_batch_seconds = Some((report.seconds * 1000.0).round() / 1000.0);
+        p.batches += 1;
+        p.records += report.records as i64;
+        p.bad_records += report.bad_records as i64;
+        p.records_per_second = Some((report.records as f64 / span * 10.0).round() / 10.0);
+        p.bytes_per_second = Some((report.bytes as f64 / span).round());
+        p.partitions = report
+            .offsets
+            .iter()
+            .map(|(partition, offset)| PartitionLag {
+                partition: *partition,
+                offset: *offset,
+                lag: report.lag.get(partition).copied().unwrap_or(0),
+            })
+            .collect();
+        p.lag = Some(p.partitions.iter().map(|l| l.lag).sum());
+        self.enter(StreamState::Running, None);
+    }
+
+    /// Kafka failed (`Some`, an outage being waited out) or answers again (`None`).
+    pub fn problem(&mut self, problem: Option<&str>) {
+        match problem {
+            Some(problem) => self.enter(StreamState::Outage, Some(problem.to_string())),
+            None => self.enter(StreamState::Running, None),
+        }
+    }
+
+    /// Ending after the batch in progress.
+    pub fn stopping(&mut self) {
+        self.enter(StreamState::Stopping, None);
+    }
+
+    /// Ended: stopped on request (`Ok`), or failed with the error.
+    pub fn ended(&mut self, outcome: Result<(), &str>) {
+        match outcome {
+            Ok(()) => self.enter(StreamState::Stopped, None),
+            Err(error) => self.enter(StreamState::Failed, Some(error.to_string())),
+        }
+    }
+}
+
+/// A message cut to what `status.streaming.message` accepts.
+fn cut_message(message: &str) -> String {
+    const MAX: usize = 4000;
+    match message.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{} …", &message[..at]),
+        None => message.to_string(),
+    }
+}
+
 /// How much longer than its window a batch's fetch may take before Kafka counts as not answering.
 const FETCH_PATIENCE: Duration = Duration::from_secs(20);
 
@@ -615,7 +724,7 @@ async fn open_topic(
     endpoint: &kafka::KafkaEndpoint,
     name: &str,
     stop: &tokio::sync::watch::Receiver<bool>,
-    on_problem: &mut impl FnMut(&str),
+    on_problem: &mut impl FnMut(Option<&str>),
 ) -> Result<Topic, StreamError> {
     let mut attempt = 0;
     loop {
@@ -635,12 +744,17 @@ async fn open_topic(
             }),
         };
         match outcome {
-            Ok(topic) => return Ok(topic),
+            Ok(topic) => {
+                if attempt > 0 {
+                    on_problem(None);
+                }
+                return Ok(topic);
+            }
             Err(error @ (KafkaError::NoTopic { .. } | KafkaError::Settings { .. } | KafkaError::Refused { .. })) => {
                 return Err(error.into());
             }
             Err(error) => {
-                on_problem(&error.to_string());
+                on_problem(Some(&error.to_string()));
                 if stopped(stop) {
                     return Err(error.into());
                 }

@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 
 use super::*;
 use kglue_crds::common::StartedByKind;
-use kglue_crds::job::JobRunMetrics;
+use kglue_crds::job::{JobRunMetrics, StreamProgress};
 use kglue_crds::protocol::requests::Requests;
 
 fn at(seconds: i64) -> Timestamp {
@@ -34,8 +34,11 @@ fn observed(now: i64, runs: Vec<RunRecord<JobRunMetrics>>, annotations: &[(&str,
             timeout_minutes: 5,
             replaces_data: false,
             stages_outputs: true,
+            streaming: false,
         },
         bookmarks: None,
+        progress: BTreeMap::new(),
+        stale: BTreeSet::new(),
     }
 }
 
@@ -759,4 +762,161 @@ fn a_long_error_is_capped_in_the_run_record() {
     let decision = decide(failed);
     let message = decision.runs[0].message.clone().unwrap_or_default();
     assert!(message.starts_with("sql: ") && message.chars().count() <= kglue_crds::common::MAX_RUN_MESSAGE_CHARS);
+}
+
+/// A streaming Job's observation: its runs restart until stopped.
+fn streaming(now: i64, runs: Vec<RunRecord<JobRunMetrics>>, annotations: &[(&str, &str)]) -> Observed<JobRunMetrics> {
+    let mut observed = observed(now, runs, annotations);
+    observed.limits.streaming = true;
+    observed.limits.max_retries = 2;
+    observed
+}
+
+fn stream_progress(state: kglue_crds::job::StreamState, batches: i64, message: &str) -> StreamProgress {
+    StreamProgress {
+        state,
+        batches,
+        message: Some(message.into()),
+        ..StreamProgress::default()
+    }
+}
+
+#[test]
+fn a_stream_runs_one_at_a_time_and_a_stop_suspends_it_then_records_it_stopped() {
+    let decision = decide(streaming(
+        0,
+        vec![],
+        &[("run.kglue.dev/r1", ""), ("run.kglue.dev/r2", "")],
+    ));
+    assert_eq!(decision.launch.len(), 1, "a stream runs one at a time");
+    assert!(
+        decision.runs[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("a stream runs one at a time")
+    );
+    let run = decision.runs[1].clone();
+    let job = decision.launch[0].job_name.clone();
+    let stop_key = format!("stop.kglue.dev/{}", run.id);
+    let mut stopping = streaming(5, vec![run], &[(stop_key.as_str(), "")]);
+    stopping.jobs.insert(job.clone(), AttemptJob::Running);
+    let decision = decide(stopping);
+    assert_eq!(decision.runs[0].state, RunState::Stopping);
+    assert_eq!(decision.suspend, vec![job.clone()]);
+
+    // The pod ended after its last batch (exit 0 or drained by the suspension): Stopped, no
+    // restart, no cleanup attempt.
+    for ended in [AttemptJob::Complete, AttemptJob::Suspended] {
+        let mut drained = streaming(9, decision.runs.clone(), &[]);
+        drained.jobs.insert(job.clone(), ended.clone());
+        let stopped = decide(drained);
+        assert_eq!(stopped.runs.len(), 1, "{ended:?}");
+        assert_eq!(stopped.runs[0].state, RunState::Stopped);
+        assert!(stopped.launch.is_empty(), "{ended:?}");
+    }
+}
+
+#[test]
+fn a_stream_whose_pod_ended_unasked_or_whose_spec_changed_restarts_at_once() {
+    let (run, job) = started(0);
+    // A pod deleted or evicted: SIGTERM, the runner exits 0, the Kubernetes Job completes.
+    let mut evicted = streaming(60, vec![run.clone()], &[]);
+    evicted.jobs.insert(job.clone(), AttemptJob::Complete);
+    let decision = decide(evicted);
+    let (next, ended) = (&decision.runs[0], &decision.runs[1]);
+    assert_eq!((ended.attempt, ended.state), (0, RunState::Stopped));
+    assert!(
+        ended
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("without a stop request")
+    );
+    assert_eq!((next.id.as_str(), next.attempt), (run.id.as_str(), 1));
+    assert_eq!(next.state, RunState::Starting, "no backoff: not a failure");
+    assert_eq!(decision.launch[0].job_name, format!("clean-{}-1", run.id));
+
+    // A spec change: the attempt built for the old generation is suspended once, then replaced.
+    let mut changed = streaming(70, vec![run.clone()], &[]);
+    changed.jobs.insert(job.clone(), AttemptJob::Running);
+    changed.stale.insert(job.clone());
+    let rolling = decide(changed);
+    assert_eq!(rolling.suspend, vec![job.clone()]);
+    assert_eq!(rolling.runs[0].state, RunState::Running);
+    assert_eq!(rolling.runs[0].message.as_deref(), Some(stream::ROLLING));
+    assert_eq!(rolling.events[0].reason, "RunRolling");
+    let mut still = streaming(71, rolling.runs.clone(), &[]);
+    still.jobs.insert(job.clone(), AttemptJob::Running);
+    still.stale.insert(job.clone());
+    assert!(decide(still).suspend.is_empty(), "suspended once");
+    let mut drained = streaming(80, rolling.runs.clone(), &[]);
+    drained.jobs.insert(job.clone(), AttemptJob::Suspended);
+    drained.stale.insert(job.clone());
+    let rolled = decide(drained);
+    assert_eq!(rolled.delete, vec![job]);
+    assert_eq!(rolled.runs[0].attempt, 1);
+    assert_eq!(rolled.runs[0].state, RunState::Starting);
+    assert!(
+        rolled.runs[1]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("rolled to the Job's new spec")
+    );
+}
+
+#[test]
+fn a_failed_stream_restarts_after_the_backoff_until_max_retries_fail_in_a_row_without_a_batch() {
+    use kglue_crds::job::StreamState;
+    let (run, job) = started(0);
+    let failed = |now: i64, runs: Vec<RunRecord<JobRunMetrics>>, job: &str, batches: i64| {
+        let mut observed = streaming(now, runs, &[]);
+        observed.jobs.insert(
+            job.to_string(),
+            AttemptJob::Failed {
+                reason: "BackoffLimitExceeded".into(),
+                detail: "exit code 1".into(),
+            },
+        );
+        observed.progress.insert(
+            job.to_string(),
+            stream_progress(StreamState::Failed, batches, "batch 7: the sink's bucket is gone"),
+        );
+        decide(observed)
+    };
+    // Attempt 0 committed batches before it failed: the count starts at 1.
+    let first = failed(100, vec![run.clone()], &job, 5);
+    let (retry, ended) = (&first.runs[0], &first.runs[1]);
+    assert_eq!(ended.state, RunState::Failed);
+    assert_eq!(ended.message.as_deref(), Some("batch 7: the sink's bucket is gone"));
+    assert_eq!(ended.failures_in_a_row, Some(1));
+    assert_eq!((retry.attempt, retry.state), (1, RunState::Waiting));
+    assert_eq!(retry.not_before, Some(time(at(110))));
+    assert_eq!(first.events[0].reason, "RunRetrying");
+
+    // Attempt 1 starts, fails without a batch: 2 in a row, the backoff doubles.
+    let mut launched = streaming(110, first.runs.clone(), &[]);
+    launched.jobs.clear();
+    let started_again = decide(launched);
+    let job1 = started_again.launch[0].job_name.clone();
+    let second = failed(130, started_again.runs.clone(), &job1, 0);
+    assert_eq!(second.runs[1].failures_in_a_row, Some(2));
+    assert_eq!(second.runs[0].not_before, Some(time(at(150))));
+
+    // Attempt 2 fails without a batch too: 3 in a row > maxRetries 2, the run ends Failed.
+    let mut launched = streaming(150, second.runs.clone(), &[]);
+    launched.jobs.clear();
+    let started_again = decide(launched);
+    let job2 = started_again.launch[0].job_name.clone();
+    let third = failed(160, started_again.runs.clone(), &job2, 0);
+    assert_eq!(third.runs[0].state, RunState::Failed);
+    assert_eq!(third.runs[0].failures_in_a_row, Some(3));
+    assert!(third.launch.is_empty());
+    assert_eq!(third.events[0].reason, "RunFailed");
+    assert!(
+        third.events[0]
+            .note
+            .contains("3 attempt(s) in a row failed without committing a batch")
+    );
 }
