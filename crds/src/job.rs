@@ -164,14 +164,14 @@ pub struct StreamProgress {
     pub last_batch: Option<i64>,
     /// When it committed.
     pub last_batch_at: Option<MicroTime>,
-    /// Records it read.
+    /// Records it read, bad ones included.
     pub last_batch_records: Option<i64>,
     /// Seconds from its window's start to its commit.
     pub last_batch_seconds: Option<f64>,
     /// Batches this attempt committed.
     #[serde(default)]
     pub batches: i64,
-    /// Records this attempt committed.
+    /// Records read by the batches this attempt committed, bad ones included.
     #[serde(default)]
     pub records: i64,
     /// Records this attempt sent to the dead-letter location.

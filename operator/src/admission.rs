@@ -55,7 +55,9 @@ fn validations() -> Vec<Validation> {
     // A create, and a write of the status (a streaming attempt's progress): both only by the
     // attempt's own pod.
     let on_create = |expression: &str| {
-        format!("!(request.operation == 'CREATE' || request.subResource == 'status') || ({expression})")
+        format!(
+            "!(request.operation == 'CREATE' || (has(request.subResource) && request.subResource == 'status')) || ({expression})"
+        )
     };
     vec![
         Validation {

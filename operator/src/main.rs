@@ -95,6 +95,11 @@ struct Args {
     #[arg(long, default_value_t = 86400)]
     run_ttl_seconds: i32,
 
+    /// Where a streaming attempt's runner serves its Prometheus metrics (`/metrics`), inside its
+    /// pod; the pod declares the port as `metrics` for a PodMonitor. Empty: no endpoint.
+    #[arg(long, env = "KGLUE_STREAM_METRICS_ADDRESS", default_value = "0.0.0.0:9464")]
+    stream_metrics_address: String,
+
     /// Seconds before the first retry of a failed attempt; each further retry doubles it (at most
     /// 300).
     #[arg(long, default_value_t = 10.0)]
@@ -332,6 +337,7 @@ async fn run(args: Args) -> Result<(), MainError> {
             retry_backoff: Duration::from_secs_f64(args.retry_backoff_seconds.clamp(0.0, 300.0)),
             worker_sizes: args.worker_sizes.unwrap_or_default(),
             local_paths: args.allow_local_paths.clone(),
+            stream_metrics_address: Some(args.stream_metrics_address.clone()).filter(|a| !a.is_empty()),
         });
     }
     let ctx = Arc::new(context);

@@ -21,6 +21,8 @@ pub struct RunnerSettings {
     /// The local folders (volumes mounted into the runner pods) `file://` locations may use;
     /// empty: none.
     pub local_paths: Vec<std::path::PathBuf>,
+    /// Where a streaming attempt serves its metrics (`host:port`); `None`: it serves none.
+    pub stream_metrics_address: Option<String>,
 }
 
 /// The CPU and memory of each worker size: the defaults of `WorkerSize`, or what the operator was

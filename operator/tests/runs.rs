@@ -672,7 +672,8 @@ fn maria_db_crawl(env: &Env) -> Result<(), Failed> {
 /// The chart's admission policy (common::Cluster installs it for every namespace of the suite, so
 /// every run here reports through it) lets a RunResult be created only by its own attempt's pod,
 /// recording that pod, and never changed: the API server refuses one made with another pod's
-/// token, one naming another pod, one made without a pod's token, and a change to a result.
+/// token, one naming another pod, one made without a pod's token, and a change to a result. Its
+/// status (a streaming attempt's progress) is written only with its own pod's token.
 fn run_results_bound_to_their_pod(env: &Env) -> Result<(), Failed> {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), NAMESPACE);
     // Pods as the Job controller names an attempt's, held by a scheduling gate: they never run,
@@ -741,6 +742,37 @@ fn run_results_bound_to_their_pod(env: &Env) -> Result<(), Failed> {
     let created = env
         .block(results.create(&PostParams::default(), &result("mine-jr-0123456789-0", &mine)?))
         .map_err(|e| format!("the attempt's own pod must create its result: {e}"))?;
+    // Its status (a streaming attempt's progress) is written by its own pod only, too.
+    let progress = json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "RunResult",
+                          "status": {"streaming": {"state": "Running", "batches": 4}}});
+    let apply = PatchParams::apply("kglue-stream").force();
+    let write_status = |client: Client| {
+        let api: Api<RunResult> = Api::namespaced(client, NAMESPACE);
+        env.block(api.patch_status(&created.name_any(), &apply, &Patch::Apply(&progress)))
+    };
+    for (client, expected, what) in [
+        (
+            runner_client_of(env, Some(&theirs))?,
+            "pod theirs-jr-0123456789-0-b4c5d is not a pod of attempt mine-jr-0123456789-0",
+            "another attempt's pod writing this result's status",
+        ),
+        (
+            runner_client(env)?,
+            "a RunResult is created only by a run's own pod",
+            "the runner's token bound to no pod writing a result's status",
+        ),
+    ] {
+        match write_status(client) {
+            Err(kube::Error::Api(status)) if status.code < 500 && status.message.contains(expected) => {}
+            other => return Err(format!("{what}: expected a refusal naming {expected:?}, got {other:?}").into()),
+        }
+    }
+    let written = write_status(results.clone().into_client())
+        .map_err(|e| format!("the attempt's own pod must write its result's status: {e}"))?;
+    let batches = written.status.and_then(|s| s.streaming).map(|p| p.batches);
+    if batches != Some(4) {
+        return Err(format!("the status write should have landed, got batches {batches:?}").into());
+    }
     let admin_results: Api<RunResult> = Api::namespaced(env.client.clone(), NAMESPACE);
     let change = json!({"spec": {"outcome": "Failed"}});
     match env.block(admin_results.patch(&created.name_any(), &PatchParams::default(), &Patch::Merge(&change))) {

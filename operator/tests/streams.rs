@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Operator, runner_pids, tail};
+use common::{Cluster, Operator, http_get, runner_pids, tail};
 use datafusion::prelude::SessionContext;
 use kglue_e2e::harness::{self, trial};
 use kglue_e2e::kafka::{KafkaBroker, Offsets, produce, read_sink};
@@ -28,6 +28,8 @@ struct Env {
     cluster: Cluster,
     operator: Operator,
     broker: KafkaBroker,
+    /// Where the streaming attempt serves its metrics.
+    metrics_port: u16,
 }
 
 impl Deref for Env {
@@ -81,10 +83,20 @@ fn job(window_seconds: u32) -> Value {
 
 fn setup() -> Result<Env, Box<dyn std::error::Error>> {
     let cluster = Cluster::start(NAMESPACE, &["lake"])?;
+    // The node agent runs pods on this host: the runner's metrics listen on loopback.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let metrics_address = format!("127.0.0.1:{metrics_port}");
     let operator = Operator::start(
         &cluster.control_plane,
         "streams",
-        &["--leader-elect", "false", "--retry-backoff-seconds", "1"],
+        &[
+            "--leader-elect",
+            "false",
+            "--retry-backoff-seconds",
+            "1",
+            "--stream-metrics-address",
+            &metrics_address,
+        ],
     )?;
     let broker = KafkaBroker::start()?;
     broker.create_topic("clicks", PARTITIONS as u32)?;
@@ -92,6 +104,7 @@ fn setup() -> Result<Env, Box<dyn std::error::Error>> {
         cluster,
         operator,
         broker,
+        metrics_port,
     };
     let objects = [
         json!({"apiVersion": "kglue.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "lake"},
@@ -238,6 +251,22 @@ fn stream_in_the_cluster(env: &Env) -> Result<(), Failed> {
     let run_id = run["id"].as_str().unwrap_or_default().to_string();
     if run["state"] != "Running" || status["runId"] != run_id.as_str() {
         return Err(format!("the run should be Running and reporting: {run:#}\n{status:#}").into());
+    }
+
+    // The runner's endpoint counts what status shows.
+    let metrics = http_get(env.metrics_port, "/metrics")?;
+    for wanted in [
+        format!("kglue_stream_records_total{{kglue_job=\"clicks\"}} {}", produced.all()),
+        "kglue_stream_bad_records_total{kglue_job=\"clicks\"} 3".to_string(),
+        "kglue_stream_lag_records{kglue_job=\"clicks\",partition=\"2\"} 0".to_string(),
+        "kglue_stream_outage{kglue_job=\"clicks\"} 0".to_string(),
+    ] {
+        if !metrics.contains(&wanted) {
+            return Err(format!("/metrics should have {wanted}:\n{metrics}").into());
+        }
+    }
+    if !metrics.contains("kglue_stream_batch_duration_seconds_count{kglue_job=\"clicks\"}") {
+        return Err(format!("/metrics should time batches:\n{metrics}").into());
     }
 
     // SIGKILL twice, while new events arrive: each time a new attempt resumes from the checkpoint.

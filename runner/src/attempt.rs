@@ -29,6 +29,7 @@ use crate::crawl::run::crawl;
 use crate::etl::run::{self, Resources, RunOutcome, RunRequest};
 use crate::etl::settle::{DecideError, Decider, clean_up, finish_commit};
 use crate::etl::stream::{Progress, StreamRequest, run_stream};
+use crate::etl::stream_metrics::{self, StreamMetrics};
 use crate::storage::{Credentials, Location, SecretsDir, StoreResolver};
 
 /// The most characters of an error a RunResult keeps (the CRD's `maxLength` of `spec.error`).
@@ -281,6 +282,11 @@ async fn stream_attempt(client: &Client, attempt: &Attempt, prepared: Prepared) 
         mut catalog,
     } = prepared;
     let command = &attempt.command;
+    let metrics = Arc::new(StreamMetrics::new(&command.name));
+    if let Some(address) = &command.metrics_address {
+        let bound = stream_metrics::start(address, metrics.clone()).await?;
+        eprintln!("kglue: serving the stream's metrics on http://{bound}/metrics");
+    }
     let object = result_object(attempt, base(attempt, AttemptOutcome::Streaming, None));
     report(client, &object).await.map_err(|e| e.to_string())?;
 
@@ -336,6 +342,7 @@ async fn stream_attempt(client: &Client, attempt: &Attempt, prepared: Prepared) 
                 batch.lag.values().sum::<i64>(),
                 batch.seconds
             );
+            metrics.batch(batch);
             update(&|p| p.batch(batch));
         },
         |problem| {
@@ -343,6 +350,7 @@ async fn stream_attempt(client: &Client, attempt: &Attempt, prepared: Prepared) 
                 Some(problem) => eprintln!("kglue: {problem}; retrying"),
                 None => eprintln!("kglue: Kafka answers again"),
             }
+            metrics.problem(problem);
             update(&|p| p.problem(problem));
         },
     )
@@ -738,6 +746,7 @@ mod tests {
                 termination_log: PathBuf::from("/dev/termination-log"),
                 settle: None,
                 allow_local_paths: Vec::new(),
+                metrics_address: None,
             },
             pod: AttemptPod {
                 namespace: "sales".into(),

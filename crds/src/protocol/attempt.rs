@@ -125,6 +125,10 @@ pub struct AttemptCommand {
     /// without deciding left in the sinks' locations.
     #[arg(long, value_parser = parse_settle)]
     pub settle: Option<SettleMode>,
+    /// A streaming attempt serves its Prometheus metrics (`/metrics`: batches, records, lag,
+    /// batch duration) on this address, e.g. `0.0.0.0:9464`.
+    #[arg(long)]
+    pub metrics_address: Option<String>,
 }
 
 /// Which pod an attempt runs in, from the downward API.
@@ -196,7 +200,14 @@ impl AttemptCommand {
             termination_log: PathBuf::from(TERMINATION_LOG),
             settle: None,
             allow_local_paths: Vec::new(),
+            metrics_address: None,
         }
+    }
+
+    /// The same command, serving metrics on `address`.
+    pub fn serving_metrics(mut self, address: &str) -> Self {
+        self.metrics_address = Some(address.to_string());
+        self
     }
 
     /// The same command, allowed the local folders `paths`.
@@ -249,6 +260,9 @@ impl AttemptCommand {
         }
         if let Some(mode) = self.settle {
             flag("settle", mode.as_str().into());
+        }
+        if let Some(address) = &self.metrics_address {
+            flag("metrics-address", address.clone());
         }
         args
     }
@@ -376,6 +390,9 @@ mod tests {
                 let parsed = parse(&settle.to_args()).expect("a settle command parses");
                 assert_eq!(parsed.command, settle);
             }
+            let streaming = command.clone().serving_metrics("0.0.0.0:9464");
+            let parsed = parse(&streaming.to_args()).expect("a streaming attempt's command parses");
+            assert_eq!(parsed.command.metrics_address.as_deref(), Some("0.0.0.0:9464"));
         }
     }
 

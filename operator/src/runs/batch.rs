@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::batch::v1::{Job as BatchJob, JobSpec as BatchJobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, Pod,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector,
+    Pod, PodSecurityContext, PodSpec, PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
     SecretProjection, SecurityContext, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -255,6 +255,21 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
     if let Some(mode) = launch.settle {
         command = command.settling(mode);
     }
+    // A stream runs until stopped: no deadline, and the time to commit the batch in progress.
+    let stream = spec.stream.filter(|_| launch.settle.is_none());
+    let metrics = stream.and(settings.stream_metrics_address.as_deref());
+    if let Some(address) = metrics {
+        command = command.serving_metrics(address);
+    }
+    let ports = metrics
+        .and_then(|address| address.rsplit_once(':')?.1.parse::<i32>().ok())
+        .map(|port| {
+            vec![ContainerPort {
+                name: Some("metrics".into()),
+                container_port: port,
+                ..ContainerPort::default()
+            }]
+        });
     let args = command.to_args();
     let (spill, spill_mount) = spill_volume(memory_gib);
     let mut volumes = vec![spill];
@@ -270,13 +285,12 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
         env: Some(POD_ENV.iter().map(|(name, path)| field_env(name, path)).collect()),
         resources: Some(resources),
         volume_mounts: Some(mounts),
+        ports,
         termination_message_path: Some(TERMINATION_LOG.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         security_context: Some(restricted_container()),
         ..Container::default()
     };
-    // A stream runs until stopped: no deadline, and the time to commit the batch in progress.
-    let stream = spec.stream.filter(|_| launch.settle.is_none());
     BatchJob {
         metadata: ObjectMeta {
             name: Some(launch.job_name.clone()),
@@ -433,6 +447,7 @@ mod tests {
             retry_backoff: std::time::Duration::from_secs(10),
             worker_sizes: WorkerSizes::default(),
             local_paths: Vec::new(),
+            stream_metrics_address: None,
         }
     }
 
@@ -476,17 +491,28 @@ mod tests {
                 generation: 4,
             }),
         };
-        let job = build_job(&owner(), &launch(), &spec, &settings());
+        let mut settings = settings();
+        settings.stream_metrics_address = Some("0.0.0.0:9464".into());
+        let job = build_job(&owner(), &launch(), &spec, &settings);
         let value = serde_json::to_value(&job).expect("serialises");
         assert!(value["spec"].get("activeDeadlineSeconds").is_none(), "{value}");
         assert_eq!(value["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 220);
         assert_eq!(value["metadata"]["annotations"][ANNOTATION_GENERATION], "4");
+        let container = &value["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(arg_after(&value, "--metrics-address").as_deref(), Some("0.0.0.0:9464"));
+        assert_eq!(container["ports"][0]["name"], "metrics");
+        assert_eq!(container["ports"][0]["containerPort"], 9464);
         assert!(!stale_stream(&job, Some(4)));
         assert!(stale_stream(&job, Some(5)));
         // A batch attempt keeps its deadline and carries no generation.
-        let batch = build_job(&owner(), &launch(), &AttemptSpec { stream: None, ..spec }, &settings());
+        let batch = build_job(&owner(), &launch(), &AttemptSpec { stream: None, ..spec }, &settings);
         let value = serde_json::to_value(&batch).expect("serialises");
         assert_eq!(value["spec"]["activeDeadlineSeconds"], 1800);
+        assert_eq!(
+            arg_after(&value, "--metrics-address"),
+            None,
+            "no metrics endpoint for a batch run"
+        );
         assert!(!stale_stream(&batch, Some(5)));
     }
 

@@ -381,6 +381,7 @@ mod tests {
             retry_backoff: std::time::Duration::from_secs(10),
             worker_sizes: WorkerSizes::default(),
             local_paths: Vec::new(),
+            stream_metrics_address: None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
@@ -13,6 +14,7 @@ use kglue_runner::cluster::ClusterCatalog;
 use kglue_runner::crawl::{crawl as crawl_catalog, render};
 use kglue_runner::ddl::{Dialect, catalog_table_ddl};
 use kglue_runner::etl::run::RunOutcome;
+use kglue_runner::etl::stream_metrics::{self, StreamMetrics};
 use kglue_runner::local::{LocalRun, LocalRunOutput, crawl_dir, read_crawler, read_job, render_run};
 use kglue_runner::storage::{Credentials, SecretsDir};
 use kube::ResourceExt;
@@ -85,6 +87,10 @@ pub struct RunArgs {
     /// A streaming job: stop after this many batches.
     #[arg(long)]
     max_batches: Option<u64>,
+    /// A streaming job: serve Prometheus metrics (`/metrics`) on this address, e.g.
+    /// `127.0.0.1:9464` (port 0: a free one, printed on stderr).
+    #[arg(long)]
+    metrics_address: Option<String>,
 }
 
 /// `kglue connection`.
@@ -242,6 +248,13 @@ async fn stream(job: kglue_crds::Job, args: RunArgs) -> anyhow::Result<ExitCode>
         let _ = stop.send(true);
     });
     let json = args.json;
+    let metrics = Arc::new(StreamMetrics::new(&job.name_any()));
+    if let Some(address) = &args.metrics_address {
+        let bound = stream_metrics::start(address, metrics.clone())
+            .await
+            .map_err(anyhow::Error::msg)?;
+        eprintln!("kglue: serving the stream's metrics on http://{bound}/metrics");
+    }
     let summary = kglue_runner::local::run_stream(
         LocalRun {
             job,
@@ -257,6 +270,7 @@ async fn stream(job: kglue_crds::Job, args: RunArgs) -> anyhow::Result<ExitCode>
         args.max_batches,
         stopped,
         |batch| {
+            metrics.batch(batch);
             if json {
                 if let Ok(line) = serde_json::to_string(batch) {
                     println!("{line}");
@@ -269,9 +283,12 @@ async fn stream(job: kglue_crds::Job, args: RunArgs) -> anyhow::Result<ExitCode>
                 );
             }
         },
-        |problem| match problem {
-            Some(problem) => eprintln!("kglue: {problem}; retrying"),
-            None => eprintln!("kglue: Kafka answers again"),
+        |problem| {
+            metrics.problem(problem);
+            match problem {
+                Some(problem) => eprintln!("kglue: {problem}; retrying"),
+                None => eprintln!("kglue: Kafka answers again"),
+            }
         },
     )
     .await?;

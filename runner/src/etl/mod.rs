@@ -15,5 +15,6 @@ pub mod settle;
 pub mod sink;
 pub mod source;
 pub mod stream;
+pub mod stream_metrics;
 pub mod table_update;
 pub mod types;
