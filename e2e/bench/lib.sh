@@ -108,3 +108,69 @@ generate() {
   mv "$tmp/expected.json" "$dir/expected.json"
   rm -rf "$tmp"
 }
+
+# bad_jars CLASSPATH-FILE: the jars of a ':'-separated classpath that are missing or do not match
+# the sha1 Maven stored beside them when it checked the download (one a line; none: all good).
+bad_jars() {
+  local jar
+  # (mvn writes the classpath without a final newline: the last jar is read all the same.)
+  while IFS= read -r jar || [[ -n $jar ]]; do
+    [[ -n $jar ]] || continue
+    if [[ ! -f $jar || ! -s $jar.sha1 ]] ||
+      [[ $(sha1sum <"$jar" | cut -c1-40) != "$(cut -c1-40 "$jar.sha1")" ]]; then
+      echo "$jar"
+    fi
+  done < <(tr ':' '\n' <"$1")
+}
+
+# setup_spark_kafka POM: the runtime jars of the Maven project POM (the Spark Kafka connector for
+# PySpark, see streaming/spark-kafka-pom.xml) from Maven Central, resolved by mvn into
+# $cache/maven with --strict-checksums; the ':'-separated classpath is kept in the file
+# $spark_kafka_classpath under $cache/spark-kafka/<hash of POM>/, so a warm start runs no mvn, and
+# every jar is checked against its sha1 on each call. mvn must be on PATH (e2e/kglue-kafka
+# installs it when missing: run `e2e/kglue-kafka classpath` first).
+spark_kafka_classpath=
+setup_spark_kafka() {
+  local pom=$1 plugin=org.apache.maven.plugins:maven-dependency-plugin:3.8.1 dir jar t0=$SECONDS
+  dir=$cache/spark-kafka/$( (cat "$pom"; echo "$plugin") | sha256sum | cut -c1-12)
+  # shellcheck disable=SC2034 # read by the sourcing script
+  spark_kafka_classpath=$dir/classpath
+  if [[ -s $dir/classpath && -z $(bad_jars "$dir/classpath") ]]; then
+    return
+  fi
+  command -v mvn >/dev/null || die "mvn is required to resolve the Spark Kafka connector (apt-get install maven)"
+  mkdir -p "$cache/spark-kafka"
+  exec 7>"$cache/spark-kafka.lock"
+  flock -w 600 7 || die "another benchmark holds $cache/spark-kafka.lock"
+  if [[ -s $dir/classpath && -z $(bad_jars "$dir/classpath") ]]; then
+    exec 7>&-
+    return
+  fi
+  # A damaged jar stays in Maven's repository (Maven checks downloads only): remove it first.
+  if [[ -s $dir/classpath ]]; then
+    while IFS= read -r jar; do
+      log "removing $jar from the cache: it is missing, or does not match its sha1"
+      rm -f "$jar" "$jar.sha1"
+    done < <(bad_jars "$dir/classpath")
+  fi
+  log "resolving the Spark Kafka connector's jars from Maven Central into $cache/maven"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  cp "$pom" "$dir.tmp/pom.xml"
+  local attempt
+  for attempt in 1 2; do
+    (cd "$dir.tmp" && mvn --batch-mode --strict-checksums -Dstyle.color=never -Dmaven.repo.local="$cache/maven" \
+      "$plugin:build-classpath" -Dmdep.includeScope=runtime -Dmdep.outputFile="$dir.tmp/classpath") \
+      >"$dir.tmp/mvn.log" 2>&1 </dev/null && break
+    # Maven Central answers slowly or drops a connection now and then: say why, try once more.
+    log "mvn failed (attempt $attempt); its errors: $(grep -m 5 ERROR "$dir.tmp/mvn.log" | tr '\n' ' ' || echo none)"
+    if ((attempt == 2)); then
+      tail -n 30 "$dir.tmp/mvn.log" | sed 's/^/    /' >&2
+      die "mvn could not resolve the Spark Kafka connector (log: $dir.tmp/mvn.log)"
+    fi
+  done
+  [[ -s $dir.tmp/classpath && -z $(bad_jars "$dir.tmp/classpath") ]] ||
+    die "mvn resolved the Spark Kafka connector, but a jar of it is missing or does not match its sha1 ($dir.tmp/classpath)"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  exec 7>&-
+  log "resolved $(tr ':' '\n' <"$dir/classpath" | grep -c .) jars in $((SECONDS - t0)) s: $dir/classpath"
+}
