@@ -302,7 +302,7 @@ async fn stream_attempt(client: &Client, attempt: &Attempt, prepared: Prepared) 
     {
         let (progress, publish) = (progress.clone(), publish.clone());
         tokio::spawn(async move {
-            terminated().await;
+            crate::etl::stream::terminated().await;
             eprintln!("kglue: stopping after the batch in progress");
             if let Ok(mut p) = progress.lock() {
                 p.stopping();
@@ -396,22 +396,6 @@ async fn report_progress(
             }
             return;
         }
-    }
-}
-
-/// Resolves on SIGTERM (the pod being deleted or its Job suspended) or Ctrl-C.
-async fn terminated() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
     }
 }
 

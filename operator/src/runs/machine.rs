@@ -188,6 +188,12 @@ fn active(state: RunState) -> bool {
     )
 }
 
+/// `delay` after `now` (a retry's `notBefore`).
+fn after(now: Timestamp, delay: Duration) -> Timestamp {
+    now.checked_add(SignedDuration::from_secs_f64(delay.as_secs_f64()))
+        .unwrap_or(now)
+}
+
 /// The delay before retry `attempt` (1 for the first retry): `base`, doubling, capped.
 pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
     let exponent = u32::try_from(attempt.saturating_sub(1).clamp(0, 16)).unwrap_or(0);
@@ -802,9 +808,7 @@ impl<M: Clone> Machine<M> {
         let attempt = record.attempt + 1;
         let max_retries = limits.max_retries;
         let delay = retry_delay(limits.retry_backoff, attempt);
-        let not_before = now
-            .checked_add(SignedDuration::from_secs_f64(delay.as_secs_f64()))
-            .unwrap_or(now);
+        let not_before = after(now, delay);
         self.notice(
             true,
             "RunRetrying",

@@ -232,18 +232,7 @@ async fn stream(job: kglue_crds::Job, args: RunArgs) -> anyhow::Result<ExitCode>
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Ctrl-C, or SIGTERM (a pod being deleted), stops the stream after the batch in progress.
     tokio::spawn(async move {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate => {}
-        }
+        kglue_runner::etl::stream::terminated().await;
         eprintln!("kglue: stopping after the batch in progress");
         let _ = stop.send(true);
     });

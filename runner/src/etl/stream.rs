@@ -795,3 +795,19 @@ async fn write_dead_letters(
             message: e.to_string(),
         })
 }
+
+/// Resolves on SIGTERM (the pod being deleted or its Job suspended) or Ctrl-C.
+pub async fn terminated() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

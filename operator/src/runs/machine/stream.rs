@@ -157,9 +157,7 @@ impl<M: Clone> Machine<M> {
         }
         let attempt = record.attempt + 1;
         let delay = retry_delay(self.observed.limits.retry_backoff, in_a_row);
-        let not_before = now
-            .checked_add(SignedDuration::from_secs_f64(delay.as_secs_f64()))
-            .unwrap_or(now);
+        let not_before = after(now, delay);
         self.notice(
             true,
             "RunRetrying",
