@@ -65,6 +65,13 @@ impl KafkaBroker {
             .map(|_| ())
     }
 
+    /// Stops the broker (a clean shutdown), waits `down`, and starts it again on the same state:
+    /// an outage whose connections are refused, and after which every record is still there.
+    pub fn restart(&self, down: std::time::Duration) -> Result<(), Error> {
+        self.script(&["restart", "--down", &down.as_secs().to_string()])
+            .map(|_| ())
+    }
+
     /// The broker's process id (to pause it: an outage that loses nothing).
     pub fn pid(&self) -> Result<i32, Error> {
         let file = self.state_dir.join("pids/java.pid");

@@ -1,7 +1,7 @@
 //! Streaming Jobs on a real local control plane: the operator runs a streaming Job's run as one
 //! long-lived attempt on the node agent (the built `kglue` binary), against a real Kafka broker and
-//! the S3 server. Through two SIGKILLs of the runner, a stop and a start, a broker outage and a
-//! spec change that rolls the stream, every event reaches the sink exactly once (compared by
+//! the S3 server. Through two SIGKILLs of the runner, a stop and a start, a paused broker, a
+//! broker stopped and started again, and a spec change that rolls the stream, every event reaches the sink exactly once (compared by
 //! partition and offset), bad records reach the dead-letter location with their offsets, and the
 //! Job's `status.streaming` shows the state, the outage and the lag returning to 0.
 
@@ -321,6 +321,27 @@ fn stream_in_the_cluster(env: &Env) -> Result<(), Failed> {
     }
     produced.clicks(&env.broker, 500);
     caught_up(env, &produced, "after the outage")?;
+
+    // The broker stopped and started again: refused connections, waited out; nothing is lost.
+    let restarted = std::thread::scope(|scope| {
+        let restart = scope.spawn(|| env.broker.restart(Duration::from_secs(25)));
+        let seen = env.wait_for("status.streaming to report the broker gone", STEP, || {
+            let status = streaming(env)?;
+            Ok((status["state"] == "Outage").then_some(status))
+        });
+        let restart = restart.join().map_err(|_| "restarting the broker panicked")?;
+        restart.map_err(|e| format!("restarting the broker: {e}"))?;
+        seen
+    })?;
+    if restarted["message"].as_str().is_none_or(str::is_empty) {
+        return Err(format!("the outage should say why: {restarted:#}").into());
+    }
+    produced.clicks(&env.broker, 500);
+    caught_up(env, &produced, "after the broker's restart")?;
+    let run = newest_run(env)?;
+    if run["id"] != run_id.as_str() || run["attempt"] != 0 {
+        return Err(format!("an outage is waited out by the same attempt: {run:#}").into());
+    }
 
     // A spec change rolls the stream: the attempt stops after its batch, the next runs the new spec.
     env.apply_object(&job(1))?;
