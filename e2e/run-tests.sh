@@ -55,7 +55,7 @@ step "cargo test: unit tests, the CRD drift test and the integration suites, in 
 # usual wall time so both lanes end together. A suite not in the table counts 30 s.
 lanes=$(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
 import json, sys
-seconds = {"runs": 170, "integrity": 420, "sessions": 100, "pipelines": 100, "streaming": 80, "streams": 140, "chart": 45, "controllers": 45, "attempt": 35, "node_agent": 30,
+seconds = {"runs": 170, "integrity": 420, "sessions": 100, "pipelines": 100, "streaming": 80, "streams": 170, "chart": 45, "controllers": 45, "attempt": 35, "node_agent": 30,
            "run_cli": 20, "node_logs": 12, "ddl_cli": 10, "api": 10, "crawl_s3": 8, "crawl_cli": 8, "etl_s3": 6, "s3": 5}
 tests = sorted({t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "test" in t["kind"]},
                key=lambda name: -seconds.get(name, 30))

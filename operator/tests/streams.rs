@@ -1,7 +1,7 @@
 //! Streaming Jobs on a real local control plane: the operator runs a streaming Job's run as one
 //! long-lived attempt on the node agent (the built `kglue` binary), against a real Kafka broker and
 //! the S3 server. Through two SIGKILLs of the runner, a stop and a start, a paused broker, a
-//! broker stopped and started again, and a spec change that rolls the stream, every event reaches the sink exactly once (compared by
+//! broker stopped and started again, a spec change that rolls the stream and its pod deleted, every event reaches the sink exactly once (compared by
 //! partition and offset), bad records reach the dead-letter location with their offsets, and the
 //! Job's `status.streaming` shows the state, the outage and the lag returning to 0.
 
@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::{Cluster, Operator, http_get, runner_pids, tail};
 use datafusion::prelude::SessionContext;
+use k8s_openapi::api::core::v1::Pod;
 use kglue_e2e::harness::{self, trial};
 use kglue_e2e::kafka::{KafkaBroker, Offsets, produce, read_sink};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams};
 use libtest_mimic::{Arguments, Failed};
 use serde_json::{Value, json};
 
@@ -323,8 +326,10 @@ fn stream_in_the_cluster(env: &Env) -> Result<(), Failed> {
     caught_up(env, &produced, "after the outage")?;
 
     // The broker stopped and started again: refused connections, waited out; nothing is lost.
+    // Down for 45 s: rskafka retries a lost connection itself, so the stream may see the outage
+    // only when its fetch's patience (window + 20 s) runs out, and status shows it up to 10 s later.
     let restarted = std::thread::scope(|scope| {
-        let restart = scope.spawn(|| env.broker.restart(Duration::from_secs(25)));
+        let restart = scope.spawn(|| env.broker.restart(Duration::from_secs(45)));
         let seen = env.wait_for("status.streaming to report the broker gone", STEP, || {
             let status = streaming(env)?;
             Ok((status["state"] == "Outage").then_some(status))
@@ -360,6 +365,38 @@ fn stream_in_the_cluster(env: &Env) -> Result<(), Failed> {
     })?;
     produced.clicks(&env.broker, 500);
     caught_up(env, &produced, "after the roll")?;
+
+    // Its pod deleted by someone else (a drain, say): SIGTERM, the batch commits, the runner
+    // exits 0, and the next attempt goes on at once.
+    let attempt_job = newest_run(env)?["kubernetesJob"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let listed =
+        env.block(pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={attempt_job}"))))?;
+    for pod in &listed.items {
+        env.block(pods.delete(&pod.name_any(), &DeleteParams::default()))?;
+    }
+    if listed.items.is_empty() {
+        return Err(format!("no pod of {attempt_job}").into());
+    }
+    env.wait_for("the next attempt after the pod's deletion", STEP, || {
+        let runs = env.runs("jobs", "clicks")?;
+        let restarted = runs.iter().any(|r| {
+            r["attempt"] == 1
+                && r["state"] == "Stopped"
+                && r["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("its pod ended without a stop request"))
+        });
+        let running = runs
+            .first()
+            .is_some_and(|r| r["state"] == "Running" && r["attempt"] == 2);
+        Ok((restarted && running).then_some(()))
+    })?;
+    produced.clicks(&env.broker, 500);
+    caught_up(env, &produced, "after the pod's deletion")?;
     cli(env, &["stop", "job", "clicks", "--run", &run_id])?;
     env.wait_for("the run stopped", STEP, || {
         Ok((newest_run(env)?["state"] == "Stopped").then_some(()))
