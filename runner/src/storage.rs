@@ -87,6 +87,19 @@ pub enum StorageError {
         /// Where secrets are read from.
         dir: String,
     },
+    /// A mounted Secret key exists but cannot be read (on a cluster: a Secret volume the pod's
+    /// user may not read, when the pod has no `fsGroup`).
+    #[error(
+        "connection {connection:?}: cannot read {path}: {source} (in a cluster, the pod's securityContext.fsGroup must let the runner's user read its Secret volume)"
+    )]
+    UnreadableSecret {
+        /// The Connection.
+        connection: String,
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A local path outside what the run may touch (in the cluster: the operator's
     /// `--allow-local-path` list).
     #[error(
@@ -122,9 +135,15 @@ impl Default for SecretsDir {
 }
 
 impl SecretsDir {
-    fn read(&self, secret: &str, key: &str) -> Option<String> {
-        let value = std::fs::read_to_string(self.0.join(secret).join(key)).ok()?;
-        Some(value.trim_end_matches(['\n', '\r']).to_string())
+    /// A key's value; `None` when the file does not exist. Any other failure (a file the runner's
+    /// user may not read, say) is an error naming the file, not a missing key.
+    fn read(&self, secret: &str, key: &str) -> Result<Option<String>, (PathBuf, std::io::Error)> {
+        let path = self.0.join(secret).join(key);
+        match std::fs::read_to_string(&path) {
+            Ok(value) => Ok(Some(value.trim_end_matches(['\n', '\r']).to_string())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err((path, error)),
+        }
     }
 }
 
@@ -138,7 +157,13 @@ impl SecretValues for ConnectionSecrets<'_> {
     type Error = StorageError;
 
     fn value(&mut self, secret: &str, key: &str) -> Result<Option<String>, StorageError> {
-        Ok(self.dir.read(secret, key))
+        self.dir
+            .read(secret, key)
+            .map_err(|(path, source)| StorageError::UnreadableSecret {
+                connection: self.connection.to_string(),
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     fn missing(&self, secret: &str, key: &str) -> StorageError {
@@ -374,6 +399,20 @@ mod tests {
             .expect_err("unknown")
             .to_string();
         assert!(error.contains("connection \"other\" is not defined"), "{error}");
+
+        // A key that exists but cannot be read is named as such, not reported missing (as root,
+        // a directory where the file should be stands in for a file the user may not read).
+        std::fs::create_dir_all(dir.path().join("lake-credentials/AWS_ACCESS_KEY_ID")).expect("mkdir");
+        let error = resolver
+            .store(&location, Some("lake"))
+            .expect_err("unreadable")
+            .to_string();
+        assert!(
+            error.contains("cannot read")
+                && error.contains("lake-credentials/AWS_ACCESS_KEY_ID")
+                && error.contains("fsGroup"),
+            "{error}"
+        );
     }
 
     #[test]

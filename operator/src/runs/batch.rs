@@ -183,10 +183,18 @@ pub fn restricted_container() -> SecurityContext {
     }
 }
 
-/// The security context of every runner pod (non-root, the runtime's default seccomp profile).
+/// The group that owns a runner pod's volumes (`fsGroup`): the runner image's user's group. A
+/// Secret volume's files are the kubelet's (root) with the Secret's mode (0400 for connection
+/// secrets), so without it a non-root runner could not read its credentials; with it the kubelet
+/// gives them to this group, and the container's user is in it whatever its uid.
+pub const RUNNER_FS_GROUP: i64 = 65532;
+
+/// The security context of every runner pod (non-root, volumes owned by [`RUNNER_FS_GROUP`], the
+/// runtime's default seccomp profile).
 pub fn restricted_pod() -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
+        fs_group: Some(RUNNER_FS_GROUP),
         seccomp_profile: Some(SeccompProfile {
             type_: "RuntimeDefault".into(),
             ..SeccompProfile::default()
@@ -576,6 +584,10 @@ mod tests {
         assert_eq!(container["resources"]["limits"]["memory"], "8Gi");
         assert_eq!(container["resources"]["requests"]["cpu"], "2");
         assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        // The projected Secret's files (mode 0400, the kubelet's) are readable by the non-root
+        // runner only through the pod's fsGroup.
+        assert_eq!(pod["securityContext"]["fsGroup"], RUNNER_FS_GROUP);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         let args: Vec<String> = serde_json::from_value(container["args"].clone()).expect("args");
         assert_eq!(&args[..3], ["attempt", "--kind", "Job"]);
         let at = args.iter().position(|a| a == "--arguments").expect("arguments passed");
