@@ -21,6 +21,7 @@ use serde_json::Value;
 pub mod clients;
 pub mod databases;
 pub mod harness;
+pub mod images;
 pub mod kafka;
 pub mod node;
 pub mod s3;
@@ -258,6 +259,27 @@ impl ControlPlane {
     /// gets a free port (`--kubelet-port 0`), so agents of several clusters never collide. The agent
     /// watches this process (`--owner-pid`), so it never outlives the test.
     pub async fn start_node_agent(&self, binary: &Path, images: &[(&str, &Path)]) -> Result<NodeAgent, Error> {
+        self.start_node_agent_with(binary, images, None).await
+    }
+
+    /// Starts the node agent in container mode: images that `images` does not map are pulled from
+    /// their registry with `crane` and run under `runc` (`tools` = the directory holding both, as
+    /// `e2e/kglue-images bin-dir` prints it).
+    pub async fn start_container_node_agent(
+        &self,
+        binary: &Path,
+        images: &[(&str, &Path)],
+        tools: &Path,
+    ) -> Result<NodeAgent, Error> {
+        self.start_node_agent_with(binary, images, Some(tools)).await
+    }
+
+    async fn start_node_agent_with(
+        &self,
+        binary: &Path,
+        images: &[(&str, &Path)],
+        container_tools: Option<&Path>,
+    ) -> Result<NodeAgent, Error> {
         let node_name = "kglue-node".to_string();
         let state_dir = self.state_dir.join("node-agent");
         std::fs::create_dir_all(&state_dir).map_err(|source| Error::Spawn {
@@ -290,6 +312,14 @@ impl ControlPlane {
             .stderr(log_err);
         for (image, path) in images {
             command.arg("--image").arg(format!("{image}={}", path.display()));
+        }
+        if let Some(tools) = container_tools {
+            command
+                .arg("--run-images")
+                .arg("--crane")
+                .arg(tools.join("crane"))
+                .arg("--runc")
+                .arg(tools.join("runc"));
         }
         let child = command.spawn().map_err(spawn_error)?;
         let mut agent = NodeAgent {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kglue_e2e::node::{Agent, Config, ImageMap, ImageTarget, process};
+use kglue_e2e::node::{Agent, Config, ContainerTools, ImageMap, ImageTarget, process};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Plays the kubelet for one Node: registers it, binds pending pods to it, runs their containers
@@ -32,6 +32,17 @@ struct Args {
     /// `kubectl`…). Repeatable.
     #[arg(long = "host-image", value_name = "IMAGE")]
     host_images: Vec<String>,
+    /// Container mode: every image that --image and --host-image do not map is pulled from its
+    /// registry (with --crane) and its containers run inside it under runc (--runc), as a kubelet
+    /// runs them. Needs root.
+    #[arg(long, requires_all = ["crane", "runc"])]
+    run_images: bool,
+    /// go-containerregistry's `crane`, for --run-images.
+    #[arg(long, value_name = "PATH")]
+    crane: Option<PathBuf>,
+    /// `runc`, for --run-images.
+    #[arg(long, value_name = "PATH")]
+    runc: Option<PathBuf>,
     /// Stop (killing every container) when this process exits; tests pass their own pid.
     #[arg(long)]
     owner_pid: Option<i32>,
@@ -95,7 +106,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for image in &args.host_images {
         images.insert(image, ImageTarget::Host);
     }
-    if images.is_empty() {
+    let containers = match (args.run_images, &args.crane, &args.runc) {
+        (true, Some(crane), Some(runc)) => Some(ContainerTools {
+            crane: std::path::absolute(crane)?,
+            runc: std::path::absolute(runc)?,
+        }),
+        _ => None,
+    };
+    if images.is_empty() && containers.is_none() {
         tracing::warn!("no --image or --host-image given: every pod will fail with ImageNotMapped");
     }
     let mut terminate = signal(SignalKind::terminate())?;
@@ -108,6 +126,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
         max_pods: args.max_pods,
         kubelet_port: args.kubelet_port,
+        containers,
     };
     let (agent, work) = Agent::start(config).await?;
     tracing::info!(node = args.node_name, state_dir = %args.state_dir.display(), "node agent ready");

@@ -20,6 +20,7 @@ use kube::{Api, Client, Config as ClientConfig};
 use tokio::sync::watch as channel;
 
 pub mod binder;
+pub mod container;
 pub mod kubelet;
 pub mod logs;
 pub mod model;
@@ -49,6 +50,18 @@ pub struct Config {
     /// Port of the kubelet API (`kubectl logs`) on 127.0.0.1; 0 picks a free one. Either way the
     /// real port is published in the Node's `daemonEndpoints`.
     pub kubelet_port: u16,
+    /// Container mode: images that no `--image`/`--host-image` maps are pulled from their registry
+    /// and run under runc (see `container.rs`).
+    pub containers: Option<ContainerTools>,
+}
+
+/// The programs container mode runs.
+#[derive(Debug, Clone)]
+pub struct ContainerTools {
+    /// go-containerregistry's `crane`.
+    pub crane: PathBuf,
+    /// `runc`.
+    pub runc: PathBuf,
 }
 
 /// What stops the agent.
@@ -165,6 +178,13 @@ impl Agent {
             cluster,
             path_env: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             logs: log_index.clone(),
+            containers: config.containers.as_ref().map(|tools| {
+                Arc::new(container::Runtime::new(
+                    tools.crane.clone(),
+                    tools.runc.clone(),
+                    &config.state_dir,
+                ))
+            }),
         });
         let agent = Agent {
             client: client.clone(),

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::container::{self, Bind, Launch};
 use super::logs::ContainerLog;
 use super::model::{Event, Exit, Model, Restart, Slot, all_slots, containers, lost};
 use super::process::{self, ExitStatus, ProcessSpec, Registry};
@@ -44,6 +45,8 @@ pub struct Shared {
     pub path_env: String,
     /// Where the kubelet API finds each container's log and its runs.
     pub logs: super::logs::Index,
+    /// Container mode: images not mapped to executables are pulled and run under runc.
+    pub containers: Option<Arc<container::Runtime>>,
 }
 
 /// The directory of one pod: `<state-dir>/pods/<namespace>_<name>_<uid>`.
@@ -51,6 +54,8 @@ pub fn pod_dir(state_dir: &Path, namespace: &str, name: &str, uid: &str) -> Path
     state_dir.join("pods").join(format!("{namespace}_{name}_{uid}"))
 }
 
+/// Where a pod's service-account token, CA and namespace are mounted (container mode).
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// The default `terminationMessagePath`.
 const DEFAULT_TERMINATION_PATH: &str = "/dev/termination-log";
 /// How long a pod waits between attempts to prepare it (a missing Secret, say).
@@ -67,6 +72,8 @@ const GONE_GRACE: Duration = Duration::from_secs(2);
 struct Prepared {
     slot: Slot,
     name: String,
+    /// The pulled image's `repository@digest` (container mode).
+    image_id: Option<String>,
     process: ProcessSpec,
     termination_file: PathBuf,
     fallback_to_logs: bool,
@@ -200,12 +207,13 @@ impl Worker {
                 Ok(prepared) => break prepared,
                 Err(error) => {
                     let message = error.to_string();
+                    let reason = error.reason();
                     tracing::warn!(pod = self.key, %message, transient = error.is_transient(), "cannot prepare the pod");
                     for slot in all_slots(&spec) {
-                        model.set_waiting(slot, "CreateContainerConfigError", &message);
+                        model.set_waiting(slot, reason, &message);
                     }
                     if !error.is_transient() {
-                        model.fail(Some("CreateContainerConfigError"), Some(message));
+                        model.fail(Some(reason), Some(message));
                         self.write(&mut model).await;
                         return;
                     }
@@ -221,6 +229,11 @@ impl Worker {
             }
         };
 
+        for container in init.iter().chain(&main) {
+            if let (Some(id), Some(status)) = (&container.image_id, model.status_mut(container.slot)) {
+                status.image_id = id.clone();
+            }
+        }
         let _refresher = self
             .dir
             .join("kubeconfig")
@@ -271,15 +284,22 @@ impl Worker {
         let mut missing = Vec::new();
         for (slot, container) in containers(spec) {
             let image = container.image.clone().unwrap_or_default();
-            match self.shared.images.resolve(&image) {
+            let pulled = self
+                .shared
+                .containers
+                .as_ref()
+                .map(|_| ImageTarget::Pull(image.clone()));
+            match self.shared.images.resolve(&image).cloned().or(pulled) {
                 Some(target) => {
                     if let Some(status) = model.status_mut(slot) {
-                        status.image_id = match target {
+                        status.image_id = match &target {
                             ImageTarget::Executable(path) => format!("file://{}", path.display()),
                             ImageTarget::Host => "host://".into(),
+                            // Set to the digest once pulled.
+                            ImageTarget::Pull(_) => String::new(),
                         };
                     }
-                    targets.insert(slot, target.clone());
+                    targets.insert(slot, target);
                 }
                 None => {
                     let message = format!(
@@ -317,11 +337,17 @@ impl Worker {
         for volume in spec.volumes.iter().flatten() {
             let dir = self.dir.join("volumes").join(&volume.name);
             resolve::materialise(&mut sources, client, pod, volume, &self.shared.capacity, &dir).await?;
+            if self.shared.containers.is_some() {
+                set_volume_ownership(spec, volume, &dir)?;
+            }
             volumes.insert(volume.name.clone(), dir);
         }
         let kubeconfig = if resolve::automount(client, pod).await? {
             let token = resolve::service_account_token(client, pod, None, TOKEN_SECONDS).await?;
             self.write_token(&token)?;
+            if self.shared.containers.is_some() {
+                self.write_service_account(&namespace)?;
+            }
             Some(self.write_kubeconfig()?)
         } else {
             None
@@ -353,11 +379,49 @@ impl Worker {
 
     /// Writes the service-account token that the pod's kubeconfig reads (`tokenFile`, which
     /// kubectl and kube-rs re-read, so a refreshed token is picked up), replacing it atomically.
+    /// In container mode the token sits in the directory mounted at the well-known path, readable
+    /// by the container's user (a kubelet's `kube-api-access` volume has mode 0644).
     fn write_token(&self, token: &str) -> Result<(), PrepareError> {
-        let path = self.dir.join("token");
-        let temporary = self.dir.join("token.tmp");
+        let dir = self.dir.join("serviceaccount");
+        std::fs::create_dir_all(&dir).map_err(|source| PrepareError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join("token");
+        let temporary = dir.join("token.tmp");
         write_private(&temporary, token.as_bytes())?;
+        if self.shared.containers.is_some() {
+            set_mode(&temporary, 0o644)?;
+        }
         std::fs::rename(&temporary, &path).map_err(|source| PrepareError::Io { path, source })
+    }
+
+    /// The rest of the service-account directory (container mode): the cluster's CA and the
+    /// pod's namespace, beside the token.
+    fn write_service_account(&self, namespace: &str) -> Result<(), PrepareError> {
+        let dir = self.dir.join("serviceaccount");
+        let cluster = &self.shared.cluster;
+        let ca = match (
+            cluster["certificate-authority-data"].as_str(),
+            cluster["certificate-authority"].as_str(),
+        ) {
+            (Some(data), _) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| {
+                    PrepareError::Unsupported(format!("the agent's kubeconfig has an unreadable CA: {e}"))
+                })?
+            }
+            (None, Some(file)) => std::fs::read(file).map_err(|source| PrepareError::Io {
+                path: file.into(),
+                source,
+            })?,
+            (None, None) => Vec::new(),
+        };
+        for (name, contents) in [("ca.crt", ca.as_slice()), ("namespace", namespace.as_bytes())] {
+            let path = dir.join(name);
+            std::fs::write(&path, contents).map_err(|source| PrepareError::Io { path, source })?;
+        }
+        Ok(())
     }
 
     /// Renews the pod's token at two thirds of its lifetime, for as long as the pod runs.
@@ -386,7 +450,7 @@ impl Worker {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{ "name": "kglue", "cluster": self.shared.cluster }],
-            "users": [{ "name": "pod", "user": { "tokenFile": self.dir.join("token") } }],
+            "users": [{ "name": "pod", "user": { "tokenFile": self.dir.join("serviceaccount/token") } }],
             "contexts": [{ "name": "pod", "context": {
                 "cluster": "kglue",
                 "user": "pod",
@@ -400,6 +464,233 @@ impl Worker {
 
     #[allow(clippy::too_many_arguments)]
     async fn prepare_container(
+        &self,
+        sources: &mut Sources,
+        pod: &Pod,
+        slot: Slot,
+        container: &Container,
+        target: &ImageTarget,
+        volumes: &HashMap<String, PathBuf>,
+        kubeconfig: Option<&Path>,
+    ) -> Result<Prepared, PrepareError> {
+        match (target, &self.shared.containers) {
+            (ImageTarget::Pull(reference), Some(runtime)) => {
+                let image = runtime
+                    .pull(reference)
+                    .await
+                    .map_err(|e| PrepareError::ImagePull(e.to_string()))?;
+                self.prepare_in_image(
+                    sources,
+                    pod,
+                    slot,
+                    container,
+                    runtime,
+                    image,
+                    volumes,
+                    kubeconfig.is_some(),
+                )
+                .await
+            }
+            _ => {
+                self.prepare_process(sources, pod, slot, container, target, volumes, kubeconfig)
+                    .await
+            }
+        }
+    }
+
+    /// Container mode: the container's OCI runtime bundle (`config.json` over the image's
+    /// filesystem), run by `runc run`.
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare_in_image(
+        &self,
+        sources: &mut Sources,
+        pod: &Pod,
+        slot: Slot,
+        container: &Container,
+        runtime: &container::Runtime,
+        image: container::Image,
+        volumes: &HashMap<String, PathBuf>,
+        service_account: bool,
+    ) -> Result<Prepared, PrepareError> {
+        let unsupported =
+            |message: String| PrepareError::Unsupported(format!("container {}: {message}", container.name));
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut binds = Vec::new();
+        for mount in container.volume_mounts.iter().flatten() {
+            let dir = volumes
+                .get(&mount.name)
+                .ok_or_else(|| unsupported(format!("volumeMount {} names no volume of the pod", mount.name)))?;
+            let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                Some(sub) if sub.split('/').any(|part| part == "..") => {
+                    return Err(unsupported(format!("subPath {sub:?} must not contain `..`")));
+                }
+                Some(sub) => dir.join(sub),
+                None => dir.clone(),
+            };
+            binds.push(Bind {
+                source,
+                destination: mount.mount_path.clone(),
+                read_only: mount.read_only.unwrap_or(false),
+            });
+        }
+        if service_account && !binds.iter().any(|b| b.destination == SERVICE_ACCOUNT_DIR) {
+            binds.push(Bind {
+                source: self.dir.join("serviceaccount"),
+                destination: SERVICE_ACCOUNT_DIR.into(),
+                read_only: true,
+            });
+        }
+        // The kubelet's /etc/hosts, and the node's resolver.
+        let hosts = self.dir.join("etc-hosts");
+        let hosts_file = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{}\n",
+            self.name
+        );
+        std::fs::write(&hosts, hosts_file).map_err(|source| PrepareError::Io {
+            path: hosts.clone(),
+            source,
+        })?;
+        binds.push(Bind {
+            source: hosts,
+            destination: "/etc/hosts".into(),
+            read_only: true,
+        });
+        if Path::new("/etc/resolv.conf").exists() {
+            binds.push(Bind {
+                source: "/etc/resolv.conf".into(),
+                destination: "/etc/resolv.conf".into(),
+                read_only: true,
+            });
+        }
+        let termination_path = container
+            .termination_message_path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| DEFAULT_TERMINATION_PATH.into());
+        let termination_file = self.dir.join("termination").join(&container.name);
+        std::fs::write(&termination_file, b"").map_err(|source| PrepareError::Io {
+            path: termination_file.clone(),
+            source,
+        })?;
+        // Any user of the container may write its termination message, as with a kubelet.
+        set_mode(&termination_file, 0o666)?;
+        binds.push(Bind {
+            source: termination_file.clone(),
+            destination: termination_path,
+            read_only: false,
+        });
+
+        let mut base = vec![("HOSTNAME".to_string(), self.name.clone())];
+        if let Some((host, port)) = self.shared.cluster["server"]
+            .as_str()
+            .and_then(|server| server.strip_prefix("https://"))
+            .and_then(|address| address.trim_end_matches('/').rsplit_once(':'))
+        {
+            base.push(("KUBERNETES_SERVICE_HOST".into(), host.trim_matches(['[', ']']).into()));
+            base.push(("KUBERNETES_SERVICE_PORT".into(), port.into()));
+        }
+        let env = resolve::container_env(sources, pod, container, &self.shared.capacity, base).await?;
+        let env = container::environment(&image.config, env);
+        let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let expand_all = |values: Option<&Vec<String>>| -> Vec<String> {
+            values
+                .into_iter()
+                .flatten()
+                .map(|v| spec::expand(v, |name| lookup.get(name).map(|s| s.to_string())))
+                .collect()
+        };
+        let argv = container::argv(
+            &image.config,
+            &expand_all(container.command.as_ref()),
+            &expand_all(container.args.as_ref()),
+        )
+        .map_err(unsupported)?;
+        let user = container::user(&spec, container, &image.config, &image.rootfs).map_err(unsupported)?;
+        let pod_security = spec.security_context.as_ref();
+        let mut groups: Vec<u32> = pod_security
+            .and_then(|s| s.fs_group)
+            .into_iter()
+            .chain(
+                pod_security
+                    .and_then(|s| s.supplemental_groups.clone())
+                    .into_iter()
+                    .flatten(),
+            )
+            .filter_map(|g| u32::try_from(g).ok())
+            .collect();
+        groups.dedup();
+        let security = container.security_context.as_ref();
+        let read_only_root = security.and_then(|s| s.read_only_root_filesystem).unwrap_or(false);
+        let bundle = self.dir.join("containers").join(&container.name);
+        std::fs::create_dir_all(&bundle).map_err(|source| PrepareError::Io {
+            path: bundle.clone(),
+            source,
+        })?;
+        let id = format!("{}-{}", self.uid, container.name);
+        let launch = Launch {
+            argv,
+            env,
+            cwd: container
+                .working_dir
+                .clone()
+                .or(image.config.working_dir.clone())
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            user,
+            groups,
+            rootfs: if read_only_root {
+                image.rootfs.clone()
+            } else {
+                bundle.join("rootfs")
+            },
+            read_only_root,
+            hostname: self.name.clone(),
+            binds,
+            capabilities: container::capabilities(container),
+            no_new_privileges: !security.and_then(|s| s.allow_privilege_escalation).unwrap_or(true),
+            memory_limit: container::memory_limit(container),
+            cgroup: format!("/kglue/{id}"),
+        };
+        let config = bundle.join("config.json");
+        std::fs::write(&config, container::runtime_spec(&launch).to_string()).map_err(|source| PrepareError::Io {
+            path: config.clone(),
+            source,
+        })?;
+        let (runc, state) = runtime.runc();
+        let argv = vec![
+            runc.display().to_string(),
+            "--root".into(),
+            state.display().to_string(),
+            "run".into(),
+            "--bundle".into(),
+            bundle.display().to_string(),
+            id.clone(),
+        ];
+        Ok(Prepared {
+            slot,
+            name: container.name.clone(),
+            image_id: Some(image.id),
+            process: ProcessSpec {
+                argv,
+                env: vec![("PATH".into(), self.shared.path_env.clone())],
+                cwd: bundle.clone(),
+                log: self.log_path(&container.name),
+                container: Some(container::Handle {
+                    runc: runc.to_path_buf(),
+                    state: state.to_path_buf(),
+                    id,
+                    overlay: (!read_only_root).then_some((image.rootfs, bundle)),
+                }),
+            },
+            termination_file,
+            fallback_to_logs: container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
+        })
+    }
+
+    /// Process mode: the container runs on the host as the mapped executable, with container
+    /// paths rewritten to the pod directory.
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare_process(
         &self,
         sources: &mut Sources,
         pod: &Pod,
@@ -485,11 +776,13 @@ impl Worker {
         Ok(Prepared {
             slot,
             name: container.name.clone(),
+            image_id: None,
             process: ProcessSpec {
                 argv,
                 env,
                 cwd,
                 log: self.log_path(&container.name),
+                container: None,
             },
             termination_file,
             fallback_to_logs: container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
@@ -615,6 +908,40 @@ impl Worker {
             }
         }
     }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), PrepareError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| PrepareError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Container mode: a volume's permissions as a kubelet leaves them. An emptyDir is open to every
+/// user (mode 0777); with an `fsGroup`, every volume belongs to that group (group-readable, and
+/// group-writable unless the volume is read-only by nature).
+fn set_volume_ownership(
+    spec: &PodSpec,
+    volume: &k8s_openapi::api::core::v1::Volume,
+    dir: &Path,
+) -> Result<(), PrepareError> {
+    let empty_dir = volume.empty_dir.is_some();
+    if empty_dir {
+        set_mode(dir, 0o777)?;
+    }
+    let fs_group = spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.fs_group)
+        .and_then(|g| u32::try_from(g).ok());
+    if let Some(group) = fs_group {
+        container::apply_fs_group(dir, group, !empty_dir).map_err(|source| PrepareError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Writes a file only its owner may read.

@@ -23,6 +23,9 @@ pub struct ProcessSpec {
     pub cwd: PathBuf,
     /// Log file (created, then appended to).
     pub log: PathBuf,
+    /// Container mode: the runc container this process runs, removed before each start and after
+    /// the process ends (a killed `runc run` leaves its container behind).
+    pub container: Option<super::container::Handle>,
 }
 
 /// How a process ended.
@@ -76,6 +79,7 @@ pub struct Running {
     child: Child,
     group: i32,
     registry: Registry,
+    container: Option<super::container::Handle>,
 }
 
 /// Starts a process in a new process group.
@@ -84,6 +88,9 @@ pub fn spawn(spec: &ProcessSpec, registry: &Registry) -> std::io::Result<Running
         .argv
         .split_first()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
+    if let Some(container) = &spec.container {
+        container.prepare()?;
+    }
     let log = OpenOptions::new().create(true).append(true).open(&spec.log)?;
     let log_err = log.try_clone()?;
     let mut command = Command::new(resolve_program(program, &spec.env));
@@ -108,6 +115,7 @@ pub fn spawn(spec: &ProcessSpec, registry: &Registry) -> std::io::Result<Running
         child,
         group,
         registry: registry.clone(),
+        container: spec.container.clone(),
     })
 }
 
@@ -160,6 +168,9 @@ impl Running {
     fn reap_group(&mut self) {
         signal_group(self.group, Signal::KILL);
         self.registry.with_groups(|groups| groups.remove(&self.group));
+        if let Some(container) = self.container.take() {
+            container.remove();
+        }
     }
 }
 
@@ -168,6 +179,9 @@ impl Drop for Running {
         // A dropped handle (its task was cancelled) must not leave the process behind.
         if self.registry.with_groups(|groups| groups.remove(&self.group)) {
             signal_group(self.group, Signal::KILL);
+        }
+        if let Some(container) = self.container.take() {
+            container.remove();
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum PrepareError {
     /// The pod asks for something this agent cannot do: the pod fails.
     #[error("{0}")]
     Unsupported(String),
+    /// The image could not be pulled (container mode): retried, as `ErrImagePull`.
+    #[error("{0}")]
+    ImagePull(String),
     /// A file under the pod directory could not be written: the pod fails.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -46,7 +49,18 @@ pub enum PrepareError {
 impl PrepareError {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, PrepareError::Missing(_) | PrepareError::Api { .. })
+        matches!(
+            self,
+            PrepareError::Missing(_) | PrepareError::Api { .. } | PrepareError::ImagePull(_)
+        )
+    }
+
+    /// The container status's waiting reason while this lasts.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PrepareError::ImagePull(_) => "ErrImagePull",
+            _ => "CreateContainerConfigError",
+        }
     }
 }
 

@@ -12,6 +12,9 @@ pub enum ImageTarget {
     Executable(PathBuf),
     /// No entrypoint: the container's `command`/`args` run as given on the host.
     Host,
+    /// Container mode: the image is pulled by this reference and run under runc
+    /// (`--run-images`, see `container.rs`).
+    Pull(String),
 }
 
 /// Maps image references to local executables (`--image IMAGE=PATH`, `--host-image IMAGE`).
@@ -160,7 +163,7 @@ pub fn argv(target: &ImageTarget, command: &[String], args: &[String]) -> Result
             }
             argv
         }
-        ImageTarget::Host => command.to_vec(),
+        ImageTarget::Host | ImageTarget::Pull(_) => command.to_vec(),
     };
     argv.extend(args.iter().cloned());
     if argv.first().is_none_or(|program| program.is_empty()) {
