@@ -31,6 +31,8 @@ step "control plane, S3 server, GitOps tools and Kafka (built or downloaded once
 e2e/kglue-cluster build
 e2e/kglue-s3 build
 e2e/kglue-tools build
+# crane, runc and kglue-image (the OCI image builder) from the Go module proxy.
+e2e/kglue-images tools
 # Kafka's jars from Maven Central (e2e/tests/streaming.rs starts brokers from them).
 e2e/kglue-kafka classpath >/dev/null
 
@@ -49,13 +51,21 @@ step "cargo test --no-run: every test binary, and the binaries the tests run, bu
 # kglue-node-agent binaries this build makes (kglue_e2e::workspace_binary); none builds again.
 cargo test --workspace --locked --lib --bins --tests --no-run
 
+step "OCI images of the operator and the runner, from the binaries just built (e2e/kglue-images)"
+# No container engine: the images are assembled from the debug binaries of the build above on a
+# base of Debian packages, validated and checked (user, entrypoint, labels, libraries, SBOM against
+# Cargo.lock). operator/tests/images.rs pushes them to a local registry and runs the chart and the
+# example pipeline from them under runc. Release images are the same script with --profile release.
+e2e/kglue-images build --profile dev
+e2e/kglue-images check --profile dev
+
 step "cargo test: unit tests, the CRD drift test and the integration suites, in two lanes"
 # The suites are independent (each starts its own control plane, S3 server and node agent on
 # ports of its own), so they run two at a time on two cores: the longest first, spread by their
 # usual wall time so both lanes end together. A suite not in the table counts 30 s.
 lanes=$(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
 import json, sys
-seconds = {"runs": 170, "integrity": 420, "sessions": 100, "pipelines": 100, "streaming": 80, "streams": 170, "chart": 45, "controllers": 45, "attempt": 35, "node_agent": 30,
+seconds = {"runs": 170, "integrity": 420, "sessions": 100, "pipelines": 100, "streaming": 80, "streams": 170, "chart": 45, "images": 60, "controllers": 45, "attempt": 35, "node_agent": 30,
            "run_cli": 20, "node_logs": 12, "ddl_cli": 10, "api": 10, "crawl_s3": 8, "crawl_cli": 8, "etl_s3": 6, "s3": 5}
 tests = sorted({t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "test" in t["kind"]},
                key=lambda name: -seconds.get(name, 30))

@@ -42,6 +42,30 @@ seconds_setting() {
 now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
 fmt_ms() { printf '%d.%01ds' $(($1 / 1000)) $(($1 % 1000 / 100)); }
 
+# install_packages PACKAGE...: from Debian's packages (root only; says what to run otherwise).
+install_packages() {
+  if [ "$(id -u)" != 0 ]; then
+    die "$* not installed; as root: apt-get install -y $*"
+  fi
+  log "installing $* from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  mkdir -p "$cache"
+  # One apt at a time: servers of parallel tests may install at once on a fresh machine.
+  flock "$cache/apt.lock" apt-get install -y -q --no-install-recommends "$@" >/dev/null ||
+    { flock "$cache/apt.lock" apt-get update -q >/dev/null &&
+      flock "$cache/apt.lock" apt-get install -y -q --no-install-recommends "$@" >/dev/null; } ||
+    die "cannot install $*"
+}
+
+# need_commands COMMAND=PACKAGE...: installs the packages of the commands that are missing.
+need_commands() {
+  local entry missing=()
+  for entry in "$@"; do
+    command -v "${entry%%=*}" >/dev/null || missing+=("${entry#*=}")
+  done
+  [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
+}
+
 need_base_tools() {
   command -v curl >/dev/null || die "curl is required (apt-get install curl)"
   command -v setsid >/dev/null && command -v flock >/dev/null || die "setsid and flock (util-linux) are required"

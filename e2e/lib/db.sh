@@ -6,21 +6,6 @@
 # The sourcing script also sets:
 #   server_user    the system user a root caller runs the server as (postgres, mysql)
 
-# install_packages PACKAGE...: from Debian's packages (root only; says what to run otherwise).
-install_packages() {
-  if [ "$(id -u)" != 0 ]; then
-    die "$* not installed; as root: apt-get install -y $*"
-  fi
-  log "installing $* from Debian's packages"
-  export DEBIAN_FRONTEND=noninteractive
-  mkdir -p "$cache"
-  # One apt at a time: servers of parallel tests may install at once on a fresh machine.
-  flock "$cache/apt.lock" apt-get install -y -q --no-install-recommends "$@" >/dev/null ||
-    { flock "$cache/apt.lock" apt-get update -q >/dev/null &&
-      flock "$cache/apt.lock" apt-get install -y -q --no-install-recommends "$@" >/dev/null; } ||
-    die "cannot install $*"
-}
-
 # check_port NAME VALUE: VALUE is a usable loopback port, else name the variable.
 check_port() {
   [[ $2 =~ ^[0-9]+$ ]] && [ "$2" -ge 1024 ] && [ "$2" -le 65535 ] ||

@@ -9,40 +9,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Output};
-use std::time::Duration;
+use std::path::Path;
+use std::process::ExitCode;
 
-use common::orders_json;
-use k8s_openapi::api::core::v1::Secret;
+use common::chart::{Env, RELEASE, RELEASE_NAMESPACE, chart_dir, install_and_run, text};
 use kglue_e2e::harness::{self, trial};
-use kglue_e2e::{ControlPlane, Kubectl, NodeAgent, S3Server, repo_root, workspace_binary};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::discovery::ApiResource;
+use kglue_e2e::{ControlPlane, S3Server, repo_root, workspace_binary};
 use libtest_mimic::{Arguments, Failed};
-use object_store::ObjectStoreExt;
-use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
-use tokio::runtime::Runtime;
-
-const RELEASE: &str = "kglue";
-const RELEASE_NAMESPACE: &str = "kglue-system";
-/// The dev overlay's namespace.
-const PIPELINES: &str = "sales-dev";
-const OPERATOR_IMAGE: &str = "ghcr.io/kglue/kglue-operator";
-/// How long the example's workflow (a crawl and two jobs) may take.
-const WORKFLOW_SETTLE: Duration = Duration::from_secs(240);
-
-struct Env {
-    runtime: Runtime,
-    client: kube::Client,
-    control_plane: ControlPlane,
-    s3: S3Server,
-    kubectl: Kubectl,
-    tools: PathBuf,
-    metrics_port: u16,
-    _agent: NodeAgent,
-}
 
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
@@ -87,7 +61,7 @@ fn setup() -> Result<Env, Box<dyn std::error::Error>> {
         &agent_binary,
         &[
             (common::RUNNER_IMAGE, runner.as_path()),
-            (OPERATOR_IMAGE, operator.as_path()),
+            (common::OPERATOR_IMAGE, operator.as_path()),
         ],
     ))?;
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -99,81 +73,10 @@ fn setup() -> Result<Env, Box<dyn std::error::Error>> {
         s3,
         tools,
         metrics_port,
+        chart: vec![chart_dir().display().to_string()],
         _agent: agent,
+        _registry: None,
     })
-}
-
-fn chart_dir() -> PathBuf {
-    repo_root().join("charts/kglue")
-}
-
-impl Env {
-    /// Runs helm against the cluster, with its config and caches in the cluster's state directory.
-    fn helm(&self, args: &[&str]) -> Result<Output, Failed> {
-        let home = self.control_plane.state_dir().join("helm");
-        Command::new(self.tools.join("helm"))
-            .args(args)
-            .env("KUBECONFIG", self.control_plane.kubeconfig())
-            .env("HELM_CONFIG_HOME", home.join("config"))
-            .env("HELM_CACHE_HOME", home.join("cache"))
-            .env("HELM_DATA_HOME", home.join("data"))
-            .output()
-            .map_err(|e| format!("helm {args:?}: {e}").into())
-    }
-
-    /// Runs helm and returns its stdout, or fails with everything it said.
-    fn helm_ok(&self, args: &[&str]) -> Result<String, Failed> {
-        let output = self.helm(args)?;
-        ok_stdout(&format!("helm {}", args.join(" ")), output)
-    }
-
-    /// `helm template` of the chart with `values` (`--set` expressions), as objects.
-    fn render(&self, values: &[&str]) -> Result<Vec<Value>, Failed> {
-        let chart = chart_dir().display().to_string();
-        let mut args = vec!["template", RELEASE, chart.as_str(), "--namespace", RELEASE_NAMESPACE];
-        for value in values {
-            args.extend(["--set", value]);
-        }
-        let yaml = self.helm_ok(&args)?;
-        let documents: Vec<Value> =
-            serde_saphyr::from_multiple(&yaml).map_err(|e| format!("helm template output: {e}"))?;
-        Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
-    }
-
-    fn kubectl_ok(&self, args: &[&str]) -> Result<String, Failed> {
-        let output = self.kubectl.run(args)?;
-        ok_stdout(&format!("kubectl {}", args.join(" ")), output)
-    }
-
-    fn api(&self, resource: &ApiResource) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), PIPELINES, resource)
-    }
-
-    /// The operator pod's log, through the node agent's kubelet API.
-    fn operator_log(&self) -> String {
-        let deployment = format!("deployment/{RELEASE}");
-        self.kubectl
-            .run(&["logs", "-n", RELEASE_NAMESPACE, &deployment, "--tail=-1"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    }
-}
-
-fn ok_stdout(what: &str, output: Output) -> Result<String, Failed> {
-    if output.status.success() {
-        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
-    }
-    Err(format!(
-        "{what} failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-    .into())
-}
-
-fn text(value: &Value) -> &str {
-    value.as_str().unwrap_or_default()
 }
 
 /// Values that switch on every optional part of the chart.
@@ -311,143 +214,6 @@ fn bad_values(env: &Env) -> Result<(), Failed> {
         return Err(
             format!("a NetworkPolicy without the API server's address was not refused clearly: {stderr}").into(),
         );
-    }
-    Ok(())
-}
-
-/// `helm install`, then the dev environment of the example pipeline runs end to end under the
-/// operator the chart started.
-fn install_and_run(env: &Env) -> Result<(), Failed> {
-    env.runtime.block_on(async {
-        for namespace in [RELEASE_NAMESPACE, PIPELINES] {
-            kglue_e2e::create_namespace(&env.client, namespace).await?;
-        }
-        // The credentials the dev Connection refers to: created by hand, never kept in Git.
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": "lake-credentials", "labels": {"kglue.dev/secret-type": "connection"}},
-            "stringData": {"AWS_ACCESS_KEY_ID": env.s3.access_key(), "AWS_SECRET_ACCESS_KEY": env.s3.secret_key()},
-        }))?;
-        Api::<Secret>::namespaced(env.client.clone(), PIPELINES)
-            .create(&PostParams::default(), &secret)
-            .await?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-    })?;
-    let chart = chart_dir().display().to_string();
-    let port = format!("operator.metricsPort={}", env.metrics_port);
-    env.helm_ok(&[
-        "install",
-        RELEASE,
-        &chart,
-        "--namespace",
-        RELEASE_NAMESPACE,
-        "--wait",
-        "--timeout",
-        "120s",
-        "--set",
-        "runner.namespaces={sales-dev}",
-        // Servers in tests listen on loopback only; in a cluster the default is the pod's IP.
-        "--set",
-        "operator.metricsBindAddress=127.0.0.1",
-        "--set",
-        &port,
-        "--set",
-        "operator.logFormat=plain",
-    ])?;
-    common::wait_for("the operator to lead", Duration::from_secs(60), || {
-        let metrics = common::http_get(env.metrics_port, "/metrics").unwrap_or_default();
-        Ok(metrics.lines().any(|l| l == "kglue_operator_leader 1").then_some(()))
-    })?;
-
-    // The dev environment as GitOps would apply it, then pointed at the local S3 server.
-    let dev = repo_root().join("examples/environments/dev").display().to_string();
-    env.kubectl_ok(&["apply", "--server-side", "--field-manager=gitops", "-k", &dev])?;
-    let connection = ApiResource::erase::<kglue_crds::Connection>(&());
-    let endpoint = json!({
-        "apiVersion": "kglue.dev/v1alpha1", "kind": "Connection",
-        "metadata": {"name": "lake"},
-        "spec": {"s3": {"endpoint": env.s3.endpoint()}},
-    });
-    env.runtime
-        .block_on(env.api(&connection).patch(
-            "lake",
-            &PatchParams::apply(common::FIELD_MANAGER).force(),
-            &Patch::Apply(&endpoint),
-        ))
-        .map_err(|e| format!("pointing the Connection at the local S3 server: {e}"))?;
-
-    // The overlay's objects become Ready under the chart's operator (`jobs.kglue.dev`: plain
-    // `jobs` is batch/v1). clean-orders waits for the tables its first crawl creates.
-    let mut waited = String::new();
-    for selection in [
-        &[
-            "--all",
-            "databases,tables,connections,classifiers,crawlers,triggers,workflows",
-        ][..],
-        &["jobs.kglue.dev/publish-revenue"][..],
-    ] {
-        let mut args = vec!["wait", "--for=condition=Ready", "--timeout=60s", "-n", PIPELINES];
-        args.extend(selection);
-        waited.push_str(&env.kubectl_ok(&args)?);
-    }
-    if waited.matches("condition met").count() < 12 {
-        return Err(format!("kubectl wait did not see the overlay's objects:\n{waited}").into());
-    }
-
-    // Land a day of orders and the customer list: the dev Event trigger fires on the first file.
-    let landing = env.s3.store("sales-landing").map_err(|e| e.to_string())?;
-    env.runtime
-        .block_on(async {
-            landing
-                .put(
-                    &ObjectPath::from("customers/part-0.csv"),
-                    "customer_id|country\n0|NL\n1|DE\n2|FR\n".to_string().into(),
-                )
-                .await?;
-            landing
-                .put(
-                    &ObjectPath::from("orders/dt=2024-05-01/part-0.json"),
-                    orders_json(1, 30, "2024-05-01").into(),
-                )
-                .await
-        })
-        .map_err(|e| format!("landing data: {e}"))?;
-    let workflows = ApiResource::erase::<kglue_crds::Workflow>(&());
-    let run = common::wait_for("the dev workflow run to finish", WORKFLOW_SETTLE, || {
-        let workflow = env
-            .runtime
-            .block_on(env.api(&workflows).get("sales-pipeline"))
-            .map_err(|e| e.to_string())?;
-        let run = workflow.data["status"]["runs"]
-            .as_array()
-            .and_then(|runs| runs.last())
-            .cloned();
-        Ok(run.filter(|r| ["Succeeded", "Failed", "Stopped", "Error"].contains(&text(&r["state"]))))
-    })?;
-    if run["state"] != "Succeeded" {
-        return Err(format!(
-            "the dev workflow run ended {}: {run:#}\noperator log:\n{}",
-            run["state"],
-            common::tail(&env.operator_log(), 40)
-        )
-        .into());
-    }
-    let tables = ApiResource::erase::<kglue_crds::Table>(&());
-    let curated = env
-        .runtime
-        .block_on(env.api(&tables).get("sales-curated.orders-daily"))
-        .map_err(|e| format!("the curated table: {e}"))?;
-    let partitions = &curated.data["status"]["partitions"]["count"];
-    if partitions.as_u64().unwrap_or_default() < 1 {
-        return Err(format!("the curated table has no partitions: {:#}", curated.data["status"]).into());
-    }
-
-    // The chart's RBAC sufficed: the operator was never refused anything.
-    let log = env.operator_log();
-    if log.is_empty() {
-        return Err("kubectl logs found no operator log".into());
-    }
-    if let Some(line) = log.lines().find(|l| l.contains("forbidden") || l.contains("Forbidden")) {
-        return Err(format!("the operator was refused by the chart's RBAC: {line}").into());
     }
     Ok(())
 }

@@ -31,5 +31,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* An image reference: call with (dict "image" .Values.image.X "appVersion" .Chart.AppVersion). */}}
 {{- define "kglue.image" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .image.repository (default .appVersion .image.tag) -}}
+{{- end -}}
 {{- end -}}

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod chart;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -162,6 +164,8 @@ pub fn tail(text: &str, lines: usize) -> String {
 
 /// The image name the node agent maps to the `kglue` binary.
 pub const RUNNER_IMAGE: &str = "ghcr.io/kglue/kglue-runner";
+/// The operator's image, as the chart names it.
+pub const OPERATOR_IMAGE: &str = "ghcr.io/kglue/kglue-operator";
 
 /// A local cluster that runs pipelines: the control plane, the S3 server with `buckets`, the
 /// node agent running the `kglue` runner for [`RUNNER_IMAGE`], the CRDs, and a namespace with the

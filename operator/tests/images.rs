@@ -1,0 +1,215 @@
+//! The built OCI images, run for real (issue: installable on a real cluster).
+//!
+//! `e2e/kglue-images build` assembled the operator and runner images from the workspace's binaries
+//! (the test command builds them before `cargo test`). Here they are pushed to a local registry
+//! (go-containerregistry's, on 127.0.0.1) with the chart, packaged and pushed as an OCI artifact.
+//! The node agent runs in container mode: every pod's image is pulled from that registry and its
+//! container runs inside the image's filesystem under runc, as the image's non-root user, with the
+//! read-only root the chart and the operator ask for. Then `helm install oci://…` with the images
+//! pinned by digest, and the dev environment of the example pipeline (a crawl and two jobs) runs
+//! end to end. A missing shared library, CA bundle or user in an image, or a write to its root,
+//! fails this suite.
+
+mod common;
+
+use std::process::ExitCode;
+
+use common::chart::{Env, PIPELINES, RELEASE_NAMESPACE, chart_dir, install_and_run, ok_stdout};
+use k8s_openapi::api::core::v1::Pod;
+use kglue_e2e::harness::{self, trial};
+use kglue_e2e::images::{LocalRegistry, built_images_dir, images_bin_dir};
+use kglue_e2e::{ControlPlane, S3Server, workspace_binary};
+use kube::api::{Api, ListParams};
+use libtest_mimic::{Arguments, Failed};
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let env = match harness::set_up(setup) {
+        Ok(env) => env,
+        Err(code) => return code,
+    };
+    let trials = vec![trial(
+        &env,
+        "helm_install_from_the_oci_registry_runs_the_dev_pipeline_in_the_images",
+        from_images,
+    )];
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn setup() -> Result<Env, Box<dyn std::error::Error>> {
+    let tools = kglue_e2e::tools_bin_dir()?;
+    let image_tools = images_bin_dir()?;
+    let images = built_images_dir();
+    if !images.join("images.env").exists() {
+        return Err(format!(
+            "no images in {}: run `e2e/kglue-images build` first (the test command does)",
+            images.display()
+        )
+        .into());
+    }
+    let agent_binary = workspace_binary("kglue-node-agent")?;
+    let control_plane = ControlPlane::start()?;
+    let s3 = S3Server::start()?;
+    for bucket in ["sales-landing", "sales-curated", "sales-reports"] {
+        s3.create_bucket(bucket)?;
+    }
+    let registry = LocalRegistry::start(&image_tools.join("crane"), &control_plane.state_dir().join("registry"))?;
+    let pushed = registry.push_images(&images)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let client = runtime.block_on(control_plane.client())?;
+    // No image is mapped to a local binary: the operator's and the runner's pods pull theirs.
+    let agent = runtime.block_on(control_plane.start_container_node_agent(&agent_binary, &[], &image_tools))?;
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let version = env!("CARGO_PKG_VERSION");
+    let mut env = Env {
+        runtime,
+        client,
+        kubectl: control_plane.kubectl()?,
+        control_plane,
+        s3,
+        tools,
+        metrics_port,
+        chart: Vec::new(),
+        _agent: agent,
+        _registry: None,
+    };
+    // The chart as a release ships it: packaged, pushed to the registry, installed from there.
+    let packaged = env.control_plane.state_dir().join("chart");
+    let chart = chart_dir().display().to_string();
+    let packaged_dir = packaged.display().to_string();
+    let failed = |e: Failed| format!("{e:?}");
+    env.helm_ok(&["package", &chart, "--destination", &packaged_dir])
+        .map_err(failed)?;
+    let archive = packaged.join(format!("kglue-{version}.tgz")).display().to_string();
+    let charts = format!("oci://{}/charts", registry.address());
+    env.helm_ok(&["push", &archive, &charts, "--plain-http"])
+        .map_err(failed)?;
+    env.chart = vec![
+        format!("{charts}/kglue"),
+        "--version".into(),
+        version.into(),
+        "--plain-http".into(),
+        "--set".into(),
+        format!("image.operator.repository={}", pushed.operator_repository),
+        "--set".into(),
+        format!("image.operator.digest={}", pushed.operator_digest),
+        "--set".into(),
+        format!("image.runner.repository={}", pushed.runner_repository),
+        "--set".into(),
+        format!("image.runner.digest={}", pushed.runner_digest),
+    ];
+    env._registry = Some(registry);
+    Ok(env)
+}
+
+/// The chart from the registry, the pipeline in the images; then every container that ran is
+/// checked to have run its pinned image, pulled from the registry.
+fn from_images(env: &Env) -> Result<(), Failed> {
+    install_and_run(env).map_err(|failed| format!("{failed:?}\n{}", diagnostics(env)))?;
+    let digest_of = |value: &str| {
+        env.chart
+            .iter()
+            .find_map(|arg| arg.strip_prefix(value))
+            .map(str::to_string)
+            .ok_or_else(|| format!("no {value} in the install arguments"))
+    };
+    let operator = format!(
+        "{}@{}",
+        digest_of("image.operator.repository=")?,
+        digest_of("image.operator.digest=")?
+    );
+    let runner = format!(
+        "{}@{}",
+        digest_of("image.runner.repository=")?,
+        digest_of("image.runner.digest=")?
+    );
+    let mut seen = Vec::new();
+    for (namespace, expected) in [(RELEASE_NAMESPACE, &operator), (PIPELINES, &runner)] {
+        let pods = env
+            .runtime
+            .block_on(Api::<Pod>::namespaced(env.client.clone(), namespace).list(&ListParams::default()))
+            .map_err(|e| format!("listing pods in {namespace}: {e}"))?;
+        let statuses: Vec<_> = pods
+            .items
+            .iter()
+            .flat_map(|pod| pod.status.iter().flat_map(|s| s.container_statuses.iter().flatten()))
+            .filter(|status| status.state.as_ref().is_some_and(|s| s.waiting.is_none()))
+            .collect();
+        if statuses.is_empty() {
+            return Err(format!("no container ran in {namespace}").into());
+        }
+        for status in statuses {
+            if &status.image_id != expected {
+                return Err(format!(
+                    "a container in {namespace} ran image {:?}, not the pushed {expected}",
+                    status.image_id
+                )
+                .into());
+            }
+            seen.push(status.image_id.clone());
+        }
+    }
+    // Every runner attempt ran as the image's non-root user inside its read-only root: the node
+    // agent's runc containers say so in their runtime spec.
+    let bundles = env.control_plane.state_dir().join("node-agent/pods");
+    let mut specs = 0;
+    for pod in std::fs::read_dir(&bundles)?.flatten() {
+        let containers = pod.path().join("containers");
+        for container in std::fs::read_dir(&containers).into_iter().flatten().flatten() {
+            let spec: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(container.path().join("config.json"))?)?;
+            if spec["process"]["user"]["uid"] != 65532 || spec["root"]["readonly"] != true {
+                return Err(format!(
+                    "{} ran as {} with a root that is not read-only",
+                    container.path().display(),
+                    spec["process"]["user"]
+                )
+                .into());
+            }
+            specs += 1;
+        }
+    }
+    if specs < seen.len() {
+        return Err(format!("{specs} runtime specs for {} containers", seen.len()).into());
+    }
+    let listed = ok_stdout(
+        "kubectl get pods",
+        env.kubectl.run(&["get", "pods", "-A", "-o", "wide"])?,
+    )?;
+    eprintln!("{} containers ran from the pushed images:\n{listed}", seen.len());
+    Ok(())
+}
+
+/// What the node saw, for a failure: every pod's container states and the agent's log tail.
+fn diagnostics(env: &Env) -> String {
+    let pods = env
+        .kubectl
+        .run(&[
+            "get",
+            "pods",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase} {.status.containerStatuses[*].state}{\"\\n\"}{end}",
+        ])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let agent = env.control_plane.state_dir().join("node-agent");
+    let mut containers = String::new();
+    for pod in std::fs::read_dir(agent.join("pods")).into_iter().flatten().flatten() {
+        for log in std::fs::read_dir(pod.path().join("logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+            containers.push_str(&format!("--- {}\n{}\n", log.path().display(), common::tail(&text, 15)));
+        }
+    }
+    let log = std::fs::read_to_string(agent.join("agent.log")).unwrap_or_default();
+    format!(
+        "pods:\n{pods}\ncontainer logs (tails):\n{containers}\nnode agent log (tail):\n{}",
+        common::tail(&log, 20)
+    )
+}
