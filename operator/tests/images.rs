@@ -13,13 +13,14 @@
 mod common;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use common::chart::{Env, PIPELINES, RELEASE_NAMESPACE, chart_dir, install_and_run, ok_stdout};
 use k8s_openapi::api::core::v1::Pod;
 use kglue_e2e::harness::{self, trial};
 use kglue_e2e::images::{LocalRegistry, built_images_dir, images_bin_dir};
 use kglue_e2e::{ControlPlane, S3Server, workspace_binary};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PostParams};
 use libtest_mimic::{Arguments, Failed};
 
 fn main() -> ExitCode {
@@ -29,11 +30,19 @@ fn main() -> ExitCode {
         Ok(env) => env,
         Err(code) => return code,
     };
-    let trials = vec![trial(
-        &env,
-        "helm_install_from_the_oci_registry_runs_the_dev_pipeline_in_the_images",
-        from_images,
-    )];
+    let trials = vec![
+        trial(
+            &env,
+            "helm_install_from_the_oci_registry_runs_the_dev_pipeline_in_the_images",
+            from_images,
+        ),
+        trial(
+            &env,
+            "the_root_is_the_image_under_a_layer_of_the_containers_own_read_only_when_asked",
+            writable_root,
+        ),
+        trial(&env, "root_is_refused_when_the_pod_asks_for_non_root", root_refused),
+    ];
     libtest_mimic::run(&args, trials).exit_code()
 }
 
@@ -212,4 +221,153 @@ fn diagnostics(env: &Env) -> String {
         "pods:\n{pods}\ncontainer logs (tails):\n{containers}\nnode agent log (tail):\n{}",
         common::tail(&log, 20)
     )
+}
+
+/// The runner image's reference in the local registry, as the chart was given it.
+fn runner_image(env: &Env) -> Result<String, Failed> {
+    let value = |prefix: &str| {
+        env.chart
+            .iter()
+            .find_map(|arg| arg.strip_prefix(prefix))
+            .map(str::to_string)
+            .ok_or_else(|| format!("no {prefix} in the install arguments"))
+    };
+    Ok(format!(
+        "{}@{}",
+        value("image.runner.repository=")?,
+        value("image.runner.digest=")?
+    ))
+}
+
+/// Creates a one-container pod in `default` and waits for it to end.
+fn run_pod(
+    env: &Env,
+    name: &str,
+    container: serde_json::Value,
+    pod_security: serde_json::Value,
+    volumes: serde_json::Value,
+) -> Result<Pod, Failed> {
+    let pods = Api::<Pod>::namespaced(env.client.clone(), "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "securityContext": pod_security,
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }))?;
+    env.runtime
+        .block_on(pods.create(&PostParams::default(), &pod))
+        .map_err(|e| format!("creating pod {name}: {e}"))?;
+    common::wait_for(&format!("pod {name} to end"), Duration::from_secs(60), || {
+        let pod = env.runtime.block_on(pods.get(name)).map_err(|e| e.to_string())?;
+        let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        Ok(["Succeeded", "Failed"].contains(&phase.as_str()).then_some(pod))
+    })
+}
+
+/// The root filesystem is the image under a layer of the container's own: without
+/// `readOnlyRootFilesystem` what the container writes lands there (and the image's unpacked
+/// filesystem, which other containers share, stays as pulled); with it, the write fails.
+/// The writer is `kglue crawl` of a local folder (from a ConfigMap) into a catalog directory in
+/// the image's home, /home/nonroot.
+fn writable_root(env: &Env) -> Result<(), Failed> {
+    let image = runner_image(env)?;
+    let crawler = "apiVersion: kglue.dev/v1alpha1\nkind: Crawler\nmetadata: {name: local}\nspec:\n  databaseName: raw\n  targets:\n    - path: file:///input/data/\n";
+    let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "crawl-input"},
+        "data": {"crawler.yaml": crawler, "events.csv": "id,name\n1,a\n2,b\n"},
+    }))?;
+    env.runtime
+        .block_on(
+            Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(env.client.clone(), "default")
+                .create(&PostParams::default(), &config_map),
+        )
+        .map_err(|e| format!("creating the ConfigMap: {e}"))?;
+    let container = |read_only: bool| {
+        serde_json::json!({
+            "name": "main", "image": image,
+            "args": ["crawl", "-f", "/input/crawler.yaml", "--catalog", "/home/nonroot"],
+            "securityContext": {"readOnlyRootFilesystem": read_only},
+            "volumeMounts": [{"name": "input", "mountPath": "/input", "readOnly": true}],
+        })
+    };
+    let volumes = serde_json::json!([{"name": "input", "configMap": {"name": "crawl-input", "items": [
+        {"key": "crawler.yaml", "path": "crawler.yaml"},
+        {"key": "events.csv", "path": "data/events/part-0.csv"},
+    ]}}]);
+
+    let pod = run_pod(
+        env,
+        "writable-root",
+        container(false),
+        serde_json::json!({}),
+        volumes.clone(),
+    )?;
+    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let log = ok_stdout("kubectl logs", env.kubectl.run(&["logs", "writable-root"])?)?;
+    if phase != "Succeeded" || !log.contains("1 table(s)") {
+        return Err(format!("the crawl ended {phase}, printing {log:?}\n{}", diagnostics(env)).into());
+    }
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let layer = env
+        .control_plane
+        .state_dir()
+        .join(format!("node-agent/pods/default_writable-root_{uid}/containers/main"));
+    let table = layer.join("upper/home/nonroot/raw.data.yaml");
+    if !table.exists() {
+        return Err(format!(
+            "the crawl's table is not in the container's layer: no {}",
+            table.display()
+        )
+        .into());
+    }
+    let images = env.control_plane.state_dir().join("node-agent/images");
+    for image in std::fs::read_dir(&images)?.flatten() {
+        if image.path().join("rootfs/home/nonroot/raw.data.yaml").exists() {
+            return Err(format!(
+                "the write reached the shared image filesystem {}",
+                image.path().display()
+            )
+            .into());
+        }
+    }
+
+    let pod = run_pod(env, "read-only-root", container(true), serde_json::json!({}), volumes)?;
+    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let log = ok_stdout("kubectl logs", env.kubectl.run(&["logs", "read-only-root"])?)?;
+    if phase != "Failed" || !log.contains("Read-only file system") {
+        return Err(
+            format!("a write to a read-only root did not fail: the pod ended {phase}, printing {log:?}").into(),
+        );
+    }
+    Ok(())
+}
+
+/// `runAsNonRoot` with a root user: the container does not start, and the pod says why, as a
+/// kubelet does.
+fn root_refused(env: &Env) -> Result<(), Failed> {
+    let image = runner_image(env)?;
+    let pod = run_pod(
+        env,
+        "root-refused",
+        serde_json::json!({"name": "main", "image": image, "args": ["--version"],
+                           "securityContext": {"runAsUser": 0}}),
+        serde_json::json!({"runAsNonRoot": true}),
+        serde_json::json!([]),
+    )?;
+    let status = pod.status.unwrap_or_default();
+    let waiting = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .filter_map(|s| s.state.as_ref()?.waiting.clone())
+        .find(|w| w.reason.as_deref() == Some("CreateContainerConfigError"));
+    let message = waiting.and_then(|w| w.message).unwrap_or_default();
+    if status.phase.as_deref() != Some("Failed") || !message.contains("runAsNonRoot and image will run as root") {
+        return Err(format!("a root container under runAsNonRoot was not refused: {message:?}").into());
+    }
+    Ok(())
 }

@@ -5,8 +5,8 @@
 //! cluster.
 //!
 //! What follows the kubelet: the entrypoint/cmd rules, the image's env under the container's, the
-//! user (securityContext, then the image's `User`), `runAsNonRoot`, read-only roots (otherwise a
-//! fresh writable overlay per start), volumes as bind mounts (read-only where asked), `fsGroup`
+//! user (securityContext, then the image's `User`), `runAsNonRoot`, a fresh overlay over the
+//! image per start (as containerd's snapshots; read-only when `readOnlyRootFilesystem`), volumes as bind mounts (read-only where asked), `fsGroup`
 //! ownership of volumes, the service-account token at its well-known path with
 //! `KUBERNETES_SERVICE_HOST/PORT`, the termination-message file, `/etc/hosts`, capabilities,
 //! `allowPrivilegeEscalation` and the memory limit (a cgroup). What differs: pods share the
@@ -95,6 +95,45 @@ impl Runtime {
             state: state_dir.join("runc"),
             images: state_dir.join("images"),
             pulling: Mutex::default(),
+        }
+    }
+
+    /// When the agent stops: every container it started is killed and deleted, and every root
+    /// it mounted is unmounted, so nothing is left running or mounted under the state directory
+    /// (the container tasks that would do it one by one do not get to run again).
+    pub fn clean_up(&self) {
+        let listed = std::process::Command::new(&self.runc)
+            .arg("--root")
+            .arg(&self.state)
+            .args(["list", "--quiet"])
+            .stderr(Stdio::null())
+            .output();
+        for id in listed.iter().flat_map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .into_owned()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        }) {
+            let _ = std::process::Command::new(&self.runc)
+                .arg("--root")
+                .arg(&self.state)
+                .args(["delete", "--force", &id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let pods = self.state.with_file_name("pods");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for point in mounts.lines().filter_map(|line| line.split(' ').nth(4)) {
+            if Path::new(point).starts_with(&pods) {
+                let _ = std::process::Command::new("umount")
+                    .arg("--lazy")
+                    .arg(point)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 
@@ -499,7 +538,9 @@ pub fn apply_fs_group(dir: &Path, group: u32, read_only: bool) -> std::io::Resul
 }
 
 /// A started container's handle for removing it: runc's container id and state directory, and the
-/// writable overlay the agent mounted for it, if any.
+/// overlay the agent mounts for it. Every container gets one, read-only roots too: runc creates
+/// the mount points of the container's binds in its root, and those must not land in the image's
+/// unpacked filesystem, which every container of that image shares.
 #[derive(Debug, Clone)]
 pub struct Handle {
     /// `runc`.
@@ -508,14 +549,14 @@ pub struct Handle {
     pub state: PathBuf,
     /// The container id.
     pub id: String,
-    /// A writable root: (image rootfs, the container directory holding `upper`, `work`, `rootfs`).
+    /// The root: (the image's filesystem, the container directory holding `upper`, `work` and
+    /// the mounted `rootfs`).
     pub overlay: Option<(PathBuf, PathBuf)>,
 }
 
 impl Handle {
-    /// Before a start: removes what an earlier start left, and mounts a fresh writable layer when
-    /// the root is writable (a restarted container starts from the image again, as with a
-    /// kubelet).
+    /// Before a start: removes what an earlier start left, and mounts a fresh layer over the image
+    /// (a restarted container starts from the image again, as with a kubelet).
     pub fn prepare(&self) -> std::io::Result<()> {
         self.remove();
         if let Some((lower, dir)) = &self.overlay {

@@ -149,6 +149,7 @@ pub struct Agent {
     client: Client,
     node: String,
     registry: process::Registry,
+    containers: Option<Arc<container::Runtime>>,
 }
 
 impl Agent {
@@ -190,6 +191,7 @@ impl Agent {
             client: client.clone(),
             node: config.node_name.clone(),
             registry,
+            containers: shared.containers.clone(),
         };
         let labels = registration::node_labels(&config.node_name);
         let heartbeat = config.heartbeat;
@@ -222,6 +224,9 @@ impl Agent {
     /// NotReady.
     pub async fn shutdown(&self, grace: Duration) {
         self.registry.kill_all(grace).await;
+        if let Some(containers) = &self.containers {
+            containers.clean_up();
+        }
         registration::mark_not_ready(&self.client, &self.node).await;
     }
 }

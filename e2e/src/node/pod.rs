@@ -638,11 +638,7 @@ impl Worker {
                 .unwrap_or_else(|| "/".into()),
             user,
             groups,
-            rootfs: if read_only_root {
-                image.rootfs.clone()
-            } else {
-                bundle.join("rootfs")
-            },
+            rootfs: bundle.join("rootfs"),
             read_only_root,
             hostname: self.name.clone(),
             binds,
@@ -679,7 +675,7 @@ impl Worker {
                     runc: runc.to_path_buf(),
                     state: state.to_path_buf(),
                     id,
-                    overlay: (!read_only_root).then_some((image.rootfs, bundle)),
+                    overlay: Some((image.rootfs, bundle)),
                 }),
             },
             termination_file,

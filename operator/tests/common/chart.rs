@@ -25,7 +25,12 @@ pub const PIPELINES: &str = "sales-dev";
 /// How long the example's workflow (a crawl and two jobs) may take.
 pub const WORKFLOW_SETTLE: Duration = Duration::from_secs(240);
 
+/// Fields drop in order: the node agent (which kills and unmounts its containers) and the registry
+/// go before the control plane removes its state directory.
 pub struct Env {
+    pub _agent: NodeAgent,
+    /// The local registry the images and the chart came from (image mode).
+    pub _registry: Option<LocalRegistry>,
     pub runtime: Runtime,
     pub client: kube::Client,
     pub control_plane: ControlPlane,
@@ -36,9 +41,6 @@ pub struct Env {
     /// What `helm install` installs: the chart directory, or an `oci://` reference with its
     /// version, registry and image values.
     pub chart: Vec<String>,
-    pub _agent: NodeAgent,
-    /// The local registry the images and the chart came from (image mode).
-    pub _registry: Option<LocalRegistry>,
 }
 
 pub fn chart_dir() -> PathBuf {
