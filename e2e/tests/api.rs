@@ -224,10 +224,20 @@ fn kubectl_get_kglue(env: &Env) -> Result<(), Failed> {
             return Err(format!("`kubectl get kglue` lists no {prefix}…:\n{stdout}").into());
         }
     }
-    let every_example_listed = env.examples.iter().all(|m| {
-        let name = m.object["metadata"]["name"].as_str().unwrap_or_default();
-        stdout.contains(&format!("/{name} ")) || stdout.contains(&format!("/{name}\n"))
-    });
+    // The dev environment also brings an object store (a Secret, a Service, a StatefulSet), which
+    // `kubectl get kglue` does not list.
+    let every_example_listed = env
+        .examples
+        .iter()
+        .filter(|m| {
+            m.object["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("kglue.dev/"))
+        })
+        .all(|m| {
+            let name = m.object["metadata"]["name"].as_str().unwrap_or_default();
+            stdout.contains(&format!("/{name} ")) || stdout.contains(&format!("/{name}\n"))
+        });
     if !every_example_listed {
         return Err(format!("`kubectl get kglue` misses some examples:\n{stdout}").into());
     }

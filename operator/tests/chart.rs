@@ -82,6 +82,7 @@ fn setup() -> Result<Env, Box<dyn std::error::Error>> {
 /// Values that switch on every optional part of the chart.
 const FULL_VALUES: &[&str] = &[
     "runner.namespaces={sales-dev,sales-prod}",
+    "runner.serviceAccountAnnotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/kglue-runner",
     "defaultConnection.create=true",
     "defaultConnection.s3.endpoint=http://object-store:9000",
     "defaultConnection.s3.credentialsSecret=lake-credentials",
@@ -148,6 +149,15 @@ fn runner_role(env: &Env) -> Result<(), Failed> {
                 json!(expected)
             )
             .into());
+        }
+        let account = objects
+            .iter()
+            .find(|o| o["kind"] == "ServiceAccount" && o["metadata"]["namespace"] == namespace)
+            .ok_or_else(|| format!("no runner ServiceAccount in {namespace}"))?;
+        if account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+            != "arn:aws:iam::123456789012:role/kglue-runner"
+        {
+            return Err(format!("the runner ServiceAccount lacks the IRSA annotation: {account:#}").into());
         }
         for kind in ["ServiceAccount", "RoleBinding", "Connection"] {
             if !objects

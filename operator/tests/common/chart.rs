@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kglue_e2e::images::LocalRegistry;
 use kglue_e2e::{ControlPlane, Kubectl, NodeAgent, S3Server, repo_root};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use libtest_mimic::Failed;
 use object_store::ObjectStoreExt;
@@ -123,14 +123,6 @@ pub fn install_and_run(env: &Env) -> Result<(), Failed> {
         for namespace in [RELEASE_NAMESPACE, PIPELINES] {
             kglue_e2e::create_namespace(&env.client, namespace).await?;
         }
-        // The credentials the dev Connection refers to: created by hand, never kept in Git.
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": "lake-credentials", "labels": {"kglue.dev/secret-type": "connection"}},
-            "stringData": {"AWS_ACCESS_KEY_ID": env.s3.access_key(), "AWS_SECRET_ACCESS_KEY": env.s3.secret_key()},
-        }))?;
-        Api::<Secret>::namespaced(env.client.clone(), PIPELINES)
-            .create(&PostParams::default(), &secret)
-            .await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })?;
     let port = format!("operator.metricsPort={}", env.metrics_port);
@@ -174,6 +166,21 @@ pub fn install_and_run(env: &Env) -> Result<(), Failed> {
             &Patch::Apply(&endpoint),
         ))
         .map_err(|e| format!("pointing the Connection at the local S3 server: {e}"))?;
+    // The overlay's lake-credentials hold the in-cluster store's dev keys; here they become the
+    // local server's (`data`: server-side apply tracks stringData's fields poorly).
+    let key = |value: &str| k8s_openapi::ByteString(value.as_bytes().to_vec());
+    let credentials = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "lake-credentials", "labels": {"kglue.dev/secret-type": "connection"}},
+        "data": {"AWS_ACCESS_KEY_ID": key(env.s3.access_key()), "AWS_SECRET_ACCESS_KEY": key(env.s3.secret_key())},
+    });
+    env.runtime
+        .block_on(Api::<Secret>::namespaced(env.client.clone(), PIPELINES).patch(
+            "lake-credentials",
+            &PatchParams::apply(super::FIELD_MANAGER).force(),
+            &Patch::Apply(&credentials),
+        ))
+        .map_err(|e| format!("giving the Connection the local S3 server's keys: {e}"))?;
 
     // The overlay's objects become Ready under the chart's operator (`jobs.kglue.dev`: plain
     // `jobs` is batch/v1). clean-orders waits for the tables its first crawl creates.
