@@ -9,6 +9,11 @@
 #   6. waits for the workflow (crawl → clean → publish) and prints the catalog, the runs and the
 #      revenue report the last job computed over the curated table.
 # Everything keeps running afterwards so you can look around; `e2e/demo.sh stop` ends it all.
+#
+# `e2e/demo.sh --images` runs it from the OCI images instead of the binaries: it builds them
+# (e2e/kglue-images), pushes them and the packaged chart to a local registry on 127.0.0.1, installs
+# the chart from oci:// with the images pinned by digest, and the node agent pulls every pod's
+# image and runs it under runc (its container mode; needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -17,12 +22,21 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
 namespace=sales-dev
 state=${KGLUE_DEMO_STATE:-/tmp/kglue-demo-$(id -u)}
 metrics_port=${KGLUE_DEMO_METRICS_PORT:-28080}
+registry_port=${KGLUE_DEMO_REGISTRY_PORT:-28500}
+from_images=false
 
 say() { printf '\n== %s\n' "$*"; }
 
 stop_all() {
   if [ -s "$state/node-agent.pid" ]; then
-    kill "$(cat "$state/node-agent.pid")" 2>/dev/null || true
+    local agent
+    agent=$(cat "$state/node-agent.pid")
+    kill "$agent" 2>/dev/null || true
+    # It kills its containers and unmounts their roots before it exits.
+    for _ in $(seq 150); do kill -0 "$agent" 2>/dev/null || break; sleep 0.1; done
+  fi
+  if [ -d "$state/registry" ]; then
+    e2e/kglue-images registry-stop --dir "$state/registry" || true
   fi
   e2e/kglue-s3 stop || true
   e2e/kglue-cluster stop || true
@@ -30,10 +44,18 @@ stop_all() {
   echo "demo stopped"
 }
 
-if [ "${1:-}" = stop ]; then
-  stop_all
-  exit 0
-fi
+case ${1:-} in
+  stop)
+    stop_all
+    exit 0
+    ;;
+  --images)
+    [ "$(id -u)" = 0 ] || { echo "demo --images: runc needs root" >&2; exit 1; }
+    from_images=true
+    ;;
+  '') ;;
+  *) echo "usage: e2e/demo.sh [--images | stop]" >&2; exit 2 ;;
+esac
 
 t0=$SECONDS
 say "building kglue (cargo), the control plane, the S3 server and helm (cached in $cache)"
@@ -43,6 +65,31 @@ e2e/kglue-cluster build
 e2e/kglue-s3 build
 e2e/kglue-tools build
 tools=$(e2e/kglue-tools bin-dir)
+agent_images=(
+  --image "ghcr.io/kglue/kglue-operator=$bin/kglue-operator"
+  --image "ghcr.io/kglue/kglue-runner=$bin/kglue"
+)
+chart=(charts/kglue)
+if $from_images; then
+  say "building the OCI images (e2e/kglue-images) and pushing them and the chart to a local registry"
+  e2e/kglue-images tools
+  e2e/kglue-images build --profile dev
+  images=$(e2e/kglue-images bin-dir)
+  mkdir -p "$state"
+  [ -d "$state/registry" ] || e2e/kglue-images registry-start --port "$registry_port" --dir "$state/registry"
+  registry=127.0.0.1:$registry_port
+  pushed=$(e2e/kglue-images push --registry "$registry")
+  ref_of() { grep -o "[^ ]*/$1@sha256:[0-9a-f]*" <<<"$pushed"; }
+  operator_ref=$(ref_of kglue-operator)
+  runner_ref=$(ref_of kglue-runner)
+  version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
+  "$tools/helm" package charts/kglue --destination "$state" >/dev/null
+  "$tools/helm" push "$state/kglue-$version.tgz" "oci://$registry/charts" --plain-http
+  agent_images=(--run-images --crane "$images/crane" --runc "$images/runc")
+  chart=("oci://$registry/charts/kglue" --version "$version" --plain-http
+    --set "image.operator.repository=${operator_ref%@*}" --set "image.operator.digest=${operator_ref#*@}"
+    --set "image.runner.repository=${runner_ref%@*}" --set "image.runner.digest=${runner_ref#*@}")
+fi
 
 say "starting the control plane, the S3 server and the node agent"
 e2e/kglue-cluster start
@@ -52,40 +99,46 @@ eval "$(e2e/kglue-s3 env)"
 mkdir -p "$state"
 if ! { [ -s "$state/node-agent.pid" ] && kill -0 "$(cat "$state/node-agent.pid")" 2>/dev/null; }; then
   setsid "$bin/kglue-node-agent" --kubeconfig "$KUBECONFIG" --node-name kglue-node \
-    --state-dir "$state/node-agent" --kubelet-port 0 \
-    --image "ghcr.io/kglue/kglue-operator=$bin/kglue-operator" \
-    --image "ghcr.io/kglue/kglue-runner=$bin/kglue" \
+    --state-dir "$state/node-agent" --kubelet-port 0 "${agent_images[@]}" \
     </dev/null >"$state/node-agent.log" 2>&1 &
   echo $! >"$state/node-agent.pid"
 fi
 kubectl wait --for=condition=Ready node/kglue-node --timeout=60s >/dev/null 2>&1 ||
   { sleep 3; kubectl wait --for=condition=Ready node/kglue-node --timeout=60s; }
 
-say "installing kglue with helm (charts/kglue) into kglue-system"
+say "installing kglue with helm (${chart[0]}) into kglue-system"
 for ns in kglue-system "$namespace"; do
   kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 done
-kubectl -n "$namespace" create secret generic lake-credentials \
-  --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
-  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
-  --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-# The label lets Connections use the Secret (docs/security.md): without it no run mounts it.
-kubectl -n "$namespace" label secret lake-credentials kglue.dev/secret-type=connection --overwrite >/dev/null
 # The operator's endpoint listens on loopback here; in a cluster it binds the pod's IP.
-"$tools/helm" upgrade --install kglue charts/kglue -n kglue-system --wait --timeout 120s \
+"$tools/helm" upgrade --install kglue "${chart[@]}" -n kglue-system --wait --timeout 120s \
   --set "runner.namespaces={$namespace}" \
   --set operator.metricsBindAddress=127.0.0.1 --set "operator.metricsPort=$metrics_port" \
   --set operator.logFormat=plain
 
 say "applying the example pipeline's dev environment (examples/environments/dev)"
 kubectl apply --server-side --field-manager=gitops --force-conflicts -k examples/environments/dev
-# The dev overlay names an in-cluster object store; point the Connection at the local S3 server.
+# The dev overlay brings its own object store (examples/components/object-store: a StatefulSet,
+# which this control plane does not run) and that store's dev keys in the Secret lake-credentials.
+# Point the Connection at the local S3 server instead, and the Secret at its keys (`data`, not
+# `stringData`: server-side apply tracks only the former cleanly). The label lets Connections use
+# the Secret (docs/security.md): without it no run mounts it.
 kubectl apply --server-side --field-manager=kglue-demo --force-conflicts -f - >/dev/null <<EOF
 apiVersion: kglue.dev/v1alpha1
 kind: Connection
 metadata: {name: lake, namespace: $namespace}
 spec:
   s3: {endpoint: "$AWS_ENDPOINT_URL"}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: lake-credentials
+  namespace: $namespace
+  labels: {kglue.dev/secret-type: connection}
+data:
+  AWS_ACCESS_KEY_ID: $(printf %s "$AWS_ACCESS_KEY_ID" | base64 -w0)
+  AWS_SECRET_ACCESS_KEY: $(printf %s "$AWS_SECRET_ACCESS_KEY" | base64 -w0)
 EOF
 # clean-orders becomes Ready once the first crawl has created its source tables.
 kubectl wait --for=condition=Ready -n "$namespace" --timeout=90s --all \
