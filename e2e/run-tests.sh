@@ -82,7 +82,12 @@ lane=0
 while read -r selection; do
   lane=$((lane + 1))
   # shellcheck disable=SC2086 # the selection is a list of arguments
-  (cargo test --workspace --locked --no-fail-fast $selection >"$logs/lane$lane.log" 2>&1; echo $? >"$logs/lane$lane.rc") &
+  # `|| rc=$?`: under set -e a failing cargo would end the subshell before its status is written.
+  (
+    rc=0
+    cargo test --workspace --locked --no-fail-fast $selection >"$logs/lane$lane.log" 2>&1 || rc=$?
+    echo "$rc" >"$logs/lane$lane.rc"
+  ) &
 done <<<"$lanes"
 wait
 failed=0

@@ -117,23 +117,8 @@ fn setup() -> Result<Env, Box<dyn std::error::Error>> {
 /// checked to have run its pinned image, pulled from the registry.
 fn from_images(env: &Env) -> Result<(), Failed> {
     install_and_run(env).map_err(|failed| format!("{failed:?}\n{}", diagnostics(env)))?;
-    let digest_of = |value: &str| {
-        env.chart
-            .iter()
-            .find_map(|arg| arg.strip_prefix(value))
-            .map(str::to_string)
-            .ok_or_else(|| format!("no {value} in the install arguments"))
-    };
-    let operator = format!(
-        "{}@{}",
-        digest_of("image.operator.repository=")?,
-        digest_of("image.operator.digest=")?
-    );
-    let runner = format!(
-        "{}@{}",
-        digest_of("image.runner.repository=")?,
-        digest_of("image.runner.digest=")?
-    );
+    let operator = pushed_image(env, "operator")?;
+    let runner = pushed_image(env, "runner")?;
     let mut seen = Vec::new();
     for (namespace, expected) in [(RELEASE_NAMESPACE, &operator), (PIPELINES, &runner)] {
         let pods = env
@@ -223,20 +208,17 @@ fn diagnostics(env: &Env) -> String {
     )
 }
 
-/// The runner image's reference in the local registry, as the chart was given it.
-fn runner_image(env: &Env) -> Result<String, Failed> {
-    let value = |prefix: &str| {
+/// An image's reference in the local registry (`operator` or `runner`), as the chart was given it.
+fn pushed_image(env: &Env, image: &str) -> Result<String, Failed> {
+    let value = |field: &str| {
+        let prefix = format!("image.{image}.{field}=");
         env.chart
             .iter()
-            .find_map(|arg| arg.strip_prefix(prefix))
+            .find_map(|arg| arg.strip_prefix(&prefix))
             .map(str::to_string)
             .ok_or_else(|| format!("no {prefix} in the install arguments"))
     };
-    Ok(format!(
-        "{}@{}",
-        value("image.runner.repository=")?,
-        value("image.runner.digest=")?
-    ))
+    Ok(format!("{}@{}", value("repository")?, value("digest")?))
 }
 
 /// Creates a one-container pod in `default` and waits for it to end.
@@ -274,7 +256,7 @@ fn run_pod(
 /// The writer is `kglue crawl` of a local folder (from a ConfigMap) into a catalog directory in
 /// the image's home, /home/nonroot.
 fn writable_root(env: &Env) -> Result<(), Failed> {
-    let image = runner_image(env)?;
+    let image = pushed_image(env, "runner")?;
     let crawler = "apiVersion: kglue.dev/v1alpha1\nkind: Crawler\nmetadata: {name: local}\nspec:\n  databaseName: raw\n  targets:\n    - path: file:///input/data/\n";
     let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "crawl-input"},
@@ -349,7 +331,7 @@ fn writable_root(env: &Env) -> Result<(), Failed> {
 /// `runAsNonRoot` with a root user: the container does not start, and the pod says why, as a
 /// kubelet does.
 fn root_refused(env: &Env) -> Result<(), Failed> {
-    let image = runner_image(env)?;
+    let image = pushed_image(env, "runner")?;
     let pod = run_pod(
         env,
         "root-refused",
