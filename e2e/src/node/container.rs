@@ -107,21 +107,11 @@ impl Runtime {
             .arg(&self.state)
             .args(["list", "--quiet"])
             .stderr(Stdio::null())
-            .output();
-        for id in listed.iter().flat_map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .into_owned()
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        }) {
-            let _ = std::process::Command::new(&self.runc)
-                .arg("--root")
-                .arg(&self.state)
-                .args(["delete", "--force", &id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for id in listed.lines() {
+            delete_container(&self.runc, &self.state, id);
         }
         let pods = self.state.with_file_name("pods");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -549,9 +539,11 @@ pub struct Handle {
     pub state: PathBuf,
     /// The container id.
     pub id: String,
-    /// The root: (the image's filesystem, the container directory holding `upper`, `work` and
-    /// the mounted `rootfs`).
-    pub overlay: Option<(PathBuf, PathBuf)>,
+    /// The image's unpacked filesystem: the overlay's lower layer.
+    pub image: PathBuf,
+    /// The container's directory: the overlay's `upper` and `work`, and `rootfs`, where it is
+    /// mounted.
+    pub dir: PathBuf,
 }
 
 impl Handle {
@@ -559,49 +551,51 @@ impl Handle {
     /// (a restarted container starts from the image again, as with a kubelet).
     pub fn prepare(&self) -> std::io::Result<()> {
         self.remove();
-        if let Some((lower, dir)) = &self.overlay {
-            for sub in ["upper", "work", "rootfs"] {
-                let path = dir.join(sub);
-                let _ = std::fs::remove_dir_all(&path);
-                std::fs::create_dir_all(&path)?;
-            }
-            let options = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                lower.display(),
-                dir.join("upper").display(),
-                dir.join("work").display()
-            );
-            let status = std::process::Command::new("mount")
-                .args(["-t", "overlay", "overlay", "-o", &options])
-                .arg(dir.join("rootfs"))
-                .status()?;
-            if !status.success() {
-                return Err(std::io::Error::other(format!(
-                    "mounting the writable layer failed ({status})"
-                )));
-            }
+        for sub in ["upper", "work", "rootfs"] {
+            let path = self.dir.join(sub);
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path)?;
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.image.display(),
+            self.dir.join("upper").display(),
+            self.dir.join("work").display()
+        );
+        let status = std::process::Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(self.dir.join("rootfs"))
+            .status()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!(
+                "mounting the container's root failed ({status})"
+            )));
         }
         Ok(())
     }
 
     /// After the container ended (or its runc was killed): kills and deletes the container, and
-    /// unmounts its writable layer.
+    /// unmounts its root.
     pub fn remove(&self) {
-        let _ = std::process::Command::new(&self.runc)
-            .arg("--root")
-            .arg(&self.state)
-            .args(["delete", "--force", &self.id])
+        delete_container(&self.runc, &self.state, &self.id);
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.join("rootfs"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        if let Some((_, dir)) = &self.overlay {
-            let _ = std::process::Command::new("umount")
-                .arg(dir.join("rootfs"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
     }
+}
+
+/// `runc delete --force`: kills the container if it still runs and removes its state; one that is
+/// already gone is fine.
+fn delete_container(runc: &Path, state: &Path, id: &str) {
+    let _ = std::process::Command::new(runc)
+        .arg("--root")
+        .arg(state)
+        .args(["delete", "--force", id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 #[cfg(test)]
