@@ -10,6 +10,19 @@
 //! Column types are Glue/Hive type strings; [`glue_type`] parses, prints, widens and compares
 //! them for the operator, the crawler and the ETL runner alike.
 
+/// The folder of the crate that uses it (its Cargo.toml's), as cargo says when the test or
+/// binary runs, falling back to where it was compiled. Tests read the examples and the generated
+/// YAML through it: a build reused from another checkout of the same sources (a shared target
+/// directory) must read this checkout's files, not the other's.
+#[macro_export]
+macro_rules! crate_dir {
+    () => {
+        ::std::path::PathBuf::from(
+            ::std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+    };
+}
+
 pub mod classifier;
 pub mod common;
 pub mod connection;

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 fn yaml_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("yaml")
+    kglue_crds::crate_dir!().join("yaml")
 }
 
 #[test]

@@ -1,14 +1,10 @@
 //! The committed CR reference (`docs/reference.md`) must be exactly what the CRD schemas render.
 
-use std::path::PathBuf;
-
 use kglue_crds::reference::{REFERENCE_COMMAND, REFERENCE_PATH, reference_markdown};
 
 #[test]
 fn committed_reference_matches_the_schemas() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(REFERENCE_PATH);
+    let path = kglue_crds::crate_dir!().join("..").join(REFERENCE_PATH);
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     let generated = reference_markdown();
     if committed != generated {

@@ -72,7 +72,7 @@ pub enum Error {
 
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    kglue_crds::crate_dir!()
         .parent()
         .expect("the e2e crate lives one level below the repository root")
         .to_path_buf()

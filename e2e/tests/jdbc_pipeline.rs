@@ -949,7 +949,7 @@ fn the_database_pipeline_example_crawls_copies_new_orders_and_upserts_the_summar
            from generate_series(1, 5000) i;",
     );
     let lake = fixture.path("lake");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/database-pipeline");
+    let example = kglue_crds::crate_dir!().join("../examples/database-pipeline");
     let local = |file: &str| {
         std::fs::read_to_string(example.join(file))
             .expect("an example file")

@@ -164,9 +164,7 @@ mod tests {
 
     #[test]
     fn the_chart_ships_this_policy() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../charts/kglue")
-            .join(CHART_FILE);
+        let path = kglue_crds::crate_dir!().join("../charts/kglue").join(CHART_FILE);
         let shipped = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             shipped == policy_yaml(),

@@ -149,7 +149,7 @@ fn name(module: &Module) -> String {
 
 #[test]
 fn no_module_imports_from_a_module_that_imports_it() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let src = kglue_crds::crate_dir!().join("src");
     let all = modules(&src);
     assert!(
         all.contains_key(&vec!["runs".to_string(), "machine".to_string()]),

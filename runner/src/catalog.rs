@@ -495,7 +495,7 @@ mod tests {
     use super::*;
 
     fn examples() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sales-pipeline")
+        kglue_crds::crate_dir!().join("../examples/sales-pipeline")
     }
 
     #[test]

@@ -508,7 +508,7 @@ fn a_missing_table_is_an_error_listing_the_tables_of_its_database() {
 
 #[test]
 fn the_example_table_prints_ddl_and_notes_in_every_dialect() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sales-pipeline");
+    let examples = kglue_crds::crate_dir!().join("../examples/sales-pipeline");
     let examples = examples.to_str().expect("utf-8 path");
     for dialect in ["duckdb", "trino", "spark", "athena"] {
         let output = kglue(&[

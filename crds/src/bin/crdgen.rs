@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         let path = target.unwrap_or_else(default_reference_path);
         write_reference(&path).map(|()| format!("wrote the CR reference to {}", path.display()))
     } else {
-        let dir = target.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("yaml"));
+        let dir = target.unwrap_or_else(|| kglue_crds::crate_dir!().join("yaml"));
         write_all(&dir).map(|count| format!("wrote {count} CRDs to {}", dir.display()))
     };
     match result {
@@ -34,10 +34,10 @@ fn main() -> ExitCode {
 }
 
 fn default_reference_path() -> PathBuf {
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let crate_dir = kglue_crds::crate_dir!();
     crate_dir
         .parent()
-        .unwrap_or(crate_dir)
+        .unwrap_or(&crate_dir)
         .join(kglue_crds::reference::REFERENCE_PATH)
 }
 

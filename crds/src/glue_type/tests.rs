@@ -980,7 +980,7 @@ fn column_type_scan_finds_nested_blocks_only() {
 
 #[test]
 fn every_column_type_in_the_examples_parses() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let root = crate::crate_dir!().join("../examples");
     let mut files = Vec::new();
     yaml_files(&root, &mut files);
     files.sort();

@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use kglue_crds::common::{Column, Compression};
 
 use super::quote::{field_name, quote_ident};
@@ -10,7 +8,7 @@ fn table(yaml: &str) -> Table {
 }
 
 fn orders_daily() -> Table {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sales-pipeline/table-orders-daily.yaml");
+    let file = kglue_crds::crate_dir!().join("../examples/sales-pipeline/table-orders-daily.yaml");
     table(&std::fs::read_to_string(&file).expect("example table"))
 }
 
@@ -601,7 +599,7 @@ fn table_names_are_database_dot_table() {
 
 #[test]
 fn a_missing_table_names_the_directory_and_the_tables_there() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sales-pipeline");
+    let dir = kglue_crds::crate_dir!().join("../examples/sales-pipeline");
     let catalog = DirCatalog::load(&dir).expect("examples load");
     let error = catalog_table_ddl(&catalog, "sales_curated.nope", Dialect::Trino)
         .expect_err("no such table")
