@@ -823,3 +823,52 @@ fn writes_stay_inside_the_connections_prefixes_and_never_replace_what_a_run_read
     );
     assert!(!walk(&ws.path("raw")).is_empty(), "the source is untouched");
 }
+
+/// A job writing a relation and a summary of it: the summary is computed from the rows the first
+/// sink writes (the sources are read once), and gives what DuckDB gives from the sources; when
+/// the first sink fails, neither writes anything.
+#[test]
+fn a_summary_of_another_sinks_relation_reads_the_sources_once_and_fails_with_it() {
+    let summary_sink = |ws: &Workspace| {
+        format!(
+            "      partitionBy: [region]\n    - name: summary\n      storage: {{location: \"{}\", format: Parquet}}\n",
+            ws.url("summary")
+        )
+    };
+    let ws = Workspace::new();
+    land_orders(&ws, 0, 3000, 3, "a");
+    let sql = "CREATE VIEW cleaned AS SELECT id, amount, region, row_number() OVER (PARTITION BY region ORDER BY amount DESC, id) AS rank FROM orders;\n    CREATE VIEW summary AS SELECT region, count(*) AS orders, sum(amount) AS total, max(rank) AS ranks FROM cleaned GROUP BY region;";
+    let job = ws.job(sql, &summary_sink(&ws), "");
+    let result = ws.run_ok(&job, &[]);
+    assert_eq!(
+        result["metrics"]["sources"]["orders"]["rows"], 3000,
+        "the sources are read once, not once per sink: {result}"
+    );
+    assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], 3000);
+    assert_eq!(result["metrics"]["sinks"]["summary"]["rows"], 4);
+    let expected = duckdb(
+        &raw_view(&ws),
+        "SELECT region, count(*), sum(amount), count(*) FROM orders GROUP BY region",
+        &[],
+    );
+    let summary = duckdb(
+        &format!(
+            "CREATE VIEW s AS SELECT * FROM read_parquet('{}/*.parquet')",
+            ws.path("summary").display()
+        ),
+        "SELECT region, orders, total, ranks FROM s",
+        &[],
+    );
+    assert_eq!(summary, expected);
+
+    // The detail fails part way (a note is not a number): the summary fed by it must not be
+    // written as if the rows it got were all of them.
+    let ws = Workspace::new();
+    land_orders(&ws, 0, 3000, 3, "a");
+    let failing = "CREATE VIEW cleaned AS SELECT id, amount, region, CASE WHEN id < 2990 THEN 0 ELSE CAST(note AS BIGINT) END AS bad FROM orders;\n    CREATE VIEW summary AS SELECT region, count(*) AS orders FROM cleaned GROUP BY region;";
+    let job = ws.job(failing, &summary_sink(&ws), "");
+    let error = ws.run_failing(&job, &[]);
+    assert!(error.contains("cleaned") || error.contains("note"), "{error}");
+    assert_eq!(ws.output_files(), Vec::<String>::new());
+    assert!(walk(&ws.path("summary")).is_empty(), "{:?}", walk(&ws.path("summary")));
+}

@@ -12,6 +12,7 @@ pub mod sandbox;
 pub mod scope;
 pub mod script;
 pub mod settle;
+pub mod share;
 pub mod sink;
 pub mod source;
 pub mod stream;

@@ -20,8 +20,8 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::physical_plan::{ExecutionPlan, displayable};
-use datafusion::prelude::{SessionConfig, SessionContext, cast, col};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, displayable};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, cast, col};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -38,6 +38,7 @@ use super::database::{self, DatabaseSource};
 use super::database_sink::{DatabaseSink, OpenWrite};
 use super::inspect::{bad_json_line, panic_message};
 use super::settle::Decider;
+use super::share::{Feeds, Sharing};
 use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
 use super::source::{self, Selection, SourceInput};
 use super::table_update::{OutputShape, conform, updated_table};
@@ -284,6 +285,10 @@ struct PreparedSink {
     commit: CommitSink,
     target: SinkTarget,
     plan: Arc<dyn ExecutionPlan>,
+    /// The feeds from other sinks its plan reads (see `etl::share`), closed once it is written.
+    feeds: Feeds,
+    /// The first file sink of the group it is written with: sinks joined by feeds run together.
+    group: usize,
     shape: OutputShape,
     table: Option<(TableRef, Option<Table>, StorageSpec)>,
 }
@@ -462,13 +467,34 @@ async fn plan_inner(
             .collect(),
         tables: catalog.tables().collect(),
     };
-    let mut sinks = Vec::new();
+    let mut sinks: Vec<PreparedSink> = Vec::new();
     let mut database_sinks = Vec::new();
+    let mut sharing = Sharing::default();
     for (index, job_sink) in spec.sinks.iter().enumerate() {
-        match prepare_sink(&ctx, index, job_sink, catalog, resolver, &scope, &request.run_id).await? {
+        let planned = prepare_sink(
+            &ctx,
+            index,
+            job_sink,
+            catalog,
+            resolver,
+            &scope,
+            &request.run_id,
+            (&mut sharing, sinks.len()),
+        )
+        .await?;
+        match planned {
             SinkPlan::Files(sink) => sinks.push(*sink),
             SinkPlan::Database(sink) => database_sinks.push(*sink),
         }
+    }
+    let groups = sharing.finish(
+        &mut sinks
+            .iter_mut()
+            .map(|s| (&mut s.plan, &mut s.feeds))
+            .collect::<Vec<_>>(),
+    );
+    for (sink, group) in sinks.iter_mut().zip(groups) {
+        sink.group = group;
     }
     phases.add("plan", started);
     Ok((arguments, ctx, (sources, databases), (sinks, database_sinks), phases))
@@ -564,6 +590,9 @@ enum SinkPlan {
     Database(Box<DatabaseSink>),
 }
 
+/// Plans a sink's relation. A file sink may read, through `sharing`, the rows an earlier file
+/// sink writes (it is the `position`th file sink).
+#[allow(clippy::too_many_arguments)]
 async fn prepare_sink(
     ctx: &SessionContext,
     index: usize,
@@ -572,6 +601,7 @@ async fn prepare_sink(
     resolver: &StoreResolver,
     scope: &scope::Scope<'_>,
     run_id: &str,
+    (sharing, position): (&mut Sharing, usize),
 ) -> Result<SinkPlan, RunError> {
     let sink_error = |message: String| RunError::Sink {
         sink: job_sink.name.clone(),
@@ -665,10 +695,18 @@ async fn prepare_sink(
             shape = OutputShape::of(frame.schema().as_arrow(), &job_sink.partition_by);
         }
     }
-    let plan = frame
-        .create_physical_plan()
+    let (plan, feeds) = plan_with_feeds(ctx, sharing, position, frame)
         .await
         .map_err(|e| sink_error(e.to_string()))?;
+    sharing
+        .add(
+            ctx,
+            position,
+            &job_sink.name,
+            relation,
+            plan.output_partitioning().partition_count(),
+        )
+        .await;
     let store = resolver
         .store(&location, storage.connection.as_deref())
         .map_err(|e| sink_error(e.to_string()))?;
@@ -693,9 +731,29 @@ async fn prepare_sink(
         spec: job_sink.clone(),
         target,
         plan,
+        feeds,
+        group: position,
         shape,
         table: existing.map(|(r, t)| (r, t, storage)),
     })))
+}
+
+/// The physical plan of a file sink's relation, reading what earlier file sinks write where it
+/// reads their relations (see `etl::share`).
+async fn plan_with_feeds(
+    ctx: &SessionContext,
+    sharing: &mut Sharing,
+    position: usize,
+    frame: DataFrame,
+) -> datafusion::error::Result<(Arc<dyn ExecutionPlan>, Feeds)> {
+    if let Some(rewritten) = sharing.rewrite(ctx, &frame)? {
+        // A plan that cannot read the feeds (one sink's rows read twice, as in a self-join) is
+        // planned on its own, as if no other sink wrote them.
+        if let Ok(plan) = rewritten.frame.clone().create_physical_plan().await {
+            return Ok((plan, sharing.connect(position, rewritten)));
+        }
+    }
+    Ok((frame.create_physical_plan().await?, Feeds::default()))
 }
 
 impl PlannedRun {
@@ -791,18 +849,43 @@ impl PlannedRun {
             ..WriteLimits::default()
         };
         let started = Instant::now();
-        let mut staged: Vec<Staged> = Vec::new();
         for sink in &self.sinks {
             sink::clean_attempt(&sink.target, &run_id).await?;
-            let task_ctx = self.ctx.task_ctx();
-            match sink::stage(&sink.target, sink.plan.clone(), task_ctx, &run_id, &limits).await {
-                Ok(files) => staged.push(files),
-                Err(error @ sink::SinkError::Execute { .. }) => {
+        }
+        // Group by group (sinks joined by feeds together, the others one by one), in order.
+        let mut staged: Vec<Option<Staged>> = self.sinks.iter().map(|_| None).collect();
+        let mut groups: Vec<usize> = self.sinks.iter().map(|s| s.group).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for group in groups {
+            let members = self.sinks.iter().enumerate().filter(|(_, s)| s.group == group);
+            let stages = members.map(|(index, sink)| {
+                let task_ctx = self.ctx.task_ctx();
+                let (run_id, limits) = (&run_id, &limits);
+                async move {
+                    let result = sink::stage(&sink.target, sink.plan.clone(), task_ctx, run_id, limits).await;
+                    sink.feeds.close();
+                    (index, result)
+                }
+            });
+            // Every member runs to its end, even after another failed: none may write into its
+            // staging folder once this returns (a retry's clean_attempt must see it all).
+            let mut failure = None;
+            for (index, result) in futures::future::join_all(stages).await {
+                match result {
+                    Ok(files) => staged[index] = Some(files),
+                    Err(error) => failure = failure.or(Some(error)),
+                }
+            }
+            match failure {
+                None => {}
+                Some(error @ sink::SinkError::Execute { .. }) => {
                     return Err(self.diagnose().await.unwrap_or(RunError::Write(error)));
                 }
-                Err(error) => return Err(error.into()),
+                Some(error) => return Err(error.into()),
             }
         }
+        let staged: Vec<Staged> = staged.into_iter().flatten().collect();
         for (index, sink) in self.database_sinks.iter().enumerate() {
             let open = sink
                 .stage(self.ctx.task_ctx())
