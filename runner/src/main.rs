@@ -79,6 +79,10 @@ enum Command {
     },
 }
 
+/// mimalloc rather than glibc's malloc: see its entry in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // A panic in the engine is caught where a run is driven and becomes a Failed result (see
     // kglue_runner::etl::run); say where it happened in one line, with a backtrace only when asked
