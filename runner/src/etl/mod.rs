@@ -14,6 +14,7 @@ pub mod script;
 pub mod settle;
 pub mod share;
 pub mod sink;
+pub mod sized;
 pub mod source;
 pub mod stream;
 pub mod stream_metrics;

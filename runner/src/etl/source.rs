@@ -41,6 +41,7 @@ use object_store::{
 
 use super::bookmark::{self, Seen};
 use super::inspect::{bad_json_line, compressions, panic_message};
+use super::sized::{SizedByBytes, TextLayout};
 use super::types::to_arrow;
 use crate::crawl::infer::from_arrow;
 use crate::crawl::listing::{Exclusions, ListingError, SkipReason, list_target};
@@ -332,7 +333,7 @@ pub fn file_format(name: &str, format: &FormatSpec) -> Result<Arc<dyn FileFormat
             if let Some(null) = &options.null_value {
                 csv = csv.with_null_regex(Some(format!("^{}$", regex::escape(null))));
             }
-            Ok(Arc::new(csv))
+            Ok(Arc::new(SizedByBytes::new(Arc::new(csv), TextLayout::Delimited)))
         }
         DataFormat::Json => {
             if format.json.as_ref().is_some_and(|j| j.json_path.is_some()) {
@@ -340,7 +341,10 @@ pub fn file_format(name: &str, format: &FormatSpec) -> Result<Arc<dyn FileFormat
                     "json.jsonPath is not supported by job sources yet: jobs read JSON lines (one record per line)",
                 ));
             }
-            Ok(Arc::new(JsonFormat::default().with_file_compression_type(compression)))
+            Ok(Arc::new(SizedByBytes::new(
+                Arc::new(JsonFormat::default().with_file_compression_type(compression)),
+                TextLayout::JsonLines,
+            )))
         }
         DataFormat::Kafka => Err(unsupported(
             "format Kafka is a topic: a streaming job reads it (spec.streaming), and `kglue sql` reads the files a streaming job writes",
