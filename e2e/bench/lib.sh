@@ -1,14 +1,18 @@
 # shellcheck shell=bash disable=SC2154 # the sourcing script sets venv
 # Shared by the benchmark scripts (e2e/bench/tpch/run.sh, e2e/bench/jdbc/run.sh): logging, a
-# benchmark's pinned Python venv, tpchgen-cli and the cached TPC-H lineitem CSV, the Java check for
-# PySpark, and kglue built from this checkout. Sourced, not run. bash only.
+# benchmark's pinned Python venv, tpchgen-cli and the cached TPC-H lineitem CSV (and the orders
+# inputs of tpch/run.sh's curate and flatten workloads), the Java check for PySpark, and kglue
+# built from this checkout. Sourced, not run. bash only.
 #
 # The sourcing script sets `venv` (its venv directory) before calling setup_venv, setup_kglue or
 # generate; everything else is set here:
 #   bench  this folder (e2e/bench)          repo   the checkout
 #   cache  $KGLUE_CACHE or ~/.cache/kglue   tools  $cache/tools (tpchgen-cli)
 #   data   $cache/bench-data: sf<N>/lineitem/*.csv and sf<N>/expected.json, generated once per
-#          scale factor and shared by every benchmark; results/<UTC time>/ of each invocation
+#          scale factor and shared by every benchmark; results/<UTC time>/ of each invocation.
+#          For tpch/run.sh's curate and flatten workloads also (only when one of them runs):
+#          sf<N>/orders/orders.{1,2}.csv and sf<N>/expected-curate.json (generate_orders),
+#          sf<N>/orders-json/orders.jsonl and sf<N>/expected-flatten.json (generate_orders_json)
 
 bench=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$bench/../.." && pwd)
@@ -106,6 +110,72 @@ generate() {
   mkdir -p "$dir"
   mv "$tmp/lineitem" "$dir/lineitem"
   mv "$tmp/expected.json" "$dir/expected.json"
+  rm -rf "$tmp"
+}
+
+# tpchgen_orders SF DIR: tpchgen-cli's orders CSV (header line) into DIR/tpch-orders/, DIR being
+# a scratch folder of the caller's.
+tpchgen_orders() {
+  local sf=$1 dir=$2 n=0 file
+  mkdir -p "$dir/out" "$dir/tpch-orders"
+  setup_tpchgen
+  log "SF$sf: generating orders CSV with tpchgen-cli $tpchgen_version"
+  "$tools/bin/tpchgen-cli" csv --scale-factor "$sf" --tables orders \
+    --output-dir "$dir/out" >"$dir/tpchgen.log" 2>&1 || {
+    cat "$dir/tpchgen.log" >&2
+    die "tpchgen-cli failed"
+  }
+  while IFS= read -r -d '' file; do
+    mv "$file" "$dir/tpch-orders/orders.$((n += 1)).csv"
+  done < <(find "$dir/out" -type f -name '*.csv' -print0 | sort -z)
+  ((n > 0)) || die "tpchgen-cli wrote no CSV files under $dir/out"
+  head -c 200 "$dir/tpch-orders/orders.1.csv" | head -1 | grep -q '^o_orderkey,' ||
+    die "the generated CSV has no header line (expected one starting with o_orderkey)"
+}
+
+# generate_orders SF: sf<SF>/orders/orders.{1,2}.csv, the versioned orders of tpch/run.sh's curate
+# workload (see make_orders in tpch/verify.py), and sf<SF>/expected-curate.json, what curate must
+# write; unless both are there already. Needs generate SF first (the expected figures join
+# lineitem).
+generate_orders() {
+  local sf=$1 dir=$data/sf$1 tmp
+  if [[ -f $dir/expected-curate.json ]] && compgen -G "$dir/orders/*.csv" >/dev/null; then
+    log "SF$sf: using the cached versioned orders CSV in $dir/orders"
+    return
+  fi
+  tmp=$data/.generating-sf$sf-orders
+  rm -rf "$tmp" "$dir/orders" "$dir/expected-curate.json"
+  mkdir -p "$tmp"
+  tpchgen_orders "$sf" "$tmp"
+  log "SF$sf: writing two versions of the orders (DuckDB) and what curate must write"
+  "$venv/bin/python" "$bench/tpch/verify.py" orders "$tmp/tpch-orders" "$dir/lineitem" "$tmp/orders" \
+    "$tmp/expected-curate.json" >&2
+  log "SF$sf: versioned orders, $(du -sh "$tmp/orders" | cut -f1)"
+  mv "$tmp/orders" "$dir/orders"
+  mv "$tmp/expected-curate.json" "$dir/expected-curate.json"
+  rm -rf "$tmp"
+}
+
+# generate_orders_json SF: sf<SF>/orders-json/orders.jsonl, every order as one JSON object with its
+# line items nested, the input of tpch/run.sh's flatten workload (see make_orders_json in
+# tpch/verify.py), and sf<SF>/expected-flatten.json; unless both are there already. Needs
+# generate SF first (the items are lineitem's rows). Takes minutes and 2.3 GiB per scale factor.
+generate_orders_json() {
+  local sf=$1 dir=$data/sf$1 tmp
+  if [[ -f $dir/expected-flatten.json ]] && compgen -G "$dir/orders-json/*.jsonl" >/dev/null; then
+    log "SF$sf: using the cached orders JSON lines in $dir/orders-json"
+    return
+  fi
+  tmp=$data/.generating-sf$sf-orders-json
+  rm -rf "$tmp" "$dir/orders-json" "$dir/expected-flatten.json"
+  mkdir -p "$tmp"
+  tpchgen_orders "$sf" "$tmp"
+  log "SF$sf: nesting lineitem into the orders as JSON lines (DuckDB) and counting what flatten must write"
+  "$venv/bin/python" "$bench/tpch/verify.py" orders-json "$tmp/tpch-orders" "$dir/lineitem" \
+    "$tmp/orders-json" "$tmp/expected-flatten.json" >&2
+  log "SF$sf: orders JSON lines, $(du -sh "$tmp/orders-json" | cut -f1)"
+  mv "$tmp/orders-json" "$dir/orders-json"
+  mv "$tmp/expected-flatten.json" "$dir/expected-flatten.json"
   rm -rf "$tmp"
 }
 
