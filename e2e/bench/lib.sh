@@ -29,6 +29,8 @@ die() { log "error: $*"; exit 1; }
 # when the file changes.
 setup_venv() {
   local requirements=$1 stamp want
+  # Unset, `python3 -m venv` would make a venv of the current folder.
+  [[ -n ${venv:-} ]] || die "setup_venv: venv (the venv folder) is not set"
   want=$(sha256sum "$requirements" | cut -c1-16)
   stamp=$venv/.kglue-requirements
   if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
