@@ -84,29 +84,16 @@ free_gib() { df -P -k "$1" | awk 'NR == 2 { print int($4 / 1048576) }'; }
 # generate SF: sf<SF>/lineitem/*.csv and sf<SF>/expected.json, unless both are there already.
 # expected.json is what tpch/verify.py checks outputs against (DuckDB, from $venv).
 generate() {
-  local sf=$1 dir=$data/sf$1 tmp
+  local sf=$1 dir=$data/sf$1 tmp n
   if [[ -f $dir/expected.json ]] && compgen -G "$dir/lineitem/*.csv" >/dev/null; then
     log "SF$sf: using the cached lineitem CSV in $dir/lineitem"
     return
   fi
   tmp=$data/.generating-sf$sf
   rm -rf "$tmp" "$dir"
-  mkdir -p "$tmp/out" "$tmp/lineitem"
-  setup_tpchgen
-  log "SF$sf: generating lineitem CSV with tpchgen-cli $tpchgen_version"
-  "$tools/bin/tpchgen-cli" csv --scale-factor "$sf" --tables lineitem \
-    --output-dir "$tmp/out" >"$tmp/tpchgen.log" 2>&1 || {
-    cat "$tmp/tpchgen.log" >&2
-    die "tpchgen-cli failed"
-  }
-  # One file (lineitem.csv) or several parts in a folder: take every CSV file it wrote.
-  local n=0 file
-  while IFS= read -r -d '' file; do
-    mv "$file" "$tmp/lineitem/lineitem.$((n += 1)).csv"
-  done < <(find "$tmp/out" -type f -name '*.csv' -print0 | sort -z)
-  ((n > 0)) || die "tpchgen-cli wrote no CSV files under $tmp/out"
-  head -c 200 "$tmp/lineitem/lineitem.1.csv" | head -1 | grep -q '^l_orderkey,' ||
-    die "the generated CSV has no header line (expected one starting with l_orderkey)"
+  mkdir -p "$tmp"
+  tpchgen_table "$sf" lineitem "$tmp"
+  n=$(find "$tmp/lineitem" -name '*.csv' | wc -l)
   log "SF$sf: $n file(s), $(du -sh "$tmp/lineitem" | cut -f1); counting what it holds (DuckDB)"
   "$venv/bin/python" "$bench/tpch/verify.py" expected "$tmp/lineitem" "$tmp/expected.json" >&2
   mkdir -p "$dir"
@@ -115,24 +102,26 @@ generate() {
   rm -rf "$tmp"
 }
 
-# tpchgen_orders SF DIR: tpchgen-cli's orders CSV (header line) into DIR/tpch-orders/, DIR being
-# a scratch folder of the caller's.
-tpchgen_orders() {
-  local sf=$1 dir=$2 n=0 file
-  mkdir -p "$dir/out" "$dir/tpch-orders"
+# tpchgen_table SF TABLE DIR: tpchgen-cli's TABLE CSV (header line) as DIR/TABLE/TABLE.<n>.csv
+# (one file, or several parts), DIR being a scratch folder of the caller's.
+tpchgen_table() {
+  local sf=$1 table=$2 dir=$3 n=0 file
+  mkdir -p "$dir/out-$table" "$dir/$table"
   setup_tpchgen
-  log "SF$sf: generating orders CSV with tpchgen-cli $tpchgen_version"
-  "$tools/bin/tpchgen-cli" csv --scale-factor "$sf" --tables orders \
-    --output-dir "$dir/out" >"$dir/tpchgen.log" 2>&1 || {
-    cat "$dir/tpchgen.log" >&2
+  log "SF$sf: generating $table CSV with tpchgen-cli $tpchgen_version"
+  "$tools/bin/tpchgen-cli" csv --scale-factor "$sf" --tables "$table" \
+    --output-dir "$dir/out-$table" >"$dir/tpchgen-$table.log" 2>&1 || {
+    cat "$dir/tpchgen-$table.log" >&2
     die "tpchgen-cli failed"
   }
   while IFS= read -r -d '' file; do
-    mv "$file" "$dir/tpch-orders/orders.$((n += 1)).csv"
-  done < <(find "$dir/out" -type f -name '*.csv' -print0 | sort -z)
-  ((n > 0)) || die "tpchgen-cli wrote no CSV files under $dir/out"
-  head -c 200 "$dir/tpch-orders/orders.1.csv" | head -1 | grep -q '^o_orderkey,' ||
-    die "the generated CSV has no header line (expected one starting with o_orderkey)"
+    mv "$file" "$dir/$table/$table.$((n += 1)).csv"
+  done < <(find "$dir/out-$table" -type f -name '*.csv' -print0 | sort -z)
+  ((n > 0)) || die "tpchgen-cli wrote no CSV files under $dir/out-$table"
+  # The first column of every TPC-H table is its key: <first letter>_<...>key.
+  head -c 200 "$dir/$table/$table.1.csv" | head -1 | grep -q "^${table:0:1}_[a-z]*key," ||
+    die "the generated $table CSV has no header line"
+  rm -rf "$dir/out-$table"
 }
 
 # generate_orders SF: sf<SF>/orders/orders.{1,2}.csv, the versioned orders of tpch/run.sh's curate
@@ -148,12 +137,12 @@ generate_orders() {
   tmp=$data/.generating-sf$sf-orders
   rm -rf "$tmp" "$dir/orders" "$dir/expected-curate.json"
   mkdir -p "$tmp"
-  tpchgen_orders "$sf" "$tmp"
+  tpchgen_table "$sf" orders "$tmp"
   log "SF$sf: writing two versions of the orders (DuckDB) and what curate must write"
-  "$venv/bin/python" "$bench/tpch/verify.py" orders "$tmp/tpch-orders" "$dir/lineitem" "$tmp/orders" \
+  "$venv/bin/python" "$bench/tpch/verify.py" orders "$tmp/orders" "$dir/lineitem" "$tmp/versioned" \
     "$tmp/expected-curate.json" >&2
-  log "SF$sf: versioned orders, $(du -sh "$tmp/orders" | cut -f1)"
-  mv "$tmp/orders" "$dir/orders"
+  log "SF$sf: versioned orders, $(du -sh "$tmp/versioned" | cut -f1)"
+  mv "$tmp/versioned" "$dir/orders"
   mv "$tmp/expected-curate.json" "$dir/expected-curate.json"
   rm -rf "$tmp"
 }
@@ -171,9 +160,9 @@ generate_orders_json() {
   tmp=$data/.generating-sf$sf-orders-json
   rm -rf "$tmp" "$dir/orders-json" "$dir/expected-flatten.json"
   mkdir -p "$tmp"
-  tpchgen_orders "$sf" "$tmp"
+  tpchgen_table "$sf" orders "$tmp"
   log "SF$sf: nesting lineitem into the orders as JSON lines (DuckDB) and counting what flatten must write"
-  "$venv/bin/python" "$bench/tpch/verify.py" orders-json "$tmp/tpch-orders" "$dir/lineitem" \
+  "$venv/bin/python" "$bench/tpch/verify.py" orders-json "$tmp/orders" "$dir/lineitem" \
     "$tmp/orders-json" "$tmp/expected-flatten.json" >&2
   log "SF$sf: orders JSON lines, $(du -sh "$tmp/orders-json" | cut -f1)"
   mv "$tmp/orders-json" "$dir/orders-json"
