@@ -462,6 +462,41 @@ pub struct JobRunMetrics {
     /// Seconds spent per phase: `plan`, `execute`, `write`, `catalog`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub phase_seconds: BTreeMap<String, f64>,
+    /// A run spread over several executors: the executors and the stages each sink's plan ran in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<WorkerMetrics>,
+}
+
+/// What a distributed run (`kglue run --workers N`) ran on.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerMetrics {
+    /// Executors the run's plans were spread over.
+    pub executors: i64,
+    /// Task slots of each executor.
+    pub slots_per_executor: i64,
+    /// Per file sink, the stages its plan was cut into at its shuffles, in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageMetrics>,
+}
+
+/// One stage of a distributed sink's plan.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StageMetrics {
+    /// The sink whose plan the stage belongs to.
+    pub sink: String,
+    /// The stage's number within the sink's plan.
+    pub stage: i64,
+    /// Tasks (partitions) the stage ran.
+    pub tasks: i64,
+    /// Rows the stage handed on: to the next stage's shuffle, or, for the last stage, to the
+    /// staged files.
+    pub rows: i64,
+    /// Seconds of work its operators measured, summed over the stage's tasks: compute, the
+    /// decoding of source files and the writing of shuffle files (CPU time more than wall time:
+    /// tasks run side by side).
+    pub compute_seconds: f64,
 }
 
 /// What a run read from one source.

@@ -89,6 +89,9 @@ pub struct LocalRun {
     pub spill_dir: Option<PathBuf>,
     /// Where the Secrets that Connections refer to are.
     pub secrets_dir: PathBuf,
+    /// Executors to spread a batch run's plans over, in this process (`etl::workers`); 1 runs
+    /// them alone, as a pod does.
+    pub workers: usize,
 }
 
 /// What a local run produced.
@@ -124,7 +127,7 @@ pub async fn run_job(run: LocalRun, explain: bool) -> Result<LocalRunOutput, Loc
         attempt: run.attempt,
         arguments: run.arguments.clone(),
         bookmark: bookmark_file.bookmark.clone(),
-        resources: Resources::for_worker(run.job.spec.worker_size, spill_dir.clone()),
+        resources: Resources::for_worker(run.job.spec.worker_size, spill_dir.clone()).with_workers(run.workers),
         stream: None,
     };
     if explain {
@@ -240,6 +243,20 @@ pub fn render_run(result: &RunResult) -> String {
             .map(|(phase, seconds)| format!("{phase} {seconds:.2}s"))
             .collect();
         let _ = writeln!(text, "  phases: {}", phases.join(", "));
+    }
+    if let Some(workers) = &result.metrics.workers {
+        let _ = writeln!(
+            text,
+            "  workers: {} executors, {} task slots each",
+            workers.executors, workers.slots_per_executor
+        );
+        for stage in &workers.stages {
+            let _ = writeln!(
+                text,
+                "  stage {} of sink {}: {} tasks, {} rows, {:.2}s of work",
+                stage.stage, stage.sink, stage.tasks, stage.rows, stage.compute_seconds
+            );
+        }
     }
     if let Some(next) = &result.next_bookmark {
         for (name, bookmark) in &next.sources {

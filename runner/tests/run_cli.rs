@@ -872,3 +872,89 @@ fn a_summary_of_another_sinks_relation_reads_the_sources_once_and_fails_with_it(
     assert_eq!(ws.output_files(), Vec::<String>::new());
     assert!(walk(&ws.path("summary")).is_empty(), "{:?}", walk(&ws.path("summary")));
 }
+
+/// `--workers 3`: each sink's plan is cut into stages that three executors run (Ballista, in the
+/// run's process), and the run writes exactly the rows one process writes, reads each source as
+/// often, and reports its stages. A task that fails fails the run: nothing committed, nothing
+/// left in staging.
+#[test]
+fn three_workers_write_exactly_the_rows_of_one_process_and_fail_as_one() {
+    let sql = "CREATE VIEW ranked AS SELECT id, amount, region, note, row_number() OVER (PARTITION BY region ORDER BY amount DESC, id) AS rank FROM orders;\n    CREATE VIEW cleaned AS SELECT r.id, r.amount, r.region, r.note, r.rank, t.total FROM ranked r JOIN (SELECT region, sum(amount) AS total FROM orders GROUP BY region) t ON r.region IS NOT DISTINCT FROM t.region;\n    CREATE VIEW summary AS SELECT region, count(*) AS orders, sum(amount) AS total FROM orders GROUP BY region;";
+    let sinks = |ws: &Workspace| {
+        format!(
+            "      partitionBy: [region]\n    - name: summary\n      storage: {{location: \"{}\", format: Parquet}}\n",
+            ws.url("summary")
+        )
+    };
+    let rows = 20_000;
+    let mut runs = Vec::new();
+    for workers in ["1", "3"] {
+        let ws = Workspace::new();
+        land_orders(&ws, 0, rows, 4, "a");
+        // Two CPUs: the plans have two partitions per stage, so tasks of a stage write side by side.
+        let job = ws.job(sql, &sinks(&ws), "  workerSize: Medium\n");
+        let result = ws.run_ok(&job, &["--workers", workers]);
+        let out = duckdb(&out_view(&ws), "SELECT * FROM out", &[]);
+        let summary = duckdb(
+            &format!(
+                "CREATE VIEW s AS SELECT * FROM read_parquet('{}/*.parquet')",
+                ws.path("summary").display()
+            ),
+            "SELECT * FROM s",
+            &[],
+        );
+        runs.push((result, out, summary, ws));
+    }
+    let (one, three) = (&runs[0], &runs[1]);
+    assert_eq!(one.1.len(), rows);
+    assert!(
+        one.1 == three.1,
+        "the detail differs between one process and three workers"
+    );
+    assert_eq!(one.2.len(), 4);
+    assert_eq!(one.2, three.2, "the summary differs");
+    let expected = duckdb(
+        &raw_view(&three.3),
+        "SELECT region, count(*), sum(amount) FROM orders GROUP BY region",
+        &[],
+    );
+    assert_eq!(
+        three.2, expected,
+        "the summary is not what DuckDB computes from the sources"
+    );
+
+    let (result, metrics) = (&three.0, &three.0["metrics"]);
+    assert_eq!(metrics["workers"]["executors"], 3, "{result}");
+    assert_eq!(
+        metrics["sources"]["orders"]["rows"], one.0["metrics"]["sources"]["orders"]["rows"],
+        "the executors' scans are counted as the one process's are: {result}"
+    );
+    assert_eq!(metrics["sources"]["orders"]["rows"], 3 * rows, "{result}");
+    assert_eq!(metrics["sinks"]["cleaned"]["rows"], rows);
+    let stages = metrics["workers"]["stages"].as_array().expect("stages");
+    let cleaned: Vec<&Value> = stages.iter().filter(|s| s["sink"] == "cleaned").collect();
+    assert!(
+        cleaned.len() >= 3,
+        "a window and a join need shuffles, so several stages: {stages:?}"
+    );
+    let last = cleaned.last().expect("a last stage");
+    assert_eq!(
+        last["rows"], rows,
+        "the last stage hands every row to the files: {stages:?}"
+    );
+    assert!(stages.iter().all(|s| s["tasks"].as_i64() > Some(0)), "{stages:?}");
+    assert!(
+        one.0["metrics"].get("workers").is_none(),
+        "one process reports no workers"
+    );
+
+    // One row of the detail fails its cast on whichever executor reads it.
+    let ws = Workspace::new();
+    land_orders(&ws, 0, rows, 4, "a");
+    let failing = "CREATE VIEW cleaned AS SELECT id, amount, region, CASE WHEN id < 19990 THEN 0 ELSE CAST(note AS BIGINT) END AS bad FROM orders;\n    CREATE VIEW summary AS SELECT region, count(*) AS orders FROM orders GROUP BY region;";
+    let job = ws.job(failing, &sinks(&ws), "  workerSize: Medium\n");
+    let error = ws.run_failing(&job, &["--workers", "3"]);
+    assert!(error.contains("cleaned") && error.contains("n, 199"), "{error}");
+    assert_eq!(ws.output_files(), Vec::<String>::new());
+    assert!(walk(&ws.path("summary")).is_empty(), "{:?}", walk(&ws.path("summary")));
+}

@@ -80,6 +80,12 @@ pub struct RunArgs {
     /// Where the Secrets that Connections refer to are: one folder per Secret, one file per key.
     #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
     secrets_dir: PathBuf,
+    /// Spread the run's plans over this many executors, with a scheduler, all in this process
+    /// (Apache Ballista's standalone mode): each sink's plan is cut into stages at its shuffles and
+    /// every task writes its rows as staged files, which the run commits as it always does.
+    /// 1 (the default): the run's plans execute in this process alone. Batch jobs only.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: u16,
     /// A streaming job: stop once the topic is read to the ends it had when the stream started
     /// (Spark's Trigger.AvailableNow). Without it the stream runs until Ctrl-C.
     #[arg(long)]
@@ -191,6 +197,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             attempt: args.attempt,
             spill_dir: args.spill_dir,
             secrets_dir: args.secrets_dir,
+            workers: usize::from(args.workers),
         },
         args.explain,
     )
@@ -229,6 +236,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Runs a streaming job, printing a line per committed batch, until Ctrl-C or SIGTERM (which stop
 /// it after the batch in progress), `--until-caught-up` or `--max-batches`.
 async fn stream(job: kglue_crds::Job, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.workers > 1 {
+        return Err(anyhow!(
+            "--workers {}: a streaming job's batches run in one process (--workers is for batch jobs)",
+            args.workers
+        ));
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Ctrl-C, or SIGTERM (a pod being deleted), stops the stream after the batch in progress.
     tokio::spawn(async move {
@@ -254,6 +267,7 @@ async fn stream(job: kglue_crds::Job, args: RunArgs) -> anyhow::Result<ExitCode>
             attempt: args.attempt,
             spill_dir: args.spill_dir,
             secrets_dir: args.secrets_dir,
+            workers: 1,
         },
         args.until_caught_up,
         args.max_batches,

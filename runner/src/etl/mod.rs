@@ -20,3 +20,4 @@ pub mod stream;
 pub mod stream_metrics;
 pub mod table_update;
 pub mod types;
+pub mod workers;

@@ -28,7 +28,8 @@ use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Table;
 use kglue_crds::common::{Compression, DataFormat, StorageSpec, TableRef, WorkerResources, WorkerSize};
 use kglue_crds::job::{
-    BookmarkOption, JobBookmark, JobRunMetrics, JobSink, JobSpec, SinkMetrics, SourceBookmark, SourceMetrics, WriteMode,
+    BookmarkOption, JobBookmark, JobRunMetrics, JobSink, JobSpec, SinkMetrics, SourceBookmark, SourceMetrics,
+    WorkerMetrics, WriteMode,
 };
 use kglue_crds::run_result::{CommitIntent, CommitSink};
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,7 @@ use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
 use super::source::{self, Selection, SourceInput};
 use super::table_update::{OutputShape, conform, updated_table};
 use super::types::{fields_of, to_arrow};
+use super::workers::{self, JobFigures, Workers};
 use super::{arguments, scope, script};
 use crate::catalog::{Catalog, DirCatalog};
 use crate::storage::{Location, StoreResolver};
@@ -68,6 +70,8 @@ pub struct Resources {
     pub max_open_writers: usize,
     /// Bound on Parquet row groups buffered per sink.
     pub max_buffered_bytes: usize,
+    /// Executors of a distributed run (`etl::workers`); 1 runs the plan in this process alone.
+    pub workers: usize,
 }
 
 impl Resources {
@@ -89,7 +93,19 @@ impl Resources {
             // Each open file holds up to a few upload parts of 5 MiB.
             max_open_writers: (memory_limit_bytes / (16 << 20)).clamp(32, 1024),
             max_buffered_bytes: memory_limit_bytes / 4,
+            workers: 1,
         }
+    }
+
+    /// The same resources spread over `workers` executors (at least 1).
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// Whether the run's plans go to executors.
+    pub fn distributed(&self) -> bool {
+        self.workers > 1
     }
 }
 
@@ -326,6 +342,10 @@ pub struct PlannedRun {
     run_properties: BTreeMap<String, String>,
     /// Whether the run decided to commit: from then on it only goes forward.
     decided: Decided,
+    /// A distributed run's scheduler and executors, once started.
+    workers: Option<Workers>,
+    /// A distributed run's figures, per file sink staged.
+    figures: Vec<JobFigures>,
 }
 
 /// Where a run stands with its decision to commit.
@@ -390,6 +410,8 @@ pub async fn plan_run(
             started,
             run_properties: BTreeMap::new(),
             decided: Decided::No,
+            workers: None,
+            figures: Vec::new(),
         }),
         Err(error) => Err((request, error)),
     }
@@ -479,7 +501,9 @@ async fn plan_inner(
             resolver,
             &scope,
             &request.run_id,
-            (&mut sharing, sinks.len()),
+            // A distributed sink's plan runs on executors: it cannot read another sink's rows
+            // from this process.
+            ((!request.resources.distributed()).then_some(&mut sharing), sinks.len()),
         )
         .await?;
         match planned {
@@ -518,7 +542,10 @@ pub fn engine_runtime(
 
 fn session(resources: &Resources) -> Result<SessionContext, RunError> {
     let runtime = engine_runtime(resources).map_err(|e| RunError::Engine(e.to_string()))?;
-    let config = source::reading_sources(SessionConfig::new().with_target_partitions(resources.target_partitions));
+    let mut config = source::reading_sources(SessionConfig::new().with_target_partitions(resources.target_partitions));
+    if resources.distributed() {
+        config = workers::configure(config);
+    }
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
@@ -601,7 +628,7 @@ async fn prepare_sink(
     resolver: &StoreResolver,
     scope: &scope::Scope<'_>,
     run_id: &str,
-    (sharing, position): (&mut Sharing, usize),
+    (sharing, position): (Option<&mut Sharing>, usize),
 ) -> Result<SinkPlan, RunError> {
     let sink_error = |message: String| RunError::Sink {
         sink: job_sink.name.clone(),
@@ -695,18 +722,31 @@ async fn prepare_sink(
             shape = OutputShape::of(frame.schema().as_arrow(), &job_sink.partition_by);
         }
     }
-    let (plan, feeds) = plan_with_feeds(ctx, sharing, position, frame)
-        .await
-        .map_err(|e| sink_error(e.to_string()))?;
-    sharing
-        .add(
-            ctx,
-            position,
-            &job_sink.name,
-            relation,
-            plan.output_partitioning().partition_count(),
-        )
-        .await;
+    let (plan, feeds) = match sharing {
+        Some(sharing) => {
+            let (plan, feeds) = plan_with_feeds(ctx, sharing, position, frame)
+                .await
+                .map_err(|e| sink_error(e.to_string()))?;
+            sharing
+                .add(
+                    ctx,
+                    position,
+                    &job_sink.name,
+                    relation,
+                    plan.output_partitioning().partition_count(),
+                )
+                .await;
+            (plan, feeds)
+        }
+        None => {
+            let plan = frame
+                .create_physical_plan()
+                .await
+                .map_err(|e| sink_error(e.to_string()))?;
+            workers::check_plan(&plan).map_err(sink_error)?;
+            (plan, Feeds::default())
+        }
+    };
     let store = resolver
         .store(&location, storage.connection.as_deref())
         .map_err(|e| sink_error(e.to_string()))?;
@@ -849,6 +889,15 @@ impl PlannedRun {
             ..WriteLimits::default()
         };
         let started = Instant::now();
+        let resources = &self.request.resources;
+        if resources.distributed() && !self.sinks.is_empty() {
+            // The machine's task slots shared out among the executors.
+            let slots = (resources.target_partitions / resources.workers).max(1);
+            let started = Workers::start_in_process(&self.ctx.state(), resources.workers, slots)
+                .await
+                .map_err(|e| RunError::Engine(e.to_string()))?;
+            self.workers = Some(started);
+        }
         for sink in &self.sinks {
             sink::clean_attempt(&sink.target, &run_id).await?;
         }
@@ -861,9 +910,17 @@ impl PlannedRun {
             let members = self.sinks.iter().enumerate().filter(|(_, s)| s.group == group);
             let stages = members.map(|(index, sink)| {
                 let task_ctx = self.ctx.task_ctx();
-                let (run_id, limits) = (&run_id, &limits);
+                let (run_id, limits, workers) = (&run_id, &limits, self.workers.as_ref());
                 async move {
-                    let result = sink::stage(&sink.target, sink.plan.clone(), task_ctx, run_id, limits).await;
+                    let result = match workers {
+                        Some(workers) => workers
+                            .stage(&sink.target, sink.plan.clone(), run_id, limits)
+                            .await
+                            .map(|(staged, figures)| (staged, Some(figures))),
+                        None => sink::stage(&sink.target, sink.plan.clone(), task_ctx, run_id, limits)
+                            .await
+                            .map(|staged| (staged, None)),
+                    };
                     sink.feeds.close();
                     (index, result)
                 }
@@ -873,7 +930,10 @@ impl PlannedRun {
             let mut failure = None;
             for (index, result) in futures::future::join_all(stages).await {
                 match result {
-                    Ok(files) => staged[index] = Some(files),
+                    Ok((files, figures)) => {
+                        staged[index] = Some(files);
+                        self.figures.extend(figures);
+                    }
                     Err(error) => failure = failure.or(Some(error)),
                 }
             }
@@ -1115,8 +1175,16 @@ impl PlannedRun {
 
     fn result(&self, error: Option<String>, tables: Vec<TableChange>, outcomes: &[SinkOutcome]) -> RunResult {
         let mut rows_by_store: BTreeMap<String, u64> = BTreeMap::new();
-        for sink in &self.sinks {
-            rows_read(&sink.plan, &mut rows_by_store);
+        // A distributed sink's scans ran on the executors: their rows come with its figures.
+        if self.workers.is_none() {
+            for sink in &self.sinks {
+                rows_read(&sink.plan, &mut rows_by_store);
+            }
+        }
+        for figures in &self.figures {
+            for (store, rows) in &figures.rows_by_store {
+                *rows_by_store.entry(store.clone()).or_default() += rows;
+            }
         }
         for sink in &self.database_sinks {
             rows_read(sink.plan(), &mut rows_by_store);
@@ -1225,6 +1293,11 @@ impl PlannedRun {
                 sources,
                 sinks,
                 phase_seconds: self.phases.0.clone(),
+                workers: self.workers.as_ref().map(|workers| WorkerMetrics {
+                    executors: workers.executors as i64,
+                    slots_per_executor: workers.slots as i64,
+                    stages: self.figures.iter().flat_map(|f| f.stages.iter().cloned()).collect(),
+                }),
             },
             bookmark_option: spec.bookmark.option,
             started_from,

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::MemoryConsumer;
@@ -50,7 +50,8 @@ pub(crate) use partition::{escape_path_name, unescape_path_name};
 use crate::multipart::S3Requests;
 use crate::storage::Location;
 use file::OutputFormat;
-use stream::{SinkPlan, StreamOutput, write_stream};
+pub(crate) use partition::PartitionKey;
+pub(crate) use stream::{SinkPlan, StreamOutput, WrittenFile, write_stream};
 
 /// The folder, directly under a sink's location, that holds each run's files before commit.
 /// Readers skip it: Hive, Spark and DataFusion ignore folders whose names start with `_`, and it
@@ -426,39 +427,8 @@ pub async fn stage(
     run_id: &str,
     limits: &WriteLimits,
 ) -> Result<Staged, SinkError> {
-    check_run_id(&target.name, run_id)?;
-    let format = OutputFormat::from_spec(&target.format).map_err(|reason| SinkError::UnsupportedFormat {
-        sink: target.name.clone(),
-        reason,
-    })?;
-    let schema = plan.schema();
-    let (partition_columns, partition_names, data_columns) = split_columns(target, &schema)?;
-    let data_schema = Arc::new(schema.project(&data_columns).map_err(|e| SinkError::Write {
-        sink: target.name.clone(),
-        url: target.location.to_string(),
-        source: Box::new(e),
-    })?);
     let streams = plan.output_partitioning().partition_count();
-    let shared = Arc::new(SinkPlan {
-        sink: target.name.clone(),
-        store: Arc::clone(&target.store),
-        location: target.location.clone(),
-        staging: staging_root(&target.location, run_id),
-        run_id: run_id.to_string(),
-        extension: format.extension(),
-        format,
-        data_schema,
-        partition_columns,
-        partition_names,
-        data_columns,
-        target_file_bytes: target.target_file_bytes.max(1),
-        open_files: Arc::new(Semaphore::new(limits.max_open_writers.max(1))),
-        open_per_stream: (limits.max_open_writers / streams.max(1)).max(1),
-        open_now: AtomicUsize::new(0),
-        peak_open: AtomicUsize::new(0),
-        buffer_per_stream: (limits.max_buffered_bytes / streams.max(1)).max(1),
-        upload_buffer_bytes: limits.upload_buffer_bytes.max(1),
-    });
+    let shared = writer_plan(target, &plan.schema(), run_id, limits, streams)?;
 
     let mut tasks = JoinSet::new();
     for stream in 0..streams {
@@ -502,7 +472,51 @@ pub async fn stage(
     Ok(staged)
 }
 
-fn merge(target: &SinkTarget, run_id: &str, outputs: Vec<(usize, StreamOutput)>) -> Staged {
+/// What the writers of a sink's `streams` streams of `schema` share: the files' format and
+/// columns, the staging folder, and the bounds on open files and buffered bytes. The same for a
+/// run in one pod and for each task of a distributed run (see `etl::workers`).
+pub(crate) fn writer_plan(
+    target: &SinkTarget,
+    schema: &SchemaRef,
+    run_id: &str,
+    limits: &WriteLimits,
+    streams: usize,
+) -> Result<Arc<SinkPlan>, SinkError> {
+    check_run_id(&target.name, run_id)?;
+    let format = OutputFormat::from_spec(&target.format).map_err(|reason| SinkError::UnsupportedFormat {
+        sink: target.name.clone(),
+        reason,
+    })?;
+    let (partition_columns, partition_names, data_columns) = split_columns(target, schema)?;
+    let data_schema = Arc::new(schema.project(&data_columns).map_err(|e| SinkError::Write {
+        sink: target.name.clone(),
+        url: target.location.to_string(),
+        source: Box::new(e),
+    })?);
+    Ok(Arc::new(SinkPlan {
+        sink: target.name.clone(),
+        store: Arc::clone(&target.store),
+        location: target.location.clone(),
+        staging: staging_root(&target.location, run_id),
+        run_id: run_id.to_string(),
+        extension: format.extension(),
+        format,
+        data_schema,
+        partition_columns,
+        partition_names,
+        data_columns,
+        target_file_bytes: target.target_file_bytes.max(1),
+        open_files: Arc::new(Semaphore::new(limits.max_open_writers.max(1))),
+        open_per_stream: (limits.max_open_writers / streams.max(1)).max(1),
+        open_now: AtomicUsize::new(0),
+        peak_open: AtomicUsize::new(0),
+        buffer_per_stream: (limits.max_buffered_bytes / streams.max(1)).max(1),
+        upload_buffer_bytes: limits.upload_buffer_bytes.max(1),
+    }))
+}
+
+/// The files of every stream, as one sink's [`Staged`] (`outputs` by stream).
+pub(crate) fn merge(target: &SinkTarget, run_id: &str, outputs: Vec<(usize, StreamOutput)>) -> Staged {
     let mut partitions: BTreeMap<String, SinkPartition> = BTreeMap::new();
     let mut files = Vec::new();
     let mut early_flushes = 0;

@@ -1,0 +1,925 @@
+//! Distributed runs: a sink's plan split into stages across executors by Apache Ballista.
+//!
+//! The driver plans a run as a run in one pod does (sources, script, each sink's physical plan),
+//! then wraps each file sink's plan in a [`StageExec`] and submits it to a Ballista scheduler as
+//! a physical plan. Ballista cuts the plan at its exchanges (hash repartitions, merges) into
+//! stages, runs each stage's partitions as tasks on the executors and moves rows between stages
+//! through its shuffle files. The last stage is the `StageExec`: each task writes its
+//! partition's rows as **staged** files, exactly as a stream of a one-pod run does
+//! (`sink::write_stream`), and returns the list of files it wrote. The driver gathers those lists
+//! into the sink's [`Staged`] and commits it as any run commits, so staging, the decision to
+//! commit, bookmarks and retries are the same code in both modes.
+//!
+//! A task that is run again (its executor was lost) writes its files again under the same
+//! staging folder; only the files named by the task attempt whose result the driver received are
+//! committed, and the commit removes whatever else the staging folder holds.
+//!
+//! Scheduler and executors run kglue's code (here in the run's own process: `kglue run
+//! --workers N`), so both know [`StageExec`] through [`KglueCodec`], and the executors find the
+//! run's stores (the sources' selected objects, the sinks' locations) in the run's object store
+//! registry under the URLs the plan names.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt;
+use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use ballista_core::serde::protobuf::operator_metric::Metric;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::serde::protobuf::{GetJobMetricsParams, JobStageMetrics};
+use datafusion::arrow::array::{Array, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, ChildrenPropertiesMode, EmissionType};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties,
+    ReplaceChildrenOptions,
+};
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::StreamExt;
+use kglue_crds::common::FormatSpec;
+use kglue_crds::job::{StageMetrics, WriteMode};
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::sink::{self, PartitionKey, SinkError, SinkTarget, Staged, StreamOutput, WriteLimits, WrittenFile};
+use crate::storage::Location;
+
+/// How long the driver waits for the scheduler it started to accept connections.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The session settings of a distributed run: Ballista's (no round-robin repartitioning, which
+/// its stages cannot carry; sort-merge joins, which spill, where DataFusion's hash join holds the
+/// whole build side in one task) and kglue's codec, which scheduler and executors read plans with.
+pub fn configure(config: SessionConfig) -> SessionConfig {
+    config
+        .upgrade_for_ballista()
+        .with_ballista_physical_extension_codec(Arc::new(KglueCodec::default()))
+}
+
+/// A Ballista scheduler and its executors, started for one run.
+pub struct Workers {
+    scheduler_url: String,
+    session_id: String,
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+    /// Executors started.
+    pub executors: usize,
+    /// Task slots of each executor.
+    pub slots: usize,
+}
+
+impl fmt::Debug for Workers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Workers({} executors × {} slots at {})",
+            self.executors, self.slots, self.scheduler_url
+        )
+    }
+}
+
+/// Why the workers could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("starting {workers} workers: {message}")]
+pub struct StartError {
+    workers: usize,
+    message: String,
+}
+
+impl Workers {
+    /// Starts, in this process, a scheduler and `executors` executors of `slots` task slots each,
+    /// all reading plans with `state`'s codec and reaching stores through `state`'s runtime (the
+    /// run's own: what the driver registers there later, the executors see).
+    pub async fn start_in_process(state: &SessionState, executors: usize, slots: usize) -> Result<Self, StartError> {
+        let failed = |message: String| StartError {
+            workers: executors,
+            message,
+        };
+        let address = ballista_scheduler::standalone::new_standalone_scheduler_from_state(state)
+            .await
+            .map_err(|e| failed(format!("the scheduler: {e}")))?;
+        let scheduler_url = format!("http://localhost:{}", address.port());
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        for _ in 0..executors {
+            let client = loop {
+                match SchedulerGrpcClient::connect(scheduler_url.clone()).await {
+                    Ok(client) => break client,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        return Err(failed(format!(
+                            "the scheduler at {scheduler_url} accepts no connection: {e}"
+                        )));
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            };
+            ballista_executor::new_standalone_executor_from_state(client, slots, state)
+                .await
+                .map_err(|e| failed(format!("an executor: {e}")))?;
+        }
+        Ok(Workers {
+            scheduler_url,
+            session_id: session_id(),
+            config: state.config().clone(),
+            runtime: Arc::clone(state.runtime_env()),
+            executors,
+            slots,
+        })
+    }
+
+    /// Executes `plan` on the executors, each task writing its partition's rows under the
+    /// sink's staging folder for `run_id`, and returns what they staged, as [`sink::stage`] does
+    /// in one pod, with the figures of the job's stages.
+    pub async fn stage(
+        &self,
+        target: &SinkTarget,
+        plan: Arc<dyn ExecutionPlan>,
+        run_id: &str,
+        limits: &WriteLimits,
+    ) -> Result<(Staged, JobFigures), SinkError> {
+        let execute = |e: DataFusionError| SinkError::Execute {
+            sink: target.name.clone(),
+            source: Box::new(e),
+        };
+        // Checked here, where the message is clear, before any task writes.
+        sink::writer_plan(target, &plan.schema(), run_id, limits, 1)?;
+        let store_url = sink_store_url();
+        let url = url::Url::parse(store_url.as_str()).map_err(|e| SinkError::Task {
+            sink: target.name.clone(),
+            message: e.to_string(),
+        })?;
+        self.runtime.register_object_store(&url, Arc::clone(&target.store));
+        let spec = StageSpec {
+            sink: target.name.clone(),
+            store_url: store_url.as_str().to_string(),
+            location: target.location.to_string(),
+            format: target.format.clone(),
+            partition_by: target.partition_by.clone(),
+            target_file_bytes: target.target_file_bytes,
+            write_mode: target.write_mode,
+            run_id: run_id.to_string(),
+            max_open_writers: limits.max_open_writers,
+            max_buffered_bytes: limits.max_buffered_bytes,
+            upload_buffer_bytes: limits.upload_buffer_bytes,
+        };
+        let stage: Arc<dyn ExecutionPlan> = Arc::new(StageExec::new(count_source_rows(plan).map_err(execute)?, spec));
+        let codec = KglueCodec::default();
+        let mut results = execute_physical_plan::<PhysicalPlanNode>(
+            self.scheduler_url.clone(),
+            &self.config.ballista_config(),
+            stage,
+            &codec,
+            self.session_id.clone(),
+            self.config.clone(),
+        )
+        .await
+        .map_err(execute)?;
+        let mut outputs = Vec::new();
+        let mut peak_open = 0;
+        let mut job = None;
+        while let Some(batch) = results.next().await {
+            for written in TaskOutput::from_batch(&batch.map_err(execute)?).map_err(execute)? {
+                peak_open = peak_open.max(written.peak_open_files);
+                job = Some(written.job.clone());
+                outputs.push((written.stream as usize, written.into_stream_output().map_err(execute)?));
+            }
+        }
+        outputs.sort_by_key(|(stream, _)| *stream);
+        let mut staged = sink::merge(target, run_id, outputs);
+        staged.peak_open_files = peak_open;
+        let figures = match job {
+            Some(job) => self.job_figures(&target.name, &job).await.map_err(execute)?,
+            // A plan without partitions ran no task.
+            None => JobFigures::default(),
+        };
+        Ok((staged, figures))
+    }
+
+    /// The figures of a finished job, from the scheduler.
+    async fn job_figures(&self, sink: &str, job: &str) -> DfResult<JobFigures> {
+        let unreachable = |e: &dyn fmt::Display| {
+            DataFusionError::Execution(format!("reading job {job}'s figures from the scheduler: {e}"))
+        };
+        let mut client = SchedulerGrpcClient::connect(self.scheduler_url.clone())
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let stages = client
+            .get_job_metrics(GetJobMetricsParams {
+                job_id: job.to_string(),
+            })
+            .await
+            .map_err(|e| unreachable(&e))?
+            .into_inner()
+            .stages;
+        Ok(JobFigures::of(sink, &stages))
+    }
+}
+
+/// An id, unique in this process, for a run's Ballista session.
+fn session_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("kglue-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A URL, unique in this process, under which a sink's store is registered for the executors.
+fn sink_store_url() -> ObjectStoreUrl {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // The name is made of letters and digits only, so it always parses.
+    ObjectStoreUrl::parse(format!("kglue-sink://sink{n}")).unwrap_or_else(|_| ObjectStoreUrl::local_filesystem())
+}
+
+/// What a [`StageExec`] needs to write a sink's staged files on an executor: the sink's target
+/// without its store (found in the executor's runtime under `store_url`) and the write limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StageSpec {
+    sink: String,
+    store_url: String,
+    location: String,
+    format: FormatSpec,
+    partition_by: Vec<String>,
+    target_file_bytes: u64,
+    write_mode: WriteMode,
+    run_id: String,
+    max_open_writers: usize,
+    max_buffered_bytes: usize,
+    upload_buffer_bytes: usize,
+}
+
+impl StageSpec {
+    fn target(&self, context: &TaskContext) -> DfResult<SinkTarget> {
+        let store = context
+            .runtime_env()
+            .object_store(ObjectStoreUrl::parse(&self.store_url)?)?;
+        let location: Location = self
+            .location
+            .parse()
+            .map_err(|e: crate::storage::LocationError| DataFusionError::Plan(e.to_string()))?;
+        Ok(SinkTarget {
+            name: self.sink.clone(),
+            store,
+            location,
+            format: self.format.clone(),
+            partition_by: self.partition_by.clone(),
+            target_file_bytes: self.target_file_bytes,
+            write_mode: self.write_mode,
+            // Multipart requests are the commit's, which the driver makes.
+            s3: None,
+        })
+    }
+
+    fn limits(&self) -> WriteLimits {
+        WriteLimits {
+            max_open_writers: self.max_open_writers,
+            max_buffered_bytes: self.max_buffered_bytes,
+            upload_buffer_bytes: self.upload_buffer_bytes,
+        }
+    }
+}
+
+/// The last stage of a distributed sink: writes each partition of its input as staged files and
+/// outputs one row per partition, `(stream, written)`, `written` being the [`TaskOutput`] as JSON.
+#[derive(Debug)]
+pub struct StageExec {
+    input: Arc<dyn ExecutionPlan>,
+    spec: StageSpec,
+    properties: Arc<PlanProperties>,
+}
+
+impl StageExec {
+    fn new(input: Arc<dyn ExecutionPlan>, spec: StageSpec) -> Self {
+        let partitions = input.output_partitioning().partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(task_output_schema()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        StageExec {
+            input,
+            spec,
+            properties,
+        }
+    }
+}
+
+fn task_output_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("stream", DataType::UInt64, false),
+        Field::new("written", DataType::Utf8, false),
+    ]))
+}
+
+impl DisplayAs for StageExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "StageExec: sink {} staged under {}",
+            self.spec.sink, self.spec.location
+        )
+    }
+}
+
+impl ExecutionPlan for StageExec {
+    fn name(&self) -> &str {
+        "StageExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        _: ReplaceChildrenOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("StageExec has one child".into()))?;
+        Ok(Arc::new(StageExec::new(input, self.spec.clone())))
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let target = self.spec.target(&context)?;
+        let task = context.task_id();
+        let stream = stream_id(task.as_deref(), partition)?;
+        let job = task.as_deref().and_then(job_of).unwrap_or_default().to_string();
+        let streams = self.input.output_partitioning().partition_count();
+        // Each task writes alone on its executor: the sink's bounds are shared out per stream as
+        // a one-pod run shares them among its streams.
+        let shared = sink::writer_plan(
+            &target,
+            &self.input.schema(),
+            &self.spec.run_id,
+            &self.spec.limits(),
+            streams,
+        )
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let reservation = MemoryConsumer::new(format!("sink {} stream {partition}", target.name))
+            .with_can_spill(true)
+            .register(context.memory_pool());
+        let written = async move {
+            let output = sink::write_stream(Arc::clone(&shared), stream, input, reservation)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let peak = shared.peak_open.load(Ordering::Relaxed) as u64;
+            TaskOutput::of(&job, stream, &output, peak).to_batch()
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            task_output_schema(),
+            futures::stream::once(written),
+        )))
+    }
+}
+
+/// The number of the stream a task writes, which its files are named by: unique among the tasks
+/// of the sink's job, attempts included (Ballista numbers a task's partitions from 0 within the
+/// task, so the partition alone repeats). `task` is Ballista's task identity,
+/// `TID <job>/<stage>.<stage attempt>/<task>.<task attempt>`.
+fn stream_id(task: Option<&str>, partition: usize) -> DfResult<usize> {
+    let parsed = task.and_then(|task| {
+        let (_, rest) = task.strip_prefix("TID ")?.split_once('/')?;
+        let (stage, task) = rest.split_once('/')?;
+        let (_, stage_attempt) = stage.split_once('.')?;
+        let (task, task_attempt) = task.split_once('.')?;
+        Some((
+            stage_attempt.parse::<usize>().ok()?,
+            task.parse::<usize>().ok()?,
+            task_attempt.parse::<usize>().ok()?,
+        ))
+    });
+    match parsed {
+        // Fixed widths after the stage attempt keep the digits unambiguous.
+        Some((stage_attempt, task, task_attempt)) if task < 100_000 && task_attempt < 100 && partition < 1000 => {
+            Ok(((stage_attempt * 100_000 + task) * 100 + task_attempt) * 1000 + partition)
+        }
+        _ => Err(DataFusionError::Internal(format!(
+            "a staging task needs Ballista's task identity (TID <job>/<stage>.<attempt>/<task>.<attempt>) and at most 1000 partitions; it has {task:?}, partition {partition}"
+        ))),
+    }
+}
+
+/// The job of a Ballista task identity (`TID <job>/…`).
+fn job_of(task: &str) -> Option<&str> {
+    Some(task.strip_prefix("TID ")?.split_once('/')?.0)
+}
+
+/// What one task of a [`StageExec`] wrote, as it travels back to the driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskOutput {
+    /// Ballista's job (one per sink and run).
+    job: String,
+    stream: u64,
+    files: Vec<TaskFile>,
+    partitions: Vec<TaskPartition>,
+    early_flushes: u64,
+    peak_open_files: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TaskFile {
+    path: String,
+    partition: usize,
+    rows: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TaskPartition {
+    rel: String,
+    values: Vec<(String, Option<String>)>,
+}
+
+impl TaskOutput {
+    fn of(job: &str, stream: usize, output: &StreamOutput, peak_open_files: u64) -> Self {
+        TaskOutput {
+            job: job.to_string(),
+            stream: stream as u64,
+            files: output
+                .files
+                .iter()
+                .map(|f| TaskFile {
+                    path: f.path.to_string(),
+                    partition: f.partition,
+                    rows: f.rows,
+                    bytes: f.bytes,
+                })
+                .collect(),
+            partitions: output
+                .partitions
+                .iter()
+                .map(|p| TaskPartition {
+                    rel: p.rel.clone(),
+                    values: p.values.clone(),
+                })
+                .collect(),
+            early_flushes: output.early_flushes,
+            peak_open_files,
+        }
+    }
+
+    fn into_stream_output(self) -> DfResult<StreamOutput> {
+        Ok(StreamOutput {
+            files: self
+                .files
+                .into_iter()
+                .map(|f| {
+                    Ok(WrittenFile {
+                        path: Path::parse(&f.path).map_err(|e| DataFusionError::External(Box::new(e)))?,
+                        partition: f.partition,
+                        rows: f.rows,
+                        bytes: f.bytes,
+                    })
+                })
+                .collect::<DfResult<_>>()?,
+            partitions: self
+                .partitions
+                .into_iter()
+                .map(|p| PartitionKey {
+                    rel: p.rel,
+                    values: p.values,
+                })
+                .collect(),
+            early_flushes: self.early_flushes,
+        })
+    }
+
+    fn to_batch(&self) -> DfResult<RecordBatch> {
+        let json = serde_json::to_string(self).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        RecordBatch::try_new(
+            task_output_schema(),
+            vec![
+                Arc::new(UInt64Array::from(vec![self.stream])),
+                Arc::new(StringArray::from(vec![json])),
+            ],
+        )
+        .map_err(DataFusionError::from)
+    }
+
+    fn from_batch(batch: &RecordBatch) -> DfResult<Vec<Self>> {
+        let written = batch
+            .column_by_name("written")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| DataFusionError::Internal("a staging task returned no file list".into()))?;
+        (0..written.len())
+            .map(|row| serde_json::from_str(written.value(row)).map_err(|e| DataFusionError::External(Box::new(e))))
+            .collect()
+    }
+}
+
+/// Encodes kglue's plan nodes ([`StageExec`]) and hands every other node to Ballista's codec.
+#[derive(Debug, Default)]
+pub struct KglueCodec {
+    ballista: BallistaPhysicalExtensionCodec,
+}
+
+/// The first bytes of an encoded [`StageExec`]; Ballista's nodes are protobuf messages, which
+/// cannot start with it.
+const STAGE_TAG: &[u8] = b"kglue.StageExec/1\n";
+/// The first bytes of an encoded [`SourceRowsExec`], followed by its store URL.
+const SOURCE_ROWS_TAG: &[u8] = b"kglue.SourceRowsExec/1\n";
+
+impl PhysicalExtensionCodec for KglueCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(url) = buf.strip_prefix(SOURCE_ROWS_TAG) {
+            let url = std::str::from_utf8(url).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let [input] = inputs else {
+                return Err(DataFusionError::Internal("SourceRowsExec has one input".into()));
+            };
+            return Ok(Arc::new(SourceRowsExec::new(Arc::clone(input), url.to_string())));
+        }
+        let Some(json) = buf.strip_prefix(STAGE_TAG) else {
+            return self.ballista.try_decode(buf, inputs, ctx, proto_converter);
+        };
+        let spec: StageSpec = serde_json::from_slice(json).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let [input] = inputs else {
+            return Err(DataFusionError::Internal(format!(
+                "StageExec has one input, the plan gave {}",
+                inputs.len()
+            )));
+        };
+        Ok(Arc::new(StageExec::new(Arc::clone(input), spec)))
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<()> {
+        if let Some(counted) = node.downcast_ref::<SourceRowsExec>() {
+            buf.extend_from_slice(SOURCE_ROWS_TAG);
+            buf.extend_from_slice(counted.store_url.as_bytes());
+            return Ok(());
+        }
+        let Some(stage) = node.downcast_ref::<StageExec>() else {
+            return self.ballista.try_encode(node, buf, proto_converter);
+        };
+        buf.extend_from_slice(STAGE_TAG);
+        serde_json::to_writer(buf, &stage.spec).map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+}
+
+/// Checks that `plan` can be sent to executors: every node of it is one DataFusion, Ballista or
+/// kglue can encode (a database or Kafka source, or a table held in this process, cannot be).
+pub fn check_plan(plan: &Arc<dyn ExecutionPlan>) -> Result<(), String> {
+    use datafusion_proto::physical_plan::AsExecutionPlan;
+    PhysicalPlanNode::try_from_physical_plan(Arc::clone(plan), &KglueCodec::default())
+        .map(|_| ())
+        .map_err(|e| format!("with workers > 1 the sink's plan runs on executors, and part of it cannot: {e}"))
+}
+
+/// What a distributed sink's job did, from the scheduler's figures of its stages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobFigures {
+    /// Rows each source's scans produced, keyed by the source's store URL (as in one pod).
+    pub rows_by_store: BTreeMap<String, u64>,
+    /// The job's stages, in order.
+    pub stages: Vec<StageMetrics>,
+}
+
+impl JobFigures {
+    fn of(sink: &str, stages: &[JobStageMetrics]) -> Self {
+        let mut figures = JobFigures::default();
+        for stage in stages {
+            let mut compute_nanos = 0u64;
+            // The rows of the stage's topmost operator of its own: under Ballista's shuffle
+            // writer, and under the StageExec in the last stage.
+            let mut handed_on: Option<(u32, u64)> = None;
+            for operator in &stage.operators {
+                let rows: u64 = operator
+                    .metrics
+                    .iter()
+                    .filter_map(|m| match m.metric {
+                        Some(Metric::OutputRows(rows)) => Some(rows),
+                        _ => None,
+                    })
+                    .sum();
+                compute_nanos += operator
+                    .metrics
+                    .iter()
+                    .filter_map(|m| match &m.metric {
+                        Some(Metric::ElapseTime(nanos)) => Some(*nanos),
+                        Some(Metric::Time(time)) if WORK_TIMES.contains(&time.name.as_str()) => Some(time.value),
+                        _ => None,
+                    })
+                    .sum::<u64>();
+                if operator.operator_type == SOURCE_ROWS {
+                    let url = operator.operator_desc.rsplit(' ').next().unwrap_or_default();
+                    *figures.rows_by_store.entry(url.to_string()).or_default() += rows;
+                }
+                let own = !matches!(operator.operator_type.as_str(), "ShuffleWriterExec" | "StageExec");
+                if own && handed_on.is_none_or(|(depth, _)| operator.depth < depth) {
+                    handed_on = Some((operator.depth, rows));
+                }
+            }
+            figures.stages.push(StageMetrics {
+                sink: sink.to_string(),
+                stage: i64::from(stage.stage_id),
+                tasks: i64::from(stage.partitions),
+                rows: handed_on.map_or(0, |(_, rows)| rows) as i64,
+                compute_seconds: compute_nanos as f64 / 1e9,
+            });
+        }
+        figures
+    }
+}
+
+/// The times operators measure besides `elapsed_compute` that are work, not waiting: a scan's
+/// decoding of its files and a shuffle writer's writing. (A scan's `time_elapsed_scanning_total`
+/// includes the time it waits for the operators above it.)
+const WORK_TIMES: [&str; 2] = ["time_elapsed_processing", "write_time"];
+
+/// The name of [`SourceRowsExec`], which the scheduler's figures carry.
+const SOURCE_ROWS: &str = "SourceRowsExec";
+
+/// Wraps every scan of a source's objects in a [`SourceRowsExec`], so the rows each source
+/// produced come back with the job's figures (the executors' scans are not the driver's).
+fn count_source_rows(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let url = node
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+            .map(|config| config.object_store_url.as_str().trim_end_matches('/').to_string());
+        Ok(match url {
+            Some(url) => Transformed::yes(Arc::new(SourceRowsExec::new(node, url)) as Arc<dyn ExecutionPlan>),
+            None => Transformed::no(node),
+        })
+    })
+    .map(|transformed| transformed.data)
+}
+
+/// Passes a source scan's rows through, counting them (its `output_rows`).
+#[derive(Debug)]
+struct SourceRowsExec {
+    input: Arc<dyn ExecutionPlan>,
+    store_url: String,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl SourceRowsExec {
+    fn new(input: Arc<dyn ExecutionPlan>, store_url: String) -> Self {
+        SourceRowsExec {
+            input,
+            store_url,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+}
+
+impl DisplayAs for SourceRowsExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        // The URL last: the figures find it after the last space.
+        write!(f, "{SOURCE_ROWS}: rows read from {}", self.store_url)
+    }
+}
+
+impl ExecutionPlan for SourceRowsExec {
+    fn name(&self) -> &str {
+        SOURCE_ROWS
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        _: ReplaceChildrenOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("SourceRowsExec has one child".into()))?;
+        Ok(Arc::new(SourceRowsExec::new(input, self.store_url.clone())))
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let schema = input.schema();
+        let counted = input.map(move |batch| {
+            if let Ok(batch) = &batch {
+                baseline.record_output(batch.num_rows());
+            }
+            batch
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ballista_core::serde::protobuf::{NamedTime, OperatorMetric, OperatorWithMetrics};
+    use datafusion::physical_plan::empty::EmptyExec;
+    use datafusion::prelude::SessionContext;
+    use datafusion_proto::physical_plan::AsExecutionPlan;
+
+    #[test]
+    fn every_task_and_attempt_writes_its_own_stream() {
+        let id = |task: &str, partition| stream_id(Some(task), partition).expect(task);
+        let ids = [
+            id("TID aBc1234/3.0/0.0", 0),
+            id("TID aBc1234/3.0/0.0", 1),
+            id("TID aBc1234/3.0/1.0", 0),
+            id("TID aBc1234/3.0/0.1", 0),
+            id("TID aBc1234/3.1/0.0", 0),
+            id("TID aBc1234/3.0/10.0", 0),
+        ];
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+        assert!(
+            stream_id(None, 0).is_err(),
+            "outside Ballista there is no task to name files by"
+        );
+        assert!(stream_id(Some("TID a/1.0/x.0"), 0).is_err());
+        assert_eq!(job_of("TID aBc1234/3.0/0.0"), Some("aBc1234"));
+    }
+
+    fn spec() -> StageSpec {
+        StageSpec {
+            sink: "detail".into(),
+            store_url: "kglue-sink://sink7".into(),
+            location: "s3://bucket/curated/detail".into(),
+            format: serde_json::from_value(serde_json::json!({"format": "Parquet", "compression": "Zstd"}))
+                .expect("format"),
+            partition_by: vec!["ship_month".into()],
+            target_file_bytes: 64 << 20,
+            write_mode: WriteMode::OverwritePartitions,
+            run_id: "r1".into(),
+            max_open_writers: 32,
+            max_buffered_bytes: 1 << 20,
+            upload_buffer_bytes: 5 << 20,
+        }
+    }
+
+    #[test]
+    fn the_staged_writer_and_the_row_counter_travel_to_executors_intact() {
+        let scan: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(Arc::new(Schema::new(vec![
+            Field::new("ship_month", DataType::Utf8, true),
+            Field::new("revenue", DataType::Float64, true),
+        ]))));
+        let counted: Arc<dyn ExecutionPlan> = Arc::new(SourceRowsExec::new(scan, "kglue://source-0".into()));
+        let plan: Arc<dyn ExecutionPlan> = Arc::new(StageExec::new(counted, spec()));
+        let codec = KglueCodec::default();
+        let node = PhysicalPlanNode::try_from_physical_plan(Arc::clone(&plan), &codec).expect("encode");
+        let ctx = SessionContext::new();
+        let decoded = node.try_into_physical_plan(&ctx.task_ctx(), &codec).expect("decode");
+        let stage = decoded.downcast_ref::<StageExec>().expect("a StageExec");
+        assert_eq!(stage.spec, spec());
+        let counter = stage.input.downcast_ref::<SourceRowsExec>().expect("a SourceRowsExec");
+        assert_eq!(counter.store_url, "kglue://source-0");
+        assert!(counter.input.downcast_ref::<EmptyExec>().is_some());
+        assert!(check_plan(&plan).is_ok());
+    }
+
+    #[test]
+    fn a_stages_figures_count_source_rows_and_work_but_not_waiting() {
+        let metric = |metric| OperatorMetric {
+            partition: None,
+            metric: Some(metric),
+        };
+        let operator = |depth, kind: &str, desc: &str, metrics: Vec<OperatorMetric>| OperatorWithMetrics {
+            depth,
+            operator_type: kind.into(),
+            operator_desc: desc.into(),
+            metrics,
+        };
+        let time = |name: &str, seconds: u64| {
+            metric(Metric::Time(NamedTime {
+                name: name.into(),
+                value: seconds * 1_000_000_000,
+            }))
+        };
+        let scan = JobStageMetrics {
+            stage_id: 1,
+            partitions: 2,
+            operators: vec![
+                operator(
+                    0,
+                    "ShuffleWriterExec",
+                    "ShuffleWriterExec",
+                    vec![metric(Metric::OutputRows(90)), time("write_time", 1)],
+                ),
+                operator(
+                    1,
+                    "FilterExec",
+                    "FilterExec: x > 1",
+                    vec![
+                        metric(Metric::OutputRows(90)),
+                        metric(Metric::ElapseTime(2_000_000_000)),
+                    ],
+                ),
+                operator(
+                    2,
+                    SOURCE_ROWS,
+                    "SourceRowsExec: rows read from kglue://source-0",
+                    vec![metric(Metric::OutputRows(100))],
+                ),
+                operator(
+                    3,
+                    "DataSourceExec",
+                    "DataSourceExec: …",
+                    vec![
+                        time("time_elapsed_processing", 4),
+                        time("time_elapsed_scanning_total", 60),
+                    ],
+                ),
+            ],
+        };
+        let last = JobStageMetrics {
+            stage_id: 2,
+            partitions: 2,
+            operators: vec![
+                operator(
+                    0,
+                    "ShuffleWriterExec",
+                    "ShuffleWriterExec",
+                    vec![metric(Metric::OutputRows(2))],
+                ),
+                operator(1, "StageExec", "StageExec: sink s", vec![]),
+                operator(2, "AggregateExec", "AggregateExec", vec![metric(Metric::OutputRows(7))]),
+            ],
+        };
+        let figures = JobFigures::of("s", &[scan, last]);
+        assert_eq!(
+            figures.rows_by_store,
+            BTreeMap::from([("kglue://source-0".to_string(), 100)])
+        );
+        assert_eq!(figures.stages.len(), 2);
+        assert_eq!((figures.stages[0].rows, figures.stages[0].tasks), (90, 2));
+        assert_eq!(
+            figures.stages[0].compute_seconds, 7.0,
+            "scanning time waits on the filter: not work"
+        );
+        assert_eq!(
+            figures.stages[1].rows, 7,
+            "the last stage's rows are those written, not the file lists"
+        );
+    }
+}
