@@ -18,6 +18,7 @@ use crate::crawl::run::{CrawlRunError, crawl};
 use crate::etl::bookmark::{BookmarkFile, BookmarkFileError};
 use crate::etl::run::{self, Resources, RunOutcome, RunRequest, RunResult, plan_run};
 use crate::etl::settle::{DirLedger, finish_commit};
+use crate::etl::workers::ExecutorLaunch;
 use crate::manifest::{ManifestError, read_one};
 use crate::storage::{Credentials, SecretsDir, StoreResolver};
 
@@ -45,6 +46,9 @@ pub enum LocalError {
     /// `kglue bookmark rewind --bookmarks FILE` without `--to-run`.
     #[error("rewinding a bookmark file needs --to-run ID (`kglue bookmark show --bookmarks FILE` lists the runs)")]
     RewindNeedsRun,
+    /// `--workers N`: this binary's path, which the executors are started from, is unknown.
+    #[error("finding the kglue binary to start the executors with: {0}")]
+    ExecutorProgram(std::io::Error),
 }
 
 /// Reads the single Crawler of a manifest file.
@@ -103,6 +107,26 @@ pub enum LocalRunOutput {
     Ran(Box<RunResult>),
 }
 
+/// A local run's resources: its worker size's, spread over `run.workers` executor processes of
+/// this binary (`kglue executor`) when there are several.
+fn resources(run: &LocalRun, spill_dir: &std::path::Path) -> Result<Resources, LocalError> {
+    let resources = Resources::for_worker(run.job.spec.worker_size, spill_dir.to_path_buf());
+    if run.workers <= 1 {
+        return Ok(resources);
+    }
+    let program = std::env::current_exe().map_err(LocalError::ExecutorProgram)?;
+    let launch = ExecutorLaunch {
+        program,
+        args: vec![
+            "--catalog".into(),
+            run.catalog.display().to_string(),
+            "--secrets-dir".into(),
+            run.secrets_dir.display().to_string(),
+        ],
+    };
+    Ok(resources.with_workers(run.workers, launch))
+}
+
 /// Runs (or, with `explain`, plans and explains) a Job against a catalog directory, reading and
 /// committing its bookmark in the bookmark file.
 pub async fn run_job(run: LocalRun, explain: bool) -> Result<LocalRunOutput, LocalError> {
@@ -127,7 +151,7 @@ pub async fn run_job(run: LocalRun, explain: bool) -> Result<LocalRunOutput, Loc
         attempt: run.attempt,
         arguments: run.arguments.clone(),
         bookmark: bookmark_file.bookmark.clone(),
-        resources: Resources::for_worker(run.job.spec.worker_size, spill_dir.clone()).with_workers(run.workers),
+        resources: resources(&run, &spill_dir)?,
         stream: None,
     };
     if explain {

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use cli::{attempt, bookmark, cluster, local, serve, sql};
+use cli::{attempt, bookmark, cluster, executor, local, serve, sql};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +72,9 @@ enum Command {
     /// tools (what a Session's pod runs): one user, a password from $KGLUE_SESSION_PASSWORD
     /// checked with SCRAM-SHA-256, the catalog read again before each statement.
     Serve(serve::ServeCliArgs),
+    /// Serve as one executor of a distributed run: started by `kglue run --workers N`, it runs
+    /// the tasks the run's scheduler hands it and stops when its stdin closes.
+    Executor(executor::ExecutorArgs),
     /// Work with the tables of a catalog directory.
     Table {
         #[command(subcommand)]
@@ -132,6 +135,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Attempt(args) => Ok(attempt::run(args).await),
         Command::Crawl(args) => local::crawl(args).await,
         Command::Run(args) => local::run(args).await,
+        Command::Executor(args) => executor::executor(args).await,
         Command::Sql(args) => sql::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Table { command } => local::table(command),

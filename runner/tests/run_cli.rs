@@ -958,3 +958,133 @@ fn three_workers_write_exactly_the_rows_of_one_process_and_fail_as_one() {
     assert_eq!(ws.output_files(), Vec::<String>::new());
     assert!(walk(&ws.path("summary")).is_empty(), "{:?}", walk(&ws.path("summary")));
 }
+
+/// The processes a process started (its children), from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Whether a process is still there (not exited and reaped, nor a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')))
+}
+
+/// Waits up to `limit` for `done`.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// `--workers 3` under faults: an executor SIGKILLed while the run writes (its tasks run again
+/// on the others) still gives exactly one run's rows; the driver SIGKILLed takes its executors
+/// with it, and the retry gives exactly one run's rows. No process outlives its run.
+#[test]
+fn a_killed_executor_or_driver_still_gives_exactly_one_runs_rows_and_leaves_no_process() {
+    let ws = Workspace::new();
+    let rows = 300_000;
+    land_orders(&ws, 0, rows, 4, "big");
+    // Many partitions and small files keep the run writing long enough to be killed mid-way; the
+    // join with a summary adds a shuffle, whose files a killed executor takes with it.
+    let job = ws.job(
+        "CREATE VIEW cleaned AS SELECT o.id, o.amount, o.note, CAST(o.id % 64 AS BIGINT) AS bucket, t.orders FROM orders o JOIN (SELECT region, count(*) AS orders FROM orders GROUP BY region) t ON o.region IS NOT DISTINCT FROM t.region;",
+        // Overwrite: the second run replaces the first's rows, so each run's count is checked.
+        "      partitionBy: [bucket]\n      targetFileSizeMb: 1\n      writeMode: Overwrite\n",
+        "  workerSize: Medium\n",
+    );
+    let start = |run_id: &str, attempt: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kglue"))
+            .args(["run", "-f"])
+            .arg(&job)
+            .arg("--catalog")
+            .arg(ws.path("catalog"))
+            .args(["--workers", "3", "--run-id", run_id, "--attempt", attempt, "--json"])
+            .env("KGLUE_SPILL_DIR", ws.path("spill"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kglue")
+    };
+    let staged = |run_id: &str| {
+        walk(&ws.path("out/_kglue_staging").join(run_id))
+            .into_iter()
+            .any(|f| f.extension().is_some_and(|e| e == "parquet"))
+    };
+    let exactly_one_run = || {
+        let counts = duckdb(&out_view(&ws), "SELECT count(*), count(DISTINCT id) FROM out", &[]);
+        assert_eq!(counts, [format!("{rows}|{rows}")]);
+        assert!(!ws.path("out/_kglue_staging").exists() || walk(&ws.path("out/_kglue_staging")).is_empty());
+    };
+
+    // An executor killed mid-write.
+    let mut driver = start("r1", "0");
+    assert!(
+        wait_for(Duration::from_secs(120), || staged("r1")),
+        "no staged file within the deadline"
+    );
+    let executors = children(driver.id());
+    assert_eq!(executors.len(), 3, "three executor processes: {executors:?}");
+    let victim = executors[0];
+    Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .expect("kill");
+    let output = wait_for_output(&mut driver, Duration::from_secs(240));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let result: Value = serde_json::from_slice(&output.stdout).expect("json result");
+    assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], rows);
+    exactly_one_run();
+    assert!(
+        wait_for(Duration::from_secs(10), || executors.iter().all(|&p| !alive(p))),
+        "executors outlived their run"
+    );
+
+    // The driver killed mid-write: its executors stop with it; the retry replaces the attempt.
+    let mut driver = start("r2", "0");
+    assert!(
+        wait_for(Duration::from_secs(120), || staged("r2")),
+        "no staged file within the deadline"
+    );
+    let executors = children(driver.id());
+    assert_eq!(executors.len(), 3, "{executors:?}");
+    driver.kill().expect("kill the driver");
+    driver.wait().expect("reap");
+    assert!(
+        wait_for(Duration::from_secs(10), || executors.iter().all(|&p| !alive(p))),
+        "executors outlived their driver"
+    );
+    assert!(staged("r2"), "the killed attempt left staged files behind");
+    let result = ws.run_ok(&job, &["--workers", "3", "--run-id", "r2", "--attempt", "1"]);
+    assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], rows);
+    exactly_one_run();
+}
+
+/// Waits for `child` to exit within `limit` (killing it after) and returns its output.
+fn wait_for_output(child: &mut std::process::Child, limit: Duration) -> Output {
+    let ended = wait_for(limit, || child.try_wait().ok().flatten().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let mut stdout = Vec::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        use std::io::Read as _;
+        let _ = pipe.read_to_end(&mut stdout);
+    }
+    let status = child.wait().expect("reap");
+    assert!(ended, "the run did not end within {limit:?}");
+    Output {
+        status,
+        stdout,
+        stderr: Vec::new(),
+    }
+}

@@ -1,11 +1,12 @@
 //! The command line's definitions, grouped: [`local`] commands work on files and a catalog
 //! directory, [`cluster`] commands on the current kubeconfig context's cluster, [`bookmark`] on
-//! either, [`sql`] is the SQL prompt over a catalog, [`serve`] the same over the PostgreSQL wire protocol, and [`attempt`] is what an attempt's pod runs. Each module parses, calls the library and
+//! either, [`sql`] is the SQL prompt over a catalog, [`serve`] the same over the PostgreSQL wire protocol, [`attempt`] is what an attempt's pod runs, and [`executor`] is one executor of a distributed run. Each module parses, calls the library and
 //! prints what it returns; none does the work itself.
 
 pub mod attempt;
 pub mod bookmark;
 pub mod cluster;
+pub mod executor;
 pub mod local;
 pub mod serve;
 pub mod sql;

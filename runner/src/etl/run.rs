@@ -44,7 +44,7 @@ use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
 use super::source::{self, Selection, SourceInput};
 use super::table_update::{OutputShape, conform, updated_table};
 use super::types::{fields_of, to_arrow};
-use super::workers::{self, JobFigures, Workers};
+use super::workers::{self, ExecutorLaunch, JobFigures, StoreRef, Workers};
 use super::{arguments, scope, script};
 use crate::catalog::{Catalog, DirCatalog};
 use crate::storage::{Location, StoreResolver};
@@ -72,6 +72,8 @@ pub struct Resources {
     pub max_buffered_bytes: usize,
     /// Executors of a distributed run (`etl::workers`); 1 runs the plan in this process alone.
     pub workers: usize,
+    /// How a distributed run starts its executors.
+    pub executor: Option<ExecutorLaunch>,
 }
 
 impl Resources {
@@ -94,12 +96,15 @@ impl Resources {
             max_open_writers: (memory_limit_bytes / (16 << 20)).clamp(32, 1024),
             max_buffered_bytes: memory_limit_bytes / 4,
             workers: 1,
+            executor: None,
         }
     }
 
-    /// The same resources spread over `workers` executors (at least 1).
-    pub fn with_workers(mut self, workers: usize) -> Self {
+    /// The same resources spread over `workers` executors (at least 1), each started with
+    /// `executor`.
+    pub fn with_workers(mut self, workers: usize, executor: ExecutorLaunch) -> Self {
         self.workers = workers.max(1);
+        self.executor = Some(executor);
         self
     }
 
@@ -300,6 +305,8 @@ struct PreparedSink {
     /// What a settle attempt needs to finish this sink's commit.
     commit: CommitSink,
     target: SinkTarget,
+    /// The Connection the target's store is reached through.
+    connection: Option<String>,
     plan: Arc<dyn ExecutionPlan>,
     /// The feeds from other sinks its plan reads (see `etl::share`), closed once it is written.
     feeds: Feeds,
@@ -313,6 +320,8 @@ struct PreparedSink {
 struct PreparedSource {
     input: SourceInput,
     selection: Selection,
+    /// The URL its selected objects are mounted under in the session (`source::store_url`).
+    store_url: String,
 }
 
 /// Per-phase stopwatch.
@@ -477,7 +486,11 @@ async fn plan_inner(
         let selection = source::select(&input, source_bookmark(read_from, &job_source.name), band, key_budget).await?;
         source::settle_compression(&mut input, &selection).await?;
         source::register(&ctx, index, &input, &selection).await?;
-        sources.push(PreparedSource { input, selection });
+        sources.push(PreparedSource {
+            input,
+            selection,
+            store_url: source::store_url(index),
+        });
     }
 
     script::run_script(&ctx, &spec.sql, &arguments).await?;
@@ -605,6 +618,7 @@ fn source_input(
         name,
         location,
         store,
+        connection: storage.connection.clone(),
         format: storage.format,
         file_schema,
         partition_keys,
@@ -770,6 +784,7 @@ async fn prepare_sink(
         commit: CommitSink::of(job_sink, &storage),
         spec: job_sink.clone(),
         target,
+        connection: storage.connection.clone(),
         plan,
         feeds,
         group: position,
@@ -891,9 +906,26 @@ impl PlannedRun {
         let started = Instant::now();
         let resources = &self.request.resources;
         if resources.distributed() && !self.sinks.is_empty() {
-            // The machine's task slots shared out among the executors.
+            let launch = resources
+                .executor
+                .as_ref()
+                .ok_or_else(|| RunError::Engine("a distributed run was not told how to start its executors".into()))?;
+            // The machine's task slots and memory shared out among the executors.
             let slots = (resources.target_partitions / resources.workers).max(1);
-            let started = Workers::start_in_process(&self.ctx.state(), resources.workers, slots)
+            let mut each = resources.clone();
+            each.memory_limit_bytes = resources.memory_limit_bytes / resources.workers;
+            let sources = self
+                .sources
+                .iter()
+                .map(|s| {
+                    let store = StoreRef {
+                        location: s.input.location.to_string(),
+                        connection: s.input.connection.clone(),
+                    };
+                    (s.store_url.clone(), store)
+                })
+                .collect();
+            let started = Workers::start(&self.ctx.state(), (resources.workers, slots), &each, launch, sources)
                 .await
                 .map_err(|e| RunError::Engine(e.to_string()))?;
             self.workers = Some(started);
@@ -914,7 +946,13 @@ impl PlannedRun {
                 async move {
                     let result = match workers {
                         Some(workers) => workers
-                            .stage(&sink.target, sink.plan.clone(), run_id, limits)
+                            .stage(
+                                &sink.target,
+                                sink.plan.clone(),
+                                run_id,
+                                limits,
+                                sink.connection.as_deref(),
+                            )
                             .await
                             .map(|(staged, figures)| (staged, Some(figures))),
                         None => sink::stage(&sink.target, sink.plan.clone(), task_ctx, run_id, limits)
@@ -1192,12 +1230,11 @@ impl PlannedRun {
         let sources = self
             .sources
             .iter()
-            .enumerate()
-            .map(|(index, prepared)| {
+            .map(|prepared| {
                 (
                     prepared.input.name.clone(),
                     SourceMetrics {
-                        rows: rows_by_store.get(&source::store_url(index)).copied().unwrap_or(0) as i64,
+                        rows: rows_by_store.get(&prepared.store_url).copied().unwrap_or(0) as i64,
                         bytes: prepared.selection.selected_bytes() as i64,
                         objects: prepared.selection.selected.len() as i64,
                         objects_deferred: (prepared.selection.deferred > 0)
@@ -1294,7 +1331,7 @@ impl PlannedRun {
                 sinks,
                 phase_seconds: self.phases.0.clone(),
                 workers: self.workers.as_ref().map(|workers| WorkerMetrics {
-                    executors: workers.executors as i64,
+                    executors: workers.count as i64,
                     slots_per_executor: workers.slots as i64,
                     stages: self.figures.iter().flat_map(|f| f.stages.iter().cloned()).collect(),
                 }),

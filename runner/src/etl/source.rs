@@ -144,6 +144,8 @@ pub struct SourceInput {
     pub location: Location,
     /// The store that serves the location.
     pub store: Arc<dyn ObjectStore>,
+    /// The Connection the store is reached through (an executor of a distributed run opens it).
+    pub connection: Option<String>,
     /// Format and format options.
     pub format: FormatSpec,
     /// The columns of the data files, when a Table declares them; inferred from the data otherwise.
@@ -718,6 +720,7 @@ mod tests {
             name: "orders".into(),
             location: "file:///data/orders/".parse().expect("location"),
             store: Arc::new(object_store::memory::InMemory::new()),
+            connection: None,
             format: FormatSpec {
                 format: DataFormat::Csv,
                 compression: None,

@@ -14,24 +14,36 @@
 //! staging folder; only the files named by the task attempt whose result the driver received are
 //! committed, and the commit removes whatever else the staging folder holds.
 //!
-//! Scheduler and executors run kglue's code (here in the run's own process: `kglue run
-//! --workers N`), so both know [`StageExec`] through [`KglueCodec`], and the executors find the
-//! run's stores (the sources' selected objects, the sinks' locations) in the run's object store
-//! registry under the URLs the plan names.
+//! Scheduler and executors run kglue's code, so both know [`StageExec`] through [`KglueCodec`].
+//! The driver hosts the scheduler; each executor is a process of its own (`kglue executor`,
+//! started by `kglue run --workers N`) that opens the run's stores itself: the plan names them by
+//! URLs (`kglue://source-0`, `kglue-sink://sink1`), and every task carries, in the session
+//! option `kglue.stores`, the location and Connection behind each URL, which the executor opens
+//! with its own copy of the catalog's Connections and Secrets.
 
 use std::fmt;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
-use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::protobuf::operator_metric::Metric;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_core::serde::protobuf::{GetJobMetricsParams, JobStageMetrics};
+use ballista_core::serde::{BallistaCodec, BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
+use ballista_core::utils::{GrpcServerConfig, create_grpc_server};
+use ballista_core::{ConfigProducer, RuntimeProducer};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
+use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::arrow::array::{Array, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
@@ -39,7 +51,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
+use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, ChildrenPropertiesMode, EmissionType};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
@@ -58,11 +70,83 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::run::{Resources, engine_runtime};
 use super::sink::{self, PartitionKey, SinkError, SinkTarget, Staged, StreamOutput, WriteLimits, WrittenFile};
-use crate::storage::Location;
+use crate::storage::{Location, StoreResolver};
 
-/// How long the driver waits for the scheduler it started to accept connections.
+/// How long an executor waits for the scheduler to accept connections.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An executor that stops polling (killed, or its machine gone) is given up on after this long,
+/// and its tasks run again elsewhere. Executors poll at least every 5 s.
+const EXECUTOR_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// kglue's session options, which travel with every task to the executors (Ballista sends a
+/// session's `entries()` and sets them on the other side).
+#[derive(Debug, Clone, Default)]
+pub struct KglueOptions {
+    /// The run's stores as JSON: URL in the plan → location and Connection ([`StoreRef`]).
+    pub stores: String,
+}
+
+const STORES_KEY: &str = "kglue.stores";
+
+impl ConfigExtension for KglueOptions {
+    const PREFIX: &'static str = "kglue";
+}
+
+impl ExtensionOptions for KglueOptions {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> DfResult<()> {
+        match key {
+            "stores" => {
+                self.stores = value.to_string();
+                Ok(())
+            }
+            _ => Err(DataFusionError::Configuration(format!("kglue has no option {key:?}"))),
+        }
+    }
+
+    // Keys with the prefix, unlike `extensions_options!`'s, so the receiving side can set them.
+    fn entries(&self) -> Vec<ConfigEntry> {
+        vec![ConfigEntry {
+            key: STORES_KEY.to_string(),
+            value: Some(self.stores.clone()),
+            description: "the run's stores: URL in the plan → location and Connection, as JSON",
+        }]
+    }
+}
+
+/// What a store URL of the plan stands for: a location, through a Connection or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreRef {
+    /// `s3://bucket/prefix` or `file:///path`.
+    pub location: String,
+    /// The Connection the location is reached through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+}
+
+/// How to start an executor process: `program executor …` with `args` after the options the
+/// driver sets (the catalog and secrets a run's stores are opened with).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecutorLaunch {
+    /// The kglue binary.
+    pub program: PathBuf,
+    /// Arguments after `executor --scheduler URL --slots N --memory-bytes M --spill-dir DIR`.
+    pub args: Vec<String>,
+}
 
 /// The session settings of a distributed run: Ballista's (no round-robin repartitioning, which
 /// its stages cannot carry; sort-merge joins, which spill, where DataFusion's hash join holds the
@@ -70,17 +154,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn configure(config: SessionConfig) -> SessionConfig {
     config
         .upgrade_for_ballista()
+        // The plan runs as the driver planned it, partition for partition: the adaptive planner
+        // would re-plan stages and change their partitions, and the driver checks that it gets
+        // one file list per partition of the plan it sent.
+        .set_bool("ballista.planner.adaptive.enabled", false)
+        .with_option_extension(KglueOptions::default())
         .with_ballista_physical_extension_codec(Arc::new(KglueCodec::default()))
 }
 
-/// A Ballista scheduler and its executors, started for one run.
+/// A Ballista scheduler (in this process) and its executors (processes), started for one run.
+/// Dropping it kills the executors.
 pub struct Workers {
     scheduler_url: String,
     session_id: String,
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
+    /// The stores the plans name, as the executors open them.
+    stores: Mutex<BTreeMap<String, StoreRef>>,
+    executors: Mutex<Vec<tokio::process::Child>>,
     /// Executors started.
-    pub executors: usize,
+    pub count: usize,
     /// Task slots of each executor.
     pub slots: usize,
 }
@@ -90,7 +183,7 @@ impl fmt::Debug for Workers {
         write!(
             f,
             "Workers({} executors × {} slots at {})",
-            self.executors, self.slots, self.scheduler_url
+            self.count, self.slots, self.scheduler_url
         )
     }
 }
@@ -104,43 +197,85 @@ pub struct StartError {
 }
 
 impl Workers {
-    /// Starts, in this process, a scheduler and `executors` executors of `slots` task slots each,
-    /// all reading plans with `state`'s codec and reaching stores through `state`'s runtime (the
-    /// run's own: what the driver registers there later, the executors see).
-    pub async fn start_in_process(state: &SessionState, executors: usize, slots: usize) -> Result<Self, StartError> {
+    /// Starts a scheduler in this process, reading plans with `state`'s codec, and `count`
+    /// executor processes of `slots` task slots and `resources`' memory each. `sources` are the
+    /// stores the sources were mounted under.
+    pub async fn start(
+        state: &SessionState,
+        (count, slots): (usize, usize),
+        resources: &Resources,
+        launch: &ExecutorLaunch,
+        sources: BTreeMap<String, StoreRef>,
+    ) -> Result<Self, StartError> {
         let failed = |message: String| StartError {
-            workers: executors,
+            workers: count,
             message,
         };
-        let address = ballista_scheduler::standalone::new_standalone_scheduler_from_state(state)
+        let scheduler_url = start_scheduler(state)
             .await
             .map_err(|e| failed(format!("the scheduler: {e}")))?;
-        let scheduler_url = format!("http://localhost:{}", address.port());
-        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-        for _ in 0..executors {
-            let client = loop {
-                match SchedulerGrpcClient::connect(scheduler_url.clone()).await {
-                    Ok(client) => break client,
-                    Err(e) if tokio::time::Instant::now() >= deadline => {
-                        return Err(failed(format!(
-                            "the scheduler at {scheduler_url} accepts no connection: {e}"
-                        )));
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            };
-            ballista_executor::new_standalone_executor_from_state(client, slots, state)
-                .await
-                .map_err(|e| failed(format!("an executor: {e}")))?;
+        let mut executors = Vec::with_capacity(count);
+        for _ in 0..count {
+            let child = tokio::process::Command::new(&launch.program)
+                .arg("executor")
+                .args(["--scheduler", &scheduler_url])
+                .args(["--slots", &slots.to_string()])
+                .args(["--memory-bytes", &resources.memory_limit_bytes.to_string()])
+                .arg("--spill-dir")
+                .arg(&resources.spill_dir)
+                .args(&launch.args)
+                // The executor stops when its stdin closes: when this process ends, however.
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| failed(format!("{}: {e}", launch.program.display())))?;
+            executors.push(child);
         }
         Ok(Workers {
             scheduler_url,
             session_id: session_id(),
             config: state.config().clone(),
             runtime: Arc::clone(state.runtime_env()),
-            executors,
+            stores: Mutex::new(sources),
+            executors: Mutex::new(executors),
+            count,
             slots,
         })
+    }
+
+    /// The session settings a job is submitted with: the run's, and the stores as they stand.
+    fn job_config(&self) -> DfResult<SessionConfig> {
+        let stores = self
+            .stores
+            .lock()
+            .map_err(|_| DataFusionError::Internal("store map poisoned".into()))?;
+        let json = serde_json::to_string(&*stores).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut config = self.config.clone();
+        config.options_mut().set(STORES_KEY, &json)?;
+        Ok(config)
+    }
+
+    /// Waits until every executor has exited, and says how each ended. While one runs, its
+    /// tasks may still finish (Ballista moves a lost executor's tasks to the others).
+    async fn all_exited(&self) -> String {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Ok(mut executors) = self.executors.lock() else {
+                return "the executors' handles were poisoned".into();
+            };
+            let statuses: Vec<Option<String>> = executors
+                .iter_mut()
+                .map(|child| match child.try_wait() {
+                    Ok(Some(status)) => Some(status.to_string()),
+                    Ok(None) => None,
+                    Err(e) => Some(e.to_string()),
+                })
+                .collect();
+            if statuses.iter().all(Option::is_some) {
+                return statuses.into_iter().flatten().collect::<Vec<_>>().join("; ");
+            }
+        }
     }
 
     /// Executes `plan` on the executors, each task writing its partition's rows under the
@@ -152,6 +287,7 @@ impl Workers {
         plan: Arc<dyn ExecutionPlan>,
         run_id: &str,
         limits: &WriteLimits,
+        connection: Option<&str>,
     ) -> Result<(Staged, JobFigures), SinkError> {
         let execute = |e: DataFusionError| SinkError::Execute {
             sink: target.name.clone(),
@@ -165,6 +301,15 @@ impl Workers {
             message: e.to_string(),
         })?;
         self.runtime.register_object_store(&url, Arc::clone(&target.store));
+        if let Ok(mut stores) = self.stores.lock() {
+            stores.insert(
+                url.as_str().trim_end_matches('/').to_string(),
+                StoreRef {
+                    location: target.location.to_string(),
+                    connection: connection.map(str::to_string),
+                },
+            );
+        }
         let spec = StageSpec {
             sink: target.name.clone(),
             store_url: store_url.as_str().to_string(),
@@ -178,27 +323,40 @@ impl Workers {
             max_buffered_bytes: limits.max_buffered_bytes,
             upload_buffer_bytes: limits.upload_buffer_bytes,
         };
+        let streams = plan.output_partitioning().partition_count();
         let stage: Arc<dyn ExecutionPlan> = Arc::new(StageExec::new(count_source_rows(plan).map_err(execute)?, spec));
         let codec = KglueCodec::default();
-        let mut results = execute_physical_plan::<PhysicalPlanNode>(
-            self.scheduler_url.clone(),
-            &self.config.ballista_config(),
-            stage,
-            &codec,
-            self.session_id.clone(),
-            self.config.clone(),
-        )
-        .await
-        .map_err(execute)?;
+        let config = self.job_config().map_err(execute)?;
+        let collect = async {
+            let mut results = execute_physical_plan::<PhysicalPlanNode>(
+                self.scheduler_url.clone(),
+                &config.ballista_config(),
+                stage,
+                &codec,
+                self.session_id.clone(),
+                config.clone(),
+            )
+            .await?;
+            let mut outputs = Vec::new();
+            while let Some(batch) = results.next().await {
+                outputs.extend(TaskOutput::from_batch(&batch?)?);
+            }
+            Ok::<_, DataFusionError>(outputs)
+        };
+        let written = tokio::select! {
+            written = collect => written.map_err(execute)?,
+            ended = self.all_exited() => {
+                return Err(execute(DataFusionError::Execution(format!("every executor exited before the job ended: {ended}"))));
+            }
+        };
+        let partitions = stage_partitions(&target.name, written, streams)?;
         let mut outputs = Vec::new();
         let mut peak_open = 0;
         let mut job = None;
-        while let Some(batch) = results.next().await {
-            for written in TaskOutput::from_batch(&batch.map_err(execute)?).map_err(execute)? {
-                peak_open = peak_open.max(written.peak_open_files);
-                job = Some(written.job.clone());
-                outputs.push((written.stream as usize, written.into_stream_output().map_err(execute)?));
-            }
+        for written in partitions {
+            peak_open = peak_open.max(written.peak_open_files);
+            job = Some(written.job.clone());
+            outputs.push((written.stream as usize, written.into_stream_output().map_err(execute)?));
         }
         outputs.sort_by_key(|(stream, _)| *stream);
         let mut staged = sink::merge(target, run_id, outputs);
@@ -229,6 +387,134 @@ impl Workers {
             .stages;
         Ok(JobFigures::of(sink, &stages))
     }
+}
+
+/// Starts a Ballista scheduler in this process on a free port of 127.0.0.1 and returns its URL.
+/// Standalone Ballista's, but giving up on a silent executor after [`EXECUTOR_TIMEOUT`] rather
+/// than three minutes, and spreading a stage's tasks over the executors.
+async fn start_scheduler(state: &SessionState) -> Result<String, String> {
+    let codec = BallistaCodec::new(
+        state.config().ballista_logical_extension_codec(),
+        state.config().ballista_physical_extension_codec(),
+    );
+    let session_config = state.config().clone();
+    let session_state = state.clone();
+    // The job's settings (the stores among them) become the session's, so the tasks carry them.
+    let session_builder = Arc::new(move |config: SessionConfig| {
+        Ok(SessionStateBuilder::new_from_existing(session_state.clone())
+            .with_config(config)
+            .build())
+    });
+    let config_producer: ConfigProducer = Arc::new(move || session_config.clone());
+    let max_message = state.config().ballista_grpc_client_max_message_size();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let endpoint = address.to_string();
+    let cluster = BallistaCluster::new_memory(&endpoint, session_builder, config_producer);
+    let config = SchedulerConfig {
+        executor_timeout_seconds: EXECUTOR_TIMEOUT.as_secs(),
+        expire_dead_executor_interval_seconds: 1,
+        no_executors_grace_period_seconds: EXECUTOR_TIMEOUT.as_secs(),
+        ..SchedulerConfig::default()
+    }
+    .with_scheduler_policy(ballista_core::config::TaskSchedulingPolicy::PullStaged)
+    .with_task_distribution(TaskDistributionPolicy::RoundRobin);
+    let metrics = ballista_scheduler::metrics::default_metrics_collector().map_err(|e| e.to_string())?;
+    let mut server: SchedulerServer<datafusion_proto::protobuf::LogicalPlanNode, PhysicalPlanNode> =
+        SchedulerServer::new(endpoint, cluster, codec, Arc::new(config), metrics);
+    server.init().await.map_err(|e| e.to_string())?;
+    let service = SchedulerGrpcServer::new(server)
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    tokio::spawn(
+        create_grpc_server(&GrpcServerConfig::default())
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    Ok(format!("http://{address}"))
+}
+
+/// Serves as one executor of the scheduler at `scheduler_url` (`kglue executor`), with `slots`
+/// task slots and `resources`' memory and spill, opening the stores each task's session names
+/// through `resolver`. Returns once registered; the executor runs on this process's runtime.
+pub async fn serve_executor(
+    scheduler_url: &str,
+    slots: usize,
+    resources: &Resources,
+    resolver: Arc<StoreResolver>,
+) -> Result<(), String> {
+    let runtime = engine_runtime(resources).map_err(|e| e.to_string())?;
+    let config = configure(SessionConfig::new().with_target_partitions(resources.target_partitions));
+    let opened: Arc<Mutex<BTreeMap<String, StoreRef>>> = Arc::default();
+    let runtime_producer: RuntimeProducer = Arc::new(move |config: &SessionConfig| {
+        open_stores(&runtime, config, &resolver, &opened)?;
+        Ok(Arc::clone(&runtime))
+    });
+    let config_producer: ConfigProducer = Arc::new(move || config.clone());
+    let codec = BallistaCodec::new(
+        Arc::new(BallistaLogicalExtensionCodec::default()),
+        Arc::new(KglueCodec::default()),
+    );
+    let functions = BallistaFunctionRegistry::from(&SessionStateBuilder::new().with_default_features().build());
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let client = loop {
+        match SchedulerGrpcClient::connect(scheduler_url.to_string()).await {
+            Ok(client) => break client,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("the scheduler at {scheduler_url} accepts no connection: {e}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    ballista_executor::new_standalone_executor_from_builder(
+        client,
+        slots,
+        config_producer,
+        runtime_producer,
+        codec,
+        functions,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Registers in `runtime` every store `config`'s `kglue.stores` names that is not registered
+/// as it says yet.
+fn open_stores(
+    runtime: &RuntimeEnv,
+    config: &SessionConfig,
+    resolver: &StoreResolver,
+    opened: &Mutex<BTreeMap<String, StoreRef>>,
+) -> DfResult<()> {
+    let Some(options) = config.options().extensions.get::<KglueOptions>() else {
+        return Ok(());
+    };
+    if options.stores.is_empty() {
+        return Ok(());
+    }
+    let stores: BTreeMap<String, StoreRef> =
+        serde_json::from_str(&options.stores).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let mut opened = opened
+        .lock()
+        .map_err(|_| DataFusionError::Internal("store map poisoned".into()))?;
+    for (url, store) in stores {
+        if opened.get(&url) == Some(&store) {
+            continue;
+        }
+        let location: Location = store
+            .location
+            .parse()
+            .map_err(|e: crate::storage::LocationError| DataFusionError::Plan(e.to_string()))?;
+        let object_store = resolver
+            .store(&location, store.connection.as_deref())
+            .map_err(|e| DataFusionError::Plan(format!("{url} ({}): {e}", store.location)))?;
+        let parsed = url::Url::parse(&url).map_err(|e| DataFusionError::Plan(format!("{url}: {e}")))?;
+        runtime.register_object_store(&parsed, object_store);
+        opened.insert(url, store);
+    }
+    Ok(())
 }
 
 /// An id, unique in this process, for a run's Ballista session.
@@ -379,6 +665,10 @@ impl ExecutionPlan for StageExec {
         let task = context.task_id();
         let stream = stream_id(task.as_deref(), partition)?;
         let job = task.as_deref().and_then(job_of).unwrap_or_default().to_string();
+        let stage_attempt = task
+            .as_deref()
+            .and_then(task_numbers)
+            .map_or(0, |(attempt, _, _)| attempt);
         let streams = self.input.output_partitioning().partition_count();
         // Each task writes alone on its executor: the sink's bounds are shared out per stream as
         // a one-pod run shares them among its streams.
@@ -399,7 +689,7 @@ impl ExecutionPlan for StageExec {
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             let peak = shared.peak_open.load(Ordering::Relaxed) as u64;
-            TaskOutput::of(&job, stream, &output, peak).to_batch()
+            TaskOutput::of(&job, stage_attempt, stream, &output, peak).to_batch()
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             task_output_schema(),
@@ -413,17 +703,7 @@ impl ExecutionPlan for StageExec {
 /// task, so the partition alone repeats). `task` is Ballista's task identity,
 /// `TID <job>/<stage>.<stage attempt>/<task>.<task attempt>`.
 fn stream_id(task: Option<&str>, partition: usize) -> DfResult<usize> {
-    let parsed = task.and_then(|task| {
-        let (_, rest) = task.strip_prefix("TID ")?.split_once('/')?;
-        let (stage, task) = rest.split_once('/')?;
-        let (_, stage_attempt) = stage.split_once('.')?;
-        let (task, task_attempt) = task.split_once('.')?;
-        Some((
-            stage_attempt.parse::<usize>().ok()?,
-            task.parse::<usize>().ok()?,
-            task_attempt.parse::<usize>().ok()?,
-        ))
-    });
+    let parsed = task.and_then(task_numbers);
     match parsed {
         // Fixed widths after the stage attempt keep the digits unambiguous.
         Some((stage_attempt, task, task_attempt)) if task < 100_000 && task_attempt < 100 && partition < 1000 => {
@@ -433,6 +713,42 @@ fn stream_id(task: Option<&str>, partition: usize) -> DfResult<usize> {
             "a staging task needs Ballista's task identity (TID <job>/<stage>.<attempt>/<task>.<attempt>) and at most 1000 partitions; it has {task:?}, partition {partition}"
         ))),
     }
+}
+
+/// The stage attempt, task and task attempt of a Ballista task identity.
+fn task_numbers(task: &str) -> Option<(usize, usize, usize)> {
+    let (_, rest) = task.strip_prefix("TID ")?.split_once('/')?;
+    let (stage, task) = rest.split_once('/')?;
+    let (_, stage_attempt) = stage.split_once('.')?;
+    let (task, task_attempt) = task.split_once('.')?;
+    Some((
+        stage_attempt.parse().ok()?,
+        task.parse().ok()?,
+        task_attempt.parse().ok()?,
+    ))
+}
+
+/// One file list per partition of the plan, from what the job's last stage returned. A stage
+/// that ran again (an executor was lost and the shuffle files it held with it) can leave the
+/// results of both attempts among the job's outputs: then the newest attempt's, when it covers
+/// every partition. Anything else fails the sink rather than commit rows twice or lose some.
+fn stage_partitions(sink: &str, written: Vec<TaskOutput>, partitions: usize) -> Result<Vec<TaskOutput>, SinkError> {
+    if written.len() == partitions {
+        return Ok(written);
+    }
+    let newest = written.iter().map(|w| w.stage_attempt).max().unwrap_or_default();
+    let got = written.len();
+    let latest: Vec<TaskOutput> = written.into_iter().filter(|w| w.stage_attempt == newest).collect();
+    if latest.len() == partitions {
+        return Ok(latest);
+    }
+    Err(SinkError::Task {
+        sink: sink.to_string(),
+        message: format!(
+            "the executors returned {got} file lists for the {partitions} partitions of the plan ({} from the newest attempt of the last stage); failing the run rather than committing rows twice or losing some (a retry starts clean)",
+            latest.len()
+        ),
+    })
 }
 
 /// The job of a Ballista task identity (`TID <job>/…`).
@@ -446,6 +762,8 @@ fn job_of(task: &str) -> Option<&str> {
 struct TaskOutput {
     /// Ballista's job (one per sink and run).
     job: String,
+    /// The attempt of the last stage the task belonged to.
+    stage_attempt: usize,
     stream: u64,
     files: Vec<TaskFile>,
     partitions: Vec<TaskPartition>,
@@ -468,9 +786,10 @@ struct TaskPartition {
 }
 
 impl TaskOutput {
-    fn of(job: &str, stream: usize, output: &StreamOutput, peak_open_files: u64) -> Self {
+    fn of(job: &str, stage_attempt: usize, stream: usize, output: &StreamOutput, peak_open_files: u64) -> Self {
         TaskOutput {
             job: job.to_string(),
+            stage_attempt,
             stream: stream as u64,
             files: output
                 .files
@@ -799,6 +1118,33 @@ mod tests {
         );
         assert!(stream_id(Some("TID a/1.0/x.0"), 0).is_err());
         assert_eq!(job_of("TID aBc1234/3.0/0.0"), Some("aBc1234"));
+    }
+
+    #[test]
+    fn a_rerun_stage_gives_its_newest_attempts_files_or_the_sink_fails() {
+        let output = |stage_attempt, stream| TaskOutput {
+            job: "j".into(),
+            stage_attempt,
+            stream,
+            files: Vec::new(),
+            partitions: Vec::new(),
+            early_flushes: 0,
+            peak_open_files: 0,
+        };
+        let streams = |kept: Vec<TaskOutput>| kept.iter().map(|o| o.stream).collect::<Vec<_>>();
+        // One list per partition: kept as they are, even from different attempts.
+        let kept = stage_partitions("s", vec![output(0, 1), output(1, 2)], 2).expect("kept");
+        assert_eq!(streams(kept), [1, 2]);
+        // The stage ran twice and both attempts' lists came back: the newest attempt's.
+        let kept = stage_partitions("s", vec![output(0, 1), output(1, 2), output(1, 3)], 2).expect("kept");
+        assert_eq!(streams(kept), [2, 3]);
+        // Too many with no complete newest attempt, or too few: the sink fails.
+        let error = stage_partitions("s", vec![output(0, 1), output(0, 4), output(1, 2)], 2).expect_err("refused");
+        assert!(
+            error.to_string().contains("3 file lists for the 2 partitions"),
+            "{error}"
+        );
+        assert!(stage_partitions("s", vec![output(0, 1)], 2).is_err());
     }
 
     fn spec() -> StageSpec {
