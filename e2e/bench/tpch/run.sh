@@ -3,8 +3,12 @@
 # each run in its own process under measure.py. See docs/benchmarks.md for what is measured and how.
 #
 #   e2e/bench/tpch/run.sh [--scale 1,5] [--workloads transcode,curate,flatten] [--runs 3]
-#                         [--engines kglue,duckdb,polars,pyspark] [--setup-only] [--keep-output]
-#                         [--timeout SECONDS]
+#                         [--engines kglue,duckdb,polars,pyspark] [--workers 1,2,4]
+#                         [--setup-only] [--keep-output] [--timeout SECONDS]
+#
+# --workers: kglue runs once per worker count each round; a count above 1 is the engine
+# kglue-w<N> (`kglue run --workers N`: a scheduler and N executor processes on this machine, the
+# machine's 2 CPUs and memory shared among them; docs/scaling.md). Default 1.
 #
 # Workloads (default: transcode; see engines.py for their exact semantics):
 #   transcode  lineitem CSV -> Snappy Parquet partitioned by ship month
@@ -38,8 +42,9 @@ setup_only=
 keep_output=
 timeout_s=3600
 threads=2
+workers=1
 
-usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
   case $1 in
@@ -47,6 +52,7 @@ while (($#)); do
     --workloads) workloads=${2:?--workloads needs a value}; shift 2 ;;
     --engines) engines=${2:?--engines needs a value}; shift 2 ;;
     --runs) runs=${2:?--runs needs a value}; shift 2 ;;
+    --workers) workers=${2:?--workers needs a value}; shift 2 ;;
     --timeout) timeout_s=${2:?--timeout needs a value}; shift 2 ;;
     --setup-only) setup_only=1; shift ;;
     --keep-output) keep_output=1; shift ;;
@@ -68,12 +74,25 @@ done
 for engine in "${engine_list[@]}"; do
   case $engine in kglue | duckdb | polars | pyspark) ;; *) die "unknown engine: $engine (kglue, duckdb, polars, pyspark)" ;; esac
 done
+# kglue once per worker count: kglue itself for 1, kglue-w<N> for N above 1.
+IFS=, read -r -a worker_list <<<"$workers"
+kglue_engines=()
+for w in "${worker_list[@]}"; do
+  [[ $w =~ ^[1-9][0-9]*$ ]] || die "bad worker count: $w"
+  if ((w == 1)); then kglue_engines+=(kglue); else kglue_engines+=("kglue-w$w"); fi
+done
+expanded=()
+for engine in "${engine_list[@]}"; do
+  if [[ $engine == kglue ]]; then expanded+=("${kglue_engines[@]}"); else expanded+=("$engine"); fi
+done
+engine_list=("${expanded[@]}")
+engines=$(IFS=,; echo "${engine_list[*]}")
 
 # ---------------------------------------------------------------------------------------------
 # Tools
 # ---------------------------------------------------------------------------------------------
 
-has_engine() { [[ ",$engines," == *",$1,"* ]]; }
+has_engine() { [[ ",$engines," == *",$1"[,-]* ]]; }
 
 setup_venv "$here/requirements.txt"
 setup_tpchgen
@@ -193,6 +212,10 @@ engine_command() {
         orders.yaml @ORDERS@ "file://$dir/orders/"
       ;;
     kglue:flatten) kglue_job flatten "$sf" "$out" kglue-flatten.yaml orders-json.yaml @ORDERS_JSON@ "file://$dir/orders-json/" ;;
+    kglue-w*:*)
+      engine_command "$workload" kglue "$sf" "$out"
+      printf '%s\0' --workers "${engine#kglue-w}"
+      ;;
     polars:*) printf '%s\0' env POLARS_MAX_THREADS=$threads "$venv/bin/python" "$here/engines.py" polars "$workload" "${inputs[@]}" "$out" ;;
     pyspark:*) printf '%s\0' env PYSPARK_PYTHON="$venv/bin/python" SPARK_LOCAL_IP=127.0.0.1 "$venv/bin/python" "$here/engines.py" pyspark "$workload" "${inputs[@]}" "$out" ;;
     duckdb:*) printf '%s\0' "$venv/bin/python" "$here/engines.py" duckdb "$workload" "${inputs[@]}" "$out" ;;
