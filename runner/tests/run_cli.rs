@@ -21,6 +21,7 @@ impl Workspace {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_path_buf();
         std::fs::create_dir_all(root.join("catalog")).expect("catalog dir");
+        std::fs::create_dir_all(root.join("tmp")).expect("temporary dir");
         std::fs::write(root.join("catalog/database.yaml"), DATABASE).expect("database");
         Workspace { _dir: dir, root }
     }
@@ -60,7 +61,9 @@ impl Workspace {
             .arg(self.path("catalog"))
             .arg("--json")
             .args(extra)
-            .env("KGLUE_SPILL_DIR", self.path("spill"));
+            .env("KGLUE_SPILL_DIR", self.path("spill"))
+            // What a run leaves in the temporary directory shows here.
+            .env("TMPDIR", self.path("tmp"));
         command.output().expect("run kglue")
     }
 
@@ -902,6 +905,11 @@ fn three_workers_write_exactly_the_rows_of_one_process_and_fail_as_one() {
             ),
             "SELECT * FROM s",
             &[],
+        );
+        assert!(
+            walk(&ws.path("tmp")).is_empty() && !ws.path("spill").exists(),
+            "the run left files behind (executors' shuffle files): {:?}",
+            walk(&ws.path("tmp"))
         );
         runs.push((result, out, summary, ws));
     }

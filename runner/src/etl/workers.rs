@@ -172,6 +172,8 @@ pub struct Workers {
     /// The stores the plans name, as the executors open them.
     stores: Mutex<BTreeMap<String, StoreRef>>,
     executors: Mutex<Vec<tokio::process::Child>>,
+    /// Where the executors keep their shuffle files: removed with the executors.
+    shuffle_dir: PathBuf,
     /// Executors started.
     pub count: usize,
     /// Task slots of each executor.
@@ -185,6 +187,17 @@ impl fmt::Debug for Workers {
             "Workers({} executors × {} slots at {})",
             self.count, self.slots, self.scheduler_url
         )
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        if let Ok(executors) = self.executors.get_mut() {
+            for child in executors.iter_mut() {
+                let _ = child.start_kill();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.shuffle_dir);
     }
 }
 
@@ -214,6 +227,10 @@ impl Workers {
         let scheduler_url = start_scheduler(state)
             .await
             .map_err(|e| failed(format!("the scheduler: {e}")))?;
+        // Ballista's executor keeps its shuffle files in a folder of the temporary directory that
+        // it never removes: point that at a folder of the run's own, removed with the executors.
+        let shuffle_dir = resources.spill_dir.join("shuffle");
+        std::fs::create_dir_all(&shuffle_dir).map_err(|e| failed(format!("{}: {e}", shuffle_dir.display())))?;
         let mut executors = Vec::with_capacity(count);
         for _ in 0..count {
             let child = tokio::process::Command::new(&launch.program)
@@ -224,6 +241,7 @@ impl Workers {
                 .arg("--spill-dir")
                 .arg(&resources.spill_dir)
                 .args(&launch.args)
+                .env("TMPDIR", &shuffle_dir)
                 // The executor stops when its stdin closes: when this process ends, however.
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
@@ -239,6 +257,7 @@ impl Workers {
             runtime: Arc::clone(state.runtime_env()),
             stores: Mutex::new(sources),
             executors: Mutex::new(executors),
+            shuffle_dir,
             count,
             slots,
         })
