@@ -11,7 +11,8 @@ use kglue_e2e::S3Server;
 use kglue_runner::catalog::DirCatalog;
 use kglue_runner::etl::run::{Resources, RunOutcome, RunRequest, RunResult, plan_run};
 use kglue_runner::etl::settle::{DecideError, Decider, DirLedger, finish_commit};
-use kglue_runner::local::read_job;
+use kglue_runner::etl::workers::ExecutorLaunch;
+use kglue_runner::local::{crawl_dir, read_crawler, read_job};
 use kglue_runner::storage::{Credentials, SecretsDir, StoreResolver};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -65,7 +66,20 @@ impl Setup {
         bookmark: Option<kglue_crds::job::JobBookmark>,
         decider: &mut dyn Decider,
     ) -> RunResult {
-        let job = read_job(&self.path(job_file)).expect("job manifest");
+        let resources = Resources::for_worker(kglue_crds::common::WorkerSize::Small, self.path("spill"));
+        self.run_job(&self.path(job_file), run_id, bookmark, resources, decider)
+            .await
+    }
+
+    async fn run_job(
+        &self,
+        job_file: &Path,
+        run_id: &str,
+        bookmark: Option<kglue_crds::job::JobBookmark>,
+        resources: Resources,
+        decider: &mut dyn Decider,
+    ) -> RunResult {
+        let job = read_job(job_file).expect("job manifest");
         let mut catalog = DirCatalog::load(&self.path("catalog")).expect("catalog");
         let resolver = self.resolver(&catalog);
         let request = RunRequest {
@@ -75,7 +89,7 @@ impl Setup {
             attempt: 0,
             arguments: BTreeMap::new(),
             bookmark,
-            resources: Resources::for_worker(kglue_crds::common::WorkerSize::Small, self.path("spill")),
+            resources,
             stream: None,
         };
         match plan_run(request, &catalog, &resolver).await {
@@ -284,4 +298,177 @@ async fn a_refused_decision_removes_the_staging_and_a_lost_answer_keeps_it_for_s
         reloaded.table("curated", "orders").is_some(),
         "the Table written by settling"
     );
+}
+
+/// The example pipeline (examples/sales-pipeline) on S3, as the demo lands it but with more
+/// orders, several versions of each: its databases, classifier and curated table, the `lake`
+/// Connection to this server, and the raw tables crawled by its crawler.
+async fn pipeline_setup() -> Setup {
+    let server = S3Server::start().expect("the S3 server starts");
+    for bucket in ["sales-landing", "sales-curated", "sales-reports"] {
+        server.create_bucket(bucket).expect("bucket");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = Setup { server, dir };
+    let examples = kglue_e2e::repo_root().join("examples/sales-pipeline");
+    for file in ["databases.yaml", "classifier.yaml", "table-orders-daily.yaml"] {
+        std::fs::create_dir_all(setup.path("catalog")).expect("catalog");
+        std::fs::copy(examples.join(file), setup.path("catalog").join(file)).expect("copy example");
+    }
+    write(
+        &setup.path("catalog/connection.yaml"),
+        &format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Connection\nmetadata: {{name: lake}}\n\
+             spec: {{s3: {{endpoint: '{}', region: us-east-1, forcePathStyle: true, credentialsSecretRef: {{name: lake-credentials}}}}}}\n",
+            setup.server.endpoint()
+        ),
+    );
+    write(
+        &setup.path("secrets/lake-credentials/AWS_ACCESS_KEY_ID"),
+        setup.server.access_key(),
+    );
+    write(
+        &setup.path("secrets/lake-credentials/AWS_SECRET_ACCESS_KEY"),
+        setup.server.secret_key(),
+    );
+    setup
+        .put(
+            "sales-landing",
+            "customers/part-0.csv",
+            "customer_id|country\n0|NL\n1|DE\n2|FR\n",
+        )
+        .await;
+    for day in 1..=2 {
+        let mut lines = String::new();
+        for i in 1..=3000 {
+            // Every order twice a day, the later version with another amount: the job keeps one.
+            let order = (i + day * 1000) % 2500;
+            lines.push_str(&format!(
+                "{{\"order_id\": {order}, \"customer_id\": {}, \"amount\": {}.25, \"ordered_at\": \"2024-05-0{day} {:02}:{:02}:00\", \"items\": [{{\"sku\": \"s{}\", \"quantity\": {}}}]}}\n",
+                order % 3,
+                i % 97,
+                i % 24,
+                i % 60,
+                i % 7,
+                i % 5 + 1
+            ));
+        }
+        setup
+            .put(
+                "sales-landing",
+                &format!("orders/dt=2024-05-0{day}/part-0.json"),
+                &lines,
+            )
+            .await;
+    }
+    let crawler = read_crawler(&examples.join("crawler.yaml")).expect("the example crawler");
+    crawl_dir(
+        &crawler,
+        &setup.path("catalog"),
+        Credentials {
+            secrets: SecretsDir(setup.path("secrets")),
+            environment: Vec::new(),
+        },
+        false,
+    )
+    .await
+    .expect("the example crawl");
+    // What the jobs wrote, read back by one more job: the curated table and the report, as JSON
+    // lines in local files.
+    write(
+        &setup.path("export.yaml"),
+        &format!(
+            "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {{name: export}}\nspec:\n  sources:\n    - name: orders_daily\n      table: {{database: sales_curated, table: orders_daily}}\n    - name: revenue\n      storage: {{location: 's3://sales-reports/revenue/', format: Csv, compression: Gzip, csv: {{header: true}}, connection: lake}}\n  sql: |\n    CREATE VIEW orders AS SELECT * FROM orders_daily;\n    CREATE VIEW report AS SELECT * FROM revenue;\n  sinks:\n    - name: orders\n      storage: {{location: 'file://{0}/orders/', format: Json}}\n    - name: report\n      storage: {{location: 'file://{0}/report/', format: Json}}\n",
+            setup.path("export").display()
+        ),
+    );
+    setup
+}
+
+/// Every line of every file under `dir`, sorted.
+fn lines_under(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).expect("dir").flatten().map(|e| e.path()));
+        } else {
+            lines.extend(
+                std::fs::read_to_string(&path)
+                    .expect("text")
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// The example pipeline's two jobs on S3 write, with three workers (executor processes that open
+/// S3 through the `lake` Connection and its Secret themselves), exactly the rows they write in one
+/// process, compared row for row.
+#[tokio::test]
+async fn the_example_pipelines_jobs_write_the_same_rows_with_three_workers() {
+    let kglue = kglue_e2e::workspace_binary("kglue").expect("the kglue binary");
+    let examples = kglue_e2e::repo_root().join("examples/sales-pipeline");
+    let mut written = Vec::new();
+    for workers in [1, 3] {
+        let setup = pipeline_setup().await;
+        let resources = || {
+            let one = Resources::for_worker(kglue_crds::common::WorkerSize::Medium, setup.path("spill"));
+            let launch = ExecutorLaunch {
+                program: kglue.clone(),
+                args: vec![
+                    "--catalog".into(),
+                    setup.path("catalog").display().to_string(),
+                    "--secrets-dir".into(),
+                    setup.path("secrets").display().to_string(),
+                ],
+            };
+            if workers == 1 {
+                one
+            } else {
+                one.with_workers(workers, launch)
+            }
+        };
+        let mut results = Vec::new();
+        for job in ["job-clean-orders.yaml", "job-publish-revenue.yaml"] {
+            let mut ledger = DirLedger::new(&setup.path("catalog"));
+            let result = setup
+                .run_job(
+                    &examples.join(job),
+                    &format!("r-{workers}"),
+                    None,
+                    resources(),
+                    &mut ledger,
+                )
+                .await;
+            assert_eq!(
+                result.outcome,
+                RunOutcome::Succeeded,
+                "{job} with {workers} workers: {:?}",
+                result.error
+            );
+            assert_eq!(
+                result.metrics.workers.as_ref().map(|w| w.executors),
+                (workers > 1).then_some(workers as i64),
+                "{job}"
+            );
+            results.push(result);
+        }
+        let export = setup.run("export.yaml", "x1", None).await;
+        assert_eq!(export.outcome, RunOutcome::Succeeded, "{:?}", export.error);
+        let orders = lines_under(&setup.path("export/orders"));
+        let report = lines_under(&setup.path("export/report"));
+        assert_eq!(orders.len(), 2500, "one row per order id, its latest version");
+        assert!(!report.is_empty());
+        written.push((orders, report, results[0].metrics.sources.clone()));
+    }
+    assert!(
+        written[0].0 == written[1].0,
+        "orders_daily differs between one process and three workers"
+    );
+    assert_eq!(written[0].1, written[1].1, "the revenue report differs");
+    assert_eq!(written[0].2, written[1].2, "the sources' figures differ");
 }

@@ -882,7 +882,7 @@ fn a_summary_of_another_sinks_relation_reads_the_sources_once_and_fails_with_it(
 /// left in staging.
 #[test]
 fn three_workers_write_exactly_the_rows_of_one_process_and_fail_as_one() {
-    let sql = "CREATE VIEW ranked AS SELECT id, amount, region, note, row_number() OVER (PARTITION BY region ORDER BY amount DESC, id) AS rank FROM orders;\n    CREATE VIEW cleaned AS SELECT r.id, r.amount, r.region, r.note, r.rank, t.total FROM ranked r JOIN (SELECT region, sum(amount) AS total FROM orders GROUP BY region) t ON r.region IS NOT DISTINCT FROM t.region;\n    CREATE VIEW summary AS SELECT region, count(*) AS orders, sum(amount) AS total FROM orders GROUP BY region;";
+    let sql = "CREATE VIEW ranked AS SELECT id, amount, region, note, row_number() OVER (PARTITION BY region ORDER BY amount DESC, id) AS rank FROM orders;\n    CREATE VIEW cleaned AS SELECT r.id, r.amount, r.region, r.note, r.rank, t.total FROM ranked r JOIN (SELECT region, sum(amount) AS total FROM orders GROUP BY region) t ON r.region IS NOT DISTINCT FROM t.region;\n    CREATE VIEW summary AS SELECT region, count(*) AS orders, sum(amount) AS total FROM orders GROUP BY region;\n    CREATE VIEW props AS SELECT 'regions' AS name, CAST(count(*) AS VARCHAR) AS value FROM summary;";
     let sinks = |ws: &Workspace| {
         format!(
             "      partitionBy: [region]\n    - name: summary\n      storage: {{location: \"{}\", format: Parquet}}\n",
@@ -895,8 +895,10 @@ fn three_workers_write_exactly_the_rows_of_one_process_and_fail_as_one() {
         let ws = Workspace::new();
         land_orders(&ws, 0, rows, 4, "a");
         // Two CPUs: the plans have two partitions per stage, so tasks of a stage write side by side.
-        let job = ws.job(sql, &sinks(&ws), "  workerSize: Medium\n");
+        // Run properties are read after the sinks' jobs ran, from the script's views.
+        let job = ws.job(sql, &sinks(&ws), "  workerSize: Medium\n  runPropertiesFrom: props\n");
         let result = ws.run_ok(&job, &["--workers", workers]);
+        assert_eq!(result["runProperties"], json!({"regions": "4"}), "{result}");
         let out = duckdb(&out_view(&ws), "SELECT * FROM out", &[]);
         let summary = duckdb(
             &format!(

@@ -419,9 +419,12 @@ async fn start_scheduler(state: &SessionState) -> Result<String, String> {
     let session_config = state.config().clone();
     let session_state = state.clone();
     // The job's settings (the stores among them) become the session's, so the tasks carry them.
+    // The run's catalog is shared, not replaced: a builder that creates the default catalog
+    // registers a new, empty one over the run's, and the script's views were gone after the
+    // first job (runPropertiesFrom found no relation).
     let session_builder = Arc::new(move |config: SessionConfig| {
         Ok(SessionStateBuilder::new_from_existing(session_state.clone())
-            .with_config(config)
+            .with_config(config.with_create_default_catalog_and_schema(false))
             .build())
     });
     let config_producer: ConfigProducer = Arc::new(move || session_config.clone());
