@@ -40,7 +40,11 @@ TITLES = {
 
 def load(results, workload, sf, engine):
     runs = []
-    for path in sorted(glob.glob(os.path.join(results, f"{workload}-sf{sf}-{engine}-*.json"))):
+    prefix = f"{workload}-sf{sf}-{engine}-"
+    for path in sorted(glob.glob(os.path.join(results, prefix + "*.json"))):
+        # <prefix><run>.json only: kglue's files are not kglue-w2's.
+        if not os.path.basename(path)[len(prefix) : -len(".json")].isdigit():
+            continue
         with open(path) as f:
             runs.append(json.load(f))
     return runs

@@ -880,7 +880,11 @@ impl PlannedRun {
             (Err(error), Decided::No) => {
                 // Leave nothing behind: the staging folders of this run go, so a failed attempt
                 // has no orphan files (a retry would remove them too); a database sink's open
-                // transaction rolls back and its staging table goes.
+                // transaction rolls back and its staging table goes. A distributed run's
+                // executors are stopped first: none may write after the cleaning.
+                if let Some(workers) = self.workers.take() {
+                    workers.stop().await;
+                }
                 for sink in &self.sinks {
                     let _ = sink::clean_attempt(&sink.target, &self.request.run_id).await;
                 }

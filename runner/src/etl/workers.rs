@@ -263,6 +263,19 @@ impl Workers {
         })
     }
 
+    /// Stops every executor and waits until each has exited, so that no task of a failed job
+    /// writes into a staging folder after the run cleaned it (Ballista cancels a failed job's
+    /// other tasks on its own time).
+    pub async fn stop(self) {
+        let executors = match self.executors.lock() {
+            Ok(mut executors) => std::mem::take(&mut *executors),
+            Err(_) => Vec::new(),
+        };
+        for mut child in executors {
+            let _ = child.kill().await;
+        }
+    }
+
     /// The session settings a job is submitted with: the run's, and the stores as they stand.
     fn job_config(&self) -> DfResult<SessionConfig> {
         let stores = self
