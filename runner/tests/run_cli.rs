@@ -996,9 +996,10 @@ fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// `--workers 3` under faults: an executor SIGKILLed while the run writes (its tasks run again
-/// on the others) still gives exactly one run's rows; the driver SIGKILLed takes its executors
-/// with it, and the retry gives exactly one run's rows. No process outlives its run.
+/// `--workers 3` under faults: with an executor SIGKILLed while the run writes (its tasks run again
+/// on the others), the run commits exactly one run's rows, or fails with nothing committed and
+/// its retry does; the driver SIGKILLed takes its executors with it, and the retry gives exactly
+/// one run's rows. No process outlives its run.
 #[test]
 fn a_killed_executor_or_driver_still_gives_exactly_one_runs_rows_and_leaves_no_process() {
     let ws = Workspace::new();
@@ -1050,9 +1051,23 @@ fn a_killed_executor_or_driver_still_gives_exactly_one_runs_rows_and_leaves_no_p
         .status()
         .expect("kill");
     let output = wait_for_output(&mut driver, Duration::from_secs(240));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
     let result: Value = serde_json::from_slice(&output.stdout).expect("json result");
-    assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], rows);
+    if result["outcome"] == "Succeeded" {
+        assert_eq!(result["metrics"]["sinks"]["cleaned"]["rows"], rows);
+    } else {
+        // When Ballista's reruns leave more file lists than partitions and the newest attempt
+        // does not account for them alone, the run fails rather than guess: nothing committed,
+        // nothing staged, and the retry (the operator's, here by hand) commits one run's rows.
+        let error = result["error"].as_str().unwrap_or_default();
+        assert!(error.contains("file lists for the 2 partitions"), "{result}");
+        assert_eq!(
+            ws.output_files(),
+            Vec::<String>::new(),
+            "a failed attempt committed files"
+        );
+        let retried = ws.run_ok(&job, &["--workers", "3", "--run-id", "r1", "--attempt", "1"]);
+        assert_eq!(retried["metrics"]["sinks"]["cleaned"]["rows"], rows);
+    }
     exactly_one_run();
     assert!(
         wait_for(Duration::from_secs(10), || executors.iter().all(|&p| !alive(p))),

@@ -327,7 +327,7 @@ impl Workers {
         };
         // Checked here, where the message is clear, before any task writes.
         sink::writer_plan(target, &plan.schema(), run_id, limits, 1)?;
-        let store_url = sink_store_url();
+        let store_url = sink_store_url().map_err(execute)?;
         let url = url::Url::parse(store_url.as_str()).map_err(|e| SinkError::Task {
             sink: target.name.clone(),
             message: e.to_string(),
@@ -559,11 +559,10 @@ fn session_id() -> String {
 }
 
 /// A URL, unique in this process, under which a sink's store is registered for the executors.
-fn sink_store_url() -> ObjectStoreUrl {
+fn sink_store_url() -> DfResult<ObjectStoreUrl> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    // The name is made of letters and digits only, so it always parses.
-    ObjectStoreUrl::parse(format!("kglue-sink://sink{n}")).unwrap_or_else(|_| ObjectStoreUrl::local_filesystem())
+    ObjectStoreUrl::parse(format!("kglue-sink://sink{n}"))
 }
 
 /// What a [`StageExec`] needs to write a sink's staged files on an executor: the sink's target
