@@ -93,8 +93,8 @@ pub struct LocalRun {
     pub spill_dir: Option<PathBuf>,
     /// Where the Secrets that Connections refer to are.
     pub secrets_dir: PathBuf,
-    /// Executors to spread a batch run's plans over, in this process (`etl::workers`); 1 runs
-    /// them alone, as a pod does.
+    /// Executor processes (`kglue executor`, see `etl::workers`) to spread a batch run's plans
+    /// over; 1 runs them in this process alone, as a pod does.
     pub workers: usize,
 }
 

@@ -80,10 +80,11 @@ pub struct RunArgs {
     /// Where the Secrets that Connections refer to are: one folder per Secret, one file per key.
     #[arg(long, env = SECRETS_DIR_ENV, default_value = SECRETS_DIR)]
     secrets_dir: PathBuf,
-    /// Spread the run's plans over this many executors, with a scheduler, all in this process
-    /// (Apache Ballista's standalone mode): each sink's plan is cut into stages at its shuffles and
-    /// every task writes its rows as staged files, which the run commits as it always does.
-    /// 1 (the default): the run's plans execute in this process alone. Batch jobs only.
+    /// Spread the run's plans over this many executor processes on this machine (`kglue
+    /// executor`), with an Apache Ballista scheduler in this process: each sink's plan is cut into
+    /// stages at its shuffles and every task writes its rows as staged files, which the run
+    /// commits as it always does. 1 (the default): the plans execute in this process alone.
+    /// Batch jobs only; see docs/scaling.md.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: u16,
     /// A streaming job: stop once the topic is read to the ends it had when the stream started
