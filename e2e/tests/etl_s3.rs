@@ -32,6 +32,26 @@ impl Setup {
         self.dir.path().join(relative)
     }
 
+    /// The Connection `lake` to this server in the catalog, and its Secret in the secrets folder.
+    fn lake_connection(&self) {
+        write(
+            &self.path("catalog/connection.yaml"),
+            &format!(
+                "apiVersion: kglue.dev/v1alpha1\nkind: Connection\nmetadata: {{name: lake}}\n\
+                 spec: {{s3: {{endpoint: '{}', region: us-east-1, forcePathStyle: true, credentialsSecretRef: {{name: lake-credentials}}}}}}\n",
+                self.server.endpoint()
+            ),
+        );
+        write(
+            &self.path("secrets/lake-credentials/AWS_ACCESS_KEY_ID"),
+            self.server.access_key(),
+        );
+        write(
+            &self.path("secrets/lake-credentials/AWS_SECRET_ACCESS_KEY"),
+            self.server.secret_key(),
+        );
+    }
+
     async fn put(&self, bucket: &str, key: &str, text: &str) {
         let store = self.server.store(bucket).expect("store");
         store
@@ -107,21 +127,9 @@ async fn setup() -> Setup {
     let setup = Setup { server, dir };
     write(
         &setup.path("catalog/catalog.yaml"),
-        &format!(
-            "apiVersion: kglue.dev/v1alpha1\nkind: Database\nmetadata: {{name: curated}}\nspec: {{databaseName: curated}}\n---\n\
-             apiVersion: kglue.dev/v1alpha1\nkind: Connection\nmetadata: {{name: lake}}\n\
-             spec: {{s3: {{endpoint: '{}', region: us-east-1, forcePathStyle: true, credentialsSecretRef: {{name: lake-credentials}}}}}}\n",
-            setup.server.endpoint()
-        ),
+        "apiVersion: kglue.dev/v1alpha1\nkind: Database\nmetadata: {name: curated}\nspec: {databaseName: curated}\n",
     );
-    write(
-        &setup.path("secrets/lake-credentials/AWS_ACCESS_KEY_ID"),
-        setup.server.access_key(),
-    );
-    write(
-        &setup.path("secrets/lake-credentials/AWS_SECRET_ACCESS_KEY"),
-        setup.server.secret_key(),
-    );
+    setup.lake_connection();
     write(
         &setup.path("clean.yaml"),
         "apiVersion: kglue.dev/v1alpha1\nkind: Job\nmetadata: {name: clean}\nspec:\n  bookmark: {option: Enable}\n  sources:\n    - name: orders\n      storage: {location: 's3://landing/orders/', format: Csv, connection: lake}\n  sql: |\n    CREATE VIEW cleaned AS SELECT id, amount, region FROM orders WHERE amount > 0;\n  sinks:\n    - name: cleaned\n      storage: {location: 's3://curated/orders/', format: Parquet, connection: lake}\n      partitionBy: [region]\n      table: {database: curated, table: orders}\n",
@@ -315,22 +323,7 @@ async fn pipeline_setup() -> Setup {
         std::fs::create_dir_all(setup.path("catalog")).expect("catalog");
         std::fs::copy(examples.join(file), setup.path("catalog").join(file)).expect("copy example");
     }
-    write(
-        &setup.path("catalog/connection.yaml"),
-        &format!(
-            "apiVersion: kglue.dev/v1alpha1\nkind: Connection\nmetadata: {{name: lake}}\n\
-             spec: {{s3: {{endpoint: '{}', region: us-east-1, forcePathStyle: true, credentialsSecretRef: {{name: lake-credentials}}}}}}\n",
-            setup.server.endpoint()
-        ),
-    );
-    write(
-        &setup.path("secrets/lake-credentials/AWS_ACCESS_KEY_ID"),
-        setup.server.access_key(),
-    );
-    write(
-        &setup.path("secrets/lake-credentials/AWS_SECRET_ACCESS_KEY"),
-        setup.server.secret_key(),
-    );
+    setup.lake_connection();
     setup
         .put(
             "sales-landing",

@@ -1113,3 +1113,16 @@ fn wait_for_output(child: &mut std::process::Child, limit: Duration) -> Output {
         stderr: Vec::new(),
     }
 }
+
+/// `--workers` is for batch jobs: a streaming job says so and runs nothing.
+#[test]
+fn a_streaming_job_refuses_workers() {
+    let ws = Workspace::new();
+    land_orders(&ws, 0, 10, 1, "a");
+    let job = ws.job("CREATE VIEW cleaned AS SELECT id FROM orders;", "", "  streaming: {}\n");
+    let output = ws.run(&job, &["--workers", "2"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--workers 2: a streaming job"), "{stderr}");
+    assert_eq!(ws.output_files(), Vec::<String>::new());
+}

@@ -1181,6 +1181,41 @@ mod tests {
         assert!(stage_partitions("s", vec![output(0, 1)], 2).is_err());
     }
 
+    /// A plan node DataFusion's protobuf cannot carry, as a database or Kafka source is.
+    #[derive(Debug)]
+    struct InProcess(SchemaRef);
+
+    impl datafusion::physical_plan::streaming::PartitionStream for InProcess {
+        fn schema(&self) -> &SchemaRef {
+            &self.0
+        }
+
+        fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&self.0),
+                futures::stream::empty(),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_plan_executors_cannot_run_is_refused_before_it_runs() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let source = datafusion::physical_plan::streaming::StreamingTableExec::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(InProcess(Arc::clone(&schema)))],
+            None,
+            Vec::new(),
+            false,
+            None,
+        )
+        .expect("plan");
+        let error = check_plan(&(Arc::new(source) as Arc<dyn ExecutionPlan>)).expect_err("refused");
+        assert!(error.contains("with workers > 1"), "{error}");
+        let encodable: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(schema));
+        assert!(check_plan(&encodable).is_ok());
+    }
+
     fn spec() -> StageSpec {
         StageSpec {
             sink: "detail".into(),
