@@ -249,6 +249,18 @@ pub struct WorkerResources {
     pub memory_gib: u32,
 }
 
+impl WorkerResources {
+    /// The share of a worker's memory the engine's pool gets; the rest is the process itself,
+    /// upload buffers and the allocator's slack, so the pod is not OOM-killed before the pool
+    /// spills. One rule for a run's pod and a distributed run's executor pods.
+    pub const POOL_SHARE: f64 = 0.7;
+
+    /// The engine's memory pool of a worker of this size, in bytes.
+    pub fn pool_bytes(&self) -> u64 {
+        (f64::from(self.memory_gib) * 1024.0 * 1024.0 * 1024.0 * Self::POOL_SHARE) as u64
+    }
+}
+
 /// A file format. `Json` is JSON lines, or JSON documents whose records sit at `json.jsonPath`;
 /// `Grok` is text lines parsed by `grok.pattern`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

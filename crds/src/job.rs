@@ -31,6 +31,9 @@ use crate::common::{
     printcolumn = r#"{"name": "Bookmark", "type": "string", "jsonPath": ".spec.bookmark.option"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
+#[x_kube(
+    validation = Rule::new("!has(self.streaming) || !has(self.workers) || self.workers == 1").message("a streaming job runs in one pod: remove workers, or set it to 1").field_path(".workers")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct JobSpec {
     /// What the job does.
@@ -73,6 +76,14 @@ pub struct JobSpec {
     /// sizes. The runner sizes its memory pool, spill and parallelism from it.
     #[serde(default)]
     pub worker_size: WorkerSize,
+    /// How many pods run a batch run's plans (Glue's `NumberOfWorkers`), each of `workerSize`.
+    /// Unset or 1: the whole run is one pod. Above 1 the run is distributed: the run's pod plans
+    /// the script and hosts an Apache Ballista scheduler, this many executor pods run the plans'
+    /// stages (moving rows between them for joins, aggregations and partitioned writes) and
+    /// write the sinks' files staged, and the run's pod commits them exactly as a one-pod run
+    /// does (docs/scaling.md). A streaming job runs in one pod.
+    #[schemars(range(min = 1, max = 64))]
+    pub workers: Option<i32>,
     /// The ServiceAccount its run attempts run as: Glue's per-job IAM role. Bind it to a cloud
     /// identity (IRSA's `eks.amazonaws.com/role-arn` annotation, GKE or Azure workload identity)
     /// so this pipeline reaches only what it needs, and give it the runner's Role
@@ -106,6 +117,15 @@ pub struct JobSpec {
     /// the other sources allowed) and committing its sinks together with the offsets it consumed
     /// (docs/streaming.md).
     pub streaming: Option<StreamingSpec>,
+}
+
+impl JobSpec {
+    /// The executors of a distributed run (`workers` above 1, a batch job), `None` for a run in
+    /// one pod. The operator starts this many executor pods; the runner waits for them.
+    pub fn executors(&self) -> Option<u32> {
+        let workers = u32::try_from(self.workers.unwrap_or(1)).unwrap_or(1);
+        (workers > 1 && self.streaming.is_none()).then_some(workers)
+    }
 }
 
 /// How a streaming job reads its topic and commits its batches.

@@ -11,7 +11,7 @@ use kglue_e2e::S3Server;
 use kglue_runner::catalog::DirCatalog;
 use kglue_runner::etl::run::{Resources, RunOutcome, RunRequest, RunResult, plan_run};
 use kglue_runner::etl::settle::{DecideError, Decider, DirLedger, finish_commit};
-use kglue_runner::etl::workers::ExecutorLaunch;
+use kglue_runner::etl::workers::Executors;
 use kglue_runner::local::{crawl_dir, read_crawler, read_job};
 use kglue_runner::storage::{Credentials, SecretsDir, StoreResolver};
 use object_store::path::Path as Key;
@@ -398,8 +398,8 @@ fn lines_under(dir: &Path) -> Vec<String> {
     lines
 }
 
-/// The example pipeline's two jobs on S3 write, with three workers (executor processes that open
-/// S3 through the `lake` Connection and its Secret themselves), exactly the rows they write in one
+/// The example pipeline's two jobs on S3 write, with three workers (executor processes without a
+/// catalog, that open S3 through the `lake` Connection the tasks carry and its Secret), exactly the rows they write in one
 /// process, compared row for row.
 #[tokio::test]
 async fn the_example_pipelines_jobs_write_the_same_rows_with_three_workers() {
@@ -410,14 +410,9 @@ async fn the_example_pipelines_jobs_write_the_same_rows_with_three_workers() {
         let setup = pipeline_setup().await;
         let resources = || {
             let one = Resources::for_worker(kglue_crds::common::WorkerSize::Medium, setup.path("spill"));
-            let launch = ExecutorLaunch {
+            let launch = Executors::Processes {
                 program: kglue.clone(),
-                args: vec![
-                    "--catalog".into(),
-                    setup.path("catalog").display().to_string(),
-                    "--secrets-dir".into(),
-                    setup.path("secrets").display().to_string(),
-                ],
+                secrets_dir: setup.path("secrets"),
             };
             if workers == 1 {
                 one

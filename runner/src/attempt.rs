@@ -30,6 +30,7 @@ use crate::etl::run::{self, Resources, RunOutcome, RunRequest};
 use crate::etl::settle::{DecideError, Decider, clean_up, finish_commit};
 use crate::etl::stream::{Progress, StreamRequest, run_stream};
 use crate::etl::stream_metrics::{self, StreamMetrics};
+use crate::etl::workers::Executors;
 use crate::storage::{Credentials, Location, SecretsDir, StoreResolver};
 
 /// The most characters of an error a RunResult keeps (the CRD's `maxLength` of `spec.error`).
@@ -264,7 +265,19 @@ fn resources(attempt: &Attempt, job: &Job) -> (std::path::PathBuf, Resources) {
             .unwrap_or(job.spec.worker_size)
             .default_resources()
     });
-    (spill_dir.clone(), Resources::for_resources(worker, spill_dir))
+    let resources = Resources::for_resources(worker, spill_dir.clone());
+    // A distributed attempt: its executor pods are of the same size, one task slot per CPU.
+    let resources = match (attempt.command.workers, attempt.command.scheduler_port) {
+        (Some(workers), Some(scheduler_port)) if workers > 1 => resources.with_workers(
+            workers as usize,
+            Executors::Pods {
+                scheduler_port,
+                slots: worker.cpu.max(1) as usize,
+            },
+        ),
+        _ => resources,
+    };
+    (spill_dir, resources)
 }
 
 /// The field manager of a streaming attempt's progress in its RunResult's status.
@@ -731,6 +744,8 @@ mod tests {
                 settle: None,
                 allow_local_paths: Vec::new(),
                 metrics_address: None,
+                workers: None,
+                scheduler_port: None,
             },
             pod: AttemptPod {
                 namespace: "sales".into(),

@@ -18,7 +18,7 @@ use crate::crawl::run::{CrawlRunError, crawl};
 use crate::etl::bookmark::{BookmarkFile, BookmarkFileError};
 use crate::etl::run::{self, Resources, RunOutcome, RunRequest, RunResult, plan_run};
 use crate::etl::settle::{DirLedger, finish_commit};
-use crate::etl::workers::ExecutorLaunch;
+use crate::etl::workers::Executors;
 use crate::manifest::{ManifestError, read_one};
 use crate::storage::{Credentials, SecretsDir, StoreResolver};
 
@@ -114,17 +114,11 @@ fn resources(run: &LocalRun, spill_dir: &std::path::Path) -> Result<Resources, L
     if run.workers <= 1 {
         return Ok(resources);
     }
-    let program = std::env::current_exe().map_err(LocalError::ExecutorProgram)?;
-    let launch = ExecutorLaunch {
-        program,
-        args: vec![
-            "--catalog".into(),
-            run.catalog.display().to_string(),
-            "--secrets-dir".into(),
-            run.secrets_dir.display().to_string(),
-        ],
+    let executors = Executors::Processes {
+        program: std::env::current_exe().map_err(LocalError::ExecutorProgram)?,
+        secrets_dir: run.secrets_dir.clone(),
     };
-    Ok(resources.with_workers(run.workers, launch))
+    Ok(resources.with_workers(run.workers, executors))
 }
 
 /// Runs (or, with `explain`, plans and explains) a Job against a catalog directory, reading and

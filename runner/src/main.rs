@@ -72,9 +72,10 @@ enum Command {
     /// tools (what a Session's pod runs): one user, a password from $KGLUE_SESSION_PASSWORD
     /// checked with SCRAM-SHA-256, the catalog read again before each statement.
     Serve(serve::ServeCliArgs),
-    /// Serve as one executor of a distributed run: started by `kglue run --workers N`, it runs
-    /// the tasks the run's scheduler hands it and stops when its stdin closes.
-    Executor(executor::ExecutorArgs),
+    /// Serve as one executor of a distributed run: started by `kglue run --workers N` (it stops
+    /// when its stdin closes) or as an executor pod of a Job with `workers` (it stops once the
+    /// run's scheduler is gone), it runs the tasks the run's scheduler hands it.
+    Executor(kglue_crds::protocol::executor::ExecutorCommand),
     /// Work with the tables of a catalog directory.
     Table {
         #[command(subcommand)]

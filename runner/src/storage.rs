@@ -229,6 +229,11 @@ impl StoreResolver {
         }
     }
 
+    /// The Connections it resolves through, by name.
+    pub fn connections(&self) -> &BTreeMap<String, ConnectionSpec> {
+        &self.connections
+    }
+
     /// The same resolver, opening local folders only inside `paths`.
     pub fn with_local_paths(mut self, paths: Vec<Location>) -> Self {
         self.local_paths = Some(paths);

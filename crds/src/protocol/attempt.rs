@@ -129,6 +129,14 @@ pub struct AttemptCommand {
     /// batch duration) on this address, e.g. `0.0.0.0:9464`.
     #[arg(long)]
     pub metrics_address: Option<String>,
+    /// A distributed attempt (the Job's `workers`): this many executor pods, which the operator
+    /// starts once this pod runs, register with the scheduler this attempt hosts on
+    /// `--scheduler-port` of every address.
+    #[arg(long, requires = "scheduler_port")]
+    pub workers: Option<u32>,
+    /// The port of a distributed attempt's scheduler.
+    #[arg(long, requires = "workers")]
+    pub scheduler_port: Option<u16>,
 }
 
 /// Which pod an attempt runs in, from the downward API.
@@ -201,7 +209,17 @@ impl AttemptCommand {
             settle: None,
             allow_local_paths: Vec::new(),
             metrics_address: None,
+            workers: None,
+            scheduler_port: None,
         }
+    }
+
+    /// The same command, distributed over `workers` executors that reach its scheduler on
+    /// `scheduler_port`.
+    pub fn distributed(mut self, workers: u32, scheduler_port: u16) -> Self {
+        self.workers = Some(workers);
+        self.scheduler_port = Some(scheduler_port);
+        self
     }
 
     /// The same command, serving metrics on `address`.
@@ -216,9 +234,12 @@ impl AttemptCommand {
         self
     }
 
-    /// This attempt's settle attempt: the same command with `--settle`.
+    /// This attempt's settle attempt: the same command with `--settle`, in one pod (settling
+    /// reads and moves what the attempt staged; it runs no plan).
     pub fn settling(mut self, mode: SettleMode) -> Self {
         self.settle = Some(mode);
+        self.workers = None;
+        self.scheduler_port = None;
         self
     }
 
@@ -263,6 +284,10 @@ impl AttemptCommand {
         }
         if let Some(address) = &self.metrics_address {
             flag("metrics-address", address.clone());
+        }
+        if let (Some(workers), Some(port)) = (self.workers, self.scheduler_port) {
+            flag("workers", workers.to_string());
+            flag("scheduler-port", port.to_string());
         }
         args
     }
@@ -393,6 +418,18 @@ mod tests {
             let streaming = command.clone().serving_metrics("0.0.0.0:9464");
             let parsed = parse(&streaming.to_args()).expect("a streaming attempt's command parses");
             assert_eq!(parsed.command.metrics_address.as_deref(), Some("0.0.0.0:9464"));
+            let distributed = command.clone().distributed(3, 50050);
+            let parsed = parse(&distributed.to_args()).expect("a distributed attempt's command parses");
+            assert_eq!(parsed.command, distributed);
+            assert_eq!(
+                (parsed.command.workers, parsed.command.scheduler_port),
+                (Some(3), Some(50050))
+            );
+            assert_eq!(
+                distributed.settling(SettleMode::Commit).workers,
+                None,
+                "a settle attempt is one pod"
+            );
         }
     }
 

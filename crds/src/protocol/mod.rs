@@ -8,6 +8,8 @@
 //! - [`ids`]: run ids, request ids and the names of an attempt's Kubernetes Job.
 //! - [`attempt`]: the `kglue attempt` command line the operator puts in an attempt's pod and the
 //!   runner parses, the pod's environment, paths and labels.
+//! - [`executor`]: the `kglue executor` command line of a distributed run's executors, processes
+//!   of `kglue run --workers N` or the executor pods of a Job with `workers`.
 //! - [`session`]: the `kglue serve` command line of a Session's pod and what it writes back.
 //! - [`storage`]: storage locations and how a Connection becomes an object-store client, for the
 //!   runner's reads and writes and the operator's Event-trigger listings alike.
@@ -15,6 +17,7 @@
 //! What an attempt reports back is the [`RunResult`](crate::RunResult) kind.
 
 pub mod attempt;
+pub mod executor;
 pub mod ids;
 pub mod requests;
 pub mod session;

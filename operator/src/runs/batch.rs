@@ -16,6 +16,9 @@ use kglue_crds::protocol::attempt::{
     AttemptCommand, LABEL_ATTEMPT, LABEL_OWNER_UID, POD_ENV, SECRETS_DIR, SPILL_DIR, SettleMode, TERMINATION_LOG,
     run_labels,
 };
+use kglue_crds::protocol::executor::{
+    ExecutorCommand, LABEL_EXECUTOR_OF, Lifetime, POD_CONNECT_TIMEOUT_SECONDS, POD_IP_ENV, SCHEDULER_PORT,
+};
 use kglue_crds::run_result::RunOwnerKind;
 
 use super::machine::{AttemptJob, Launch};
@@ -216,6 +219,8 @@ pub struct AttemptSpec<'a> {
     pub service_account: Option<&'a str>,
     /// A streaming Job's attempt: no deadline, and a grace period for the batch in progress.
     pub stream: Option<StreamAttempt>,
+    /// A distributed run's executor pods (`workers` above 1).
+    pub executors: Option<u32>,
 }
 
 /// What shapes a streaming attempt's Kubernetes Job.
@@ -234,6 +239,10 @@ pub const ANNOTATION_GENERATION: &str = "kglue.dev/job-generation";
 /// How long past its window a streaming attempt's pod may take to end after SIGTERM: the batch
 /// in progress is cut at the stop, then processed and committed.
 pub const STREAM_STOP_MARGIN_SECONDS: i64 = 120;
+
+/// The annotation of a distributed attempt's Kubernetes Job: how many executor pods it waits for
+/// (the operator starts them once its pod runs: `super::executors`).
+pub const ANNOTATION_EXECUTORS: &str = "kglue.dev/executors";
 
 /// Whether attempt Job `job` runs an older generation of its streaming Job than `generation`.
 pub fn stale_stream(job: &BatchJob, generation: Option<i64>) -> bool {
@@ -260,24 +269,37 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
         WorkerResources { cpu, memory_gib },
     )
     .allowing_local_paths(&settings.local_paths);
+    // A stream runs until stopped: no deadline, and the time to commit the batch in progress.
+    let stream = spec.stream.filter(|_| launch.settle.is_none());
+    // A settle attempt runs no plan, and a stream runs in one pod.
+    let executors = spec.executors.filter(|_| launch.settle.is_none() && stream.is_none());
+    if let Some(workers) = executors {
+        command = command.distributed(workers, SCHEDULER_PORT);
+    }
     if let Some(mode) = launch.settle {
         command = command.settling(mode);
     }
-    // A stream runs until stopped: no deadline, and the time to commit the batch in progress.
-    let stream = spec.stream.filter(|_| launch.settle.is_none());
     let metrics = stream.and(settings.stream_metrics_address.as_deref());
     if let Some(address) = metrics {
         command = command.serving_metrics(address);
     }
-    let ports = metrics
+    let mut ports: Vec<ContainerPort> = metrics
         .and_then(|address| address.rsplit_once(':')?.1.parse::<i32>().ok())
-        .map(|port| {
-            vec![ContainerPort {
-                name: Some("metrics".into()),
-                container_port: port,
-                ..ContainerPort::default()
-            }]
+        .map(|port| ContainerPort {
+            name: Some("metrics".into()),
+            container_port: port,
+            ..ContainerPort::default()
+        })
+        .into_iter()
+        .collect();
+    if executors.is_some() {
+        ports.push(ContainerPort {
+            name: Some("scheduler".into()),
+            container_port: i32::from(SCHEDULER_PORT),
+            ..ContainerPort::default()
         });
+    }
+    let ports = (!ports.is_empty()).then_some(ports);
     let args = command.to_args();
     let (spill, spill_mount) = spill_volume(memory_gib);
     let mut volumes = vec![spill];
@@ -304,8 +326,14 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
             name: Some(launch.job_name.clone()),
             namespace: Some(owner.namespace.clone()),
             labels: Some(labels.clone()),
-            annotations: stream
-                .map(|s| BTreeMap::from([(ANNOTATION_GENERATION.to_string(), s.generation.to_string())])),
+            annotations: {
+                let annotations: BTreeMap<String, String> = stream
+                    .map(|s| (ANNOTATION_GENERATION.to_string(), s.generation.to_string()))
+                    .into_iter()
+                    .chain(executors.map(|n| (ANNOTATION_EXECUTORS.to_string(), n.to_string())))
+                    .collect();
+                (!annotations.is_empty()).then_some(annotations)
+            },
             owner_references: Some(vec![controller_reference(owner.kind.as_str(), &owner.name, &owner.uid)]),
             ..ObjectMeta::default()
         },
@@ -340,6 +368,187 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
             ..BatchJobSpec::default()
         }),
         status: None,
+    }
+}
+
+/// How many executor pods attempt Job `job` waits for (its [`ANNOTATION_EXECUTORS`]).
+pub fn executors_wanted(job: &BatchJob) -> Option<u32> {
+    job.metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_EXECUTORS)?
+        .parse()
+        .ok()
+        .filter(|n| *n > 1)
+}
+
+/// The Kubernetes Job of attempt `driver`'s executor pods: `driver`'s name and `-exec`.
+pub fn executors_job_name(driver: &str) -> String {
+    format!("{driver}-exec")
+}
+
+/// The Kubernetes Job of a distributed attempt's `workers` executor pods, which register with the
+/// scheduler at `scheduler` (the attempt pod's IP). Owned by the attempt's Kubernetes Job
+/// `driver`, so that they go with it; sized, mounted and secured as the attempt's pod, under the
+/// same ServiceAccount (the pipeline's cloud identity reads the stores), without an API token
+/// (an executor never talks to Kubernetes). Not labelled with the owner's UID: the operator
+/// selects attempts by it. Pure.
+pub fn build_executors(
+    owner: &Owner,
+    driver: &BatchJob,
+    workers: u32,
+    scheduler: &str,
+    spec: &AttemptSpec,
+    settings: &RunnerSettings,
+) -> BatchJob {
+    let driver_name = driver.metadata.name.clone().unwrap_or_default();
+    let driver_labels = driver.metadata.labels.clone().unwrap_or_default();
+    let mut labels: BTreeMap<String, String> = driver_labels
+        .into_iter()
+        .filter(|(key, _)| key != LABEL_OWNER_UID)
+        .collect();
+    labels.insert(LABEL_EXECUTOR_OF.to_string(), driver_name.clone());
+    let (worker, resources) = worker_resources(settings, spec.worker);
+    let command = ExecutorCommand {
+        scheduler: scheduler.to_string(),
+        slots: worker.cpu,
+        memory_bytes: worker.pool_bytes(),
+        spill_dir: SPILL_DIR.into(),
+        secrets_dir: SECRETS_DIR.into(),
+        // Kubernetes expands it from the container's environment: the pod's IP.
+        advertise_host: format!("$({POD_IP_ENV})"),
+        lifetime: Lifetime::Pod,
+        connect_timeout_seconds: POD_CONNECT_TIMEOUT_SECONDS,
+        run_id: labels.get(kglue_crds::protocol::attempt::LABEL_RUN_ID).cloned(),
+        allow_local_paths: settings.local_paths.clone(),
+    };
+    let (spill, spill_mount) = spill_volume(worker.memory_gib);
+    let mut volumes = vec![spill];
+    let mut mounts = vec![spill_mount];
+    if let Some((volume, mount)) = secrets_volume(&spec.secrets) {
+        volumes.push(volume);
+        mounts.push(mount);
+    }
+    let container = Container {
+        name: "executor".into(),
+        image: Some(settings.image.clone()),
+        args: Some(command.to_args()),
+        env: Some(vec![field_env(POD_IP_ENV, "status.podIP")]),
+        resources: Some(resources),
+        volume_mounts: Some(mounts),
+        termination_message_path: Some(TERMINATION_LOG.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(restricted_container()),
+        ..Container::default()
+    };
+    let workers = i32::try_from(workers).unwrap_or(i32::MAX);
+    BatchJob {
+        metadata: ObjectMeta {
+            name: Some(executors_job_name(&driver_name)),
+            namespace: Some(owner.namespace.clone()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name: driver_name,
+                uid: driver.metadata.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                // Nothing waits on them: they are deleted in the background with their owner.
+                block_owner_deletion: None,
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(BatchJobSpec {
+            completions: Some(workers),
+            parallelism: Some(workers),
+            // A lost executor pod is replaced (Ballista runs its tasks again elsewhere meanwhile);
+            // the run fails once the driver has had no executor for a while.
+            backoff_limit: Some(workers),
+            active_deadline_seconds: Some(i64::from(spec.timeout_minutes) * 60),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: Some(spec.service_account.unwrap_or(&settings.service_account).to_string()),
+                    automount_service_account_token: Some(false),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    security_context: Some(restricted_pod()),
+                    ..PodSpec::default()
+                }),
+            },
+            ..BatchJobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// What to do about the executor pods of attempt Job `driver` (its pods `driver_pods`), given
+/// whether their Kubernetes Job exists. Pure.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExecutorsStep {
+    /// Not a distributed attempt, or nothing to change.
+    Nothing,
+    /// The attempt's pod has no IP yet: look again soon.
+    Wait,
+    /// Create them, registering with the scheduler at this URL.
+    Create {
+        /// `http://<pod IP>:<port>`.
+        scheduler: String,
+        /// How many.
+        workers: u32,
+    },
+    /// The attempt is ending: delete them (their pods end with it).
+    Delete,
+}
+
+/// The step for attempt Job `driver`'s executors. Pure.
+pub fn executors_step(driver: &BatchJob, driver_pods: &[Pod], ending: bool, exists: bool) -> ExecutorsStep {
+    let Some(workers) = executors_wanted(driver) else {
+        return ExecutorsStep::Nothing;
+    };
+    if ending {
+        return if exists {
+            ExecutorsStep::Delete
+        } else {
+            ExecutorsStep::Nothing
+        };
+    }
+    if exists {
+        return ExecutorsStep::Nothing;
+    }
+    let address = driver_pods
+        .iter()
+        .filter(|p| pod_running(p))
+        .find_map(|p| p.status.as_ref()?.pod_ip.clone().filter(|ip| !ip.is_empty()));
+    match address {
+        // An IPv6 address needs brackets in a URL.
+        Some(ip) if ip.contains(':') => ExecutorsStep::Create {
+            scheduler: format!("http://[{ip}]:{SCHEDULER_PORT}"),
+            workers,
+        },
+        Some(ip) => ExecutorsStep::Create {
+            scheduler: format!("http://{ip}:{SCHEDULER_PORT}"),
+            workers,
+        },
+        None => ExecutorsStep::Wait,
+    }
+}
+
+/// `state` of an attempt whose executor pods are `executors`: an attempt is over only when no
+/// pod of it runs, its executors' included (they may still write staged files).
+pub fn with_executors(state: AttemptJob, executors: &[Pod]) -> AttemptJob {
+    let over = matches!(
+        state,
+        AttemptJob::Complete | AttemptJob::Failed { .. } | AttemptJob::Suspended
+    );
+    if over && executors.iter().any(pod_alive) {
+        AttemptJob::Running
+    } else {
+        state
     }
 }
 
@@ -469,6 +678,7 @@ mod tests {
             secrets: vec![],
             service_account: None,
             stream: None,
+            executors: None,
         };
         let value = serde_json::to_value(build_job(&owner(), &launch(), &spec, &settings)).expect("serialises");
         assert_eq!(
@@ -498,6 +708,7 @@ mod tests {
                 window_seconds: 100,
                 generation: 4,
             }),
+            executors: None,
         };
         let mut settings = settings();
         settings.stream_metrics_address = Some("0.0.0.0:9464".into());
@@ -558,6 +769,7 @@ mod tests {
             secrets: connection.secret_keys(),
             service_account: Some("orders-pipeline"),
             stream: None,
+            executors: None,
         };
         let job = build_job(&owner(), &launch(), &spec, &settings());
         let value = serde_json::to_value(&job).expect("serialises");
@@ -686,6 +898,7 @@ mod tests {
             secrets: vec![],
             service_account: None,
             stream: None,
+            executors: None,
         };
         let settle = Launch {
             job_name: "clean-jr-0123456789-0-s1".into(),
@@ -696,5 +909,173 @@ mod tests {
         assert_eq!(value["metadata"]["name"], "clean-jr-0123456789-0-s1");
         assert_eq!(arg_after(&value, "--settle").as_deref(), Some("commit"));
         assert_eq!(arg_after(&value, "--attempt").as_deref(), Some("0"));
+    }
+
+    fn distributed_spec() -> AttemptSpec<'static> {
+        AttemptSpec {
+            worker: WorkerSize::Medium,
+            timeout_minutes: 30,
+            secrets: vec![],
+            service_account: Some("orders-pipeline"),
+            stream: None,
+            executors: Some(3),
+        }
+    }
+
+    fn running_pod(ip: Option<&str>) -> Pod {
+        let mut pod = pod("Running");
+        if let Some(status) = pod.status.as_mut() {
+            status.pod_ip = ip.map(str::to_string);
+        }
+        pod
+    }
+
+    #[test]
+    fn a_distributed_attempt_hosts_the_scheduler_and_its_executors_follow_its_pod() {
+        let mut driver = build_job(&owner(), &launch(), &distributed_spec(), &settings());
+        let value = serde_json::to_value(&driver).expect("serialises");
+        assert_eq!(arg_after(&value, "--workers").as_deref(), Some("3"));
+        assert_eq!(arg_after(&value, "--scheduler-port").as_deref(), Some("50050"));
+        let container = &value["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["ports"][0]["name"], "scheduler");
+        assert_eq!(executors_wanted(&driver), Some(3));
+
+        // A settle attempt and a one-pod Job have no executors.
+        let settle = Launch {
+            settle: Some(SettleMode::Commit),
+            ..launch()
+        };
+        let settling = build_job(&owner(), &settle, &distributed_spec(), &settings());
+        assert_eq!(executors_wanted(&settling), None);
+        assert_eq!(
+            arg_after(&serde_json::to_value(&settling).expect("serialises"), "--workers"),
+            None
+        );
+        let one = AttemptSpec {
+            executors: None,
+            ..distributed_spec()
+        };
+        assert_eq!(
+            executors_wanted(&build_job(&owner(), &launch(), &one, &settings())),
+            None
+        );
+
+        // Created once the attempt's pod runs with an IP; deleted once the attempt ends.
+        assert_eq!(
+            executors_step(&driver, &[], false, false),
+            ExecutorsStep::Wait,
+            "no pod yet"
+        );
+        assert_eq!(
+            executors_step(&driver, &[running_pod(None)], false, false),
+            ExecutorsStep::Wait
+        );
+        let step = executors_step(&driver, &[running_pod(Some("10.0.0.7"))], false, false);
+        assert_eq!(
+            step,
+            ExecutorsStep::Create {
+                scheduler: "http://10.0.0.7:50050".into(),
+                workers: 3
+            }
+        );
+        assert_eq!(
+            executors_step(&driver, &[running_pod(Some("fd00::7"))], false, false),
+            ExecutorsStep::Create {
+                scheduler: "http://[fd00::7]:50050".into(),
+                workers: 3
+            }
+        );
+        assert_eq!(
+            executors_step(&driver, &[running_pod(Some("10.0.0.7"))], false, true),
+            ExecutorsStep::Nothing
+        );
+        assert_eq!(executors_step(&driver, &[], true, true), ExecutorsStep::Delete);
+        assert_eq!(executors_step(&driver, &[], true, false), ExecutorsStep::Nothing);
+
+        driver.metadata.uid = Some("driver-uid".into());
+        let executors = build_executors(
+            &owner(),
+            &driver,
+            3,
+            "http://10.0.0.7:50050",
+            &distributed_spec(),
+            &settings(),
+        );
+        let value = serde_json::to_value(&executors).expect("serialises");
+        assert_eq!(value["metadata"]["name"], "clean-jr-0123456789-0-exec");
+        let owner_ref = &value["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (&owner_ref["kind"], &owner_ref["uid"], &owner_ref["apiVersion"]),
+            (&json_str("Job"), &json_str("driver-uid"), &json_str("batch/v1")),
+            "owned by the attempt's Kubernetes Job"
+        );
+        let labels = &value["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels[LABEL_EXECUTOR_OF], "clean-jr-0123456789-0");
+        assert_eq!(labels["kglue.dev/run-id"], "jr-0123456789");
+        assert!(
+            labels.get(LABEL_OWNER_UID).is_none() && value["metadata"]["labels"].get(LABEL_OWNER_UID).is_none(),
+            "not selected as an attempt: {labels}"
+        );
+        assert_eq!(value["spec"]["completions"], 3);
+        assert_eq!(value["spec"]["parallelism"], 3);
+        assert_eq!(value["spec"]["activeDeadlineSeconds"], 1800);
+        let pod = &value["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["serviceAccountName"], "orders-pipeline",
+            "the pipeline's identity reads the stores"
+        );
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        let container = &pod["containers"][0];
+        assert_eq!(container["resources"]["limits"]["memory"], "8Gi");
+        let args: Vec<String> = serde_json::from_value(container["args"].clone()).expect("args");
+        let after = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|at| args.get(at + 1))
+                .cloned()
+        };
+        assert_eq!(args[0], "executor");
+        assert_eq!(after("--scheduler").as_deref(), Some("http://10.0.0.7:50050"));
+        assert_eq!(
+            after("--slots").as_deref(),
+            Some("2"),
+            "one task slot per CPU of the size"
+        );
+        assert_eq!(after("--lifetime").as_deref(), Some("pod"));
+        assert_eq!(after("--advertise-host").as_deref(), Some("$(KGLUE_POD_IP)"));
+        assert_eq!(
+            container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+            "status.podIP"
+        );
+        let memory: u64 = after("--memory-bytes").and_then(|m| m.parse().ok()).expect("memory");
+        assert_eq!(memory, WorkerResources { cpu: 2, memory_gib: 8 }.pool_bytes());
+    }
+
+    fn json_str(text: &str) -> serde_json::Value {
+        serde_json::Value::String(text.into())
+    }
+
+    #[test]
+    fn a_distributed_attempt_is_over_only_when_its_executors_are() {
+        let failed = AttemptJob::Failed {
+            reason: "BackoffLimitExceeded".into(),
+            detail: "exit code 137".into(),
+        };
+        assert_eq!(with_executors(failed.clone(), &[pod("Running")]), AttemptJob::Running);
+        assert_eq!(with_executors(failed.clone(), &[pod("Pending")]), AttemptJob::Running);
+        assert_eq!(
+            with_executors(failed.clone(), &[pod("Failed"), pod("Succeeded")]),
+            failed
+        );
+        assert_eq!(
+            with_executors(AttemptJob::Complete, &[pod("Running")]),
+            AttemptJob::Running
+        );
+        assert_eq!(with_executors(AttemptJob::Complete, &[]), AttemptJob::Complete);
+        assert_eq!(
+            with_executors(AttemptJob::Pending, &[pod("Running")]),
+            AttemptJob::Pending
+        );
     }
 }

@@ -26,6 +26,7 @@ use kglue_crds::connection::{SecretKeyUse, secret_consents};
 use kglue_crds::crawler::CRAWLER_LABEL;
 use kglue_crds::job::{StreamProgress, StreamState};
 use kglue_crds::protocol::attempt::{LABEL_OWNER_UID, SettleMode};
+use kglue_crds::protocol::executor::LABEL_EXECUTOR_OF;
 use kglue_crds::protocol::ids::is_attempt_pod_name;
 use kglue_crds::protocol::requests::Requests;
 use kglue_crds::run_result::{AttemptOutcome, RunResult};
@@ -33,7 +34,10 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::{Value, json};
 
-use self::batch::{AttemptSpec, Owner, StreamAttempt, attempt_state, build_job, stale_stream};
+use self::batch::{
+    AttemptSpec, ExecutorsStep, Owner, StreamAttempt, attempt_state, build_executors, build_job, executors_job_name,
+    executors_step, executors_wanted, stale_stream, with_executors,
+};
 use self::machine::{AttemptJob, Decision, Observed, Report, decide, followed_jobs};
 pub use self::runnable::Runnable;
 use self::scheduled::scheduled_start;
@@ -52,6 +56,9 @@ const ACTIVE_RECHECK: Duration = Duration::from_secs(60);
 /// How often an active stream's progress is copied from its RunResult into the Job's
 /// `status.streaming`: the status lags the runner by at most this.
 const STREAM_RECHECK: Duration = Duration::from_secs(10);
+
+/// How soon a distributed attempt whose pod has no IP yet is looked at again.
+const EXECUTORS_RECHECK: Duration = Duration::from_secs(1);
 
 /// The object's own schedule as this reconcile sees it.
 struct Tick {
@@ -97,7 +104,7 @@ pub async fn reconcile_runs<K: Runnable>(on: ActOn<'_>) -> Result<Option<Duratio
         return Ok(tick.wait());
     }
     let runs = object.runs();
-    let (observed, deletes) = read(ctx, namespace, &object, requests, blocked, settings).await?;
+    let (observed, deletes, waiting_executors) = read(ctx, namespace, &object, requests, blocked, settings).await?;
     let reported = observed.progress.clone();
     let decision = decide(observed);
     let new_runs = act(ctx, namespace, &object, &decision, settings).await?;
@@ -116,6 +123,11 @@ pub async fn reconcile_runs<K: Runnable>(on: ActOn<'_>) -> Result<Option<Duratio
         ACTIVE_RECHECK
     };
     let after = decision.requeue_after.or(active.then_some(recheck));
+    // A distributed attempt's pod without an IP yet: its executors are created once it has one.
+    let after = match waiting_executors {
+        true => Some(after.map_or(EXECUTORS_RECHECK, |a| a.min(EXECUTORS_RECHECK))),
+        false => after,
+    };
     Ok([after, tick.wait()].into_iter().flatten().min())
 }
 
@@ -161,7 +173,7 @@ async fn read<K: Runnable>(
     requests: Requests,
     blocked: Option<String>,
     settings: &RunnerSettings,
-) -> Result<(Observed<K::Metrics>, TableDeletes), Error> {
+) -> Result<(Observed<K::Metrics>, TableDeletes, bool), Error> {
     let uid = object.meta().uid.clone().unwrap_or_default();
     let jobs_api: Api<BatchJob> = ctx.api(namespace);
     let pods_api: Api<Pod> = ctx.api(namespace);
@@ -175,6 +187,7 @@ async fn read<K: Runnable>(
     let mut unretired = BTreeSet::new();
     let mut progress = BTreeMap::new();
     let mut stale = BTreeSet::new();
+    let mut waiting_executors = false;
     let streaming = object.stream_window().is_some();
     let followed = followed_jobs(&object.name_any(), &object.runs());
     for job in listed.items {
@@ -192,7 +205,9 @@ async fn read<K: Runnable>(
             }
             continue;
         }
-        let pods = if ending(&job) {
+        let distributed = executors_wanted(&job).is_some();
+        // A distributed attempt's pod is read while it runs too: its IP is the scheduler's.
+        let pods = if ending(&job) || distributed {
             pods_api
                 .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job_name}")))
                 .await?
@@ -200,7 +215,12 @@ async fn read<K: Runnable>(
         } else {
             Vec::new()
         };
-        let state = attempt_state(&job, &pods);
+        let mut state = attempt_state(&job, &pods);
+        if distributed {
+            let executors = follow_executors(ctx, namespace, object, &job, &pods, settings).await?;
+            waiting_executors |= executors.waiting;
+            state = with_executors(state, &executors.pods);
+        }
         let over = matches!(
             state,
             AttemptJob::Complete | AttemptJob::Failed { .. } | AttemptJob::Suspended
@@ -248,7 +268,7 @@ async fn read<K: Runnable>(
         progress,
         stale,
     };
-    Ok((observed, deletes))
+    Ok((observed, deletes, waiting_executors))
 }
 
 /// The Tables (object names) each attempt's report asks to delete, by the attempt's Kubernetes Job.
@@ -360,6 +380,99 @@ fn report<K: Runnable>(result: &RunResult) -> Report<K::Metrics> {
     }
 }
 
+/// What an attempt of `object` needs to know besides its launch.
+async fn attempt_spec<'a, K: Runnable>(
+    ctx: &Context,
+    namespace: &str,
+    object: &'a K,
+) -> Result<AttemptSpec<'a>, Error> {
+    let secrets = credentials_secrets(ctx, namespace, object).await?;
+    let (worker, timeout_minutes) = object.worker();
+    Ok(AttemptSpec {
+        worker,
+        timeout_minutes,
+        secrets,
+        service_account: object.service_account(),
+        stream: object.stream_window().map(|window_seconds| StreamAttempt {
+            window_seconds,
+            generation: object.meta().generation.unwrap_or(0),
+        }),
+        executors: object.executors(),
+    })
+}
+
+/// The object `object`'s runs belong to.
+fn owner_of<K: Runnable>(namespace: &str, object: &K) -> Owner {
+    Owner {
+        kind: K::KIND,
+        name: object.name_any(),
+        namespace: namespace.to_string(),
+        uid: object.meta().uid.clone().unwrap_or_default(),
+    }
+}
+
+/// A distributed attempt's executor pods as [`follow_executors`] left them.
+struct ExecutorPods {
+    /// Their pods (ended ones too).
+    pods: Vec<Pod>,
+    /// Whether they wait for the attempt's pod to have an IP.
+    waiting: bool,
+}
+
+/// Creates the executor pods of distributed attempt Job `driver` once its pod (`driver_pods`) has
+/// an IP, deletes them once it ends (`batch::executors_step`), and returns their pods.
+async fn follow_executors<K: Runnable>(
+    ctx: &Context,
+    namespace: &str,
+    object: &K,
+    driver: &BatchJob,
+    driver_pods: &[Pod],
+    settings: &RunnerSettings,
+) -> Result<ExecutorPods, Error> {
+    let jobs_api: Api<BatchJob> = ctx.api(namespace);
+    let pods_api: Api<Pod> = ctx.api(namespace);
+    let driver_name = driver.name_any();
+    let name = executors_job_name(&driver_name);
+    let exists = jobs_api.get_opt(&name).await?.is_some();
+    let mut waiting = false;
+    match executors_step(driver, driver_pods, ending(driver), exists) {
+        ExecutorsStep::Nothing => {}
+        ExecutorsStep::Wait => waiting = true,
+        ExecutorsStep::Create { scheduler, workers } => {
+            let spec = attempt_spec(ctx, namespace, object).await?;
+            let job = build_executors(
+                &owner_of(namespace, object),
+                driver,
+                workers,
+                &scheduler,
+                &spec,
+                settings,
+            );
+            match jobs_api.create(&PostParams::default(), &job).await {
+                Ok(_) => tracing::info!(%namespace, job = %name, %scheduler, workers, "executor pods created"),
+                Err(error) if is_status(&error, 409) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        ExecutorsStep::Delete => {
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..DeleteParams::default()
+            };
+            match jobs_api.delete(&name, &params).await {
+                Ok(_) => {}
+                Err(error) if is_status(&error, 404) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    let pods = pods_api
+        .list(&ListParams::default().labels(&format!("{LABEL_EXECUTOR_OF}={driver_name}")))
+        .await?
+        .items;
+    Ok(ExecutorPods { pods, waiting })
+}
+
 /// Creates the Kubernetes Jobs of the attempts to launch, suspends those of runs asked to stop and
 /// deletes those of stopped runs.
 /// Returns the runs to record: the decision's, with an attempt the API server refused to create
@@ -374,24 +487,8 @@ async fn act<K: Runnable>(
     let mut runs = decision.runs.clone();
     let jobs_api: Api<BatchJob> = ctx.api(namespace);
     if !decision.launch.is_empty() {
-        let secrets = credentials_secrets(ctx, namespace, object).await?;
-        let (worker, timeout_minutes) = object.worker();
-        let spec = AttemptSpec {
-            worker,
-            timeout_minutes,
-            secrets,
-            service_account: object.service_account(),
-            stream: object.stream_window().map(|window_seconds| StreamAttempt {
-                window_seconds,
-                generation: object.meta().generation.unwrap_or(0),
-            }),
-        };
-        let owner = Owner {
-            kind: K::KIND,
-            name: object.name_any(),
-            namespace: namespace.to_string(),
-            uid: object.meta().uid.clone().unwrap_or_default(),
-        };
+        let spec = attempt_spec(ctx, namespace, object).await?;
+        let owner = owner_of(namespace, object);
         for launch in &decision.launch {
             let job = build_job(&owner, launch, &spec, settings);
             match jobs_api.create(&PostParams::default(), &job).await {

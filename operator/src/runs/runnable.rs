@@ -38,6 +38,10 @@ pub trait Runnable:
     fn bookmarks(&self) -> Option<Bookmarks>;
     /// The pod's size and deadline in minutes.
     fn worker(&self) -> (WorkerSize, i32);
+    /// The executor pods of a distributed run (a Job's `workers` above 1), `None` for one pod.
+    fn executors(&self) -> Option<u32> {
+        None
+    }
     /// The names of the Connections a run reaches data through; `tables` are the namespace's.
     fn connections(&self, tables: &[&Table]) -> Vec<String> {
         let _ = tables;
@@ -101,6 +105,10 @@ impl Runnable for Job {
 
     fn worker(&self) -> (WorkerSize, i32) {
         (self.spec.worker_size, self.spec.timeout_minutes)
+    }
+
+    fn executors(&self) -> Option<u32> {
+        self.spec.executors()
     }
 
     /// Its own Connections, and those of the catalog Tables it reads and writes.

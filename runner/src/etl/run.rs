@@ -27,6 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Table;
 use kglue_crds::common::{Compression, DataFormat, StorageSpec, TableRef, WorkerResources, WorkerSize};
+use kglue_crds::connection::ConnectionSpec;
 use kglue_crds::job::{
     BookmarkOption, JobBookmark, JobRunMetrics, JobSink, JobSpec, SinkMetrics, SourceBookmark, SourceMetrics,
     WorkerMetrics, WriteMode,
@@ -44,17 +45,13 @@ use super::sink::{self, SinkOutcome, SinkTarget, Staged, WriteLimits};
 use super::source::{self, Selection, SourceInput};
 use super::table_update::{OutputShape, conform, updated_table};
 use super::types::{fields_of, to_arrow};
-use super::workers::{self, ExecutorLaunch, JobFigures, StoreRef, Workers};
+use super::workers::{self, Executors, JobFigures, Workers};
 use super::{arguments, scope, script};
 use crate::catalog::{Catalog, DirCatalog};
 use crate::storage::{Location, StoreResolver};
 
 /// Default size of an output file, as the Job CRD documents.
 const DEFAULT_TARGET_FILE_MB: u64 = 128;
-
-/// The share of a worker's memory the engine's pool gets; the rest is the process itself, upload
-/// buffers and the allocator's slack, so the pod is not OOM-killed before the pool spills.
-const POOL_SHARE: f64 = 0.7;
 
 /// What a run may use, derived from the Job's worker size and the machine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,8 +69,8 @@ pub struct Resources {
     pub max_buffered_bytes: usize,
     /// Executors of a distributed run (`etl::workers`); 1 runs the plan in this process alone.
     pub workers: usize,
-    /// How a distributed run starts its executors.
-    pub executor: Option<ExecutorLaunch>,
+    /// Where a distributed run's executors come from.
+    pub executors: Option<Executors>,
 }
 
 impl Resources {
@@ -85,9 +82,9 @@ impl Resources {
     /// What a worker with `worker`'s CPU and memory may use, never more CPUs than the process may
     /// use (a pod's CPU limit included).
     pub fn for_resources(worker: WorkerResources, spill_dir: PathBuf) -> Self {
-        let (cpus, gib) = (worker.cpu as usize, worker.memory_gib);
+        let cpus = worker.cpu as usize;
         let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let memory_limit_bytes = (gib as f64 * 1024.0 * 1024.0 * 1024.0 * POOL_SHARE) as usize;
+        let memory_limit_bytes = usize::try_from(worker.pool_bytes()).unwrap_or(usize::MAX);
         Resources {
             memory_limit_bytes,
             spill_dir,
@@ -96,15 +93,14 @@ impl Resources {
             max_open_writers: (memory_limit_bytes / (16 << 20)).clamp(32, 1024),
             max_buffered_bytes: memory_limit_bytes / 4,
             workers: 1,
-            executor: None,
+            executors: None,
         }
     }
 
-    /// The same resources spread over `workers` executors (at least 1), each started with
-    /// `executor`.
-    pub fn with_workers(mut self, workers: usize, executor: ExecutorLaunch) -> Self {
+    /// The same run spread over `workers` executors (at least 1) that come from `executors`.
+    pub fn with_workers(mut self, workers: usize, executors: Executors) -> Self {
         self.workers = workers.max(1);
-        self.executor = Some(executor);
+        self.executors = Some(executors);
         self
     }
 
@@ -353,6 +349,8 @@ pub struct PlannedRun {
     decided: Decided,
     /// A distributed run's scheduler and executors, once started.
     workers: Option<Workers>,
+    /// The run's Connections, by name, which a distributed run's executors open stores through.
+    connections: BTreeMap<String, ConnectionSpec>,
     /// A distributed run's figures, per file sink staged.
     figures: Vec<JobFigures>,
 }
@@ -420,6 +418,7 @@ pub async fn plan_run(
             run_properties: BTreeMap::new(),
             decided: Decided::No,
             workers: None,
+            connections: resolver.connections().clone(),
             figures: Vec::new(),
         }),
         Err(error) => Err((request, error)),
@@ -910,28 +909,29 @@ impl PlannedRun {
         let started = Instant::now();
         let resources = &self.request.resources;
         if resources.distributed() && !self.sinks.is_empty() {
-            let launch = resources
-                .executor
-                .as_ref()
-                .ok_or_else(|| RunError::Engine("a distributed run was not told how to start its executors".into()))?;
-            // The machine's task slots and memory shared out among the executors.
-            let slots = (resources.target_partitions / resources.workers).max(1);
-            let mut each = resources.clone();
-            each.memory_limit_bytes = resources.memory_limit_bytes / resources.workers;
+            let executors = resources.executors.as_ref().ok_or_else(|| {
+                RunError::Engine("a distributed run was not told where its executors come from".into())
+            })?;
             let sources = self
                 .sources
                 .iter()
                 .map(|s| {
-                    let store = StoreRef {
-                        location: s.input.location.to_string(),
-                        connection: s.input.connection.clone(),
-                    };
-                    (s.store_url.clone(), store)
+                    (
+                        s.store_url.clone(),
+                        (s.input.location.clone(), s.input.connection.clone()),
+                    )
                 })
                 .collect();
-            let started = Workers::start(&self.ctx.state(), (resources.workers, slots), &each, launch, sources)
-                .await
-                .map_err(|e| RunError::Engine(e.to_string()))?;
+            let started = Workers::start(
+                &self.ctx.state(),
+                resources,
+                executors,
+                sources,
+                self.connections.clone(),
+                &run_id,
+            )
+            .await
+            .map_err(|e| RunError::Engine(e.to_string()))?;
             self.workers = Some(started);
         }
         for sink in &self.sinks {

@@ -15,11 +15,15 @@
 //! committed, and the commit removes whatever else the staging folder holds.
 //!
 //! Scheduler and executors run kglue's code, so both know [`StageExec`] through [`KglueCodec`].
-//! The driver hosts the scheduler; each executor is a process of its own (`kglue executor`,
-//! started by `kglue run --workers N`) that opens the run's stores itself: the plan names them by
-//! URLs (`kglue://source-0`, `kglue-sink://sink1`), and every task carries, in the session
-//! option `kglue.stores`, the location and Connection behind each URL, which the executor opens
-//! with its own copy of the catalog's Connections and Secrets.
+//! The driver hosts the scheduler; each executor is a process of its own (`kglue executor`):
+//! started by the driver for `kglue run --workers N` ([`Executors::Processes`]), or a pod the
+//! operator starts for a Job with `workers` once the driver's pod runs ([`Executors::Pods`]),
+//! registering with the scheduler at that pod's IP. An executor has no catalog: the plan names
+//! stores by URLs (`kglue://source-0`, `kglue-sink://sink1`), and every task carries, in the
+//! session option `kglue.stores`, the location and Connection (spec included) behind each URL,
+//! which the executor opens with the Connections' Secrets mounted beside it. It registers the
+//! address it is reached at (`--advertise-host`, a pod's IP), where the driver and the other
+//! executors fetch its task output over Arrow Flight.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -28,16 +32,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arrow_flight::flight_service_server::FlightServiceServer;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::protobuf::operator_metric::Metric;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
-use ballista_core::serde::protobuf::{GetJobMetricsParams, JobStageMetrics};
+use ballista_core::serde::protobuf::{ExecutorRegistration, GetJobMetricsParams, JobStageMetrics};
+use ballista_core::serde::scheduler::{ExecutorOperatingSystemSpecification, ExecutorSpecification};
 use ballista_core::serde::{BallistaCodec, BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use ballista_core::utils::{GrpcServerConfig, create_grpc_server};
 use ballista_core::{ConfigProducer, RuntimeProducer};
+use ballista_executor::execution_loop;
+use ballista_executor::executor::Executor;
+use ballista_executor::flight_service::BallistaFlightService;
+use ballista_executor::health::ExecutorHealth;
+use ballista_executor::metrics::LoggingMetricsCollector;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_server::SchedulerServer;
@@ -65,14 +76,16 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::StreamExt;
 use kglue_crds::common::FormatSpec;
+use kglue_crds::connection::ConnectionSpec;
 use kglue_crds::job::{StageMetrics, WriteMode};
+use kglue_crds::protocol::executor::{ExecutorCommand, Lifetime};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::run::{Resources, engine_runtime};
 use super::sink::{self, PartitionKey, SinkError, SinkTarget, Staged, StreamOutput, WriteLimits, WrittenFile};
-use crate::storage::{Location, StoreResolver};
+use crate::storage::{Credentials, Location, StoreResolver};
 
 /// How long an executor waits for the scheduler to accept connections.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -129,23 +142,44 @@ impl ExtensionOptions for KglueOptions {
 }
 
 /// What a store URL of the plan stands for: a location, through a Connection or not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoreRef {
     /// `s3://bucket/prefix` or `file:///path`.
     pub location: String,
-    /// The Connection the location is reached through.
+    /// The Connection the location is reached through, spec and all: an executor has no
+    /// catalog, only the Secrets mounted beside it, which the spec names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection: Option<String>,
+    pub connection: Option<NamedConnection>,
 }
 
-/// How to start an executor process: `program executor …` with `args` after the options the
-/// driver sets (the catalog and secrets a run's stores are opened with).
+/// A Connection as a task carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedConnection {
+    /// Its name, which its Secrets' folders are found by.
+    pub name: String,
+    /// Its spec (endpoints and Secret references, never a secret).
+    pub spec: ConnectionSpec,
+}
+
+/// Where a distributed run's executors come from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExecutorLaunch {
-    /// The kglue binary.
-    pub program: PathBuf,
-    /// Arguments after `executor --scheduler URL --slots N --memory-bytes M --spill-dir DIR`.
-    pub args: Vec<String>,
+pub enum Executors {
+    /// Processes of this machine that the driver starts: `program executor …`, reading the
+    /// Secrets of the run's Connections from `secrets_dir` (`kglue run --workers N`).
+    Processes {
+        /// The kglue binary.
+        program: PathBuf,
+        /// Where the Secrets that Connections refer to are.
+        secrets_dir: PathBuf,
+    },
+    /// Pods the operator starts once the driver's pod runs (a Job with `workers`): they register
+    /// with the scheduler, which listens on `scheduler_port` of every address of the pod.
+    Pods {
+        /// The scheduler's port.
+        scheduler_port: u16,
+        /// Task slots of each executor pod (its CPUs).
+        slots: usize,
+    },
 }
 
 /// The session settings of a distributed run: Ballista's (no round-robin repartitioning, which
@@ -162,23 +196,31 @@ pub fn configure(config: SessionConfig) -> SessionConfig {
         .with_ballista_physical_extension_codec(Arc::new(KglueCodec::default()))
 }
 
-/// A Ballista scheduler (in this process) and its executors (processes), started for one run.
-/// Dropping it kills the executors.
+/// A Ballista scheduler (in this process) and its executors (processes it starts, or pods the
+/// operator starts), for one run. Dropping it kills the executor processes.
 pub struct Workers {
     scheduler_url: String,
+    scheduler: Scheduler,
     session_id: String,
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
     /// The stores the plans name, as the executors open them.
     stores: Mutex<BTreeMap<String, StoreRef>>,
+    /// The run's Connections, by name: their specs travel with the stores that use them.
+    connections: BTreeMap<String, ConnectionSpec>,
+    /// The executor processes this driver started; empty when they are pods.
     executors: Mutex<Vec<tokio::process::Child>>,
-    /// Where the executors keep their shuffle files: removed with the executors.
-    shuffle_dir: PathBuf,
-    /// Executors started.
+    /// Whether the executors are pods the operator started.
+    pods: bool,
+    /// Where executor processes keep their shuffle files: removed with them.
+    shuffle_dir: Option<PathBuf>,
+    /// Executors.
     pub count: usize,
     /// Task slots of each executor.
     pub slots: usize,
 }
+
+type Scheduler = SchedulerServer<datafusion_proto::protobuf::LogicalPlanNode, PhysicalPlanNode>;
 
 impl fmt::Debug for Workers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -197,7 +239,9 @@ impl Drop for Workers {
                 let _ = child.start_kill();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.shuffle_dir);
+        if let Some(dir) = &self.shuffle_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -209,63 +253,119 @@ pub struct StartError {
     message: String,
 }
 
+/// How long a distributed attempt waits for its executor pods to register: they may wait for
+/// room on the cluster's nodes first.
+const PODS_WAIT: Duration = Duration::from_secs(600);
+
+/// With executor pods, how long the scheduler may be without any live executor before the job
+/// fails (a killed pod is replaced by its Kubernetes Job, and the replacement registers).
+const NO_EXECUTOR_GRACE: Duration = Duration::from_secs(120);
+
 impl Workers {
-    /// Starts a scheduler in this process, reading plans with `state`'s codec, and `count`
-    /// executor processes of `slots` task slots and `resources`' memory each. `sources` are the
-    /// stores the sources were mounted under.
+    /// Starts a scheduler in this process, reading plans with `state`'s codec, and the run's
+    /// `resources.workers` executors as `executors` says: processes sharing this machine's task
+    /// slots and memory, or pods that register on their own (waited for). `sources` are the
+    /// stores the sources were mounted under, `connections` the run's Connections.
     pub async fn start(
         state: &SessionState,
-        (count, slots): (usize, usize),
         resources: &Resources,
-        launch: &ExecutorLaunch,
-        sources: BTreeMap<String, StoreRef>,
+        executors: &Executors,
+        sources: BTreeMap<String, (Location, Option<String>)>,
+        connections: BTreeMap<String, ConnectionSpec>,
+        run_id: &str,
     ) -> Result<Self, StartError> {
+        let count = resources.workers;
         let failed = |message: String| StartError {
             workers: count,
             message,
         };
-        let scheduler_url = start_scheduler(state)
+        let bind = match executors {
+            Executors::Processes { .. } => "127.0.0.1:0".to_string(),
+            Executors::Pods { scheduler_port, .. } => format!("0.0.0.0:{scheduler_port}"),
+        };
+        let (scheduler_url, scheduler) = start_scheduler(state, &bind)
             .await
-            .map_err(|e| failed(format!("the scheduler: {e}")))?;
-        // Ballista's executor keeps its shuffle files in a folder of the temporary directory that
-        // it never removes: point that at a folder of the run's own, removed with the executors.
-        let shuffle_dir = resources.spill_dir.join("shuffle");
-        std::fs::create_dir_all(&shuffle_dir).map_err(|e| failed(format!("{}: {e}", shuffle_dir.display())))?;
-        let mut executors = Vec::with_capacity(count);
-        for _ in 0..count {
-            let child = tokio::process::Command::new(&launch.program)
-                .arg("executor")
-                .args(["--scheduler", &scheduler_url])
-                .args(["--slots", &slots.to_string()])
-                .args(["--memory-bytes", &resources.memory_limit_bytes.to_string()])
-                .arg("--spill-dir")
-                .arg(&resources.spill_dir)
-                .args(&launch.args)
-                .env("TMPDIR", &shuffle_dir)
-                // The executor stops when its stdin closes: when this process ends, however.
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| failed(format!("{}: {e}", launch.program.display())))?;
-            executors.push(child);
-        }
-        Ok(Workers {
+            .map_err(|e| failed(format!("the scheduler on {bind}: {e}")))?;
+        let mut workers = Workers {
             scheduler_url,
+            scheduler,
             session_id: session_id(),
             config: state.config().clone(),
             runtime: Arc::clone(state.runtime_env()),
-            stores: Mutex::new(sources),
-            executors: Mutex::new(executors),
-            shuffle_dir,
+            stores: Mutex::default(),
+            connections,
+            executors: Mutex::new(Vec::new()),
+            pods: matches!(executors, Executors::Pods { .. }),
+            shuffle_dir: None,
             count,
-            slots,
-        })
+            slots: 1,
+        };
+        let stores = sources
+            .into_iter()
+            .map(|(url, (location, connection))| (url, workers.store_ref(&location, connection.as_deref())))
+            .collect();
+        workers.stores = Mutex::new(stores);
+        match executors {
+            Executors::Processes { program, secrets_dir } => {
+                // The machine's task slots and memory shared out among the executors.
+                workers.slots = (resources.target_partitions / count).max(1);
+                // Ballista's executor would keep its shuffle files in the temporary directory:
+                // they go into a folder of the run's own, removed with the executors.
+                let shuffle_dir = resources.spill_dir.join("shuffle");
+                std::fs::create_dir_all(&shuffle_dir).map_err(|e| failed(format!("{}: {e}", shuffle_dir.display())))?;
+                workers.shuffle_dir = Some(shuffle_dir.clone());
+                let command = ExecutorCommand {
+                    scheduler: workers.scheduler_url.clone(),
+                    slots: u32::try_from(workers.slots).unwrap_or(u32::MAX),
+                    memory_bytes: (resources.memory_limit_bytes / count) as u64,
+                    spill_dir: shuffle_dir,
+                    secrets_dir: secrets_dir.clone(),
+                    advertise_host: "127.0.0.1".into(),
+                    lifetime: Lifetime::Stdin,
+                    connect_timeout_seconds: CONNECT_TIMEOUT.as_secs(),
+                    run_id: Some(run_id.to_string()),
+                    allow_local_paths: Vec::new(),
+                };
+                let mut children = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let child = tokio::process::Command::new(program)
+                        .args(command.to_args())
+                        // The executor stops when its stdin closes: when this process ends, however.
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::null())
+                        .kill_on_drop(true)
+                        .spawn()
+                        .map_err(|e| failed(format!("{}: {e}", program.display())))?;
+                    children.push(child);
+                }
+                workers.executors = Mutex::new(children);
+            }
+            Executors::Pods { slots, .. } => {
+                workers.slots = *slots;
+                let deadline = tokio::time::Instant::now() + PODS_WAIT;
+                loop {
+                    let alive = workers.alive_executors().await;
+                    if alive >= count {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(failed(format!(
+                            "{alive} of {count} executor pods registered with the scheduler within {} s \
+                             (kubectl get pods -l kglue.dev/run-id={run_id} shows them)",
+                            PODS_WAIT.as_secs()
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+        Ok(workers)
     }
 
-    /// Stops every executor and waits until each has exited, so that no task of a failed job
-    /// writes into a staging folder after the run cleaned it (Ballista cancels a failed job's
-    /// other tasks on its own time).
+    /// Stops every executor process and waits until each has exited, so that no task of a failed
+    /// job writes into a staging folder after the run cleaned it (Ballista cancels a failed job's
+    /// other tasks on its own time). Executor pods end when this process does, and the operator
+    /// starts no retry before every pod of the attempt has ended.
     pub async fn stop(self) {
         let executors = match self.executors.lock() {
             Ok(mut executors) => std::mem::take(&mut *executors),
@@ -273,6 +373,33 @@ impl Workers {
         };
         for mut child in executors {
             let _ = child.kill().await;
+        }
+    }
+
+    /// The executors that polled the scheduler within [`EXECUTOR_TIMEOUT`].
+    async fn alive_executors(&self) -> usize {
+        let Ok(executors) = self.scheduler.state.executor_manager.get_executors_state().await else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        executors
+            .iter()
+            .filter(|(_, heartbeat, _)| heartbeat.is_some_and(|at| now.saturating_sub(at) <= EXECUTOR_TIMEOUT))
+            .count()
+    }
+
+    /// The store a plan URL stands for: `location`, through the Connection `connection`.
+    fn store_ref(&self, location: &Location, connection: Option<&str>) -> StoreRef {
+        StoreRef {
+            location: location.to_string(),
+            connection: connection.and_then(|name| {
+                Some(NamedConnection {
+                    name: name.to_string(),
+                    spec: self.connections.get(name)?.clone(),
+                })
+            }),
         }
     }
 
@@ -288,11 +415,28 @@ impl Workers {
         Ok(config)
     }
 
-    /// Waits until every executor has exited, and says how each ended. While one runs, its
-    /// tasks may still finish (Ballista moves a lost executor's tasks to the others).
-    async fn all_exited(&self) -> String {
+    /// Returns, saying why, once no executor is left to run the job's tasks: every executor
+    /// process has exited, or no executor pod has polled the scheduler for
+    /// [`NO_EXECUTOR_GRACE`]. While one runs, tasks may still finish (Ballista moves a lost
+    /// executor's tasks to the others).
+    async fn all_lost(&self) -> String {
+        let mut none_since: Option<tokio::time::Instant> = None;
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            if self.pods {
+                if self.alive_executors().await > 0 {
+                    none_since = None;
+                    continue;
+                }
+                let since = *none_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= NO_EXECUTOR_GRACE {
+                    return format!(
+                        "no executor pod polled the scheduler for {} s",
+                        NO_EXECUTOR_GRACE.as_secs()
+                    );
+                }
+                continue;
+            }
             let Ok(mut executors) = self.executors.lock() else {
                 return "the executors' handles were poisoned".into();
             };
@@ -305,7 +449,10 @@ impl Workers {
                 })
                 .collect();
             if statuses.iter().all(Option::is_some) {
-                return statuses.into_iter().flatten().collect::<Vec<_>>().join("; ");
+                return format!(
+                    "every executor exited: {}",
+                    statuses.into_iter().flatten().collect::<Vec<_>>().join("; ")
+                );
             }
         }
     }
@@ -333,14 +480,9 @@ impl Workers {
             message: e.to_string(),
         })?;
         self.runtime.register_object_store(&url, Arc::clone(&target.store));
+        let store = self.store_ref(&target.location, connection);
         if let Ok(mut stores) = self.stores.lock() {
-            stores.insert(
-                url.as_str().trim_end_matches('/').to_string(),
-                StoreRef {
-                    location: target.location.to_string(),
-                    connection: connection.map(str::to_string),
-                },
-            );
+            stores.insert(url.as_str().trim_end_matches('/').to_string(), store);
         }
         let spec = StageSpec {
             sink: target.name.clone(),
@@ -377,8 +519,8 @@ impl Workers {
         };
         let written = tokio::select! {
             written = collect => written.map_err(execute)?,
-            ended = self.all_exited() => {
-                return Err(execute(DataFusionError::Execution(format!("every executor exited before the job ended: {ended}"))));
+            lost = self.all_lost() => {
+                return Err(execute(DataFusionError::Execution(format!("the job lost its executors before it ended: {lost}"))));
             }
         };
         let partitions = stage_partitions(&target.name, written, streams)?;
@@ -421,10 +563,11 @@ impl Workers {
     }
 }
 
-/// Starts a Ballista scheduler in this process on a free port of 127.0.0.1 and returns its URL.
+/// Starts a Ballista scheduler in this process listening on `bind` and returns the URL this
+/// process reaches it at, with the server (whose state says which executors are alive).
 /// Standalone Ballista's, but giving up on a silent executor after [`EXECUTOR_TIMEOUT`] rather
 /// than three minutes, and spreading a stage's tasks over the executors.
-async fn start_scheduler(state: &SessionState) -> Result<String, String> {
+async fn start_scheduler(state: &SessionState, bind: &str) -> Result<(String, Scheduler), String> {
     let codec = BallistaCodec::new(
         state.config().ballista_logical_extension_codec(),
         state.config().ballista_physical_extension_codec(),
@@ -442,11 +585,10 @@ async fn start_scheduler(state: &SessionState) -> Result<String, String> {
     });
     let config_producer: ConfigProducer = Arc::new(move || session_config.clone());
     let max_message = state.config().ballista_grpc_client_max_message_size();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let endpoint = address.to_string();
+    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    // This process submits jobs over loopback, whatever address the executors use.
+    let endpoint = format!("127.0.0.1:{port}");
     let cluster = BallistaCluster::new_memory(&endpoint, session_builder, config_producer);
     let config = SchedulerConfig {
         executor_timeout_seconds: EXECUTOR_TIMEOUT.as_secs(),
@@ -457,10 +599,9 @@ async fn start_scheduler(state: &SessionState) -> Result<String, String> {
     .with_scheduler_policy(ballista_core::config::TaskSchedulingPolicy::PullStaged)
     .with_task_distribution(TaskDistributionPolicy::RoundRobin);
     let metrics = ballista_scheduler::metrics::default_metrics_collector().map_err(|e| e.to_string())?;
-    let mut server: SchedulerServer<datafusion_proto::protobuf::LogicalPlanNode, PhysicalPlanNode> =
-        SchedulerServer::new(endpoint, cluster, codec, Arc::new(config), metrics);
+    let mut server: Scheduler = SchedulerServer::new(endpoint.clone(), cluster, codec, Arc::new(config), metrics);
     server.init().await.map_err(|e| e.to_string())?;
-    let service = SchedulerGrpcServer::new(server)
+    let service = SchedulerGrpcServer::new(server.clone())
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     tokio::spawn(
@@ -468,59 +609,160 @@ async fn start_scheduler(state: &SessionState) -> Result<String, String> {
             .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    Ok(format!("http://{address}"))
+    Ok((format!("http://{endpoint}"), server))
 }
 
-/// Serves as one executor of the scheduler at `scheduler_url` (`kglue executor`), with `slots`
-/// task slots and `resources`' memory and spill, opening the stores each task's session names
-/// through `resolver`. Returns once registered; the executor runs on this process's runtime.
-pub async fn serve_executor(
-    scheduler_url: &str,
-    slots: usize,
-    resources: &Resources,
-    resolver: Arc<StoreResolver>,
-) -> Result<(), String> {
-    let runtime = engine_runtime(resources).map_err(|e| e.to_string())?;
+/// How long an executor pod keeps going once its scheduler stopped answering: the run's pod
+/// ended, or is gone.
+const SCHEDULER_GONE: Duration = Duration::from_secs(10);
+
+/// Serves as one executor (`kglue executor`) of the scheduler `command` names, with its task
+/// slots and memory, spilling and keeping shuffle files under its spill folder, opening the
+/// stores each task's session names with the Secrets under `credentials`. Returns when the
+/// executor should end: for [`Lifetime::Pod`], once the scheduler has not answered for
+/// [`SCHEDULER_GONE`] after serving it; for [`Lifetime::Stdin`], never (the caller watches stdin).
+pub async fn serve_executor(command: &ExecutorCommand, credentials: Credentials) -> Result<(), String> {
+    let slots = usize::try_from(command.slots).unwrap_or(1).max(1);
+    let mut resources = Resources::for_resources(
+        kglue_crds::common::WorkerResources {
+            cpu: command.slots.max(1),
+            memory_gib: 1,
+        },
+        command.spill_dir.clone(),
+    );
+    resources.memory_limit_bytes = usize::try_from(command.memory_bytes).unwrap_or(usize::MAX);
+    let local_paths = match command.lifetime {
+        Lifetime::Stdin => None,
+        Lifetime::Pod => Some(
+            command
+                .allow_local_paths
+                .iter()
+                .map(|path| {
+                    Location::from_directory(path).map_err(|e| format!("--allow-local-path {}: {e}", path.display()))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let runtime = engine_runtime(&resources).map_err(|e| e.to_string())?;
     let config = configure(SessionConfig::new().with_target_partitions(resources.target_partitions));
     let opened: Arc<Mutex<BTreeMap<String, StoreRef>>> = Arc::default();
     let runtime_producer: RuntimeProducer = Arc::new(move |config: &SessionConfig| {
-        open_stores(&runtime, config, &resolver, &opened)?;
+        open_stores(&runtime, config, &credentials, local_paths.as_deref(), &opened)?;
         Ok(Arc::clone(&runtime))
     });
     let config_producer: ConfigProducer = Arc::new(move || config.clone());
-    let codec = BallistaCodec::new(
+    let codec: BallistaCodec = BallistaCodec::new(
         Arc::new(BallistaLogicalExtensionCodec::default()),
         Arc::new(KglueCodec::default()),
     );
     let functions = BallistaFunctionRegistry::from(&SessionStateBuilder::new().with_default_features().build());
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-    let client = loop {
-        match SchedulerGrpcClient::connect(scheduler_url.to_string()).await {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(command.connect_timeout_seconds);
+    let scheduler = loop {
+        match SchedulerGrpcClient::connect(command.scheduler.clone()).await {
             Ok(client) => break client,
             Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(format!("the scheduler at {scheduler_url} accepts no connection: {e}"));
+                return Err(format!(
+                    "the scheduler at {} accepts no connection: {e}",
+                    command.scheduler
+                ));
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
-    ballista_executor::new_standalone_executor_from_builder(
-        client,
-        slots,
-        config_producer,
+    // Where this executor's task output (shuffle files) lives, served to the others over Flight.
+    let work_dir = command.spill_dir.join(format!("executor-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
+    let work_dir_text = work_dir.display().to_string();
+    let bind = match command.lifetime {
+        Lifetime::Stdin => "127.0.0.1:0",
+        Lifetime::Pod => "0.0.0.0:0",
+    };
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| format!("listening on {bind}: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let registration = ExecutorRegistration {
+        id: ballista_core::ids::new_instance_id(),
+        host: Some(command.advertise_host.clone()),
+        port: u32::from(port),
+        // Tasks are pulled: the executor serves no gRPC of its own, only Flight on `port`.
+        grpc_port: 0,
+        specification: Some(ExecutorSpecification::default().with_vcores(command.slots).into()),
+        os_info: Some(ExecutorOperatingSystemSpecification::default().into()),
+        ballista_protocol_version: ballista_core::BALLISTA_PROTOCOL_VERSION,
+    };
+    let max_message = config_producer().ballista_grpc_client_max_message_size();
+    let executor = Arc::new(Executor::with_default_execution_engine(
+        registration,
+        &work_dir_text,
         runtime_producer,
+        config_producer,
+        Arc::new(functions),
+        Arc::new(LoggingMetricsCollector::default()),
+        slots,
+    ));
+    let flight = FlightServiceServer::new(BallistaFlightService::new(work_dir_text))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    tokio::spawn(
+        create_grpc_server(&GrpcServerConfig::default())
+            .add_service(flight)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let health = ExecutorHealth::new();
+    let polling = tokio::spawn(execution_loop::poll_loop(
+        scheduler,
+        executor,
         codec,
-        functions,
-    )
-    .await
-    .map_err(|e| e.to_string())
+        None,
+        None,
+        health.clone(),
+    ));
+    let ended = match command.lifetime {
+        Lifetime::Stdin => {
+            let mut stdin = tokio::io::stdin();
+            let mut buffer = [0u8; 64];
+            while matches!(tokio::io::AsyncReadExt::read(&mut stdin, &mut buffer).await, Ok(n) if n > 0) {}
+            Ok(())
+        }
+        Lifetime::Pod => scheduler_gone(&health).await,
+    };
+    polling.abort();
+    let _ = std::fs::remove_dir_all(&work_dir);
+    ended
+}
+
+/// Returns once the scheduler, having answered, has not answered for [`SCHEDULER_GONE`]; an
+/// error if it never answers within [`SCHEDULER_GONE`] of the first try.
+async fn scheduler_gone(health: &ExecutorHealth) -> Result<(), String> {
+    let mut served = false;
+    let mut silent_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if health.is_ready() {
+            served = true;
+            silent_since = tokio::time::Instant::now();
+        } else if silent_since.elapsed() >= SCHEDULER_GONE {
+            return if served {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the scheduler did not answer a poll within {} s",
+                    SCHEDULER_GONE.as_secs()
+                ))
+            };
+        }
+    }
 }
 
 /// Registers in `runtime` every store `config`'s `kglue.stores` names that is not registered
-/// as it says yet.
+/// as it says yet, through the Connection each names, with the Secrets under `credentials`;
+/// local folders only within `local_paths` when given.
 fn open_stores(
     runtime: &RuntimeEnv,
     config: &SessionConfig,
-    resolver: &StoreResolver,
+    credentials: &Credentials,
+    local_paths: Option<&[Location]>,
     opened: &Mutex<BTreeMap<String, StoreRef>>,
 ) -> DfResult<()> {
     let Some(options) = config.options().extensions.get::<KglueOptions>() else {
@@ -542,8 +784,17 @@ fn open_stores(
             .location
             .parse()
             .map_err(|e: crate::storage::LocationError| DataFusionError::Plan(e.to_string()))?;
+        let connections = store
+            .connection
+            .iter()
+            .map(|c| (c.name.clone(), c.spec.clone()))
+            .collect();
+        let mut resolver = StoreResolver::new(connections, credentials.clone());
+        if let Some(paths) = local_paths {
+            resolver = resolver.with_local_paths(paths.to_vec());
+        }
         let object_store = resolver
-            .store(&location, store.connection.as_deref())
+            .store(&location, store.connection.as_ref().map(|c| c.name.as_str()))
             .map_err(|e| DataFusionError::Plan(format!("{url} ({}): {e}", store.location)))?;
         let parsed = url::Url::parse(&url).map_err(|e| DataFusionError::Plan(format!("{url}: {e}")))?;
         runtime.register_object_store(&parsed, object_store);

@@ -1,0 +1,506 @@
+//! Distributed runs on a real local control plane: a Job with `workers: 3` runs as the attempt's
+//! pod (planning, Ballista's scheduler, the commit) and three executor pods that the operator
+//! creates once that pod runs, all run by the node agent as local processes, counted by the real
+//! Job controller, reading and writing the S3 server.
+//!
+//! The cases run in order on one cluster: the example pipeline's cleaning job with 1 and with 3
+//! workers (rows compared row for row); a larger job with 3 workers whose executor is SIGKILLed
+//! mid-run; the same job whose driver is SIGKILLed mid-run (a clean retry). After each, no pod
+//! and no process of the run is left.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Operator, orders_json, runner_pids, tail};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use k8s_openapi::api::batch::v1::Job as BatchJob;
+use k8s_openapi::api::core::v1::Pod;
+use kglue_e2e::harness::{self, trial};
+use kglue_e2e::{load_manifests, repo_root};
+use kube::api::{Api, ListParams};
+use libtest_mimic::{Arguments, Failed};
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "sales";
+/// How long a run may take to reach the expected state.
+const SETTLE: Duration = Duration::from_secs(180);
+
+struct Env {
+    cluster: Cluster,
+    _operator: Operator,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Cluster;
+
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let env = match harness::set_up(setup) {
+        Ok(env) => env,
+        Err(code) => return code,
+    };
+    let trials = vec![
+        trial(
+            &env,
+            "the_example_job_with_three_workers_writes_exactly_the_rows_of_one",
+            example_job,
+        ),
+        trial(
+            &env,
+            "an_executor_killed_mid_run_still_gives_exactly_one_runs_rows",
+            executor_killed,
+        ),
+        trial(
+            &env,
+            "a_driver_killed_mid_run_fails_the_attempt_and_the_retry_is_clean",
+            driver_killed,
+        ),
+    ];
+    let conclusion = libtest_mimic::run(&args, trials);
+    if conclusion.has_failed()
+        && let Ok(env) = Arc::try_unwrap(env)
+    {
+        eprintln!("--- operator ---\n{}", tail(&env._operator.log_text(), 80));
+    }
+    conclusion.exit_code()
+}
+
+fn setup() -> Result<Env, Box<dyn std::error::Error>> {
+    let cluster = Cluster::start(NAMESPACE, &["sales-landing", "sales-curated", "sales-reports"])?;
+    let operator = Operator::start(
+        &cluster.control_plane,
+        "workers",
+        &["--leader-elect", "false", "--retry-backoff-seconds", "1"],
+    )?;
+    Ok(Env {
+        cluster,
+        _operator: operator,
+    })
+}
+
+impl Env {
+    /// Asks for a run of Job `name`; returns the request id.
+    fn start(&self, name: &str, request: &str) -> Result<(), Failed> {
+        self.annotate("jobs", name, &format!("run.kglue.dev/{request}"), "{}")
+    }
+
+    /// Waits until the newest record of the run for `request` satisfies `done`.
+    fn wait_run(&self, name: &str, request: &str, done: impl Fn(&Value) -> bool) -> Result<Value, Failed> {
+        let mut last = Value::Null;
+        self.wait_for(&format!("jobs/{name} request {request}"), SETTLE, || {
+            let runs = self.runs("jobs", name)?;
+            let newest = runs.iter().find(|r| r["requestId"] == request);
+            if let Some(run) = newest {
+                if done(run) {
+                    return Ok(Some(run.clone()));
+                }
+                last = run.clone();
+            }
+            Ok(None)
+        })
+        .map_err(|e| format!("{}; last seen: {last:#}", e.message().unwrap_or_default()).into())
+    }
+
+    fn wait_final(&self, name: &str, request: &str) -> Result<Value, Failed> {
+        self.wait_run(name, request, |run| {
+            run["state"]
+                .as_str()
+                .is_some_and(|s| ["Succeeded", "Failed", "Timeout", "Stopped", "Error"].contains(&s))
+        })
+    }
+
+    /// The rows under `s3://bucket/prefix` (Parquet, partitioned by `partition` when given), each
+    /// as one line, sorted.
+    fn rows(&self, bucket: &str, prefix: &str, partition: Option<&str>) -> Result<Vec<String>, Failed> {
+        let store = Arc::new(self.s3.store(bucket).map_err(|e| e.to_string())?);
+        self.block(async {
+            let ctx = SessionContext::new();
+            let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| e.to_string())?;
+            ctx.register_object_store(&url, store);
+            let partitions: Vec<(String, datafusion::arrow::datatypes::DataType)> = partition
+                .map(|p| (p.to_string(), datafusion::arrow::datatypes::DataType::Utf8))
+                .into_iter()
+                .collect();
+            let options = ParquetReadOptions::default().table_partition_cols(partitions);
+            let frame = ctx
+                .read_parquet(format!("s3://{bucket}/{prefix}"), options)
+                .await
+                .map_err(|e| format!("reading s3://{bucket}/{prefix}: {e}"))?;
+            let batches = frame.collect().await.map_err(|e| e.to_string())?;
+            let mut lines = Vec::new();
+            for batch in &batches {
+                let columns: Vec<_> = batch
+                    .columns()
+                    .iter()
+                    .map(|c| datafusion::arrow::util::display::ArrayFormatter::try_new(c, &Default::default()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?;
+                for row in 0..batch.num_rows() {
+                    let cells: Vec<String> = columns.iter().map(|c| c.value(row).to_string()).collect();
+                    lines.push(cells.join("|"));
+                }
+            }
+            lines.sort();
+            Ok::<_, Failed>(lines)
+        })
+    }
+
+    /// Waits until no pod and no process of run `run_id` is left running.
+    fn nothing_left(&self, run_id: &str) -> Result<(), Failed> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), NAMESPACE);
+        self.wait_for(&format!("every pod and process of {run_id} gone"), SETTLE, || {
+            let listed = self
+                .block(pods.list(&ListParams::default().labels(&format!("kglue.dev/run-id={run_id}"))))
+                .map_err(|e| e.to_string())?;
+            let alive: Vec<String> = listed
+                .items
+                .iter()
+                .filter(|p| {
+                    !matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded" | "Failed")
+                    )
+                })
+                .map(|p| p.metadata.name.clone().unwrap_or_default())
+                .collect();
+            let processes = runner_pids(run_id).len() + executor_pids(run_id).len();
+            Ok((alive.is_empty() && processes == 0).then_some(()))
+        })
+    }
+}
+
+/// The pids of executor processes serving `run_id`.
+fn executor_pids(run_id: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.contains(&&b"executor"[..]) && args.contains(&run_id.as_bytes())
+            })
+        })
+        .collect()
+}
+
+fn kill(pid: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// The example pipeline's cleaning job as `name`, with `workers`, writing its sink to
+/// `s3://sales-reports/<name>/` instead of the curated table, without a bookmark.
+fn example_clean_orders(name: &str, workers: u32) -> Result<Value, Failed> {
+    let manifests = load_manifests(&repo_root().join("examples/sales-pipeline")).map_err(|e| e.to_string())?;
+    let mut job = manifests
+        .into_iter()
+        .map(|m| m.object)
+        .find(|o| o["kind"] == "Job" && o["metadata"]["name"] == "clean-orders")
+        .ok_or("the example has no clean-orders Job")?;
+    job["metadata"] = json!({"name": name});
+    job["spec"]["workers"] = json!(workers);
+    job["spec"]["bookmark"] = json!({"option": "Disable"});
+    job["spec"]["sinks"] = json!([{
+        "name": "orders_daily",
+        "storage": {"location": format!("s3://sales-reports/{name}/"), "format": "Parquet", "connection": "lake"},
+        "partitionBy": ["order_date"],
+        "writeMode": "Overwrite",
+    }]);
+    Ok(job)
+}
+
+fn example_job(env: &Env) -> Result<(), Failed> {
+    for manifest in load_manifests(&repo_root().join("examples/sales-pipeline")).map_err(|e| e.to_string())? {
+        let mut object = manifest.object.clone();
+        if object["kind"] == "Trigger" {
+            continue;
+        }
+        if object["kind"] == "Connection" {
+            object["spec"]["s3"]["endpoint"] = json!(env.s3.endpoint());
+        }
+        env.apply_object(&object)
+            .map_err(|e| format!("{}: {}", manifest.describe(), e.message().unwrap_or_default()))?;
+    }
+    for (day, first) in [("2024-05-01", 1), ("2024-05-02", 500), ("2024-05-03", 900)] {
+        env.land(
+            "sales-landing",
+            &format!("orders/dt={day}/part-0.json"),
+            &orders_json(first, 300, day),
+        )?;
+    }
+    // A second version of some orders, which the job's dedup drops.
+    env.land(
+        "sales-landing",
+        "orders/dt=2024-05-03/part-1.json",
+        &orders_json(1, 40, "2024-05-03"),
+    )?;
+    env.land(
+        "sales-landing",
+        "customers/part-0.csv",
+        "customer_id|country\n0|NL\n1|DE\n2|FR\n",
+    )?;
+    env.wait_ready("crawlers", "landing", SETTLE)?;
+    env.annotate("crawlers", "landing", "run.kglue.dev/crawl-1", "{}")?;
+    env.wait_for("the crawl", SETTLE, || {
+        let runs = env.runs("crawlers", "landing")?;
+        Ok(runs.first().filter(|r| r["state"] == "Succeeded").map(|_| ()))
+    })?;
+
+    let mut written = BTreeMap::new();
+    for workers in [1, 3] {
+        let name = format!("clean-orders-w{workers}");
+        env.apply_object(&example_clean_orders(&name, workers)?)?;
+        env.wait_ready("jobs", &name, SETTLE)?;
+        env.start(&name, "r1")?;
+        let run = env.wait_final(&name, "r1")?;
+        if run["state"] != "Succeeded" {
+            return Err(format!("{name}: {run:#}").into());
+        }
+        let executors = &run["metrics"]["workers"]["executors"];
+        if workers == 3 && executors != 3 {
+            return Err(format!("{name}'s run should record 3 executors: {run:#}").into());
+        }
+        env.nothing_left(run["id"].as_str().unwrap_or_default())?;
+        written.insert(
+            workers,
+            env.rows("sales-reports", &format!("{name}/"), Some("order_date"))?,
+        );
+    }
+    let (one, three) = (&written[&1], &written[&3]);
+    if one.len() != 900 {
+        return Err(format!("one worker should write the 900 orders once each: {} rows", one.len()).into());
+    }
+    if one != three {
+        let missing = one.iter().filter(|r| !three.contains(r)).count();
+        let extra = three.iter().filter(|r| !one.contains(r)).count();
+        return Err(format!(
+            "3 workers wrote {} rows, 1 worker {}: {missing} missing, {extra} extra",
+            three.len(),
+            one.len()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Orders of many customers over ten days as CSV, in `files` files of `rows` rows.
+fn land_wide(env: &Env, files: u32, rows: u32) -> Result<(), Failed> {
+    for file in 0..files {
+        let mut text = String::from("order_id,customer,day,amount\n");
+        for row in 0..rows {
+            let id = file * rows + row;
+            text.push_str(&format!(
+                "{id},{},2024-05-{:02},{}.{:02}\n",
+                id % 5003,
+                id % 10 + 1,
+                id % 997,
+                id % 100
+            ));
+        }
+        env.land("sales-landing", &format!("wide/part-{file}.csv"), &text)?;
+    }
+    Ok(())
+}
+
+/// A job with a shuffle for each sink: an aggregation and a window (the latest order of each
+/// customer), written partitioned by day.
+const WIDE_JOB: &str = r#"
+apiVersion: kglue.dev/v1alpha1
+kind: Job
+metadata: {name: NAME}
+spec:
+  sources:
+    - name: orders
+      storage: {location: "s3://sales-landing/wide/", format: Csv, connection: lake}
+  sql: |
+    CREATE VIEW daily AS
+    SELECT day, customer, count(*) AS orders, sum(amount) AS revenue, max(order_id) AS last_id
+    FROM orders GROUP BY day, customer;
+    CREATE VIEW latest AS
+    SELECT order_id, customer, day, amount FROM (
+      SELECT *, row_number() OVER (PARTITION BY customer, day ORDER BY order_id DESC) AS version FROM orders
+    ) WHERE version = 1
+  sinks:
+    - name: daily
+      storage: {location: "s3://sales-reports/NAME/daily/", format: Parquet, connection: lake}
+      partitionBy: [day]
+      writeMode: Overwrite
+    - name: latest
+      storage: {location: "s3://sales-reports/NAME/latest/", format: Parquet, connection: lake}
+      partitionBy: [day]
+      writeMode: Overwrite
+  workerSize: Small
+  workers: WORKERS
+  maxRetries: 1
+"#;
+
+fn wide_job(name: &str, workers: u32) -> String {
+    WIDE_JOB.replace("NAME", name).replace("WORKERS", &workers.to_string())
+}
+
+/// What the wide job wrote as `name`: each sink's rows.
+fn wide_rows(env: &Env, name: &str) -> Result<(Vec<String>, Vec<String>), Failed> {
+    Ok((
+        env.rows("sales-reports", &format!("{name}/daily/"), Some("day"))?,
+        env.rows("sales-reports", &format!("{name}/latest/"), Some("day"))?,
+    ))
+}
+
+/// The wide job's rows with one worker, landing its input first.
+fn wide_reference(env: &Env) -> Result<(Vec<String>, Vec<String>), Failed> {
+    land_wide(env, 6, 150_000)?;
+    env.apply(&wide_job("wide-w1", 1))?;
+    env.wait_ready("jobs", "wide-w1", SETTLE)?;
+    env.start("wide-w1", "r1")?;
+    let run = env.wait_final("wide-w1", "r1")?;
+    if run["state"] != "Succeeded" {
+        return Err(format!("wide-w1: {run:#}").into());
+    }
+    let rows = wide_rows(env, "wide-w1")?;
+    // 5,003 customers × 10 days (coprime: every pair occurs), in both sinks once.
+    if rows.0.len() != 50_030 || rows.1.len() != 50_030 {
+        return Err(format!(
+            "wide-w1 wrote {} and {} rows, not 50,030 each",
+            rows.0.len(),
+            rows.1.len()
+        )
+        .into());
+    }
+    Ok(rows)
+}
+
+/// Waits until run `request` of `name` is Running with all its executor processes up, then
+/// returns the run id and those processes.
+fn running_with_executors(env: &Env, name: &str, request: &str) -> Result<(String, Vec<i32>), Failed> {
+    let run = env.wait_run(name, request, |run| run["state"] == "Running")?;
+    let run_id = run["id"].as_str().unwrap_or_default().to_string();
+    let pids = env.wait_for(&format!("3 executor processes of {run_id}"), SETTLE, || {
+        let pids = executor_pids(&run_id);
+        Ok((pids.len() >= 3).then_some(pids))
+    })?;
+    Ok((run_id, pids))
+}
+
+fn expect_same(
+    name: &str,
+    reference: &(Vec<String>, Vec<String>),
+    got: &(Vec<String>, Vec<String>),
+) -> Result<(), Failed> {
+    for (sink, one, three) in [("daily", &reference.0, &got.0), ("latest", &reference.1, &got.1)] {
+        if one != three {
+            let missing = one.iter().filter(|r| !three.contains(r)).count();
+            let extra = three.iter().filter(|r| !one.contains(r)).count();
+            return Err(format!(
+                "{name}'s sink {sink}: {} rows against one worker's {}: {missing} missing, {extra} extra",
+                three.len(),
+                one.len()
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn executor_killed(env: &Env) -> Result<(), Failed> {
+    let reference = wide_reference(env)?;
+    env.apply(&wide_job("wide-kill", 3))?;
+    env.wait_ready("jobs", "wide-kill", SETTLE)?;
+    env.start("wide-kill", "r1")?;
+    let (run_id, pids) = running_with_executors(env, "wide-kill", "r1")?;
+    // Once tasks are under way: the driver has planned and the job is submitted.
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_at = Instant::now();
+    kill(pids[0]);
+    let still_running = env
+        .runs("jobs", "wide-kill")?
+        .first()
+        .is_some_and(|r| r["state"] == "Running");
+    if !still_running {
+        return Err("the run ended before an executor could be killed: the case shows nothing".into());
+    }
+    let run = env.wait_final("wide-kill", "r1")?;
+    if run["state"] != "Succeeded" || run["attempt"] != 0 {
+        return Err(format!("the run should succeed in its first attempt despite the lost executor: {run:#}").into());
+    }
+    eprintln!(
+        "wide-kill: an executor killed; the run succeeded {:.1} s later",
+        killed_at.elapsed().as_secs_f64()
+    );
+    // The Job controller saw the killed pod fail (and replaced it).
+    let jobs: Api<BatchJob> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let executors = env
+        .block(jobs.list(&ListParams::default().labels(&format!("kglue.dev/run-id={run_id}"))))
+        .map_err(|e| e.to_string())?;
+    let failed: i32 = executors
+        .items
+        .iter()
+        .filter(|j| j.metadata.name.as_deref().is_some_and(|n| n.ends_with("-exec")))
+        .filter_map(|j| j.status.as_ref()?.failed)
+        .sum();
+    let deleted = executors
+        .items
+        .iter()
+        .all(|j| !j.metadata.name.as_deref().is_some_and(|n| n.ends_with("-exec")));
+    if failed < 1 && !deleted {
+        return Err(format!("no executor pod of {run_id} is counted as failed").into());
+    }
+    env.nothing_left(&run_id)?;
+    expect_same("wide-kill", &reference, &wide_rows(env, "wide-kill")?)?;
+    // Kept for the next case.
+    *REFERENCE.lock().unwrap_or_else(|p| p.into_inner()) = Some(reference);
+    Ok(())
+}
+
+/// The wide job's rows with one worker, once the executor case computed them.
+static REFERENCE: Mutex<Option<(Vec<String>, Vec<String>)>> = Mutex::new(None);
+
+fn driver_killed(env: &Env) -> Result<(), Failed> {
+    let cached = REFERENCE.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let reference = match cached {
+        Some(reference) => reference,
+        None => wide_reference(env)?,
+    };
+    env.apply(&wide_job("wide-driver", 3))?;
+    env.wait_ready("jobs", "wide-driver", SETTLE)?;
+    env.start("wide-driver", "r1")?;
+    let (run_id, _) = running_with_executors(env, "wide-driver", "r1")?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let drivers = runner_pids(&run_id);
+    if drivers.is_empty() {
+        return Err(format!("no driver process of {run_id}").into());
+    }
+    for pid in drivers {
+        kill(pid);
+    }
+    let run = env.wait_run("wide-driver", "r1", |run| {
+        run["attempt"] == 1 && ["Succeeded", "Failed", "Error"].contains(&run["state"].as_str().unwrap_or(""))
+    })?;
+    if run["state"] != "Succeeded" {
+        return Err(format!("the retry should succeed: {run:#}").into());
+    }
+    let runs = env.runs("jobs", "wide-driver")?;
+    let first = runs
+        .iter()
+        .find(|r| r["id"] == run_id.as_str() && r["attempt"] == 0)
+        .ok_or("attempt 0 is not in the history")?;
+    if first["state"] != "Failed" {
+        return Err(format!("attempt 0 should be Failed: {first:#}").into());
+    }
+    env.nothing_left(&run_id)?;
+    expect_same("wide-driver", &reference, &wide_rows(env, "wide-driver")?)?;
+    Ok(())
+}
