@@ -66,7 +66,7 @@ step "cargo test: unit tests, the CRD drift test and the integration suites, in 
 lanes=$(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
 import json, sys
 seconds = {"runs": 170, "integrity": 420, "sessions": 100, "pipelines": 100, "streaming": 80, "streams": 170, "chart": 45, "images": 60, "controllers": 45, "attempt": 35, "node_agent": 30,
-           "workers": 150, "run_cli": 20, "node_logs": 12, "ddl_cli": 10, "api": 10, "crawl_s3": 8, "crawl_cli": 8, "etl_s3": 6, "s3": 5}
+           "workers": 60, "run_cli": 20, "node_logs": 12, "ddl_cli": 10, "api": 10, "crawl_s3": 8, "crawl_cli": 8, "etl_s3": 6, "s3": 5}
 tests = sorted({t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "test" in t["kind"]},
                key=lambda name: -seconds.get(name, 30))
 lanes = [["--lib", "--bins"], []]

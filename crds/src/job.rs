@@ -517,6 +517,13 @@ pub struct StageMetrics {
     /// decoding of source files and the writing of shuffle files (CPU time more than wall time:
     /// tasks run side by side).
     pub compute_seconds: f64,
+    /// Seconds from the stage's first task starting to its last task ending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_seconds: Option<f64>,
+    /// Bytes the stage's tasks wrote to the shuffle for the stages after it (none for the last
+    /// stage, which writes the sink's staged files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle_bytes: Option<i64>,
 }
 
 /// What a run read from one source.

@@ -271,8 +271,21 @@ fn example_job(env: &Env) -> Result<(), Failed> {
             return Err(format!("{name}: {run:#}").into());
         }
         let executors = &run["metrics"]["workers"]["executors"];
-        if workers == 3 && executors != 3 {
-            return Err(format!("{name}'s run should record 3 executors: {run:#}").into());
+        if workers == 3 {
+            let stages = run["metrics"]["workers"]["stages"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let timed = stages
+                .iter()
+                .all(|s| s["wallSeconds"].is_number() && s["tasks"].as_i64() > Some(0));
+            let shuffled = stages.iter().any(|s| s["shuffleBytes"].as_i64() > Some(0));
+            if executors != 3 || stages.len() < 2 || !timed || !shuffled {
+                return Err(format!(
+                    "{name}'s run should record 3 executors and its stages' tasks, times and shuffle bytes: {run:#}"
+                )
+                .into());
+            }
         }
         env.nothing_left(run["id"].as_str().unwrap_or_default())?;
         written.insert(

@@ -269,11 +269,18 @@ pub fn render_run(result: &RunResult) -> String {
             workers.executors, workers.slots_per_executor
         );
         for stage in &workers.stages {
-            let _ = writeln!(
+            let _ = write!(
                 text,
                 "  stage {} of sink {}: {} tasks, {} rows, {:.2}s of work",
                 stage.stage, stage.sink, stage.tasks, stage.rows, stage.compute_seconds
             );
+            if let Some(wall) = stage.wall_seconds {
+                let _ = write!(text, " in {wall:.2}s");
+            }
+            if let Some(bytes) = stage.shuffle_bytes {
+                let _ = write!(text, ", {bytes} bytes shuffled");
+            }
+            text.push('\n');
         }
     }
     if let Some(next) = &result.next_bookmark {

@@ -57,7 +57,8 @@ const ACTIVE_RECHECK: Duration = Duration::from_secs(60);
 /// `status.streaming`: the status lags the runner by at most this.
 const STREAM_RECHECK: Duration = Duration::from_secs(10);
 
-/// How soon a distributed attempt whose pod has no IP yet is looked at again.
+/// How soon a distributed attempt whose pod has no IP yet, or whose executor pods are ending, is
+/// looked at again.
 const EXECUTORS_RECHECK: Duration = Duration::from_secs(1);
 
 /// The object's own schedule as this reconcile sees it.
@@ -123,7 +124,8 @@ pub async fn reconcile_runs<K: Runnable>(on: ActOn<'_>) -> Result<Option<Duratio
         ACTIVE_RECHECK
     };
     let after = decision.requeue_after.or(active.then_some(recheck));
-    // A distributed attempt's pod without an IP yet: its executors are created once it has one.
+    // A distributed attempt's pod without an IP yet (its executors are created once it has one),
+    // or an ended attempt whose executor pods are still ending.
     let after = match waiting_executors {
         true => Some(after.map_or(EXECUTORS_RECHECK, |a| a.min(EXECUTORS_RECHECK))),
         false => after,
@@ -218,8 +220,11 @@ async fn read<K: Runnable>(
         let mut state = attempt_state(&job, &pods);
         if distributed {
             let executors = follow_executors(ctx, namespace, object, &job, &pods, settings).await?;
-            waiting_executors |= executors.waiting;
-            state = with_executors(state, &executors.pods);
+            let held = with_executors(state.clone(), &executors.pods);
+            // Executor pods are not watched (their Job is the attempt's, not the object's): an
+            // attempt held open by them, or waiting for its pod's IP, is looked at again soon.
+            waiting_executors |= executors.waiting || held != state;
+            state = held;
         }
         let over = matches!(
             state,

@@ -52,6 +52,7 @@ use ballista_executor::metrics::LoggingMetricsCollector;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_server::SchedulerServer;
+use ballista_scheduler::state::execution_stage::ExecutionStage;
 use datafusion::arrow::array::{Array, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
@@ -201,6 +202,9 @@ pub fn configure(config: SessionConfig) -> SessionConfig {
 pub struct Workers {
     scheduler_url: String,
     scheduler: Scheduler,
+    /// The scheduler's job state: the execution graphs, with each task's times and each shuffle
+    /// partition's size.
+    cluster: BallistaCluster,
     session_id: String,
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
@@ -283,12 +287,13 @@ impl Workers {
             Executors::Processes { .. } => "127.0.0.1:0".to_string(),
             Executors::Pods { scheduler_port, .. } => format!("0.0.0.0:{scheduler_port}"),
         };
-        let (scheduler_url, scheduler) = start_scheduler(state, &bind)
+        let (scheduler_url, scheduler, cluster) = start_scheduler(state, &bind)
             .await
             .map_err(|e| failed(format!("the scheduler on {bind}: {e}")))?;
         let mut workers = Workers {
             scheduler_url,
             scheduler,
+            cluster,
             session_id: session_id(),
             config: state.config().clone(),
             runtime: Arc::clone(state.runtime_env()),
@@ -559,15 +564,45 @@ impl Workers {
             .map_err(|e| unreachable(&e))?
             .into_inner()
             .stages;
-        Ok(JobFigures::of(sink, &stages))
+        let graph = self
+            .cluster
+            .job_state()
+            .get_execution_graph(&ballista_core::JobId::from(job.to_string()))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let mut times = StageTimes::default();
+        for (id, stage) in graph.iter().flat_map(|g| g.stages()) {
+            let ExecutionStage::Successful(stage) = stage else {
+                continue;
+            };
+            times.tasks.insert(
+                *id,
+                stage
+                    .task_infos
+                    .iter()
+                    .map(|t| (t.start_exec_time, t.end_exec_time))
+                    .collect(),
+            );
+            for (producer, output) in &stage.inputs {
+                let bytes: u64 = output
+                    .partition_locations
+                    .values()
+                    .flatten()
+                    .filter_map(|l| l.partition_stats.num_bytes())
+                    .sum();
+                *times.shuffle_bytes.entry(*producer).or_default() += bytes;
+            }
+        }
+        Ok(JobFigures::of(sink, &stages, &times))
     }
 }
 
 /// Starts a Ballista scheduler in this process listening on `bind` and returns the URL this
-/// process reaches it at, with the server (whose state says which executors are alive).
+/// process reaches it at, with the server (whose state says which executors are alive) and its
+/// cluster state (the jobs' execution graphs).
 /// Standalone Ballista's, but giving up on a silent executor after [`EXECUTOR_TIMEOUT`] rather
 /// than three minutes, and spreading a stage's tasks over the executors.
-async fn start_scheduler(state: &SessionState, bind: &str) -> Result<(String, Scheduler), String> {
+async fn start_scheduler(state: &SessionState, bind: &str) -> Result<(String, Scheduler, BallistaCluster), String> {
     let codec = BallistaCodec::new(
         state.config().ballista_logical_extension_codec(),
         state.config().ballista_physical_extension_codec(),
@@ -599,7 +634,8 @@ async fn start_scheduler(state: &SessionState, bind: &str) -> Result<(String, Sc
     .with_scheduler_policy(ballista_core::config::TaskSchedulingPolicy::PullStaged)
     .with_task_distribution(TaskDistributionPolicy::RoundRobin);
     let metrics = ballista_scheduler::metrics::default_metrics_collector().map_err(|e| e.to_string())?;
-    let mut server: Scheduler = SchedulerServer::new(endpoint.clone(), cluster, codec, Arc::new(config), metrics);
+    let mut server: Scheduler =
+        SchedulerServer::new(endpoint.clone(), cluster.clone(), codec, Arc::new(config), metrics);
     server.init().await.map_err(|e| e.to_string())?;
     let service = SchedulerGrpcServer::new(server.clone())
         .max_decoding_message_size(max_message)
@@ -609,7 +645,7 @@ async fn start_scheduler(state: &SessionState, bind: &str) -> Result<(String, Sc
             .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    Ok((format!("http://{endpoint}"), server))
+    Ok((format!("http://{endpoint}"), server, cluster))
 }
 
 /// How long an executor pod keeps going once its scheduler stopped answering: the run's pod
@@ -1225,8 +1261,27 @@ pub struct JobFigures {
     pub stages: Vec<StageMetrics>,
 }
 
+/// What the scheduler's execution graph says of a job's stages besides their metrics, by stage
+/// id: each successful task's start and end (milliseconds since the epoch), and the bytes each
+/// stage wrote to the shuffle (summed over the partitions the stages after it read).
+#[derive(Debug, Default)]
+struct StageTimes {
+    tasks: BTreeMap<usize, Vec<(u128, u128)>>,
+    shuffle_bytes: BTreeMap<usize, u64>,
+}
+
+impl StageTimes {
+    /// Seconds from stage `id`'s first task starting to its last ending.
+    fn wall_seconds(&self, id: usize) -> Option<f64> {
+        let tasks = self.tasks.get(&id)?;
+        let start = tasks.iter().map(|(start, _)| *start).min()?;
+        let end = tasks.iter().map(|(_, end)| *end).max()?;
+        Some(end.saturating_sub(start) as f64 / 1000.0)
+    }
+}
+
 impl JobFigures {
-    fn of(sink: &str, stages: &[JobStageMetrics]) -> Self {
+    fn of(sink: &str, stages: &[JobStageMetrics], times: &StageTimes) -> Self {
         let mut figures = JobFigures::default();
         for stage in stages {
             let mut compute_nanos = 0u64;
@@ -1266,6 +1321,11 @@ impl JobFigures {
                 tasks: i64::from(stage.partitions),
                 rows: handed_on.map_or(0, |(_, rows)| rows) as i64,
                 compute_seconds: compute_nanos as f64 / 1e9,
+                wall_seconds: times.wall_seconds(stage.stage_id as usize),
+                shuffle_bytes: times
+                    .shuffle_bytes
+                    .get(&(stage.stage_id as usize))
+                    .map(|bytes| *bytes as i64),
             });
         }
         figures
@@ -1572,7 +1632,18 @@ mod tests {
                 operator(2, "AggregateExec", "AggregateExec", vec![metric(Metric::OutputRows(7))]),
             ],
         };
-        let figures = JobFigures::of("s", &[scan, last]);
+        let times = StageTimes {
+            tasks: BTreeMap::from([(1, vec![(1_000, 3_500), (1_200, 4_000)]), (2, vec![(4_100, 4_600)])]),
+            shuffle_bytes: BTreeMap::from([(1, 4096)]),
+        };
+        let figures = JobFigures::of("s", &[scan, last], &times);
+        assert_eq!(figures.stages[0].wall_seconds, Some(3.0), "first start to last end");
+        assert_eq!(figures.stages[0].shuffle_bytes, Some(4096));
+        assert_eq!(figures.stages[1].wall_seconds, Some(0.5));
+        assert_eq!(
+            figures.stages[1].shuffle_bytes, None,
+            "the last stage writes files, not a shuffle"
+        );
         assert_eq!(
             figures.rows_by_store,
             BTreeMap::from([("kglue://source-0".to_string(), 100)])
