@@ -261,7 +261,11 @@ fn server_side_dry_run(env: &Env) -> Result<(), Failed> {
             args.extend(["--set", value]);
         }
         let rendered = dir.join(format!("{name}.yaml"));
-        std::fs::write(&rendered, env.helm_ok(&args)?)?;
+        let text = env.helm_ok(&args)?;
+        if name == "all-namespaces" {
+            runner_pods_reach_each_other(&text)?;
+        }
+        std::fs::write(&rendered, text)?;
         let path = rendered.display().to_string();
         // The cluster-scoped admission policy exists already (the install made it, with Helm as
         // its manager): a dry run checks what the server accepts, so it may take its fields over.
@@ -341,5 +345,32 @@ fn check_chart_values(env: &Env, chart: &Path, values: &Value) -> Result<(), Fai
     let chart = chart.display().to_string();
     let file = file.display().to_string();
     env.helm_ok(&["template", RELEASE, &chart, "-f", &file])?;
+    Ok(())
+}
+
+/// The runner NetworkPolicy in `rendered` admits, and lets runner pods reach, the namespace's
+/// runner pods (a distributed run's driver and executors), and nothing else from outside.
+fn runner_pods_reach_each_other(rendered: &str) -> Result<(), Failed> {
+    let documents: Vec<Value> = serde_saphyr::from_multiple(rendered).map_err(|e| e.to_string())?;
+    let policy = documents
+        .iter()
+        .find(|d| d["kind"] == "NetworkPolicy")
+        .ok_or("no runner NetworkPolicy rendered")?;
+    let runner = json!({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "kglue-runner"}}});
+    let ingress = &policy["spec"]["ingress"];
+    let admits_runners = ingress.as_array().is_some_and(|rules| {
+        rules.len() == 1
+            && rules[0]["from"]
+                .as_array()
+                .is_some_and(|from| from == &vec![runner.clone()])
+    });
+    let reaches_runners = policy["spec"]["egress"].as_array().is_some_and(|rules| {
+        rules
+            .iter()
+            .any(|r| r["to"].as_array().is_some_and(|to| to.contains(&runner)))
+    });
+    if !admits_runners || !reaches_runners {
+        return Err(format!("the runner NetworkPolicy should admit and reach only runner pods: {policy:#}").into());
+    }
     Ok(())
 }
