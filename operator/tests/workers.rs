@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Operator, orders_json, runner_pids, tail};
+use common::{Cluster, Operator, kglue_pids, orders_json, runner_pids, tail};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use k8s_openapi::api::batch::v1::Job as BatchJob;
 use k8s_openapi::api::core::v1::Pod;
@@ -181,19 +181,7 @@ impl Env {
 
 /// The pids of executor processes serving `run_id`.
 fn executor_pids(run_id: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                args.contains(&&b"executor"[..]) && args.contains(&run_id.as_bytes())
-            })
-        })
-        .collect()
+    kglue_pids("executor", run_id)
 }
 
 fn kill(pid: i32) {

@@ -171,6 +171,19 @@ pub fn secrets_volume(uses: &[SecretKeyUse]) -> Option<(Volume, VolumeMount)> {
     Some((volume, mount))
 }
 
+/// The volumes of a run's pod (an attempt's or an executor's) and their mounts: the spill folder
+/// for `memory_gib` of memory, and the Connections' Secret keys `secrets` when there are any.
+fn run_volumes(memory_gib: u32, secrets: &[SecretKeyUse]) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let (spill, spill_mount) = spill_volume(memory_gib);
+    let mut volumes = vec![spill];
+    let mut mounts = vec![spill_mount];
+    if let Some((volume, mount)) = secrets_volume(secrets) {
+        volumes.push(volume);
+        mounts.push(mount);
+    }
+    (volumes, mounts)
+}
+
 /// The security context of every runner container ("restricted" Pod Security Standard, read-only
 /// root file system).
 pub fn restricted_container() -> SecurityContext {
@@ -301,13 +314,7 @@ pub fn build_job(owner: &Owner, launch: &Launch, spec: &AttemptSpec, settings: &
     }
     let ports = (!ports.is_empty()).then_some(ports);
     let args = command.to_args();
-    let (spill, spill_mount) = spill_volume(memory_gib);
-    let mut volumes = vec![spill];
-    let mut mounts = vec![spill_mount];
-    if let Some((volume, mount)) = secrets_volume(&spec.secrets) {
-        volumes.push(volume);
-        mounts.push(mount);
-    }
+    let (volumes, mounts) = run_volumes(memory_gib, &spec.secrets);
     let container = Container {
         name: "runner".into(),
         image: Some(settings.image.clone()),
@@ -422,13 +429,7 @@ pub fn build_executors(
         run_id: labels.get(kglue_crds::protocol::attempt::LABEL_RUN_ID).cloned(),
         allow_local_paths: settings.local_paths.clone(),
     };
-    let (spill, spill_mount) = spill_volume(worker.memory_gib);
-    let mut volumes = vec![spill];
-    let mut mounts = vec![spill_mount];
-    if let Some((volume, mount)) = secrets_volume(&spec.secrets) {
-        volumes.push(volume);
-        mounts.push(mount);
-    }
+    let (volumes, mounts) = run_volumes(worker.memory_gib, &spec.secrets);
     let container = Container {
         name: "executor".into(),
         image: Some(settings.image.clone()),

@@ -421,8 +421,13 @@ pub fn orders_json(first_id: u32, count: u32, day: &str) -> String {
     text
 }
 
-/// The pids of runner processes working on `run_id`.
+/// The pids of runner processes working on `run_id` (`kglue attempt`).
 pub fn runner_pids(run_id: &str) -> Vec<i32> {
+    kglue_pids("attempt", run_id)
+}
+
+/// The pids of `kglue <subcommand>` processes with `run_id` among their arguments.
+pub fn kglue_pids(subcommand: &str, run_id: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -433,7 +438,7 @@ pub fn runner_pids(run_id: &str) -> Vec<i32> {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|cmdline| {
                     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                    args.contains(&&b"attempt"[..]) && args.contains(&run_id.as_bytes())
+                    args.contains(&subcommand.as_bytes()) && args.contains(&run_id.as_bytes())
                 })
                 .unwrap_or(false)
         })
