@@ -3,8 +3,8 @@
 //! creates once that pod runs, all run by the node agent as local processes, counted by the real
 //! Job controller, reading and writing the S3 server.
 //!
-//! The cases run in order on one cluster: the example pipeline's cleaning job with 1 and with 3
-//! workers (rows compared row for row); a larger job with 3 workers whose executor is SIGKILLed
+//! The cases run in order on one cluster: the example pipeline's two jobs with 1 and with 3
+//! workers (the curated table and the report compared row for row); a larger job with 3 workers whose executor is SIGKILLed
 //! mid-run; the same job whose driver is SIGKILLed mid-run (a clean retry). After each, no pod
 //! and no process of the run is left.
 
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let trials = vec![
         trial(
             &env,
-            "the_example_job_with_three_workers_writes_exactly_the_rows_of_one",
+            "the_example_pipelines_jobs_with_three_workers_write_exactly_the_rows_of_one",
             example_job,
         ),
         trial(
@@ -190,38 +190,95 @@ fn kill(pid: i32) {
     }
 }
 
-/// The example pipeline's cleaning job as `name`, with `workers`, writing its sink to
-/// `s3://sales-reports/<name>/` instead of the curated table, without a bookmark.
-fn example_clean_orders(name: &str, workers: u32) -> Result<Value, Failed> {
-    let manifests = load_manifests(&repo_root().join("examples/sales-pipeline")).map_err(|e| e.to_string())?;
-    let mut job = manifests
-        .into_iter()
-        .map(|m| m.object)
-        .find(|o| o["kind"] == "Job" && o["metadata"]["name"] == "clean-orders")
-        .ok_or("the example has no clean-orders Job")?;
-    job["metadata"] = json!({"name": name});
-    job["spec"]["workers"] = json!(workers);
-    job["spec"]["bookmark"] = json!({"option": "Disable"});
-    job["spec"]["sinks"] = json!([{
-        "name": "orders_daily",
-        "storage": {"location": format!("s3://sales-reports/{name}/"), "format": "Parquet", "connection": "lake"},
-        "partitionBy": ["order_date"],
-        "writeMode": "Overwrite",
-    }]);
-    Ok(job)
+/// The example pipeline's objects (its triggers aside, which would start runs of their own), its
+/// Connection pointed at the S3 server, its Jobs with `workers` and the cleaning job without a
+/// bookmark (so that a second run reads what the first read).
+fn example_objects(env: &Env, workers: u32) -> Result<Vec<Value>, Failed> {
+    let mut objects = Vec::new();
+    for manifest in load_manifests(&repo_root().join("examples/sales-pipeline")).map_err(|e| e.to_string())? {
+        let mut object = manifest.object;
+        match object["kind"].as_str() {
+            Some("Trigger") => continue,
+            Some("Connection") => object["spec"]["s3"]["endpoint"] = json!(env.s3.endpoint()),
+            Some("Job") => {
+                object["spec"]["workers"] = json!(workers);
+                if object["spec"]["bookmark"].is_object() {
+                    object["spec"]["bookmark"] = json!({"option": "Disable"});
+                }
+            }
+            _ => {}
+        }
+        objects.push(object);
+    }
+    Ok(objects)
+}
+
+/// Runs Job `name` (request `request`) to success; returns its run.
+fn run_to_success(env: &Env, name: &str, request: &str) -> Result<Value, Failed> {
+    env.wait_ready("jobs", name, SETTLE)?;
+    env.start(name, request)?;
+    let run = env.wait_final(name, request)?;
+    if run["state"] != "Succeeded" {
+        return Err(format!("{name}: {run:#}").into());
+    }
+    env.nothing_left(run["id"].as_str().unwrap_or_default())?;
+    Ok(run)
+}
+
+/// A distributed run's figures: `executors` executors, and stages with tasks and wall times, of
+/// which at least one shuffled bytes if `shuffles` (at least two stages then).
+fn expect_figures(name: &str, run: &Value, executors: i64, shuffles: bool) -> Result<(), Failed> {
+    let workers = &run["metrics"]["workers"];
+    let stages = workers["stages"].as_array().cloned().unwrap_or_default();
+    let timed = stages
+        .iter()
+        .all(|s| s["wallSeconds"].is_number() && s["tasks"].as_i64() > Some(0));
+    let shuffled = stages.iter().any(|s| s["shuffleBytes"].as_i64() > Some(0));
+    let staged = !stages.is_empty() && (!shuffles || (stages.len() >= 2 && shuffled));
+    if workers["executors"] != executors || !timed || !staged {
+        return Err(format!(
+            "{name}'s run should record {executors} executors and its stages' tasks, times and shuffle bytes: {run:#}"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The rows of the revenue report (gzip CSV with a header) under `s3://bucket/prefix`, sorted.
+fn report_rows(env: &Env, bucket: &str, prefix: &str) -> Result<Vec<String>, Failed> {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    use std::io::Read;
+    let store = env.s3.store(bucket).map_err(|e| e.to_string())?;
+    env.block(async {
+        let files: Vec<_> = store
+            .list(Some(&object_store::path::Path::from(prefix)))
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut rows = Vec::new();
+        for file in files.iter().filter(|f| f.location.as_ref().ends_with(".gz")) {
+            let bytes = store
+                .get(&file.location)
+                .await
+                .map_err(|e| e.to_string())?
+                .bytes()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut text)
+                .map_err(|e| format!("{}: {e}", file.location))?;
+            rows.extend(text.lines().skip(1).map(str::to_string));
+        }
+        rows.sort();
+        Ok::<_, Failed>(rows)
+    })
 }
 
 fn example_job(env: &Env) -> Result<(), Failed> {
-    for manifest in load_manifests(&repo_root().join("examples/sales-pipeline")).map_err(|e| e.to_string())? {
-        let mut object = manifest.object.clone();
-        if object["kind"] == "Trigger" {
-            continue;
-        }
-        if object["kind"] == "Connection" {
-            object["spec"]["s3"]["endpoint"] = json!(env.s3.endpoint());
-        }
-        env.apply_object(&object)
-            .map_err(|e| format!("{}: {}", manifest.describe(), e.message().unwrap_or_default()))?;
+    for object in example_objects(env, 1)? {
+        env.apply_object(&object)?;
     }
     for (day, first) in [("2024-05-01", 1), ("2024-05-02", 500), ("2024-05-03", 900)] {
         env.land(
@@ -230,7 +287,7 @@ fn example_job(env: &Env) -> Result<(), Failed> {
             &orders_json(first, 300, day),
         )?;
     }
-    // A second version of some orders, which the job's dedup drops.
+    // A second version of some orders, which the cleaning job's dedup drops.
     env.land(
         "sales-landing",
         "orders/dt=2024-05-03/part-1.json",
@@ -248,52 +305,57 @@ fn example_job(env: &Env) -> Result<(), Failed> {
         Ok(runs.first().filter(|r| r["state"] == "Succeeded").map(|_| ()))
     })?;
 
+    // The two jobs as the example has them, with 1 worker and then with 3: the curated table
+    // (overwritten partition by partition) and the report (overwritten) after each.
     let mut written = BTreeMap::new();
     for workers in [1, 3] {
-        let name = format!("clean-orders-w{workers}");
-        env.apply_object(&example_clean_orders(&name, workers)?)?;
-        env.wait_ready("jobs", &name, SETTLE)?;
-        env.start(&name, "r1")?;
-        let run = env.wait_final(&name, "r1")?;
-        if run["state"] != "Succeeded" {
-            return Err(format!("{name}: {run:#}").into());
-        }
-        let executors = &run["metrics"]["workers"]["executors"];
-        if workers == 3 {
-            let stages = run["metrics"]["workers"]["stages"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let timed = stages
-                .iter()
-                .all(|s| s["wallSeconds"].is_number() && s["tasks"].as_i64() > Some(0));
-            let shuffled = stages.iter().any(|s| s["shuffleBytes"].as_i64() > Some(0));
-            if executors != 3 || stages.len() < 2 || !timed || !shuffled {
-                return Err(format!(
-                    "{name}'s run should record 3 executors and its stages' tasks, times and shuffle bytes: {run:#}"
-                )
-                .into());
+        if workers > 1 {
+            for object in example_objects(env, workers)? {
+                if object["kind"] == "Job" {
+                    env.apply_object(&object)?;
+                }
             }
         }
-        env.nothing_left(run["id"].as_str().unwrap_or_default())?;
+        let request = format!("w{workers}");
+        let clean = run_to_success(env, "clean-orders", &request)?;
+        let publish = run_to_success(env, "publish-revenue", &request)?;
+        if workers > 1 {
+            // The cleaning job's window and join shuffle; the report's small aggregation is one
+            // stage on a Small worker's single partition.
+            expect_figures("clean-orders", &clean, i64::from(workers), true)?;
+            expect_figures("publish-revenue", &publish, i64::from(workers), false)?;
+        }
         written.insert(
             workers,
-            env.rows("sales-reports", &format!("{name}/"), Some("order_date"))?,
+            (
+                env.rows("sales-curated", "orders_daily/", Some("order_date"))?,
+                report_rows(env, "sales-reports", "revenue/")?,
+            ),
         );
     }
-    let (one, three) = (&written[&1], &written[&3]);
-    if one.len() != 900 {
-        return Err(format!("one worker should write the 900 orders once each: {} rows", one.len()).into());
-    }
-    if one != three {
-        let missing = one.iter().filter(|r| !three.contains(r)).count();
-        let extra = three.iter().filter(|r| !one.contains(r)).count();
+    let ((curated_1, report_1), (curated_3, report_3)) = (&written[&1], &written[&3]);
+    if curated_1.len() != 900 || report_1.is_empty() {
         return Err(format!(
-            "3 workers wrote {} rows, 1 worker {}: {missing} missing, {extra} extra",
-            three.len(),
-            one.len()
+            "one worker should write the 900 orders once each and a report: {} rows, {} report lines",
+            curated_1.len(),
+            report_1.len()
         )
         .into());
+    }
+    for (what, one, three) in [
+        ("orders_daily", curated_1, curated_3),
+        ("the revenue report", report_1, report_3),
+    ] {
+        if one != three {
+            let missing = one.iter().filter(|r| !three.contains(r)).count();
+            let extra = three.iter().filter(|r| !one.contains(r)).count();
+            return Err(format!(
+                "{what}: 3 workers wrote {} rows, 1 worker {}: {missing} missing, {extra} extra",
+                three.len(),
+                one.len()
+            )
+            .into());
+        }
     }
     Ok(())
 }
