@@ -184,10 +184,23 @@ pub struct RunRecord<M> {
     pub message: Option<String>,
     /// Figures the runner reported for the run.
     pub metrics: Option<M>,
+    /// A distributed Job run (`workers`) that has not ended: its executor pods, as the operator
+    /// last saw them.
+    pub executors: Option<ExecutorCount>,
     /// The run properties a succeeded Job run set (`spec.runPropertiesFrom`), for the Workflow run
     /// that started it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub run_properties: BTreeMap<String, String>,
+}
+
+/// A distributed run's executor pods.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutorCount {
+    /// Executor pods the run asked for (the Job's `workers`).
+    pub requested: i32,
+    /// Those running now.
+    pub running: i32,
 }
 
 /// The size of the pod a run gets. The defaults (overridable in the operator's configuration) are

@@ -603,14 +603,22 @@ fn wide_reference(env: &Env) -> Result<(Vec<String>, Vec<String>), Failed> {
     Ok(rows)
 }
 
-/// Waits until run `request` of `name` is Running with all its executor processes up, then
-/// returns the run id and those processes.
+/// Waits until run `request` of `name` is Running with all its executor processes up and its
+/// record shows them (`executors: {requested: 3, running: 3}`), then returns the run id and those
+/// processes.
 fn running_with_executors(env: &Env, name: &str, request: &str) -> Result<(String, Vec<i32>), Failed> {
     let run = env.wait_run(name, request, |run| run["state"] == "Running")?;
     let run_id = run["id"].as_str().unwrap_or_default().to_string();
     let pids = env.wait_for(&format!("3 executor processes of {run_id}"), SETTLE, || {
         let pids = executor_pids(&run_id);
         Ok((pids.len() >= 3).then_some(pids))
+    })?;
+    env.wait_run(name, request, |run| {
+        run["executors"] == json!({"requested": 3, "running": 3}) || run["state"] != "Running"
+    })
+    .and_then(|run| match run["state"] == "Running" {
+        true => Ok(()),
+        false => Err(format!("the run ended before its record showed 3 executors running: {run:#}").into()),
     })?;
     Ok((run_id, pids))
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kglue_crds::common::{WorkerResources, WorkerSize};
+use kglue_crds::common::{ExecutorCount, WorkerResources, WorkerSize};
 use kglue_crds::connection::SecretKeyUse;
 use kglue_crds::protocol::attempt::{
     AttemptCommand, LABEL_ATTEMPT, LABEL_OWNER_UID, POD_ENV, SECRETS_DIR, SPILL_DIR, SettleMode, TERMINATION_LOG,
@@ -537,6 +537,16 @@ pub fn executors_step(driver: &BatchJob, driver_pods: &[Pod], ending: bool, exis
         },
         None => ExecutorsStep::Wait,
     }
+}
+
+/// The executor pods of distributed attempt Job `driver` as its run shows them: how many it asked
+/// for, and how many of `executors` run. `None` for a one-pod attempt. Pure.
+pub fn executor_count(driver: &BatchJob, executors: &[Pod]) -> Option<ExecutorCount> {
+    let requested = executors_wanted(driver)?;
+    Some(ExecutorCount {
+        requested: i32::try_from(requested).unwrap_or(i32::MAX),
+        running: i32::try_from(executors.iter().filter(|p| pod_running(p)).count()).unwrap_or(i32::MAX),
+    })
 }
 
 /// `state` of an attempt whose executor pods are `executors`: an attempt is over only when no
@@ -1078,5 +1088,28 @@ mod tests {
             with_executors(AttemptJob::Pending, &[pod("Running")]),
             AttemptJob::Pending
         );
+    }
+
+    #[test]
+    fn a_distributed_run_shows_its_executors_requested_and_running() {
+        let driver = build_job(&owner(), &launch(), &distributed_spec(), &settings());
+        let pods = [pod("Running"), pod("Pending"), pod("Running"), pod("Failed")];
+        assert_eq!(
+            executor_count(&driver, &pods),
+            Some(ExecutorCount {
+                requested: 3,
+                running: 2
+            })
+        );
+        let one = build_job(
+            &owner(),
+            &launch(),
+            &AttemptSpec {
+                executors: None,
+                ..distributed_spec()
+            },
+            &settings(),
+        );
+        assert_eq!(executor_count(&one, &pods), None);
     }
 }

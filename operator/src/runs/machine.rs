@@ -311,6 +311,7 @@ impl<M: Clone> Machine<M> {
                 failures_in_a_row: None,
                 message: None,
                 metrics: None,
+                executors: None,
                 run_properties: BTreeMap::new(),
             };
             if let Err(message) = request.body {
@@ -830,6 +831,7 @@ impl<M: Clone> Machine<M> {
             settle_attempts: None,
             message: Some(format!("retry {attempt} of {max_retries} after: {message}")),
             metrics: None,
+            executors: None,
             ..record.clone()
         });
         true

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kglue_crds::Table;
-use kglue_crds::common::{RunRecord, RunState, cap_run_message};
+use kglue_crds::common::{ExecutorCount, RunRecord, RunState, cap_run_message};
 use kglue_crds::connection::{SecretKeyUse, secret_consents};
 use kglue_crds::crawler::CRAWLER_LABEL;
 use kglue_crds::job::{StreamProgress, StreamState};
@@ -35,8 +35,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, P
 use serde_json::{Value, json};
 
 use self::batch::{
-    AttemptSpec, ExecutorsStep, Owner, StreamAttempt, attempt_state, build_executors, build_job, executors_job_name,
-    executors_step, executors_wanted, stale_stream, with_executors,
+    AttemptSpec, ExecutorsStep, Owner, StreamAttempt, attempt_state, build_executors, build_job, executor_count,
+    executors_job_name, executors_step, executors_wanted, stale_stream, with_executors,
 };
 use self::machine::{AttemptJob, Decision, Observed, Report, decide, followed_jobs};
 pub use self::runnable::Runnable;
@@ -105,10 +105,16 @@ pub async fn reconcile_runs<K: Runnable>(on: ActOn<'_>) -> Result<Option<Duratio
         return Ok(tick.wait());
     }
     let runs = object.runs();
-    let (observed, deletes, waiting_executors) = read(ctx, namespace, &object, requests, blocked, settings).await?;
+    let (observed, deletes, executors) = read(ctx, namespace, &object, requests, blocked, settings).await?;
     let reported = observed.progress.clone();
     let decision = decide(observed);
-    let new_runs = act(ctx, namespace, &object, &decision, settings).await?;
+    let mut new_runs = act(ctx, namespace, &object, &decision, settings).await?;
+    for run in &mut new_runs {
+        run.executors = match (&run.kubernetes_job, run.state.is_final()) {
+            (Some(job), false) => executors.counts.get(job).copied(),
+            _ => None,
+        };
+    }
     let streaming = object
         .stream_window()
         .and_then(|_| stream_status(object.stream_progress(), &new_runs, &reported));
@@ -126,7 +132,7 @@ pub async fn reconcile_runs<K: Runnable>(on: ActOn<'_>) -> Result<Option<Duratio
     let after = decision.requeue_after.or(active.then_some(recheck));
     // A distributed attempt's pod without an IP yet (its executors are created once it has one),
     // or an ended attempt whose executor pods are still ending.
-    let after = match waiting_executors {
+    let after = match executors.waiting {
         true => Some(after.map_or(EXECUTORS_RECHECK, |a| a.min(EXECUTORS_RECHECK))),
         false => after,
     };
@@ -175,7 +181,7 @@ async fn read<K: Runnable>(
     requests: Requests,
     blocked: Option<String>,
     settings: &RunnerSettings,
-) -> Result<(Observed<K::Metrics>, TableDeletes, bool), Error> {
+) -> Result<(Observed<K::Metrics>, TableDeletes, Executors), Error> {
     let uid = object.meta().uid.clone().unwrap_or_default();
     let jobs_api: Api<BatchJob> = ctx.api(namespace);
     let pods_api: Api<Pod> = ctx.api(namespace);
@@ -190,6 +196,7 @@ async fn read<K: Runnable>(
     let mut progress = BTreeMap::new();
     let mut stale = BTreeSet::new();
     let mut waiting_executors = false;
+    let mut executor_counts = BTreeMap::new();
     let streaming = object.stream_window().is_some();
     let followed = followed_jobs(&object.name_any(), &object.runs());
     for job in listed.items {
@@ -220,6 +227,12 @@ async fn read<K: Runnable>(
         let mut state = attempt_state(&job, &pods);
         if distributed {
             let executors = follow_executors(ctx, namespace, object, &job, &pods, settings).await?;
+            let count = executor_count(&job, &executors.pods);
+            // Executors still starting: looked at again soon, so the run shows them running.
+            waiting_executors |= count.is_some_and(|c| c.running < c.requested) && !ending(&job);
+            if let Some(count) = count {
+                executor_counts.insert(job_name.clone(), count);
+            }
             let held = with_executors(state.clone(), &executors.pods);
             // Executor pods are not watched (their Job is the attempt's, not the object's): an
             // attempt held open by them, or waiting for its pod's IP, is looked at again soon.
@@ -273,7 +286,19 @@ async fn read<K: Runnable>(
         progress,
         stale,
     };
-    Ok((observed, deletes, waiting_executors))
+    let executors = Executors {
+        waiting: waiting_executors,
+        counts: executor_counts,
+    };
+    Ok((observed, deletes, executors))
+}
+
+/// What the read saw of distributed attempts' executor pods.
+struct Executors {
+    /// Whether one waits for its pod's IP, its executors to start or to end: look again soon.
+    waiting: bool,
+    /// Each distributed attempt's executor pods, by its Kubernetes Job.
+    counts: BTreeMap<String, ExecutorCount>,
 }
 
 /// The Tables (object names) each attempt's report asks to delete, by the attempt's Kubernetes Job.
@@ -744,6 +769,7 @@ mod tests {
             failures_in_a_row: None,
             message: Some("the attempt's pod ended: exit code 137".into()),
             metrics: None,
+            executors: None,
             run_properties: BTreeMap::new(),
         };
         let progress = |attempt: i32, state: StreamState| StreamProgress {

@@ -81,6 +81,7 @@ mod tests {
             failures_in_a_row: None,
             message: None,
             metrics: None,
+            executors: None,
             run_properties: BTreeMap::new(),
         }
     }

@@ -200,6 +200,7 @@ fn next_attempt<M: Clone>(
         failures_in_a_row: in_a_row,
         message,
         metrics: None,
+        executors: None,
         ..record.clone()
     }
 }
