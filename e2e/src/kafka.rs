@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use datafusion::arrow::array::{Array, Int32Array, Int64Array};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use rskafka::client::ClientBuilder;
-use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
 use rskafka::record::Record;
 
 use crate::s3::start_on_free_port;
@@ -121,7 +121,12 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Produces `values` to `topic`, spread over its `partitions` in turn (`chunk` records per
-/// request); returns where each landed, in `values`' order.
+/// request); returns where each record landed, in `values`' order.
+///
+/// The client is not an idempotent producer: when a request's answer is lost (a broker just
+/// resumed from SIGSTOP, say) it sends the request again, and the broker may hold the chunk twice.
+/// Such copies sit between where the partition ended and where the answered request begins; they
+/// are returned too, so a caller counts every record the topic holds, as a stream will read it.
 pub fn produce(broker: &KafkaBroker, topic: &str, partitions: i32, values: &[String], chunk: usize) -> Vec<(i32, i64)> {
     runtime().block_on(async {
         let client = ClientBuilder::new(vec![broker.bootstrap()])
@@ -136,6 +141,10 @@ pub fn produce(broker: &KafkaBroker, topic: &str, partitions: i32, values: &[Str
                     .await
                     .expect("a partition client"),
             );
+        }
+        let mut ends = Vec::new();
+        for client in &clients {
+            ends.push(client.get_offset(OffsetAt::Latest).await.expect("the partition's end"));
         }
         let mut landed = Vec::with_capacity(values.len());
         for (index, part) in values.chunks(chunk).enumerate() {
@@ -153,7 +162,11 @@ pub fn produce(broker: &KafkaBroker, topic: &str, partitions: i32, values: &[Str
                 .produce(records, Compression::NoCompression)
                 .await
                 .expect("produced");
-            landed.extend(offsets.into_iter().map(|offset| (partition, offset)));
+            let end = &mut ends[partition as usize];
+            let first = offsets.first().copied().unwrap_or(*end);
+            landed.extend((*end..first).map(|copy| (partition, copy)));
+            landed.extend(offsets.iter().map(|offset| (partition, *offset)));
+            *end = offsets.last().map_or(*end, |last| last + 1);
         }
         landed
     })
