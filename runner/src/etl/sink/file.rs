@@ -576,7 +576,7 @@ mod tests {
         let held_rows = gathered(&file).gathered_rows;
         assert_eq!(held_rows, (GATHERED_PIECES + 3) * 5);
         assert!(
-            file.buffered() < 100 * held_rows,
+            (8 * held_rows..100 * held_rows).contains(&file.buffered()),
             "{} bytes counted for {held_rows} rows",
             file.buffered()
         );
