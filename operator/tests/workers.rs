@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use common::{Cluster, Operator, kglue_pids, orders_json, runner_pids, tail};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use k8s_openapi::api::batch::v1::Job as BatchJob;
 use k8s_openapi::api::core::v1::Pod;
 use kglue_e2e::harness::{self, trial};
 use kglue_e2e::{load_manifests, repo_root};
@@ -661,23 +660,29 @@ fn executor_killed(env: &Env) -> Result<(), Failed> {
     if !still_running {
         return Err("the run ended before an executor could be killed: the case shows nothing".into());
     }
-    // The Job controller counts the killed pod as failed (and replaces it) while the run goes
-    // on; the operator deletes the executors' Job once the run ends, so this is looked at now.
-    let jobs: Api<BatchJob> = Api::namespaced(env.client.clone(), NAMESPACE);
+    // The killed pod is seen Failed while the run goes on (the operator deletes the executors'
+    // Job and its pods once the run ends, so this is looked at now). Not the Job's `failed`
+    // count: the Job controller can count it after a short run has already ended.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NAMESPACE);
     let executors_job = format!("wide-kill-{run_id}-0-exec");
+    let selector = format!("batch.kubernetes.io/job-name={executors_job}");
     env.wait_for(
-        &format!("{executors_job} counting the killed pod"),
+        &format!("a pod of {executors_job} Failed"),
         Duration::from_secs(30),
         || {
-            let job = env.block(jobs.get_opt(&executors_job)).map_err(|e| e.to_string())?;
-            match job {
-                None => Err(format!("{executors_job} was deleted before it counted the killed pod as failed").into()),
-                Some(job) => Ok(job
-                    .status
-                    .and_then(|s| s.failed)
-                    .filter(|failed| *failed >= 1)
-                    .map(|_| ())),
+            let listed = env
+                .block(pods.list(&ListParams::default().labels(&selector)))
+                .map_err(|e| e.to_string())?;
+            if listed.items.is_empty() {
+                return Err(
+                    format!("{executors_job}'s pods were deleted before the killed one was seen Failed").into(),
+                );
             }
+            let failed = listed
+                .items
+                .iter()
+                .any(|pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"));
+            Ok(failed.then_some(()))
         },
     )?;
     let run = env.wait_final("wide-kill", "r1")?;
