@@ -24,7 +24,8 @@
 #   ~/.cache/kglue/bench-data    per scale factor (generated once, when a workload needs it):
 #                                sf<N>/lineitem/ CSV, sf<N>/orders/ versioned CSV (curate),
 #                                sf<N>/orders-json/ JSON lines (flatten, 2.3 GiB per SF); results/
-# kglue itself is built from this checkout: cargo build --release -p kglue-runner --bin kglue.
+# kglue itself is built from this checkout: cargo build --release -p kglue-runner --bin kglue
+# (KGLUE_PROFILE=dist: the released images' profile instead; see setup_kglue in ../lib.sh).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
