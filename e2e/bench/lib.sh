@@ -65,8 +65,8 @@ need_java() {
 }
 
 # setup_kglue: kglue from this checkout into $kglue, built with Cargo profile $KGLUE_PROFILE:
-# `release` by default; `dist` is what the released images ship (fat LTO, one codegen unit, about
-# 33 minutes to build on 2 cores). Cargo's target dir: ./target unless CARGO_TARGET_DIR.
+# `release` by default; `dist` is what the released images ship (fat LTO, one codegen unit, 33 to
+# 42 minutes to build on 2 cores). Cargo's target dir: ./target unless CARGO_TARGET_DIR.
 setup_kglue() {
   local target profile=${KGLUE_PROFILE:-release}
   [[ $profile =~ ^(release|dist)$ ]] || die "KGLUE_PROFILE must be release or dist, not '$profile'"
